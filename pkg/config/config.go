@@ -1,0 +1,415 @@
+// Package config loads the one TOML file that edged, workerd and edgectl all
+// read (/etc/edged/edged.toml in production).
+//
+// Loading goes in phases: defaults, a strict decode (an unknown key is an
+// error), then validation. Every error a user can meet names the file and
+// line, the key, the bad value, and what to write instead. Relative paths in
+// the file are taken relative to the file's own directory, so a config and
+// the app it names can move together.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+)
+
+// DefaultPath is where the packaged config lives.
+const DefaultPath = "/etc/edged/edged.toml"
+
+// Config is the whole file, after defaults and validation.
+type Config struct {
+	Listen  Listen   `toml:"listen"`
+	TLS     []TLS    `toml:"tls"`
+	Static  []Static `toml:"static"`
+	App     App      `toml:"app"`
+	Pool    Pool     `toml:"pool"`
+	Limits  Limits   `toml:"limits"`
+	Buffers Buffers  `toml:"buffers"`
+	Proxy   Proxy    `toml:"proxy"`
+	Log     Log      `toml:"log"`
+
+	// File is the absolute path the config was read from ("" for Default).
+	File string `toml:"-"`
+}
+
+// Listen holds the addresses edged binds when systemd hands it no socket.
+type Listen struct {
+	HTTP  []string `toml:"http"`
+	HTTPS []string `toml:"https"`
+}
+
+// TLS is one certificate and its key. The names it serves come from the
+// certificate itself; the client's SNI picks among them.
+type TLS struct {
+	Cert string `toml:"cert"`
+	Key  string `toml:"key"`
+}
+
+// Static maps a URL prefix to a directory that edged serves itself.
+type Static struct {
+	Prefix string   `toml:"prefix"`
+	Root   string   `toml:"root"`
+	MaxAge Duration `toml:"max_age"`
+	Index  string   `toml:"index"`
+}
+
+// App is the WSGI application that every worker hosts.
+type App struct {
+	// Module is "package.module:callable", as gunicorn takes it.
+	Module string `toml:"module"`
+	// Python is the interpreter; Virtualenv, when set, wins and means
+	// Virtualenv/bin/python.
+	Python     string `toml:"python"`
+	Virtualenv string `toml:"virtualenv"`
+	// Directory is the working directory and the first entry of sys.path.
+	Directory string            `toml:"directory"`
+	Env       map[string]string `toml:"env"`
+	// Credentials maps an environment variable the app reads to the name of
+	// a systemd credential (LoadCredential=) holding its value.
+	Credentials map[string]string `toml:"credentials"`
+	// ScriptName is the URL prefix the app is mounted under (SCRIPT_NAME).
+	ScriptName string `toml:"script_name"`
+	// Timeout bounds the time edged waits for a worker's whole response.
+	Timeout Duration `toml:"timeout"`
+}
+
+// Worker classes.
+const (
+	ClassSync    = "sync"
+	ClassThreads = "threads"
+)
+
+// Pool is the set of workerd instances.
+type Pool struct {
+	Class   string `toml:"class"`
+	Threads int    `toml:"threads"`
+	// Workers is the instance count; 0 means (2 x cores) + 1.
+	Workers   int    `toml:"workers"`
+	SocketDir string `toml:"socket_dir"`
+	// GracefulTimeout is how long a stopping worker may finish its requests.
+	GracefulTimeout Duration `toml:"graceful_timeout"`
+	// MaxRequests recycles a worker's Python process after this many
+	// requests; 0 never.
+	MaxRequests int `toml:"max_requests"`
+}
+
+// Capacity is how many requests one worker serves at once.
+func (p Pool) Capacity() int {
+	if p.Class == ClassThreads {
+		return p.Threads
+	}
+	return 1
+}
+
+// Limits bound what a client may send and how long it may take.
+type Limits struct {
+	MaxBody       Size     `toml:"max_body"`
+	MaxHeader     Size     `toml:"max_header"`
+	HeaderTimeout Duration `toml:"header_timeout"`
+	BodyTimeout   Duration `toml:"body_timeout"`
+	SendTimeout   Duration `toml:"send_timeout"`
+	IdleTimeout   Duration `toml:"idle_timeout"`
+	QueueLength   int      `toml:"queue_length"`
+	QueueTimeout  Duration `toml:"queue_timeout"`
+}
+
+// Buffers say how much of a request or response body edged keeps in memory
+// before it spills the rest to a temporary file.
+type Buffers struct {
+	RequestMemory  Size   `toml:"request_memory"`
+	ResponseMemory Size   `toml:"response_memory"`
+	TempDir        string `toml:"temp_dir"`
+}
+
+// Proxy lists the peers whose X-Forwarded-* headers are believed.
+type Proxy struct {
+	Trusted []string       `toml:"trusted"`
+	Nets    []netip.Prefix `toml:"-"`
+}
+
+// Log configures the logs of every binary.
+type Log struct {
+	Level  string `toml:"level"`
+	Format string `toml:"format"` // auto, json or console
+	Access bool   `toml:"access"`
+}
+
+// Default returns the production defaults, the values an nginx + gunicorn
+// operator would expect.
+func Default() *Config {
+	return &Config{
+		Listen: Listen{HTTP: []string{"0.0.0.0:80"}},
+		App: App{
+			Python:  "/usr/bin/python3",
+			Timeout: Duration(30 * time.Second),
+		},
+		Pool: Pool{
+			Class:           ClassSync,
+			Threads:         4,
+			SocketDir:       "/run/edged/workers",
+			GracefulTimeout: Duration(30 * time.Second),
+		},
+		Limits: Limits{
+			MaxBody:       1 << 20,
+			MaxHeader:     8 << 10,
+			HeaderTimeout: Duration(60 * time.Second),
+			BodyTimeout:   Duration(60 * time.Second),
+			SendTimeout:   Duration(60 * time.Second),
+			IdleTimeout:   Duration(75 * time.Second),
+			QueueLength:   1024,
+			QueueTimeout:  Duration(30 * time.Second),
+		},
+		Buffers: Buffers{
+			RequestMemory:  16 << 10,
+			ResponseMemory: 1 << 20,
+		},
+		Proxy: Proxy{Trusted: []string{"127.0.0.1/32", "::1/128"}},
+		Log:   Log{Level: "info", Format: "auto", Access: true},
+	}
+}
+
+// Workers returns the configured worker count, or (2 x cores) + 1 when the
+// config leaves it at 0.
+func (c *Config) Workers() int {
+	if c.Pool.Workers > 0 {
+		return c.Pool.Workers
+	}
+	return 2*runtime.NumCPU() + 1
+}
+
+// Python returns the interpreter to run.
+func (a App) Interpreter() string {
+	if a.Virtualenv != "" {
+		return filepath.Join(a.Virtualenv, "bin", "python")
+	}
+	return a.Python
+}
+
+// Error is one problem found in a config file. Line is 0 when the problem
+// has no single place in the file.
+type Error struct {
+	File string
+	Line int
+	Key  string
+	Msg  string
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	b.WriteString(e.File)
+	if e.Line > 0 {
+		fmt.Fprintf(&b, ":%d", e.Line)
+	}
+	b.WriteString(": ")
+	if e.Key != "" {
+		b.WriteString(e.Key)
+		b.WriteString(": ")
+	}
+	b.WriteString(e.Msg)
+	return b.String()
+}
+
+// Errors is every problem found in one file, in file order.
+type Errors []*Error
+
+func (es Errors) Error() string {
+	parts := make([]string, len(es))
+	for i, e := range es {
+		parts[i] = e.Error()
+	}
+	return strings.Join(parts, "\n")
+}
+
+// ErrNotFound is wrapped by Load when the file does not exist.
+var ErrNotFound = errors.New("config file not found")
+
+func (c *Config) validate(v *validator) {
+	for i, a := range c.Listen.HTTP {
+		v.addr(fmt.Sprintf("listen.http[%d]", i), []string{"listen", "http"}, a)
+	}
+	for i, a := range c.Listen.HTTPS {
+		v.addr(fmt.Sprintf("listen.https[%d]", i), []string{"listen", "https"}, a)
+	}
+	if len(c.Listen.HTTP)+len(c.Listen.HTTPS) == 0 {
+		v.fail([]string{"listen"}, "no address to listen on: set listen.http = [\"0.0.0.0:80\"] or listen.https")
+	}
+	if len(c.Listen.HTTPS) > 0 && len(c.TLS) == 0 {
+		v.fail([]string{"listen", "https"}, "HTTPS addresses need at least one [[tls]] table with cert and key")
+	}
+	for i := range c.TLS {
+		t := &c.TLS[i]
+		t.Cert = v.path([]string{"tls", "cert"}, t.Cert, fmt.Sprintf("tls[%d].cert", i), true)
+		t.Key = v.path([]string{"tls", "key"}, t.Key, fmt.Sprintf("tls[%d].key", i), true)
+	}
+	seen := map[string]bool{}
+	for i := range c.Static {
+		s := &c.Static[i]
+		key := []string{"static", "prefix"}
+		name := fmt.Sprintf("static[%d].prefix", i)
+		switch {
+		case s.Prefix == "":
+			v.failf(key, name, "missing: give the URL prefix, such as \"/static/\"")
+		case !strings.HasPrefix(s.Prefix, "/"):
+			v.failf(key, name, fmt.Sprintf("%q must start with \"/\"", s.Prefix))
+		}
+		if s.Prefix != "" && !strings.HasSuffix(s.Prefix, "/") {
+			s.Prefix += "/"
+		}
+		if seen[s.Prefix] {
+			v.failf(key, name, fmt.Sprintf("%q is given twice", s.Prefix))
+		}
+		seen[s.Prefix] = true
+		s.Root = v.path([]string{"static", "root"}, s.Root, fmt.Sprintf("static[%d].root", i), true)
+		if s.Root != "" {
+			if fi, err := os.Stat(s.Root); err == nil && !fi.IsDir() {
+				v.failf([]string{"static", "root"}, fmt.Sprintf("static[%d].root", i), fmt.Sprintf("%q is not a directory", s.Root))
+			}
+		}
+	}
+	a := &c.App
+	if a.Module == "" {
+		v.fail([]string{"app", "module"}, "missing: name the WSGI callable as \"module:callable\", for example module = \"myapp.wsgi:application\"")
+	} else if mod, fn, ok := strings.Cut(a.Module, ":"); !ok || mod == "" || fn == "" || strings.ContainsAny(a.Module, " /") {
+		v.fail([]string{"app", "module"}, fmt.Sprintf("%q is not \"module:callable\", write it as gunicorn takes it, for example \"myapp.wsgi:application\"", a.Module))
+	}
+	if a.Directory == "" {
+		a.Directory = "."
+	}
+	a.Directory = v.path([]string{"app", "directory"}, a.Directory, "app.directory", true)
+	if a.Virtualenv != "" {
+		a.Virtualenv = v.path([]string{"app", "virtualenv"}, a.Virtualenv, "app.virtualenv", true)
+	}
+	if a.Python == "" {
+		v.fail([]string{"app", "python"}, "empty: give the interpreter, such as \"/usr/bin/python3\"")
+	} else if strings.Contains(a.Python, "/") {
+		a.Python = v.abs(a.Python)
+	}
+	if a.ScriptName != "" && (!strings.HasPrefix(a.ScriptName, "/") || strings.HasSuffix(a.ScriptName, "/")) {
+		v.fail([]string{"app", "script_name"}, fmt.Sprintf("%q must start with \"/\" and not end with one, such as \"/app\"", a.ScriptName))
+	}
+	if a.Timeout <= 0 {
+		v.fail([]string{"app", "timeout"}, "must be more than 0")
+	}
+	for name := range a.Env {
+		if !envName(name) {
+			v.fail([]string{"app", "env", name}, fmt.Sprintf("%q is not a valid environment variable name", name))
+		}
+	}
+	for name, cred := range a.Credentials {
+		if !envName(name) {
+			v.fail([]string{"app", "credentials", name}, fmt.Sprintf("%q is not a valid environment variable name", name))
+		}
+		if cred == "" || strings.ContainsAny(cred, "/\x00") {
+			v.fail([]string{"app", "credentials", name}, fmt.Sprintf("%q is not a credential name (a plain file name such as \"secret-key\")", cred))
+		}
+	}
+
+	p := &c.Pool
+	switch p.Class {
+	case ClassSync, ClassThreads:
+	case "gevent", "eventlet", "gthread":
+		v.fail([]string{"pool", "class"}, fmt.Sprintf("%q is not available yet: use \"sync\" or \"threads\"", p.Class))
+	default:
+		v.fail([]string{"pool", "class"}, fmt.Sprintf("unknown worker class %q: use \"sync\" or \"threads\"", p.Class))
+	}
+	if p.Threads < 1 || p.Threads > 1024 {
+		v.fail([]string{"pool", "threads"}, fmt.Sprintf("%d is out of range: use 1 to 1024", p.Threads))
+	}
+	if p.Workers < 0 || p.Workers > 1024 {
+		v.fail([]string{"pool", "workers"}, fmt.Sprintf("%d is out of range: use 1 to 1024, or 0 for (2 x cores) + 1", p.Workers))
+	}
+	if p.MaxRequests < 0 {
+		v.fail([]string{"pool", "max_requests"}, "must not be negative (0 means never recycle)")
+	}
+	if p.SocketDir == "" {
+		v.fail([]string{"pool", "socket_dir"}, "empty: give a directory such as \"/run/edged/workers\"")
+	} else {
+		p.SocketDir = v.abs(p.SocketDir)
+	}
+
+	l := &c.Limits
+	if l.MaxBody <= 0 {
+		v.fail([]string{"limits", "max_body"}, "must be more than 0")
+	}
+	if l.MaxHeader < 1<<10 || l.MaxHeader > 1<<20 {
+		v.fail([]string{"limits", "max_header"}, fmt.Sprintf("%s is out of range: use 1k to 1m", l.MaxHeader))
+	}
+	for _, d := range []struct {
+		name string
+		val  Duration
+	}{{"header_timeout", l.HeaderTimeout}, {"body_timeout", l.BodyTimeout}, {"send_timeout", l.SendTimeout}, {"idle_timeout", l.IdleTimeout}, {"queue_timeout", l.QueueTimeout}} {
+		if d.val <= 0 {
+			v.fail([]string{"limits", d.name}, "must be more than 0")
+		}
+	}
+	if l.QueueLength < 0 {
+		v.fail([]string{"limits", "queue_length"}, "must not be negative (0 answers 503 as soon as every worker is busy)")
+	}
+	if c.Buffers.RequestMemory < 0 || c.Buffers.ResponseMemory < 0 {
+		v.fail([]string{"buffers"}, "buffer sizes must not be negative")
+	}
+	if c.Buffers.TempDir != "" {
+		c.Buffers.TempDir = v.path([]string{"buffers", "temp_dir"}, c.Buffers.TempDir, "buffers.temp_dir", true)
+	}
+
+	c.Proxy.Nets = c.Proxy.Nets[:0]
+	for i, s := range c.Proxy.Trusted {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			a, aerr := netip.ParseAddr(s)
+			if aerr != nil {
+				v.failf([]string{"proxy", "trusted"}, fmt.Sprintf("proxy.trusted[%d]", i), fmt.Sprintf("%q is not an address or CIDR prefix such as \"10.0.0.0/8\"", s))
+				continue
+			}
+			p = netip.PrefixFrom(a, a.BitLen())
+		}
+		c.Proxy.Nets = append(c.Proxy.Nets, p.Masked())
+	}
+
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		v.fail([]string{"log", "level"}, fmt.Sprintf("unknown level %q: use debug, info, warn or error", c.Log.Level))
+	}
+	switch c.Log.Format {
+	case "auto", "json", "console":
+	default:
+		v.fail([]string{"log", "format"}, fmt.Sprintf("unknown format %q: use auto, json or console", c.Log.Format))
+	}
+}
+
+func envName(s string) bool {
+	if s == "" || (s[0] >= '0' && s[0] <= '9') {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c == '_' || c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9') {
+			return false
+		}
+	}
+	return true
+}
+
+func splitHostPort(a string) error {
+	host, port, err := net.SplitHostPort(a)
+	if err != nil {
+		return err
+	}
+	if host != "" {
+		if _, err := netip.ParseAddr(strings.Trim(host, "[]")); err != nil && host != "localhost" {
+			return fmt.Errorf("host %q is not an IP address", host)
+		}
+	}
+	if _, err := net.LookupPort("tcp", port); err != nil {
+		return fmt.Errorf("bad port %q", port)
+	}
+	return nil
+}

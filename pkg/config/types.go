@@ -1,0 +1,122 @@
+package config
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Size is a byte count written in the config as an integer or a string with
+// a binary unit, the way nginx writes them: "512", "16k", "1m", "2g",
+// "64KiB", "5MB". Every unit is a power of 1024.
+type Size int64
+
+// UnmarshalText parses a size; the error names the bad value.
+func (s *Size) UnmarshalText(b []byte) error {
+	v, err := ParseSize(string(b))
+	if err != nil {
+		return err
+	}
+	*s = v
+	return nil
+}
+
+// UnmarshalTOML accepts a bare integer as a number of bytes.
+func (s *Size) UnmarshalTOML(v any) error {
+	switch x := v.(type) {
+	case int64:
+		if x < 0 {
+			return fmt.Errorf("size %d is negative: write a byte count such as 1048576 or \"1m\"", x)
+		}
+		*s = Size(x)
+		return nil
+	case string:
+		return s.UnmarshalText([]byte(x))
+	default:
+		return fmt.Errorf("size must be an integer or a string such as \"16k\" or \"1m\", not %T", v)
+	}
+}
+
+func (s Size) String() string {
+	n := int64(s)
+	for _, u := range []struct {
+		suffix string
+		shift  uint
+	}{{"g", 30}, {"m", 20}, {"k", 10}} {
+		if n != 0 && n%(1<<u.shift) == 0 {
+			return strconv.FormatInt(n>>u.shift, 10) + u.suffix
+		}
+	}
+	return strconv.FormatInt(n, 10)
+}
+
+// ParseSize parses "16k", "1m", "2g", "64KiB", "5MB" or a plain byte count.
+func ParseSize(in string) (Size, error) {
+	s := strings.TrimSpace(in)
+	i := 0
+	for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+		i++
+	}
+	if i == 0 {
+		return 0, fmt.Errorf("bad size %q: write a number of bytes with an optional unit k, m or g (for example \"16k\" or \"1m\")", in)
+	}
+	n, err := strconv.ParseInt(s[:i], 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("bad size %q: %v", in, err)
+	}
+	var shift uint
+	switch strings.ToLower(strings.TrimSpace(s[i:])) {
+	case "", "b":
+	case "k", "kb", "kib":
+		shift = 10
+	case "m", "mb", "mib":
+		shift = 20
+	case "g", "gb", "gib":
+		shift = 30
+	default:
+		return 0, fmt.Errorf("bad size %q: unknown unit %q, use k, m or g", in, s[i:])
+	}
+	if n > (1<<62)>>shift {
+		return 0, fmt.Errorf("bad size %q: too large", in)
+	}
+	return Size(n << shift), nil
+}
+
+// Duration is a time span written as a Go duration string ("30s", "1m30s",
+// "500ms") or an integer number of seconds.
+type Duration time.Duration
+
+// UnmarshalText parses a duration; the error names the bad value.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(strings.TrimSpace(string(b)))
+	if err != nil {
+		return fmt.Errorf("bad duration %q: write a number with a unit, such as \"30s\", \"1m30s\" or \"500ms\"", string(b))
+	}
+	if v < 0 {
+		return fmt.Errorf("bad duration %q: must not be negative", string(b))
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// UnmarshalTOML accepts a bare integer as seconds.
+func (d *Duration) UnmarshalTOML(v any) error {
+	switch x := v.(type) {
+	case int64:
+		if x < 0 {
+			return fmt.Errorf("bad duration %d: must not be negative", x)
+		}
+		*d = Duration(time.Duration(x) * time.Second)
+		return nil
+	case string:
+		return d.UnmarshalText([]byte(x))
+	default:
+		return fmt.Errorf("duration must be a string such as \"30s\" or an integer number of seconds, not %T", v)
+	}
+}
+
+// D returns the value as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+func (d Duration) String() string { return time.Duration(d).String() }

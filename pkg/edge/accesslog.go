@@ -1,0 +1,108 @@
+package edge
+
+import (
+	"bytes"
+	"io"
+	"log"
+	"net/http"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// logRecord is what one request leaves in the access log.
+type logRecord struct {
+	start  time.Time
+	status int
+	bytes  int64
+	worker string
+	reason string
+	err    error
+}
+
+// logAccess writes one structured event per request: fields, never a
+// formatted line, so a quote or newline in a header cannot forge an entry.
+func (s *Server) logAccess(r *http.Request, lr *logRecord) {
+	if !s.cfg.Log.Access {
+		return
+	}
+	e := s.access.Info()
+	if lr.status >= 500 {
+		e = s.access.Warn()
+	}
+	e = e.Str("client", r.RemoteAddr).
+		Str("method", r.Method).
+		Str("path", r.URL.Path).
+		Str("proto", r.Proto).
+		Int("status", lr.status).
+		Int64("bytes", lr.bytes).
+		Dur("duration", time.Since(lr.start))
+	if r.URL.RawQuery != "" {
+		e = e.Str("query", r.URL.RawQuery)
+	}
+	if lr.worker != "" {
+		e = e.Str("worker", lr.worker)
+	}
+	if lr.reason != "" {
+		e = e.Str("reason", lr.reason)
+	}
+	if lr.err != nil {
+		e = e.AnErr("error", lr.err)
+	}
+	if ua := r.Header.Get("User-Agent"); ua != "" {
+		e = e.Str("user_agent", ua)
+	}
+	e.Send()
+}
+
+// statusWriter records what a handler sent.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+	bytes  int64
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	n, err := w.ResponseWriter.Write(b)
+	w.bytes += int64(n)
+	return n, err
+}
+
+// ReadFrom keeps sendfile working for static files.
+func (w *statusWriter) ReadFrom(r io.Reader) (int64, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	rf, ok := w.ResponseWriter.(io.ReaderFrom)
+	if !ok {
+		return io.Copy(struct{ io.Writer }{w.ResponseWriter}, r)
+	}
+	n, err := rf.ReadFrom(r)
+	w.bytes += n
+	return n, err
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// newErrorLog routes net/http's own complaints (TLS handshake errors and
+// the like) into the structured log.
+func newErrorLog(l zerolog.Logger) *log.Logger {
+	return log.New(errorWriter{l}, "", 0)
+}
+
+type errorWriter struct{ l zerolog.Logger }
+
+func (w errorWriter) Write(p []byte) (int, error) {
+	w.l.Debug().Str("from", "net/http").Msg(string(bytes.TrimSpace(p)))
+	return len(p), nil
+}

@@ -1,0 +1,172 @@
+package edge
+
+import (
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"strings"
+
+	"github.com/edged/edged/pkg/wire"
+)
+
+// hopHeaders belong to one connection and are never passed on.
+var hopHeaders = map[string]bool{
+	"Connection":          true,
+	"Keep-Alive":          true,
+	"Proxy-Connection":    true,
+	"Proxy-Authenticate":  true,
+	"Proxy-Authorization": true,
+	"Te":                  true,
+	"Trailer":             true,
+	"Transfer-Encoding":   true,
+	"Upgrade":             true,
+	"Http2-Settings":      true,
+}
+
+// client is who sent a request, after believing X-Forwarded-* only from
+// trusted proxies.
+type client struct {
+	addr  string // REMOTE_ADDR
+	port  string
+	proto string // "http" or "https"
+	host  string
+	xff   string // X-Forwarded-For to pass on
+}
+
+func (s *Server) client(r *http.Request) client {
+	host, port, _ := net.SplitHostPort(r.RemoteAddr)
+	c := client{addr: host, port: port, proto: "http", host: r.Host}
+	if r.TLS != nil {
+		c.proto = "https"
+	}
+	incoming := strings.Join(r.Header.Values("X-Forwarded-For"), ", ")
+	if !s.trusted(host) {
+		c.xff = host
+		return c
+	}
+	// A trusted proxy: walk X-Forwarded-For from the right, past every
+	// trusted hop, to the first address a stranger could have set.
+	if incoming != "" {
+		c.xff = incoming + ", " + host
+		hops := strings.Split(incoming, ",")
+		for i := len(hops) - 1; i >= 0; i-- {
+			h := strings.TrimSpace(hops[i])
+			if _, err := netip.ParseAddr(h); err != nil {
+				break
+			}
+			c.addr, c.port = h, ""
+			if !s.trusted(h) {
+				break
+			}
+		}
+	} else {
+		c.xff = host
+	}
+	if p := r.Header.Get("X-Forwarded-Proto"); p == "http" || p == "https" {
+		c.proto = p
+	}
+	if h := r.Header.Get("X-Forwarded-Host"); h != "" {
+		c.host = h
+	}
+	return c
+}
+
+func (s *Server) trusted(host string) bool {
+	if len(s.cfg.Proxy.Nets) == 0 {
+		return false
+	}
+	a, err := netip.ParseAddr(host)
+	if err != nil {
+		return false
+	}
+	a = a.Unmap()
+	for _, n := range s.cfg.Proxy.Nets {
+		if n.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// environ writes the WSGI environ of r into f. bodyLen is the buffered
+// body's length. It reports false when the request cannot be expressed
+// (a NUL byte in the decoded path).
+func (s *Server) environ(f *wire.Request, r *http.Request, c client, bodyLen int64, localPort string) bool {
+	path := r.URL.Path
+	if strings.IndexByte(path, 0) >= 0 {
+		return false
+	}
+	f.Reset()
+	f.Add("REQUEST_METHOD", r.Method)
+	script := s.cfg.App.ScriptName
+	if script != "" && (path == script || strings.HasPrefix(path, script+"/")) {
+		f.Add("SCRIPT_NAME", script)
+		path = path[len(script):]
+	} else {
+		f.Add("SCRIPT_NAME", "")
+	}
+	f.Add("PATH_INFO", path)
+	f.Add("QUERY_STRING", r.URL.RawQuery)
+	f.Add("RAW_URI", r.RequestURI)
+	f.Add("REQUEST_URI", r.RequestURI)
+	f.Add("SERVER_PROTOCOL", r.Proto)
+	name, port := c.host, ""
+	if h, p, err := net.SplitHostPort(c.host); err == nil {
+		name, port = h, p
+	}
+	if port == "" {
+		port = localPort
+		if c.proto == "https" && c.host != r.Host {
+			port = "443"
+		}
+	}
+	f.Add("SERVER_NAME", name)
+	f.Add("SERVER_PORT", port)
+	f.Add("REMOTE_ADDR", c.addr)
+	if c.port != "" {
+		f.Add("REMOTE_PORT", c.port)
+	}
+	f.Add("wsgi.url_scheme", c.proto)
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		f.Add("CONTENT_TYPE", ct)
+	}
+	if bodyLen > 0 || r.Header.Get("Content-Length") != "" {
+		f.Add("CONTENT_LENGTH", strconv.FormatInt(bodyLen, 10))
+	}
+	f.Add("HTTP_HOST", r.Host)
+	f.Add("HTTP_X_FORWARDED_FOR", c.xff)
+	f.Add("HTTP_X_FORWARDED_PROTO", c.proto)
+	f.Add("HTTP_X_FORWARDED_HOST", c.host)
+
+	conn := r.Header["Connection"]
+	for name, vs := range r.Header {
+		switch name {
+		case "Content-Type", "Content-Length", "Host", "X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host":
+			continue
+		}
+		// A header spelled with "_" would land on the same environ key as
+		// one spelled with "-", letting a client forge a trusted header.
+		if hopHeaders[name] || strings.IndexByte(name, '_') >= 0 || listed(conn, name) {
+			continue
+		}
+		sep := ","
+		if name == "Cookie" {
+			sep = "; "
+		}
+		f.AddHeader(name, vs, sep)
+	}
+	return true
+}
+
+// listed reports whether the Connection header names h.
+func listed(conn []string, h string) bool {
+	for _, v := range conn {
+		for _, t := range strings.Split(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(t), h) {
+				return true
+			}
+		}
+	}
+	return false
+}

@@ -1,0 +1,134 @@
+// Package local runs the whole suite in the foreground without systemd:
+// one edged and the configured number of workerd processes, started from
+// the binaries beside the running one. It is what `make run` and the tests
+// use; in production systemd does this job.
+package local
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/edged/edged/pkg/config"
+)
+
+// Options say what to run.
+type Options struct {
+	Config  string // config file
+	BinDir  string // where edged and workerd are; "" = beside this binary
+	Workers int    // 0 = the config's count
+	// SocketDir overrides pool.socket_dir; "" = a new temporary directory,
+	// removed on exit, so no root is needed.
+	SocketDir string
+	Stdout    *os.File
+	Stderr    *os.File
+}
+
+// Run starts the suite and waits until ctx ends or edged exits. A worker
+// that exits is started again, as systemd's Restart= would, unless the app
+// failed to import, which stops everything with that error.
+func Run(ctx context.Context, o Options) error {
+	cfg, err := config.Load(o.Config)
+	if err != nil {
+		return err
+	}
+	if o.BinDir == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return err
+		}
+		o.BinDir = filepath.Dir(exe)
+	}
+	n := o.Workers
+	if n == 0 {
+		n = cfg.Workers()
+	}
+	if o.SocketDir == "" {
+		d, err := os.MkdirTemp("", "edged-workers-*")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(d)
+		o.SocketDir = d
+	}
+	if o.Stdout == nil {
+		o.Stdout = os.Stdout
+	}
+	if o.Stderr == nil {
+		o.Stderr = os.Stderr
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errc := make(chan error, n+1)
+	for i := 1; i <= n; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			for {
+				start := time.Now()
+				err := o.run(ctx, "workerd", "-c", o.Config, "-i", strconv.Itoa(i), "--socket-dir", o.SocketDir)
+				if ctx.Err() != nil {
+					return
+				}
+				var ee *exec.ExitError
+				if errors.As(err, &ee) && time.Since(start) < 5*time.Second {
+					errc <- fmt.Errorf("workerd %d exited early (%v): see its log above", i, err)
+					return
+				}
+				time.Sleep(time.Second)
+			}
+		}(i)
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		err := o.run(ctx, "edged", "-c", o.Config, "--socket-dir", o.SocketDir)
+		if ctx.Err() == nil {
+			errc <- fmt.Errorf("edged exited: %v", err)
+		}
+	}()
+
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+	}
+	cancel()
+	wg.Wait()
+	return err
+}
+
+// run starts one binary and waits; when ctx ends it sends SIGTERM and
+// waits for a clean exit. Children die with this process (Pdeathsig), so
+// even a SIGKILL to it leaves nothing behind.
+func (o Options) run(ctx context.Context, name string, args ...string) error {
+	cmd := exec.Command(filepath.Join(o.BinDir, name), args...)
+	cmd.Stdout, cmd.Stderr = o.Stdout, o.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start %s: %w", name, err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case err := <-done:
+			return err
+		case <-time.After(40 * time.Second):
+			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			return <-done
+		}
+	}
+}

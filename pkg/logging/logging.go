@@ -1,0 +1,33 @@
+// Package logging builds the zerolog logger every binary uses: JSON lines
+// for the journal, or a human console format when stderr is a terminal.
+package logging
+
+import (
+	"io"
+	"os"
+	"time"
+
+	"github.com/mattn/go-isatty"
+	"github.com/rs/zerolog"
+)
+
+// New returns a logger writing to w at level ("debug", "info", "warn",
+// "error"; anything else means info) in format ("json", "console", or
+// "auto": console on a terminal, JSON otherwise).
+func New(w io.Writer, level, format string) zerolog.Logger {
+	lvl, err := zerolog.ParseLevel(level)
+	if err != nil || level == "" {
+		lvl = zerolog.InfoLevel
+	}
+	if format == "auto" || format == "" {
+		format = "json"
+		if f, ok := w.(*os.File); ok && isatty.IsTerminal(f.Fd()) {
+			format = "console"
+		}
+	}
+	if format == "console" {
+		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.TimeOnly}
+	}
+	zerolog.TimeFieldFormat = time.RFC3339Nano
+	return zerolog.New(w).Level(lvl).With().Timestamp().Logger()
+}

@@ -1,0 +1,316 @@
+// Package pool is edged's view of the workers: which are up, how busy each
+// is, and which gets the next request.
+//
+// A worker is a Unix socket named N.sock in the pool's socket directory;
+// the pool follows that directory, so workers started or stopped by
+// systemd (or by hand) join and leave without edged restarting. A request
+// goes to the worker with the fewest outstanding requests among those with
+// free capacity (1 for a sync worker, the thread count for threads). When
+// every worker is full, requests wait in a bounded FIFO queue.
+package pool
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Errors from Acquire; the edge answers both with 503.
+var (
+	ErrQueueFull    = errors.New("every worker is busy and the queue is full")
+	ErrQueueTimeout = errors.New("every worker stayed busy for the whole queue timeout")
+)
+
+// Options configure a Pool.
+type Options struct {
+	Dir          string        // socket directory
+	Capacity     int           // requests one worker serves at once
+	QueueLength  int           // waiting requests beyond capacity
+	QueueTimeout time.Duration // how long one request may wait
+	// DownFor is how long a worker that refused a connection is skipped.
+	DownFor time.Duration
+}
+
+// Pool is the set of workers. It is safe for concurrent use.
+type Pool struct {
+	opt Options
+
+	mu      sync.Mutex
+	workers []*Worker // sorted by name; only live ones
+	next    int       // where the next search starts, to spread ties
+	waiters []*waiter // FIFO
+
+	queued atomic.Int64
+}
+
+// Worker is one workerd instance as edged sees it.
+type Worker struct {
+	Name string // the instance, e.g. "3"
+	Path string // its socket
+
+	pool *Pool
+	// Guarded by pool.mu.
+	outstanding int
+	idle        []*Conn
+	gone        bool // socket removed: drain, then forget
+	downUntil   time.Time
+}
+
+type waiter struct {
+	ch      chan *Worker // buffered 1
+	exclude []*Worker
+}
+
+// New returns an empty pool; call Scan or Watch to find workers.
+func New(opt Options) *Pool {
+	if opt.Capacity < 1 {
+		opt.Capacity = 1
+	}
+	if opt.DownFor == 0 {
+		opt.DownFor = time.Second
+	}
+	return &Pool{opt: opt}
+}
+
+// Stats is a snapshot for status lines.
+type Stats struct {
+	Workers     int
+	Outstanding int
+	Queued      int
+}
+
+// Stats returns the current counts.
+func (p *Pool) Stats() Stats {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	s := Stats{Workers: len(p.workers), Queued: len(p.waiters)}
+	for _, w := range p.workers {
+		s.Outstanding += w.outstanding
+	}
+	return s
+}
+
+// Workers returns the names of the live workers.
+func (p *Pool) Workers() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	names := make([]string, len(p.workers))
+	for i, w := range p.workers {
+		names[i] = w.Name
+	}
+	return names
+}
+
+// Acquire reserves a slot on a worker other than those in exclude, waiting
+// in the queue when all are full. Every successful Acquire must be paired
+// with a Release.
+func (p *Pool) Acquire(ctx context.Context, exclude ...*Worker) (*Worker, error) {
+	p.mu.Lock()
+	if w := p.pickLocked(exclude); w != nil {
+		w.outstanding++
+		p.mu.Unlock()
+		return w, nil
+	}
+	if len(p.waiters) >= p.opt.QueueLength {
+		p.mu.Unlock()
+		return nil, ErrQueueFull
+	}
+	wt := &waiter{ch: make(chan *Worker, 1), exclude: exclude}
+	p.waiters = append(p.waiters, wt)
+	p.mu.Unlock()
+
+	t := time.NewTimer(p.opt.QueueTimeout)
+	defer t.Stop()
+	var err error
+	select {
+	case w := <-wt.ch:
+		return w, nil
+	case <-t.C:
+		err = ErrQueueTimeout
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	p.mu.Lock()
+	for i, x := range p.waiters {
+		if x == wt {
+			p.waiters = append(p.waiters[:i], p.waiters[i+1:]...)
+			p.mu.Unlock()
+			return nil, err
+		}
+	}
+	p.mu.Unlock()
+	// Handed a worker just as we gave up: give the slot back.
+	p.Release(<-wt.ch)
+	return nil, err
+}
+
+// Release gives back a slot taken by Acquire, handing it straight to the
+// first waiter that may use it.
+func (p *Pool) Release(w *Worker) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	w.outstanding--
+	if w.gone && w.outstanding == 0 {
+		w.closeIdleLocked()
+	}
+	p.dispatchLocked()
+}
+
+// dispatchLocked hands free slots to waiters in order.
+func (p *Pool) dispatchLocked() {
+	for len(p.waiters) > 0 {
+		handed := false
+		for i, wt := range p.waiters {
+			w := p.pickLocked(wt.exclude)
+			if w == nil {
+				continue
+			}
+			w.outstanding++
+			wt.ch <- w
+			p.waiters = append(p.waiters[:i], p.waiters[i+1:]...)
+			handed = true
+			break
+		}
+		if !handed {
+			return
+		}
+	}
+}
+
+// pickLocked returns the usable worker with the fewest outstanding
+// requests, or nil when all are full, down or excluded.
+func (p *Pool) pickLocked(exclude []*Worker) *Worker {
+	n := len(p.workers)
+	if n == 0 {
+		return nil
+	}
+	var best *Worker
+	var now time.Time
+	start := p.next % n
+	for i := 0; i < n; i++ {
+		w := p.workers[(start+i)%n]
+		if w.outstanding >= p.opt.Capacity || (best != nil && w.outstanding >= best.outstanding) {
+			continue
+		}
+		if !w.downUntil.IsZero() {
+			if now.IsZero() {
+				now = time.Now()
+			}
+			if now.Before(w.downUntil) {
+				continue
+			}
+			w.downUntil = time.Time{}
+		}
+		if excluded(w, exclude) {
+			continue
+		}
+		best = w
+		if w.outstanding == 0 {
+			break
+		}
+	}
+	if best != nil {
+		p.next = start + 1
+	}
+	return best
+}
+
+func excluded(w *Worker, ws []*Worker) bool {
+	for _, x := range ws {
+		if x == w {
+			return true
+		}
+	}
+	return false
+}
+
+// MarkDown skips w for a moment after it refused a connection: the socket
+// file is there but no process listens, or systemd is starting it again.
+func (p *Pool) MarkDown(w *Worker) {
+	p.mu.Lock()
+	w.downUntil = time.Now().Add(p.opt.DownFor)
+	w.closeIdleLocked()
+	p.mu.Unlock()
+	go func() {
+		time.Sleep(p.opt.DownFor)
+		p.mu.Lock()
+		p.dispatchLocked()
+		p.mu.Unlock()
+	}()
+}
+
+// Scan reads the socket directory and brings the worker set in line with
+// it. A worker whose socket is gone gets no new requests and is dropped
+// once its requests finish.
+func (p *Pool) Scan() error {
+	ents, err := os.ReadDir(p.opt.Dir)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	found := map[string]bool{}
+	for _, e := range ents {
+		name, ok := strings.CutSuffix(e.Name(), ".sock")
+		if !ok || name == "" || e.Type()&os.ModeSocket == 0 {
+			continue
+		}
+		found[name] = true
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	kept := p.workers[:0]
+	have := map[string]bool{}
+	for _, w := range p.workers {
+		if found[w.Name] {
+			kept = append(kept, w)
+			have[w.Name] = true
+			continue
+		}
+		w.gone = true
+		if w.outstanding == 0 {
+			w.closeIdleLocked()
+		}
+	}
+	changed := len(kept) != len(p.workers)
+	for name := range found {
+		if !have[name] {
+			kept = append(kept, &Worker{Name: name, Path: filepath.Join(p.opt.Dir, name+".sock"), pool: p})
+			changed = true
+		}
+	}
+	p.workers = kept
+	if changed {
+		sort.Slice(p.workers, func(i, j int) bool { return lessName(p.workers[i].Name, p.workers[j].Name) })
+		p.dispatchLocked()
+	}
+	return nil
+}
+
+// lessName orders "2" before "10".
+func lessName(a, b string) bool {
+	if len(a) != len(b) {
+		return len(a) < len(b)
+	}
+	return a < b
+}
+
+// Watch rescans the directory every interval until ctx ends.
+func (p *Pool) Watch(ctx context.Context, interval time.Duration, onErr func(error)) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		if err := p.Scan(); err != nil && onErr != nil {
+			onErr(err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}

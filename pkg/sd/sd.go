@@ -1,0 +1,61 @@
+// Package sd is the little of systemd the daemons need: sockets handed over
+// by socket activation, and notifications. Outside systemd both quietly do
+// nothing, so the daemons also run by hand.
+package sd
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"syscall"
+
+	"github.com/coreos/go-systemd/v22/activation"
+	"github.com/coreos/go-systemd/v22/daemon"
+)
+
+// Listeners returns the sockets systemd passed, by their FileDescriptorName=
+// (or the unit's name when unnamed). It is empty when not socket-activated.
+func Listeners() (map[string][]net.Listener, error) {
+	ls, err := activation.ListenersWithNames()
+	if err != nil {
+		return nil, fmt.Errorf("socket activation: %w", err)
+	}
+	return ls, nil
+}
+
+// Notify sends state (such as "READY=1" or "STATUS=...") to systemd; it does
+// nothing when not run by systemd.
+func Notify(state string) {
+	daemon.SdNotify(false, state)
+}
+
+// ListenUnix binds a Unix socket at path with mode 0660, replacing a stale
+// socket file left by a process that died, but never a live one or a file
+// that is not a socket.
+func ListenUnix(path string) (*net.UnixListener, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("socket directory: %w", err)
+	}
+	if fi, err := os.Lstat(path); err == nil {
+		if fi.Mode().Type() != os.ModeSocket {
+			return nil, fmt.Errorf("%s exists and is not a socket: remove it or choose another pool.socket_dir", path)
+		}
+		if c, err := net.Dial("unix", path); err == nil {
+			c.Close()
+			return nil, fmt.Errorf("%s is in use by another worker: give this one another instance number", path)
+		}
+		os.Remove(path)
+	}
+	old := syscall.Umask(0o117)
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	syscall.Umask(old)
+	if err != nil {
+		if errors.Is(err, syscall.EACCES) {
+			return nil, fmt.Errorf("bind %s: %w (run as a user that may write there, or change pool.socket_dir)", path, err)
+		}
+		return nil, fmt.Errorf("bind %s: %w", path, err)
+	}
+	return ln, nil
+}

@@ -1,0 +1,241 @@
+// Package wire is the frame format between edged and a worker's Python
+// process. edged has already parsed and validated the HTTP request, so the
+// worker gets the WSGI environ ready-made and never parses HTTP:
+//
+//	request:  u32 envLen | u64 bodyLen | env | body
+//	          env = "KEY\x00VALUE\x00KEY\x00VALUE..." (latin-1, as WSGI wants)
+//	response: u32 n | head             head = "200 OK\x00Name\x00Value..."
+//	          u32 n | chunk            repeated, n > 0
+//	          u32 0                    end of body
+//	          u32 0xFFFFFFFF           the app failed after the head
+//
+// All integers are little-endian. One connection carries one request at a
+// time; the worker keeps it open for the next.
+package wire
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+)
+
+const (
+	// MaxHead bounds the status line and headers of one response.
+	MaxHead = 1 << 20
+	// MaxChunk bounds one body chunk.
+	MaxChunk = 1 << 30
+	abort    = 0xFFFFFFFF
+)
+
+// ErrAborted means the app raised after it had started its response.
+var ErrAborted = errors.New("the app failed while sending its response")
+
+// Request builds one request frame. The zero value is ready to use.
+type Request struct {
+	buf []byte
+}
+
+// Reset empties the frame and reserves room for its prefix.
+func (r *Request) Reset() {
+	r.buf = append(r.buf[:0], make([]byte, 12)...)
+}
+
+// Add appends one environ entry. Neither key nor value may hold a NUL; the
+// caller has validated them (HTTP forbids NUL in headers).
+func (r *Request) Add(key, value string) {
+	if len(r.buf) < 12 {
+		r.Reset()
+	}
+	if len(r.buf) > 12 {
+		r.buf = append(r.buf, 0)
+	}
+	r.buf = append(r.buf, key...)
+	r.buf = append(r.buf, 0)
+	r.buf = append(r.buf, value...)
+}
+
+// Frame fills in the prefix for a body of bodyLen bytes (sent after it) and
+// returns the bytes to write.
+func (r *Request) Frame(bodyLen int64) []byte {
+	if len(r.buf) < 12 {
+		r.Reset()
+	}
+	binary.LittleEndian.PutUint32(r.buf[0:4], uint32(len(r.buf)-12))
+	binary.LittleEndian.PutUint64(r.buf[4:12], uint64(bodyLen))
+	return r.buf
+}
+
+// Head is a response's status and headers.
+type Head struct {
+	Status int
+	Reason string
+	// Fields holds name, value, name, value... as the app gave them.
+	Fields []string
+}
+
+// ReadHead reads the head frame. It checks that the status is three
+// digits and that every header name is a token and no value holds a
+// control character, so a misbehaving app cannot split a response.
+func ReadHead(r *bufio.Reader, h *Head) error {
+	n, err := readLen(r)
+	if err != nil {
+		return err
+	}
+	if n == abort {
+		return ErrAborted
+	}
+	if n > MaxHead {
+		return fmt.Errorf("response head of %d bytes is over the %d limit", n, MaxHead)
+	}
+	b, err := r.Peek(int(n))
+	if err != nil && !errors.Is(err, bufio.ErrBufferFull) {
+		return unexpected(err)
+	}
+	var s string
+	if err == nil {
+		s = string(b)
+		r.Discard(int(n))
+	} else {
+		raw := make([]byte, n)
+		if _, err := io.ReadFull(r, raw); err != nil {
+			return unexpected(err)
+		}
+		s = string(raw)
+	}
+	status, rest, _ := strings.Cut(s, "\x00")
+	if len(status) < 3 || (len(status) > 3 && status[3] != ' ') {
+		return fmt.Errorf("bad status %q from the app", status)
+	}
+	code, err := strconv.Atoi(status[:3])
+	if err != nil || code < 100 || code > 999 {
+		return fmt.Errorf("bad status %q from the app", status)
+	}
+	h.Status = code
+	h.Reason = ""
+	if len(status) > 4 {
+		h.Reason = status[4:]
+	}
+	h.Fields = h.Fields[:0]
+	for rest != "" {
+		var name, value string
+		name, rest, _ = strings.Cut(rest, "\x00")
+		value, rest, _ = strings.Cut(rest, "\x00")
+		if !token(name) {
+			return fmt.Errorf("bad header name %q from the app", name)
+		}
+		for i := 0; i < len(value); i++ {
+			if c := value[i]; c < ' ' && c != '\t' || c == 0x7f {
+				return fmt.Errorf("header %s from the app holds a control character", name)
+			}
+		}
+		h.Fields = append(h.Fields, name, value)
+	}
+	return nil
+}
+
+// ReadBody passes each body chunk to sink until the end frame. The slice is
+// only valid during the call. It returns ErrAborted when the app failed
+// part way.
+func ReadBody(r *bufio.Reader, sink func([]byte) error) error {
+	for {
+		n, err := readLen(r)
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return nil
+		}
+		if n == abort {
+			return ErrAborted
+		}
+		if n > MaxChunk {
+			return fmt.Errorf("body chunk of %d bytes is over the %d limit", n, MaxChunk)
+		}
+		for left := int(n); left > 0; {
+			want := min(left, r.Size())
+			b, err := r.Peek(want)
+			if len(b) == 0 && err != nil {
+				return unexpected(err)
+			}
+			if len(b) > want {
+				b = b[:want]
+			}
+			if err := sink(b); err != nil {
+				return err
+			}
+			r.Discard(len(b))
+			left -= len(b)
+		}
+	}
+}
+
+func readLen(r *bufio.Reader) (uint32, error) {
+	b, err := r.Peek(4)
+	if err != nil {
+		if len(b) == 0 && err == io.EOF {
+			return 0, io.EOF
+		}
+		return 0, unexpected(err)
+	}
+	n := binary.LittleEndian.Uint32(b)
+	r.Discard(4)
+	return n, nil
+}
+
+func unexpected(err error) error {
+	if err == io.EOF {
+		return io.ErrUnexpectedEOF
+	}
+	return err
+}
+
+func token(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' {
+			continue
+		}
+		switch c {
+		case '!', '#', '$', '%', '&', '\'', '*', '+', '-', '.', '^', '_', '`', '|', '~':
+			continue
+		}
+		return false
+	}
+	return true
+}
+
+// AddHeader appends an HTTP header as the environ entry HTTP_NAME (upper
+// case, "-" as "_"), its values joined by sep.
+func (r *Request) AddHeader(name string, values []string, sep string) {
+	if len(r.buf) < 12 {
+		r.Reset()
+	}
+	if len(r.buf) > 12 {
+		r.buf = append(r.buf, 0)
+	}
+	r.buf = append(r.buf, "HTTP_"...)
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		switch {
+		case c >= 'a' && c <= 'z':
+			c -= 'a' - 'A'
+		case c == '-':
+			c = '_'
+		}
+		r.buf = append(r.buf, c)
+	}
+	r.buf = append(r.buf, 0)
+	for i, v := range values {
+		if i > 0 {
+			r.buf = append(r.buf, sep...)
+		}
+		r.buf = append(r.buf, v...)
+	}
+}

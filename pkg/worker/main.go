@@ -1,0 +1,86 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"syscall"
+
+	"github.com/edged/edged/pkg/config"
+	"github.com/edged/edged/pkg/logging"
+	"github.com/edged/edged/pkg/sd"
+)
+
+// Main is workerd's command line.
+func Main(args []string) error {
+	fs := flag.NewFlagSet("workerd", flag.ContinueOnError)
+	file := fs.String("c", config.DefaultPath, "config `file`")
+	instance := fs.String("i", "", "instance `number` (the N of workerd@N); its socket is pool.socket_dir/N.sock")
+	sockDir := fs.String("socket-dir", "", "override pool.socket_dir")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if _, err := strconv.ParseUint(*instance, 10, 16); err != nil {
+		return fmt.Errorf("-i %q: give the instance number, such as -i 1", *instance)
+	}
+	cfg, err := config.Load(*file)
+	if err != nil {
+		return err
+	}
+	if *sockDir != "" {
+		cfg.Pool.SocketDir = *sockDir
+	}
+	log := logging.New(os.Stderr, cfg.Log.Level, cfg.Log.Format).With().Str("worker", *instance).Logger()
+
+	ln, err := listener(filepath.Join(cfg.Pool.SocketDir, *instance+".sock"))
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+
+	w := New(cfg, *instance, log)
+	go func() {
+		select {
+		case <-w.Ready:
+			sd.Notify("READY=1\nSTATUS=serving " + cfg.App.Module)
+		case <-ctx.Done():
+		}
+	}()
+	err = w.Run(ctx, ln)
+	sd.Notify("STOPPING=1")
+	var ie *ImportError
+	if errors.As(err, &ie) {
+		if ie.Traceback != "" {
+			log.Error().Str("traceback", ie.Traceback).Msg("app failed to import")
+		}
+		return ie
+	}
+	return err
+}
+
+// listener takes the socket systemd passed or binds path itself.
+func listener(path string) (*net.UnixListener, error) {
+	ls, err := sd.Listeners()
+	if err != nil {
+		return nil, err
+	}
+	for _, l := range ls {
+		for _, x := range l {
+			if u, ok := x.(*net.UnixListener); ok {
+				// systemd owns the file: closing must not unlink it.
+				u.SetUnlinkOnClose(false)
+				return u, nil
+			}
+		}
+	}
+	return sd.ListenUnix(path)
+}

@@ -1,0 +1,416 @@
+"""The Python side of workerd: runs a WSGI application (PEP 3333).
+
+workerd starts this program with three descriptors:
+  fd 3  the listening Unix socket edged connects to
+  fd 4  (read by the bootstrap) this source
+  fd 5  a pipe to workerd for events, one JSON object per line
+
+It never parses HTTP: edged sends each request as a frame with the WSGI
+environ already built, and reads the response back as frames.
+
+Request frame:   <u32 env_len><u64 body_len> env body
+                 env is NUL-separated latin-1 "key\\0value\\0..." pairs
+Response frames: <u32 n> head    ("200 OK\\0Name\\0Value\\0...")
+                 <u32 n> chunk   (repeated, n > 0)
+                 <u32 0>         end of body
+                 <u32 0xFFFFFFFF> the app failed after the head was sent
+"""
+
+import io
+import json
+import os
+import signal
+import socket
+import struct
+import sys
+import threading
+import traceback
+
+REQ = struct.Struct("<IQ")
+U32 = struct.Struct("<I")
+END = U32.pack(0)
+ABORT = U32.pack(0xFFFFFFFF)
+FLUSH_AT = 256 << 10
+MEMORY_BODY = 1 << 20
+
+EVENTS = os.fdopen(5, "w", buffering=1, encoding="utf-8", errors="replace")
+EVENTS_LOCK = threading.Lock()
+
+
+def event(kind, **fields):
+    fields["event"] = kind
+    line = json.dumps(fields)
+    with EVENTS_LOCK:
+        try:
+            EVENTS.write(line + "\n")
+        except (OSError, ValueError):
+            pass
+
+
+class Input:
+    """wsgi.input over the rest of a request body still in the socket."""
+
+    def __init__(self, sock, head, length):
+        self.sock = sock
+        self.buf = head
+        self.left = length - len(head)
+
+    def _fill(self, want):
+        while len(self.buf) < want and self.left > 0:
+            data = self.sock.recv(min(self.left, 1 << 16))
+            if not data:
+                raise IOError("edged closed the connection mid-body")
+            self.left -= len(data)
+            self.buf += data
+
+    def read(self, size=-1):
+        if size is None or size < 0:
+            self._fill(len(self.buf) + self.left)
+            size = len(self.buf)
+        else:
+            self._fill(size)
+        out, self.buf = self.buf[:size], self.buf[size:]
+        return out
+
+    def readline(self, size=-1):
+        while True:
+            i = self.buf.find(b"\n")
+            if i >= 0 or self.left == 0 or (size is not None and 0 <= size <= len(self.buf)):
+                break
+            self._fill(len(self.buf) + 1)
+        end = i + 1 if i >= 0 else len(self.buf)
+        if size is not None and 0 <= size < end:
+            end = size
+        out, self.buf = self.buf[:end], self.buf[end:]
+        return out
+
+    def readlines(self, hint=-1):
+        lines, total = [], 0
+        while True:
+            line = self.readline()
+            if not line:
+                return lines
+            lines.append(line)
+            total += len(line)
+            if hint is not None and 0 < hint <= total:
+                return lines
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        line = self.readline()
+        if not line:
+            raise StopIteration
+        return line
+
+    def drain(self):
+        self.buf = b""
+        while self.left > 0:
+            data = self.sock.recv(min(self.left, 1 << 16))
+            if not data:
+                raise IOError("edged closed the connection mid-body")
+            self.left -= len(data)
+
+
+class FileWrapper:
+    """wsgi.file_wrapper: iterates a file in blocks."""
+
+    def __init__(self, filelike, blksize=1 << 16):
+        self.filelike = filelike
+        self.blksize = blksize
+        if hasattr(filelike, "close"):
+            self.close = filelike.close
+
+    def __iter__(self):
+        read, size = self.filelike.read, self.blksize
+        while True:
+            data = read(size)
+            if not data:
+                return
+            yield data
+
+
+class Errors:
+    """wsgi.errors: text written here reaches the worker's log."""
+
+    def write(self, s):
+        sys.stderr.write(s)
+
+    def writelines(self, seq):
+        for s in seq:
+            sys.stderr.write(s)
+
+    def flush(self):
+        sys.stderr.flush()
+
+
+class AppError(Exception):
+    pass
+
+
+class Worker:
+    def __init__(self, app, conf, listener):
+        self.app = app
+        self.listener = listener
+        self.threads = conf["threads"] if conf["class"] == "threads" else 1
+        self.max_requests = conf.get("max_requests", 0)
+        self.base = {
+            "wsgi.version": (1, 0),
+            "wsgi.errors": Errors(),
+            "wsgi.multithread": self.threads > 1,
+            "wsgi.multiprocess": True,
+            "wsgi.run_once": False,
+            "wsgi.file_wrapper": FileWrapper,
+            "SCRIPT_NAME": "",
+        }
+        self.lock = threading.Lock()
+        self.busy = 0
+        self.served = 0
+        self.stopping = False
+
+    # -- lifecycle ---------------------------------------------------------
+
+    def stop(self, *_):
+        with self.lock:
+            self.stopping = True
+            idle = self.busy == 0
+        if idle:
+            os._exit(0)
+
+    def run(self):
+        signal.signal(signal.SIGTERM, self.stop)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        event("ready", pid=os.getpid())
+        if self.threads == 1:
+            self.accept_loop()
+            return
+        for _ in range(self.threads):
+            threading.Thread(target=self.accept_loop, daemon=True).start()
+        while True:
+            signal.pause()
+
+    def accept_loop(self):
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except InterruptedError:
+                continue
+            except OSError as e:
+                event("log", level="error", message="accept failed", error=str(e))
+                os._exit(1)
+            try:
+                self.serve(conn)
+            except Exception as e:  # the connection broke; edged retries
+                event("log", level="warn", message="connection to edged failed", error=repr(e))
+            finally:
+                conn.close()
+
+    def _begin(self):
+        with self.lock:
+            self.busy += 1
+
+    def _end(self):
+        with self.lock:
+            self.busy -= 1
+            self.served += 1
+            done = self.stopping and self.busy == 0
+            recycle = self.max_requests and self.served >= self.max_requests
+        if done:
+            os._exit(0)
+        if recycle:
+            event("recycle", served=self.served)
+            with self.lock:
+                self.stopping = True
+                idle = self.busy == 0
+            if idle:
+                os._exit(0)
+
+    # -- one connection from edged -------------------------------------------
+
+    def serve(self, conn):
+        recv = conn.recv
+        buf = b""
+        while True:
+            while len(buf) < 12:
+                data = recv(1 << 16)
+                if not data:
+                    return
+                buf += data
+            env_len, body_len = REQ.unpack_from(buf)
+            need = 12 + env_len
+            while len(buf) < need:
+                data = recv(max(1 << 16, need - len(buf)))
+                if not data:
+                    return
+                buf += data
+            parts = buf[12:need].decode("latin-1").split("\0")
+            if len(parts) % 2:
+                raise ValueError("bad request frame: odd number of environ fields")
+            environ = self.base.copy()
+            it = iter(parts)
+            environ.update(zip(it, it))
+            rest = buf[need:]
+            drain = None
+            if body_len <= len(rest):
+                environ["wsgi.input"] = io.BytesIO(rest[:body_len])
+                buf = rest[body_len:]
+            elif body_len <= MEMORY_BODY:
+                chunks = [rest]
+                have = len(rest)
+                while have < body_len:
+                    data = recv(min(body_len - have, 1 << 20))
+                    if not data:
+                        return
+                    chunks.append(data)
+                    have += len(data)
+                environ["wsgi.input"] = io.BytesIO(b"".join(chunks))
+                buf = b""
+            else:
+                drain = Input(conn, rest, body_len)
+                environ["wsgi.input"] = drain
+                buf = b""
+            self._begin()
+            try:
+                self.respond(conn, environ)
+            finally:
+                if drain is not None:
+                    drain.drain()
+                self._end()
+
+    def respond(self, conn, environ):
+        state = [None, None]  # [status, headers] set by start_response
+        sent = [False]
+        out = []
+        size = [0]
+        sendall = conn.sendall
+
+        def head():
+            status, headers = state
+            fields = [status]
+            for name, value in headers:
+                fields.append(name)
+                fields.append(value)
+            h = "\0".join(fields).encode("latin-1")
+            return U32.pack(len(h)) + h
+
+        def flush():
+            if not sent[0]:
+                out.insert(0, head())
+                sent[0] = True
+            if out:
+                sendall(b"".join(out))
+                out.clear()
+                size[0] = 0
+
+        def write(data):
+            if state[0] is None:
+                raise AssertionError("write() called before start_response()")
+            if type(data) is not bytes:
+                raise TypeError("write() takes bytes, not %s" % type(data).__name__)
+            if data:
+                out.append(U32.pack(len(data)))
+                out.append(data)
+                size[0] += len(data)
+                if size[0] >= FLUSH_AT:
+                    flush()
+
+        def start_response(status, headers, exc_info=None):
+            if exc_info:
+                try:
+                    if sent[0]:
+                        raise exc_info[1].with_traceback(exc_info[2])
+                finally:
+                    exc_info = None
+            elif state[0] is not None:
+                raise AssertionError("start_response() called twice without exc_info")
+            if type(status) is not str or len(status) < 4 or not status[:3].isdigit() or status[3] != " ":
+                raise AssertionError("status must be a str like '200 OK', not %r" % (status,))
+            if type(headers) is not list:
+                raise AssertionError("headers must be a list of (name, value) tuples")
+            for h in headers:
+                if type(h) is not tuple or len(h) != 2 or type(h[0]) is not str or type(h[1]) is not str:
+                    raise AssertionError("header %r is not a (str, str) tuple" % (h,))
+                if "\0" in h[0] or "\0" in h[1] or "\n" in h[1] or "\r" in h[1]:
+                    raise AssertionError("header %r holds a control character" % (h,))
+            state[0] = status
+            state[1] = headers
+            return write
+
+        result = None
+        try:
+            result = self.app(environ, start_response)
+            if type(result) is list and len(result) == 1 and type(result[0]) is bytes and state[0] is not None:
+                data = result[0]
+                if data:
+                    out.append(U32.pack(len(data)))
+                    out.append(data)
+            else:
+                for data in result:
+                    if type(data) is not bytes:
+                        raise TypeError("the app yielded %s, not bytes" % type(data).__name__)
+                    if data:
+                        if state[0] is None:
+                            raise AssertionError("the app yielded body data before calling start_response()")
+                        out.append(U32.pack(len(data)))
+                        out.append(data)
+                        size[0] += len(data)
+                        if size[0] >= FLUSH_AT:
+                            flush()
+            if state[0] is None:
+                raise AssertionError("the app returned without calling start_response()")
+        except Exception:
+            self.failed(environ)
+            out.clear()
+            if sent[0]:
+                sendall(ABORT)
+            else:
+                body = b"Internal Server Error\n"
+                h = "500 Internal Server Error\0Content-Type\0text/plain; charset=utf-8".encode("latin-1")
+                sendall(U32.pack(len(h)) + h + U32.pack(len(body)) + body + END)
+            return
+        finally:
+            if result is not None and hasattr(result, "close"):
+                try:
+                    result.close()
+                except Exception:
+                    self.failed(environ)
+        out.append(END)
+        flush()
+
+    def failed(self, environ):
+        event("log", level="error", message="app raised",
+              method=environ.get("REQUEST_METHOD", ""),
+              path=environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", ""),
+              traceback=traceback.format_exc())
+
+
+def load(spec, directory):
+    sys.path.insert(0, directory)
+    os.chdir(directory)
+    module, _, name = spec.partition(":")
+    mod = __import__(module, fromlist=["_"])
+    obj = mod
+    for part in name.split("."):
+        obj = getattr(obj, part)
+    if not callable(obj):
+        raise TypeError("%s is %s, not a WSGI callable" % (spec, type(obj).__name__))
+    return obj
+
+
+def main():
+    conf = json.loads(os.environ.pop("EDGED_WORKER"))
+    listener = socket.socket(fileno=3)
+    try:
+        app = load(conf["module"], conf["directory"])
+    except BaseException as e:
+        tb = traceback.format_exc()
+        sys.stderr.write(tb)
+        summary = "".join(traceback.format_exception_only(type(e), e)).strip().splitlines()[-1]
+        event("import_failed", module=conf["module"], summary=summary, traceback=tb)
+        sys.stderr.flush()
+        os._exit(3)
+    Worker(app, conf, listener).run()
+
+
+main()

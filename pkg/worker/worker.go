@@ -1,0 +1,253 @@
+// Package worker is workerd: it supervises one Python process that hosts
+// the WSGI app on a Unix socket edged connects to.
+//
+// The Go process stays out of the data path. It owns the listening socket
+// (or receives it from systemd) and hands it to the Python child, so that a
+// child that dies and is restarted never closes the socket: edged's
+// connections wait in the backlog instead of being refused.
+package worker
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/edged/edged/pkg/config"
+	"github.com/edged/edged/pkg/worker/python"
+	"github.com/rs/zerolog"
+)
+
+// ImportError reports that the app could not be loaded: restarting will not
+// help until the code or config changes.
+type ImportError struct {
+	Module    string
+	Summary   string // last line of the traceback, e.g. "ModuleNotFoundError: ..."
+	Traceback string
+}
+
+func (e *ImportError) Error() string {
+	return fmt.Sprintf("cannot import app %q: %s", e.Module, e.Summary)
+}
+
+// Worker supervises the Python child of one workerd instance.
+type Worker struct {
+	cfg      *config.Config
+	instance string
+	log      zerolog.Logger
+
+	// Ready is closed once the first child has imported the app.
+	Ready    chan struct{}
+	ready    atomic.Bool
+	restarts atomic.Int64
+}
+
+// New returns a worker for the instance name (the N of workerd@N).
+func New(cfg *config.Config, instance string, log zerolog.Logger) *Worker {
+	return &Worker{cfg: cfg, instance: instance, log: log, Ready: make(chan struct{})}
+}
+
+// Restarts is how many times the Python child has been started again.
+func (w *Worker) Restarts() int64 { return w.restarts.Load() }
+
+// Run serves ln until ctx is cancelled, then lets the child finish its
+// requests for up to the graceful timeout. It restarts a child that dies
+// after it was ready, and returns an *ImportError when the app cannot load.
+func (w *Worker) Run(ctx context.Context, ln *net.UnixListener) error {
+	lf, err := ln.File()
+	if err != nil {
+		return fmt.Errorf("worker socket: %w", err)
+	}
+	defer lf.Close()
+
+	backoff := 100 * time.Millisecond
+	for {
+		started := time.Now()
+		err := w.runChild(ctx, lf)
+		if ctx.Err() != nil {
+			return nil
+		}
+		var ie *ImportError
+		if errors.As(err, &ie) {
+			return err
+		}
+		if time.Since(started) > 10*time.Second {
+			backoff = 100 * time.Millisecond
+		}
+		w.restarts.Add(1)
+		w.log.Warn().Err(err).Dur("after", backoff).Msg("python process ended, starting a new one")
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
+}
+
+type childConf struct {
+	Module      string `json:"module"`
+	Directory   string `json:"directory"`
+	Class       string `json:"class"`
+	Threads     int    `json:"threads"`
+	MaxRequests int    `json:"max_requests"`
+}
+
+// runChild starts one Python process and waits for it to end.
+func (w *Worker) runChild(ctx context.Context, lf *os.File) error {
+	a := w.cfg.App
+	conf, _ := json.Marshal(childConf{
+		Module: a.Module, Directory: a.Directory,
+		Class: w.cfg.Pool.Class, Threads: w.cfg.Pool.Threads, MaxRequests: w.cfg.Pool.MaxRequests,
+	})
+	env, err := w.environ(string(conf))
+	if err != nil {
+		return &ImportError{Module: a.Module, Summary: err.Error()}
+	}
+
+	srcR, srcW, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	evR, evW, err := os.Pipe()
+	if err != nil {
+		srcR.Close()
+		srcW.Close()
+		return err
+	}
+	cmd := exec.Command(a.Interpreter(), "-c", python.Bootstrap)
+	cmd.Dir = a.Directory
+	cmd.Env = env
+	cmd.Stdout = os.Stdout
+	cmd.Stderr = os.Stderr
+	cmd.ExtraFiles = []*os.File{lf, srcR, evW}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	err = cmd.Start()
+	srcR.Close()
+	evW.Close()
+	if err != nil {
+		srcW.Close()
+		evR.Close()
+		return &ImportError{Module: a.Module, Summary: fmt.Sprintf("cannot start %s: %v (set app.python or app.virtualenv)", a.Interpreter(), err)}
+	}
+	go func() {
+		srcW.Write(python.Source)
+		srcW.Close()
+	}()
+
+	var importErr atomic.Pointer[ImportError]
+	events := make(chan struct{})
+	go func() {
+		defer close(events)
+		w.readEvents(evR, &importErr)
+	}()
+	waited := make(chan error, 1)
+	go func() { waited <- cmd.Wait() }()
+
+	log := w.log.With().Int("pid", cmd.Process.Pid).Logger()
+	var werr error
+	select {
+	case werr = <-waited:
+	case <-ctx.Done():
+		cmd.Process.Signal(syscall.SIGTERM)
+		grace := w.cfg.Pool.GracefulTimeout.D()
+		select {
+		case werr = <-waited:
+		case <-time.After(grace):
+			log.Warn().Dur("graceful_timeout", grace).Msg("python process did not finish in time, killing it")
+			cmd.Process.Kill()
+			werr = <-waited
+		}
+	}
+	<-events
+	evR.Close()
+	if ie := importErr.Load(); ie != nil {
+		return ie
+	}
+	if werr == nil {
+		return errors.New("python process exited")
+	}
+	return fmt.Errorf("python process: %w", werr)
+}
+
+func (w *Worker) readEvents(r *os.File, importErr *atomic.Pointer[ImportError]) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 4<<20)
+	for sc.Scan() {
+		var ev map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
+			w.log.Warn().Str("line", sc.Text()).Msg("unreadable event from python process")
+			continue
+		}
+		kind, _ := ev["event"].(string)
+		delete(ev, "event")
+		switch kind {
+		case "ready":
+			w.log.Info().Interface("pid", ev["pid"]).Str("app", w.cfg.App.Module).Msg("app loaded, serving")
+			if w.ready.CompareAndSwap(false, true) {
+				close(w.Ready)
+			}
+		case "import_failed":
+			ie := &ImportError{Module: w.cfg.App.Module}
+			ie.Summary, _ = ev["summary"].(string)
+			ie.Traceback, _ = ev["traceback"].(string)
+			importErr.Store(ie)
+		case "recycle":
+			w.log.Info().Interface("served", ev["served"]).Msg("max_requests reached, recycling python process")
+		case "log":
+			lvl, _ := ev["level"].(string)
+			msg, _ := ev["message"].(string)
+			delete(ev, "level")
+			delete(ev, "message")
+			e := w.log.Info()
+			switch lvl {
+			case "error":
+				e = w.log.Error()
+			case "warn":
+				e = w.log.Warn()
+			}
+			e.Fields(ev).Msg(msg)
+		}
+	}
+}
+
+// environ is the child's environment: workerd's own, the app's env table,
+// the credentials named in the config, and the child's settings.
+func (w *Worker) environ(conf string) ([]string, error) {
+	env := make([]string, 0, len(os.Environ())+len(w.cfg.App.Env)+4)
+	for _, kv := range os.Environ() {
+		if strings.HasPrefix(kv, "LISTEN_") || strings.HasPrefix(kv, "NOTIFY_SOCKET=") || strings.HasPrefix(kv, "WATCHDOG_") {
+			continue
+		}
+		env = append(env, kv)
+	}
+	for k, v := range w.cfg.App.Env {
+		env = append(env, k+"="+v)
+	}
+	if len(w.cfg.App.Credentials) > 0 {
+		dir := os.Getenv("CREDENTIALS_DIRECTORY")
+		if dir == "" {
+			return nil, errors.New("app.credentials is set but CREDENTIALS_DIRECTORY is not: run under systemd with LoadCredential=, or set CREDENTIALS_DIRECTORY to a directory holding the credential files")
+		}
+		for name, cred := range w.cfg.App.Credentials {
+			b, err := os.ReadFile(filepath.Join(dir, cred))
+			if err != nil {
+				return nil, fmt.Errorf("credential %q for %s: %v (add LoadCredential=%s:FILE to workerd@.service)", cred, name, err, cred)
+			}
+			env = append(env, name+"="+strings.TrimRight(string(b), "\r\n"))
+		}
+	}
+	if w.cfg.App.Virtualenv != "" {
+		env = append(env, "VIRTUAL_ENV="+w.cfg.App.Virtualenv)
+	}
+	return append(env, "EDGED_INSTANCE="+w.instance, "EDGED_WORKER="+conf), nil
+}
