@@ -170,7 +170,6 @@ func Default() *Config {
 			RequestMemory:  16 << 10,
 			ResponseMemory: 1 << 20,
 		},
-		Proxy: Proxy{Trusted: []string{"127.0.0.1/32", "::1/128"}},
 		Log:   Log{Level: "info", Format: "auto", Access: true},
 	}
 }

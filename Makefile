@@ -1,0 +1,44 @@
+# edged: `make help` lists the targets.
+
+GO      ?= go
+BIN     := bin
+PYTHON  ?= /usr/bin/python3
+# Debian packages the tests and the bench use (real peers, not mocks).
+TEST_DEBS := python3 python3-flask curl
+BENCH_DEBS := nginx-light gunicorn wrk
+
+.PHONY: help build run test deps bench-deps bench fuzz lint clean
+
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+build: ## build edged, workerd and edgectl into bin/
+	$(GO) build -o $(BIN)/ ./cmd/...
+
+run: build ## serve the sample app on http://127.0.0.1:8080/ (Ctrl-C stops)
+	$(BIN)/edgectl run -c testdata/run.toml
+
+deps: ## install what the tests need (apt-get as root; otherwise says how)
+	@.ci/deps $(TEST_DEBS)
+
+bench-deps:
+	@.ci/deps $(TEST_DEBS) $(BENCH_DEBS)
+
+test: deps ## run every test (vet, unit, end to end, fuzz seeds) with -race
+	$(GO) vet ./...
+	EDGED_PYTHON=$(PYTHON) $(GO) test -race -timeout 12m ./...
+
+bench: bench-deps build ## edged vs nginx + gunicorn side by side, with ratios
+	EDGED_PYTHON=$(PYTHON) EDGED_BENCH=1 $(GO) test -run '^TestBench$$' -v -timeout 20m ./pkg/e2e/
+
+fuzz: ## run each fuzz target for a while (FUZZTIME=30s)
+	$(GO) test -run '^$$' -fuzz '^FuzzLoad$$' -fuzztime $${FUZZTIME:-30s} ./pkg/config/
+	$(GO) test -run '^$$' -fuzz '^FuzzReadResponse$$' -fuzztime $${FUZZTIME:-30s} ./pkg/wire/
+	$(GO) test -run '^$$' -fuzz '^FuzzPath$$' -fuzztime $${FUZZTIME:-30s} ./pkg/static/
+
+lint: ## gofmt and vet
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
+	$(GO) vet ./...
+
+clean: ## remove build output
+	rm -rf $(BIN) dist

@@ -1,0 +1,220 @@
+package e2e
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"mime/multipart"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+)
+
+func TestFlaskApp(t *testing.T) {
+	s := startSuite(t, suiteOpts{limits: `max_body = "16m"`})
+	c := s.client()
+
+	t.Run("GET JSON", func(t *testing.T) {
+		status, body := get(t, c, s.http+"/hello")
+		if status != 200 || !strings.Contains(body, `"message":"hello"`) {
+			t.Errorf("GET /hello = %d %q, want 200 with message hello", status, body)
+		}
+	})
+	t.Run("POST JSON", func(t *testing.T) {
+		resp, err := c.Post(s.http+"/echo", "application/json", strings.NewReader(`{"a":[1,2,3],"b":"ü"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var got struct {
+			Got    map[string]any `json:"got"`
+			Length int            `json:"length"`
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&got); err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode != 200 || got.Got["b"] != "ü" || got.Length != 22 {
+			t.Errorf("POST /echo = %d %+v, want 200 echoing the body", resp.StatusCode, got)
+		}
+	})
+	t.Run("5 MB multipart upload", func(t *testing.T) {
+		data := bytes.Repeat([]byte("0123456789abcdef"), 5<<20/16)
+		var body bytes.Buffer
+		mw := multipart.NewWriter(&body)
+		mw.WriteField("title", "big")
+		fw, _ := mw.CreateFormFile("file", "big.bin")
+		fw.Write(data)
+		mw.Close()
+		resp, err := c.Post(s.http+"/upload", mw.FormDataContentType(), &body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		sum := sha256.Sum256(data)
+		if resp.StatusCode != 200 || !strings.Contains(string(b), hex.EncodeToString(sum[:])) || !strings.Contains(string(b), `"title":"big"`) {
+			t.Errorf("POST /upload = %d %s, want 200 with sha256 %x", resp.StatusCode, b, sum)
+		}
+	})
+	t.Run("chunked upload", func(t *testing.T) {
+		data := bytes.Repeat([]byte("x"), 3<<20)
+		// An io.Reader of unknown length makes the client send chunked.
+		resp, err := c.Post(s.http+"/slurp", "application/octet-stream", io.MultiReader(bytes.NewReader(data)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 200 || !strings.Contains(string(b), fmt.Sprintf(`"size":%d`, len(data))) {
+			t.Errorf("chunked POST /slurp = %d %s, want 200 size %d", resp.StatusCode, b, len(data))
+		}
+	})
+	t.Run("streamed response", func(t *testing.T) {
+		status, body := get(t, c, s.http+"/stream?n=500")
+		if status != 200 || strings.Count(body, "\n") != 500 || !strings.HasSuffix(body, "chunk 499\n") {
+			t.Errorf("GET /stream = %d, %d lines, want 200 and 500 lines", status, strings.Count(body, "\n"))
+		}
+	})
+	t.Run("HEAD", func(t *testing.T) {
+		resp, err := c.Head(s.http + "/hello")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || len(b) != 0 || resp.Header.Get("Content-Type") != "application/json" {
+			t.Errorf("HEAD /hello = %d, body %d bytes, type %q; want 200, no body, application/json", resp.StatusCode, len(b), resp.Header.Get("Content-Type"))
+		}
+	})
+	t.Run("404", func(t *testing.T) {
+		if status, _ := get(t, c, s.http+"/no/such/page"); status != 404 {
+			t.Errorf("GET /no/such/page = %d, want 404", status)
+		}
+	})
+	t.Run("exception is a 500 for that request only", func(t *testing.T) {
+		if status, body := get(t, c, s.http+"/boom"); status != 500 {
+			t.Errorf("GET /boom = %d %q, want 500", status, body)
+		}
+		for i := 0; i < 5; i++ {
+			if status, _ := get(t, c, s.http+"/hello"); status != 200 {
+				t.Errorf("GET /hello after /boom = %d, want 200", status)
+			}
+		}
+		if !strings.Contains(s.out.String(), "boom: the app failed on purpose") {
+			t.Errorf("the traceback is not in the log")
+		}
+	})
+	t.Run("environ", func(t *testing.T) {
+		req, _ := http.NewRequest("GET", s.http+"/environ?q=a%20b&x=1", nil)
+		req.Header.Set("X-Custom", "v1")
+		req.Header.Set("X_Custom", "forged")
+		req.Header.Set("X-Forwarded-For", "6.6.6.6")
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var env map[string]string
+		json.NewDecoder(resp.Body).Decode(&env)
+		want := map[string]string{
+			"REQUEST_METHOD": "GET", "PATH_INFO": "/environ", "QUERY_STRING": "q=a%20b&x=1",
+			"HTTP_X_CUSTOM": "v1", "REMOTE_ADDR": "127.0.0.1", "wsgi.url_scheme": "http",
+			"HTTP_X_FORWARDED_PROTO": "http", "SCRIPT_NAME": "",
+		}
+		for k, v := range want {
+			if env[k] != v {
+				t.Errorf("environ[%s] = %q, want %q", k, env[k], v)
+			}
+		}
+		// No proxy is trusted by default: a client's own X-Forwarded-For
+		// is replaced, never believed.
+		if env["HTTP_X_FORWARDED_FOR"] != "127.0.0.1" {
+			t.Errorf("X-Forwarded-For = %q, want %q", env["HTTP_X_FORWARDED_FOR"], "127.0.0.1")
+		}
+	})
+	t.Run("200 concurrent clients", func(t *testing.T) {
+		var wg sync.WaitGroup
+		errs := make(chan error, 200)
+		for i := 0; i < 200; i++ {
+			wg.Add(1)
+			go func(i int) {
+				defer wg.Done()
+				cl := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+				resp, err := cl.Get(fmt.Sprintf("%s/hello?i=%d", s.http, i))
+				if err != nil {
+					errs <- err
+					return
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 {
+					errs <- fmt.Errorf("client %d: status %d", i, resp.StatusCode)
+				}
+			}(i)
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Error(err)
+		}
+	})
+}
+
+// TestPEP3333 runs the app wrapped in wsgiref.validate.validator, which
+// raises on any breach of the spec by the server or the app: a breach
+// turns into a 500 here.
+func TestPEP3333(t *testing.T) {
+	s := startSuite(t, suiteOpts{module: "flaskapp:validated", workers: 1})
+	c := s.client()
+	for _, path := range []string{"/hello", "/stream?n=3", "/environ", "/gone", "/nope"} {
+		status, body := get(t, c, s.http+path)
+		if status >= 500 {
+			t.Errorf("GET %s = %d %q under the validator", path, status, body)
+		}
+	}
+	resp, err := c.Post(s.http+"/echo", "application/json", strings.NewReader(`{"x":1}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Errorf("POST /echo = %d under the validator", resp.StatusCode)
+	}
+	if strings.Contains(s.out.String(), "AssertionError") {
+		t.Errorf("the validator found a breach:\n%s", tail(s.out.String(), 30))
+	}
+}
+
+// TestTrustedProxy checks that X-Forwarded-* from a configured proxy are
+// believed: the app sees the real client.
+func TestTrustedProxy(t *testing.T) {
+	s := startSuite(t, suiteOpts{workers: 1, extra: "[proxy]\ntrusted = [\"127.0.0.0/8\"]"})
+	req, _ := http.NewRequest("GET", s.http+"/environ", nil)
+	req.Header.Set("X-Forwarded-For", "203.0.113.9, 127.0.0.5")
+	req.Header.Set("X-Forwarded-Proto", "https")
+	req.Header.Set("X-Forwarded-Host", "shop.example")
+	resp, err := s.client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var env map[string]string
+	json.NewDecoder(resp.Body).Decode(&env)
+	want := map[string]string{
+		"REMOTE_ADDR":            "203.0.113.9",
+		"HTTP_X_FORWARDED_FOR":   "203.0.113.9, 127.0.0.5, 127.0.0.1",
+		"wsgi.url_scheme":        "https",
+		"HTTP_X_FORWARDED_PROTO": "https",
+		"HTTP_X_FORWARDED_HOST":  "shop.example",
+		"SERVER_NAME":            "shop.example",
+	}
+	for k, v := range want {
+		if env[k] != v {
+			t.Errorf("environ[%s] = %q, want %q", k, env[k], v)
+		}
+	}
+}

@@ -1,0 +1,319 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+var (
+	binDir   string
+	repoRoot string
+	python   string
+)
+
+func TestMain(m *testing.M) {
+	os.Exit(run(m))
+}
+
+func run(m *testing.M) int {
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		panic(err)
+	}
+	repoRoot = root
+	python = os.Getenv("EDGED_PYTHON")
+	if python == "" {
+		python = "/usr/bin/python3"
+	}
+	dir, err := os.MkdirTemp("", "edged-e2e-bin-*")
+	if err != nil {
+		panic(err)
+	}
+	defer os.RemoveAll(dir)
+	binDir = dir
+	build := exec.Command("go", "build", "-o", dir+"/", "./cmd/...")
+	build.Dir = root
+	build.Stdout, build.Stderr = os.Stdout, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building the binaries:", err)
+		return 1
+	}
+	return m.Run()
+}
+
+// needFlask skips when the Debian python3-flask package is missing; `make
+// test` installs it, so in CI this never skips.
+func needFlask(t testing.TB) {
+	t.Helper()
+	if err := exec.Command(python, "-c", "import flask").Run(); err != nil {
+		t.Skipf("SKIPPED: %s cannot import flask (install python3-flask: `make deps`)", python)
+	}
+}
+
+// suite is edged and its workers, run by `edgectl run` as `make run` does.
+type suite struct {
+	t      testing.TB
+	dir    string
+	cfg    string
+	http   string // base URL
+	https  string // base URL, when TLS is on
+	cmd    *exec.Cmd
+	out    *syncBuffer
+	done   chan error
+	certs  *x509.CertPool
+	socket string
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+type suiteOpts struct {
+	module  string // default flaskapp:app
+	workers int    // default 2
+	extra   string // more TOML, appended
+	tls     bool
+	// limits replaces the [limits] table body.
+	limits string
+	class  string
+}
+
+func freePort(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// startSuite writes a config, starts `edgectl run`, and waits until the app
+// answers.
+func startSuite(t testing.TB, o suiteOpts) *suite {
+	t.Helper()
+	if o.module == "" {
+		o.module = "flaskapp:app"
+	}
+	if strings.HasPrefix(o.module, "flaskapp") {
+		needFlask(t)
+	}
+	if o.workers == 0 {
+		o.workers = 2
+	}
+	if o.class == "" {
+		o.class = "sync"
+	}
+	dir := t.TempDir()
+	s := &suite{t: t, dir: dir, out: &syncBuffer{}, done: make(chan error, 1), socket: filepath.Join(dir, "workers")}
+	httpAddr := freePort(t)
+	s.http = "http://" + httpAddr
+	var b strings.Builder
+	fmt.Fprintf(&b, "[listen]\nhttp = [%q]\n", httpAddr)
+	if o.tls {
+		httpsAddr := freePort(t)
+		s.https = "https://" + httpsAddr
+		fmt.Fprintf(&b, "https = [%q]\n", httpsAddr)
+		s.certs = x509.NewCertPool()
+		for _, name := range []string{"localhost", "other.test"} {
+			cert, key := writeCert(t, dir, name, s.certs)
+			fmt.Fprintf(&b, "[[tls]]\ncert = %q\nkey = %q\n", cert, key)
+		}
+	}
+	static := filepath.Join(dir, "static")
+	os.MkdirAll(static, 0o755)
+	fmt.Fprintf(&b, "[[static]]\nprefix = \"/static/\"\nroot = %q\nindex = \"index.html\"\n", static)
+	fmt.Fprintf(&b, "[app]\nmodule = %q\ndirectory = %q\npython = %q\n", o.module, filepath.Join(repoRoot, "testdata", "apps"), python)
+	fmt.Fprintf(&b, "[pool]\nclass = %q\nthreads = 4\nworkers = %d\n", o.class, o.workers)
+	if o.limits != "" {
+		fmt.Fprintf(&b, "[limits]\n%s\n", o.limits)
+	}
+	fmt.Fprintf(&b, "[log]\nformat = \"json\"\n%s\n", o.extra)
+	s.cfg = filepath.Join(dir, "edged.toml")
+	if err := os.WriteFile(s.cfg, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	s.cmd = exec.Command(filepath.Join(binDir, "edgectl"), "run", "-c", s.cfg, "--socket-dir", s.socket)
+	s.cmd.Stdout, s.cmd.Stderr = s.out, s.out
+	s.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := s.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { s.done <- s.cmd.Wait() }()
+	t.Cleanup(s.stop)
+	s.waitReady(o.workers)
+	return s
+}
+
+// waitReady waits until every worker has loaded the app and edged answers.
+func (s *suite) waitReady(workers int) {
+	s.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case err := <-s.done:
+			s.t.Fatalf("edgectl run exited early: %v\n%s", err, s.out.String())
+		default:
+		}
+		if strings.Count(s.out.String(), "app loaded, serving") >= workers {
+			if resp, err := http.Get(s.http + "/static/"); err == nil {
+				resp.Body.Close()
+				return
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	s.t.Fatalf("suite not ready after 30s:\n%s", s.out.String())
+}
+
+func (s *suite) stop() {
+	if s.cmd.ProcessState != nil {
+		return
+	}
+	s.cmd.Process.Signal(syscall.SIGINT)
+	select {
+	case <-s.done:
+	case <-time.After(20 * time.Second):
+		s.cmd.Process.Kill()
+		s.t.Errorf("edgectl run did not stop within 20s of SIGINT")
+	}
+	if s.t.Failed() {
+		s.t.Logf("suite output:\n%s", tail(s.out.String(), 60))
+	}
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(s, "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// writeStatic puts a file under the static root.
+func (s *suite) writeStatic(name string, data []byte) string {
+	p := filepath.Join(s.dir, "static", name)
+	os.MkdirAll(filepath.Dir(p), 0o755)
+	if err := os.WriteFile(p, data, 0o644); err != nil {
+		s.t.Fatal(err)
+	}
+	return p
+}
+
+func (s *suite) client() *http.Client {
+	return &http.Client{Timeout: 30 * time.Second}
+}
+
+// get fetches url and returns the status and body.
+func get(t testing.TB, c *http.Client, url string) (int, string) {
+	t.Helper()
+	resp, err := c.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("GET %s: reading body: %v", url, err)
+	}
+	return resp.StatusCode, string(b)
+}
+
+// writeCert makes a self-signed certificate for name in dir.
+func writeCert(t testing.TB, dir, name string, pool *x509.CertPool) (certFile, keyFile string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(time.Now().UnixNano()),
+		Subject:               pkix.Name{CommonName: name},
+		DNSNames:              []string{name},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(24 * time.Hour),
+		KeyUsage:              x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	if name == "localhost" {
+		tmpl.IPAddresses = []net.IP{net.ParseIP("127.0.0.1")}
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _ := x509.ParseCertificate(der)
+	pool.AddCert(c)
+	kb, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile = filepath.Join(dir, name+".crt")
+	keyFile = filepath.Join(dir, name+".key")
+	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
+	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600)
+	return certFile, keyFile
+}
+
+func (s *suite) tlsClient(serverName string) *http.Client {
+	return &http.Client{
+		Timeout: 30 * time.Second,
+		Transport: &http.Transport{
+			TLSClientConfig:   &tls.Config{RootCAs: s.certs, ServerName: serverName},
+			ForceAttemptHTTP2: true,
+		},
+	}
+}
+
+// rawRequest writes req on a new TCP connection and returns what the
+// server sent until it closed or 5s passed.
+func rawRequest(t testing.TB, addr, req string) string {
+	t.Helper()
+	c, err := net.Dial("tcp", strings.TrimPrefix(addr, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	io.WriteString(c, req)
+	b, _ := io.ReadAll(c)
+	return string(b)
+}
+
+var _ = context.Background

@@ -1,0 +1,72 @@
+"""A Flask app for the tests and the bench (python3-flask from Debian)."""
+
+import hashlib
+import os
+import time
+from wsgiref.validate import validator
+
+from flask import Flask, Response, abort, jsonify, request
+
+app = Flask(__name__)
+
+
+@app.get("/hello")
+def hello():
+    return jsonify(message="hello", worker=os.environ.get("EDGED_INSTANCE", ""))
+
+
+@app.post("/echo")
+def echo():
+    data = request.get_json(force=False, silent=False)
+    return jsonify(got=data, length=request.content_length)
+
+
+@app.post("/upload")
+def upload():
+    out = {}
+    for name, f in request.files.items():
+        b = f.read()
+        out[name] = {"filename": f.filename, "size": len(b), "sha256": hashlib.sha256(b).hexdigest()}
+    return jsonify(files=out, form=request.form.to_dict())
+
+
+@app.post("/slurp")
+def slurp():
+    body = request.get_data()
+    return jsonify(size=len(body), sha256=hashlib.sha256(body).hexdigest())
+
+
+@app.get("/stream")
+def stream():
+    n = int(request.args.get("n", "10"))
+
+    def gen():
+        for i in range(n):
+            yield "chunk %d\n" % i
+
+    return Response(gen(), mimetype="text/plain")
+
+
+@app.get("/boom")
+def boom():
+    raise RuntimeError("boom: the app failed on purpose")
+
+
+@app.get("/sleep")
+def sleep():
+    time.sleep(float(request.args.get("s", "0.1")))
+    return "slept\n"
+
+
+@app.get("/environ")
+def environ():
+    env = {k: v for k, v in request.environ.items() if isinstance(v, str)}
+    return jsonify(env)
+
+
+@app.get("/gone")
+def gone():
+    abort(410)
+
+
+validated = validator(app)
