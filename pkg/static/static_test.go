@@ -2,6 +2,7 @@ package static
 
 import (
 	"bufio"
+	"compress/gzip"
 	"fmt"
 	"io"
 	"net"
@@ -838,4 +839,69 @@ func FuzzPath(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestFixtureTree keeps testdata/static-test consistent: its precompressed
+// siblings must decode to the original and be chosen as documented.
+func TestFixtureTree(t *testing.T) {
+	dir, err := filepath.Abs(filepath.Join("..", "..", "testdata", "static-test"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := newHandler(t, Options{Prefix: "/", Root: dir, Index: "index.html"})
+	read := func(name string) string {
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+
+	t.Run("gzip sibling decodes to original", func(t *testing.T) {
+		zr, err := gzip.NewReader(strings.NewReader(read("app.js.gz")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := io.ReadAll(zr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := read("app.js"); string(got) != want {
+			t.Errorf("gunzipped app.js.gz: got %q, want %q", got, want)
+		}
+	})
+
+	tests := []struct {
+		name     string
+		target   string
+		accept   string
+		wantCode int
+		wantEnc  string
+		wantBody string
+	}{
+		{"br", "/app.js", "gzip, br", http.StatusOK, "br", read("app.js.br")},
+		{"gzip", "/app.js", "gzip", http.StatusOK, "gzip", read("app.js.gz")},
+		{"identity", "/app.js", "", http.StatusOK, "", read("app.js")},
+		{"top index", "/", "", http.StatusOK, "", read("index.html")},
+		{"sub index", "/sub/", "", http.StatusOK, "", read("sub/index.html")},
+		{"sub redirect", "/sub", "", http.StatusMovedPermanently, "", ""},
+		{"no index", "/noindex/", "", http.StatusNotFound, "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w := serve(h, "GET", tt.target, map[string]string{"Accept-Encoding": tt.accept})
+			if got := w.Code; got != tt.wantCode {
+				t.Fatalf("status: got %d, want %d", got, tt.wantCode)
+			}
+			if tt.wantCode != http.StatusOK {
+				return
+			}
+			if got := w.Header().Get("Content-Encoding"); got != tt.wantEnc {
+				t.Errorf("Content-Encoding: got %q, want %q", got, tt.wantEnc)
+			}
+			if got := w.Body.String(); got != tt.wantBody {
+				t.Errorf("body: got %q, want %q", got, tt.wantBody)
+			}
+		})
+	}
 }

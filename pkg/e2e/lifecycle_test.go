@@ -1,0 +1,116 @@
+package e2e
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestCheck runs `edged --check` on good and bad configs: a bad one is
+// refused with file:line and advice before anything starts.
+func TestCheck(t *testing.T) {
+	dir := t.TempDir()
+	apps := filepath.Join(repoRoot, "testdata", "apps")
+	cases := []struct {
+		name, toml string
+		ok         bool
+		want       []string
+	}{
+		{"good", "[listen]\nhttp = [\"127.0.0.1:0\"]\n[app]\nmodule = \"sample:app\"\ndirectory = \"" + apps + "\"\n", true, []string{"ok"}},
+		{"unknown key", "[listen]\nhttp = [\"127.0.0.1:0\"]\n[app]\nmodule = \"sample:app\"\ndirectory = \"" + apps + "\"\nworker = 3\n", false,
+			[]string{"unknown key.toml:6", "app.worker", "unknown key"}},
+		{"bad duration", "[listen]\nhttp = [\"127.0.0.1:0\"]\n[app]\nmodule = \"sample:app\"\ndirectory = \"" + apps + "\"\n[limits]\nheader_timeout = \"ten\"\n", false,
+			[]string{"bad duration.toml:7", "limits.header_timeout", `"ten"`, "30s"}},
+		{"secret", "[listen]\nhttp = [\"127.0.0.1:0\"]\n[app]\nmodule = \"sample:app\"\ndirectory = \"" + apps + "\"\n[app.env]\nSECRET_KEY = \"hunter2\"\n", false,
+			[]string{"secret.toml:7", "app.env.SECRET_KEY", "LoadCredential=", "[app.credentials]"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			f := filepath.Join(dir, c.name+".toml")
+			os.WriteFile(f, []byte(c.toml), 0o644)
+			cmd := exec.Command(filepath.Join(binDir, "edged"), "--check", "-c", f)
+			cmd.Dir = dir
+			var out bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &out, &out
+			err := cmd.Run()
+			if (err == nil) != c.ok {
+				t.Errorf("edged --check: err = %v, want ok = %v\n%s", err, c.ok, out.String())
+			}
+			for _, w := range c.want {
+				if !strings.Contains(out.String(), w) {
+					t.Errorf("edged --check output lacks %q:\n%s", w, out.String())
+				}
+			}
+			if strings.Contains(out.String(), "hunter2") {
+				t.Errorf("the secret value is echoed back: %s", out.String())
+			}
+		})
+	}
+}
+
+// TestImportFailure: an app that cannot be imported makes workerd exit
+// non-zero with the traceback and a one-line summary.
+func TestImportFailure(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "broken.py"), []byte("import no_such_module_here\n"), 0o644)
+	cfg := filepath.Join(dir, "edged.toml")
+	os.WriteFile(cfg, []byte("[app]\nmodule = \"broken:app\"\npython = \""+python+"\"\n[log]\nformat = \"json\"\n"), 0o644)
+	cmd := exec.Command(filepath.Join(binDir, "workerd"), "-c", cfg, "-i", "1", "--socket-dir", filepath.Join(dir, "s"))
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	if err == nil {
+		t.Fatalf("workerd exited 0 for an app that cannot import:\n%s", out.String())
+	}
+	for _, w := range []string{"Traceback", "workerd: cannot import app \"broken:app\": ModuleNotFoundError: No module named 'no_such_module_here'"} {
+		if !strings.Contains(out.String(), w) {
+			t.Errorf("output lacks %q:\n%s", w, out.String())
+		}
+	}
+}
+
+// TestPythonCrash: when a worker's Python process dies, workerd starts a
+// new one, and requests keep being answered.
+func TestPythonCrash(t *testing.T) {
+	s := startSuite(t, suiteOpts{module: "sample:app", workers: 1})
+	c := s.client()
+	_, body := get(t, c, s.http+"/whoami")
+	pid := jsonInt(body, "pid")
+	if pid == 0 {
+		t.Fatalf("no pid in %q", body)
+	}
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		status, body := get(t, c, s.http+"/whoami")
+		if status == 200 {
+			if p := jsonInt(body, "pid"); p != pid && p != 0 {
+				return
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Errorf("no new Python process answered after the old one was killed")
+}
+
+func jsonInt(s, key string) int {
+	i := strings.Index(s, `"`+key+`": `)
+	if i < 0 {
+		return 0
+	}
+	n := 0
+	for _, c := range s[i+len(key)+4:] {
+		if c < '0' || c > '9' {
+			break
+		}
+		n = n*10 + int(c-'0')
+	}
+	return n
+}
