@@ -103,38 +103,52 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request, sp *spool, lim
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
 // roundTrip sends the request to a worker and reads the whole response
-// into resp, retrying on another worker when the first could not be
-// reached before the app saw the request.
+// into resp, retrying when the app cannot have seen the request: on
+// another worker when one refused the connection, on the same one when a
+// kept-alive connection had gone stale.
 func (s *Server) roundTrip(ctx context.Context, x *exchange, method string, body, resp *spool) (int, error) {
-	var tried []*pool.Worker
+	var down []*pool.Worker
 	for attempt := 0; ; attempt++ {
-		wk, err := s.pool.Acquire(ctx, tried...)
-		if err != nil {
-			if errors.Is(err, pool.ErrQueueFull) || errors.Is(err, pool.ErrQueueTimeout) {
-				return http.StatusServiceUnavailable, err
-			}
+		wk, err := s.pool.Acquire(ctx, down...)
+		switch {
+		case errors.Is(err, pool.ErrQueueFull), errors.Is(err, pool.ErrQueueTimeout):
+			return http.StatusServiceUnavailable, err
+		case errors.Is(err, pool.ErrUnreachable):
+			return http.StatusBadGateway, err
+		case err != nil:
 			return 499, err
 		}
 		x.worker = wk.Name
-		retry, status, err := s.tryWorker(ctx, wk, x, method, body, resp)
+		res, status, err := s.tryWorker(ctx, wk, x, method, body, resp)
 		s.pool.Release(wk)
-		if err == nil || !retry || attempt >= 8 {
+		if err == nil || res == final || attempt >= 8 {
 			return status, err
 		}
-		s.log.Debug().Err(err).Str("worker", wk.Name).Msg("worker unreachable, trying another")
-		tried = append(tried, wk)
+		s.log.Debug().Err(err).Str("worker", wk.Name).Msg("worker unreachable, trying again")
+		if res == refused {
+			down = append(down, wk)
+		}
 	}
 }
 
+// What an attempt's failure allows.
+type outcome int
+
+const (
+	final    outcome = iota // the app may have seen the request
+	refused                // the worker refused: try another
+	stale                   // a kept-alive connection was dead: try again
+)
+
 // tryWorker runs one attempt. retry says the app cannot have seen the
 // request, so another worker may take it.
-func (s *Server) tryWorker(ctx context.Context, wk *pool.Worker, x *exchange, method string, body, resp *spool) (retry bool, status int, err error) {
+func (s *Server) tryWorker(ctx context.Context, wk *pool.Worker, x *exchange, method string, body, resp *spool) (res outcome, status int, err error) {
 	c, err := wk.Conn(ctx)
 	if err != nil {
 		if errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ENOENT) {
 			s.pool.MarkDown(wk)
 		}
-		return true, http.StatusBadGateway, err
+		return refused, http.StatusBadGateway, err
 	}
 	ok := false
 	defer func() {
@@ -157,22 +171,27 @@ func (s *Server) tryWorker(ctx context.Context, wk *pool.Worker, x *exchange, me
 	if err != nil {
 		// A write that failed on a reused connection met a worker that
 		// restarted: nothing reached the app.
-		return c.Reused, http.StatusBadGateway, err
+		if c.Reused {
+			s.pool.Stale(wk)
+			return stale, http.StatusBadGateway, err
+		}
+		return final, http.StatusBadGateway, err
 	}
 	if err = wire.ReadHead(c.R, &x.head); err != nil {
-		if errors.Is(err, io.EOF) && c.Reused && idempotent(method) {
-			return true, http.StatusBadGateway, err
+		if c.Reused && idempotent(method) && connGone(err) {
+			s.pool.Stale(wk)
+			return stale, http.StatusBadGateway, err
 		}
-		return false, s.upstreamStatus(err), err
+		return final, s.upstreamStatus(err), err
 	}
 	if err = wire.ReadBody(c.R, func(b []byte) error {
 		_, err := resp.Write(b)
 		return err
 	}); err != nil {
-		return false, s.upstreamStatus(err), err
+		return final, s.upstreamStatus(err), err
 	}
 	ok = true
-	return false, x.head.Status, nil
+	return final, x.head.Status, nil
 }
 
 func (s *Server) upstreamStatus(err error) int {
@@ -184,6 +203,11 @@ func (s *Server) upstreamStatus(err error) int {
 		return http.StatusGatewayTimeout
 	}
 	return http.StatusBadGateway
+}
+
+// connGone reports an error that means the peer closed before answering.
+func connGone(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
 }
 
 func idempotent(m string) bool {

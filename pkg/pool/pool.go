@@ -25,6 +25,9 @@ import (
 var (
 	ErrQueueFull    = errors.New("every worker is busy and the queue is full")
 	ErrQueueTimeout = errors.New("every worker stayed busy for the whole queue timeout")
+	// ErrUnreachable means every live worker was already tried for this
+	// request and refused it.
+	ErrUnreachable = errors.New("no worker could be reached")
 )
 
 // Options configure a Pool.
@@ -116,6 +119,10 @@ func (p *Pool) Acquire(ctx context.Context, exclude ...*Worker) (*Worker, error)
 		w.outstanding++
 		p.mu.Unlock()
 		return w, nil
+	}
+	if len(exclude) > 0 && p.allExcludedLocked(exclude) {
+		p.mu.Unlock()
+		return nil, ErrUnreachable
 	}
 	if len(p.waiters) >= p.opt.QueueLength {
 		p.mu.Unlock()
@@ -221,6 +228,15 @@ func (p *Pool) pickLocked(exclude []*Worker) *Worker {
 	return best
 }
 
+func (p *Pool) allExcludedLocked(exclude []*Worker) bool {
+	for _, w := range p.workers {
+		if !excluded(w, exclude) {
+			return false
+		}
+	}
+	return true
+}
+
 func excluded(w *Worker, ws []*Worker) bool {
 	for _, x := range ws {
 		if x == w {
@@ -243,6 +259,14 @@ func (p *Pool) MarkDown(w *Worker) {
 		p.dispatchLocked()
 		p.mu.Unlock()
 	}()
+}
+
+// Stale drops w's idle connections after one of them turned out dead:
+// the worker's Python process was restarted, so all of them are.
+func (p *Pool) Stale(w *Worker) {
+	p.mu.Lock()
+	w.closeIdleLocked()
+	p.mu.Unlock()
 }
 
 // Scan reads the socket directory and brings the worker set in line with
