@@ -170,7 +170,7 @@ func Default() *Config {
 			RequestMemory:  16 << 10,
 			ResponseMemory: 1 << 20,
 		},
-		Log:   Log{Level: "info", Format: "auto", Access: true},
+		Log: Log{Level: "info", Format: "auto", Access: true},
 	}
 }
 
@@ -364,7 +364,7 @@ func (c *Config) validate(v *validator) {
 		if err != nil {
 			a, aerr := netip.ParseAddr(s)
 			if aerr != nil {
-				v.failf([]string{"proxy", "trusted"}, fmt.Sprintf("proxy.trusted[%d]", i), fmt.Sprintf("%q is not an address or CIDR prefix such as \"10.0.0.0/8\"", s))
+				v.failElem([]string{"proxy", "trusted"}, fmt.Sprintf("proxy.trusted[%d]", i), s, fmt.Sprintf("%q is not an address or CIDR prefix such as \"10.0.0.0/8\"", s))
 				continue
 			}
 			p = netip.PrefixFrom(a, a.BitLen())

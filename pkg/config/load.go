@@ -6,7 +6,9 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/BurntSushi/toml"
@@ -39,15 +41,7 @@ func Parse(name, dir string, data []byte) (*Config, error) {
 
 	md, err := toml.Decode(string(data), c)
 	if err != nil {
-		var pe toml.ParseError
-		if errors.As(err, &pe) {
-			e := &Error{File: name, Line: pe.Position.Line, Msg: pe.Message}
-			if pe.LastKey != "" {
-				e.Key = pe.LastKey
-			}
-			return nil, Errors{e}
-		}
-		return nil, Errors{{File: name, Msg: strings.TrimPrefix(err.Error(), "toml: ")}}
+		return nil, Errors{v.decodeError(err)}
 	}
 
 	for _, k := range md.Keys() {
@@ -55,9 +49,16 @@ func Parse(name, dir string, data []byte) (*Config, error) {
 			v.fail(k, secretAdvice(k))
 		}
 	}
+	unknown := map[string]bool{}
+	for _, k := range md.Undecoded() {
+		unknown[k.String()] = true
+	}
 	for _, k := range md.Undecoded() {
 		if looksSecret(k) {
 			continue // already reported, with better advice
+		}
+		if underUnknown(k, unknown) {
+			continue // a key of a misspelt table: the table is reported
 		}
 		v.fail(k, "unknown key: "+unknownAdvice(k))
 	}
@@ -74,6 +75,117 @@ func Parse(name, dir string, data []byte) (*Config, error) {
 		return nil, v.errs
 	}
 	return c, nil
+}
+
+// underUnknown reports whether a table holding k is itself unknown.
+func underUnknown(k toml.Key, unknown map[string]bool) bool {
+	for i := 1; i < len(k); i++ {
+		if unknown[k[:i].String()] {
+			return true
+		}
+	}
+	return false
+}
+
+// decodeError turns an error from toml.Decode into an Error with the line
+// and key. The library reports a bad value through a ParseError, but a value
+// of the wrong type through a plain error that has the line and key only in
+// its text, and with Go type names.
+func (v *validator) decodeError(err error) *Error {
+	e := &Error{File: v.file}
+	var pe toml.ParseError
+	if errors.As(err, &pe) {
+		e.Line, e.Key, e.Msg = pe.Position.Line, pe.LastKey, pe.Message
+	} else {
+		e.Line, e.Key, e.Msg = splitDecodeMsg(err.Error())
+		e.Msg = typeAdvice(e.Key, e.Msg)
+	}
+	if e.Key != "" {
+		if l := v.elementLine(strings.Split(e.Key, "."), err); l > 0 {
+			e.Line = l
+		} else if e.Line == 0 {
+			e.Line = v.line(strings.Split(e.Key, "."), -1)
+		}
+	}
+	return e
+}
+
+var decodeMsgRE = regexp.MustCompile(`^toml: (?:line (\d+) )?\(last key ("(?:[^"\\]|\\.)*")\): `)
+
+// splitDecodeMsg splits "toml: line 6 (last key "pool.workers"): msg".
+func splitDecodeMsg(s string) (line int, key, msg string) {
+	m := decodeMsgRE.FindStringSubmatch(s)
+	if m == nil {
+		return 0, "", strings.TrimPrefix(s, "toml: ")
+	}
+	line, _ = strconv.Atoi(m[1])
+	key, err := strconv.Unquote(m[2])
+	if err != nil {
+		key = ""
+	}
+	return line, key, s[len(m[0]):]
+}
+
+var (
+	badTypeRE  = regexp.MustCompile(`^incompatible types: TOML value has type (.+); destination has type (.+)$`)
+	mismatchRE = regexp.MustCompile(`^type mismatch for .+: expected table but found (.+)$`)
+)
+
+// typeAdvice rewrites the library's type errors in TOML terms.
+func typeAdvice(key, msg string) string {
+	var have, want string
+	if m := badTypeRE.FindStringSubmatch(msg); m != nil {
+		have, want = m[1], m[2]
+	} else if m := mismatchRE.FindStringSubmatch(msg); m != nil {
+		have, want = m[1], "table"
+	} else {
+		return msg
+	}
+	if have == "map[string]any" && want == "slice" && key != "" && !strings.Contains(key, ".") {
+		return fmt.Sprintf("is a list of tables: write each one under a [[%s]] header (two brackets)", key)
+	}
+	w, ok := map[string]string{
+		"integer": "an integer", "float": "a number", "boolean": "true or false", "string": "a string",
+		"primitive (string-like)": "a string", "slice": "an array", "map": "a table", "table": "a table",
+	}[want]
+	if !ok {
+		return msg
+	}
+	return fmt.Sprintf("must be %s, not %s", w, goTypeName(have))
+}
+
+// elementLine finds the line of key when its table is an array of tables
+// ([[static]]): the library reports the line of the key's last occurrence,
+// whichever element held the bad value. It decodes each occurrence alone
+// and returns the line of the first that fails; 0 when none does.
+func (v *validator) elementLine(key []string, decodeErr error) int {
+	if len(key) != 2 || !arrayTables[key[0]] {
+		return 0
+	}
+	want := errorText(decodeErr)
+	for n := 0; ; n++ {
+		l := v.line(key, n)
+		if l == 0 {
+			return 0
+		}
+		src := "[[" + key[0] + "]]\n" + v.lines[l-1]
+		if _, err := toml.Decode(src, Default()); err != nil && errorText(err) == want {
+			return l
+		}
+	}
+}
+
+// arrayTables are the top-level keys written as [[name]].
+var arrayTables = map[string]bool{"static": true, "tls": true}
+
+// errorText is a decode error's message without its position.
+func errorText(err error) string {
+	var pe toml.ParseError
+	if errors.As(err, &pe) {
+		return pe.Message
+	}
+	_, _, msg := splitDecodeMsg(err.Error())
+	return msg
 }
 
 // secretWords are parts of key names that hold secrets rather than settings.
@@ -140,6 +252,8 @@ type validator struct {
 	dir   string
 	lines []string
 	errs  Errors
+	// pem is set once checkPEM has reported a pasted private key.
+	pem bool
 }
 
 func (v *validator) fail(key []string, msg string) {
@@ -147,9 +261,55 @@ func (v *validator) fail(key []string, msg string) {
 }
 
 // failf reports msg for the key path, shown under the name display (which
-// may carry an index such as static[1].root).
+// may carry an index such as static[1].root). When display indexes an array
+// of tables that way, the line is looked for in that element.
 func (v *validator) failf(key []string, display, msg string) {
-	v.errs = append(v.errs, &Error{File: v.file, Line: v.line(key), Key: display, Msg: msg})
+	v.add(v.lineOf(key, display), display, msg)
+}
+
+func (v *validator) add(line int, display, msg string) {
+	v.errs = append(v.errs, &Error{File: v.file, Line: line, Key: display, Msg: msg})
+}
+
+func (v *validator) lineOf(key []string, display string) int {
+	if len(key) > 0 {
+		if rest, ok := strings.CutPrefix(display, key[0]+"["); ok {
+			if i := strings.IndexByte(rest, ']'); i > 0 {
+				if n, err := strconv.Atoi(rest[:i]); err == nil {
+					if l := v.line(key, n); l > 0 {
+						return l
+					}
+				}
+			}
+		}
+	}
+	return v.line(key, -1)
+}
+
+// failElem reports msg for the element val of the array at key, on the
+// line that holds val when the array spans several lines.
+func (v *validator) failElem(key []string, display, val, msg string) {
+	l := v.line(key, -1)
+	if l > 0 {
+		l = v.valueLine(l, val)
+	}
+	v.add(l, display, msg)
+}
+
+// valueLine returns the line, from line start on, that holds the string
+// val, for an array written one element per line; start when none does.
+func (v *validator) valueLine(start int, val string) int {
+	for i := start - 1; i < len(v.lines); i++ {
+		l := v.lines[i]
+		if strings.Contains(l, strconv.Quote(val)) || strings.Contains(l, "'"+val+"'") {
+			return i + 1
+		}
+		t := strings.TrimSpace(l)
+		if i > start-1 && (strings.HasPrefix(t, "]") || strings.HasPrefix(t, "[") || strings.Contains(t, "=")) {
+			break
+		}
+	}
+	return start
 }
 
 func (v *validator) abs(p string) string {
@@ -163,6 +323,14 @@ func (v *validator) abs(p string) string {
 func (v *validator) path(key []string, p, display string, mustExist bool) string {
 	if p == "" {
 		v.failf(key, display, "missing: give a path")
+		return p
+	}
+	if strings.Contains(p, "-----BEGIN") {
+		// Never echo it: it may be a private key. checkPEM has already
+		// reported a pasted private key.
+		if !v.pem {
+			v.failf(key, display, "is PEM data, not a path: save it in its own file and give that file's path")
+		}
 		return p
 	}
 	p = v.abs(p)
@@ -184,7 +352,7 @@ func unwrapPathError(err error) error {
 
 func (v *validator) addr(display string, key []string, a string) {
 	if err := splitHostPort(a); err != nil {
-		v.failf(key, display, fmt.Sprintf("bad address %q: %v; write host:port, such as \"0.0.0.0:80\" or \"[::]:443\"", a, err))
+		v.failElem(key, display, a, fmt.Sprintf("bad address %q: %v; write host:port, such as \"0.0.0.0:80\" or \"[::]:443\"", a, err))
 	}
 }
 
@@ -194,6 +362,7 @@ func (v *validator) checkPEM(data []byte) {
 		if strings.Contains(l, "-----BEGIN") && strings.Contains(l, "PRIVATE KEY") {
 			v.errs = append(v.errs, &Error{File: v.file, Line: i + 1,
 				Msg: "a private key is pasted into the config: keep keys in their own file, readable only by root, and give its path with [[tls]] key = \"/etc/edged/tls/site.key\" (under systemd, LoadCredential= hands it to edged)"})
+			v.pem = true
 			return
 		}
 	}
@@ -201,10 +370,17 @@ func (v *validator) checkPEM(data []byte) {
 
 // line finds the line where key is set; 0 when it cannot be found. It reads
 // the TOML the way people write it: [table] and [[table]] headers, key =
-// value lines, and inline tables on one line.
-func (v *validator) line(key []string) int {
+// value lines, and inline tables on one line. When nth >= 0, key[0] is an
+// array of tables and only its nth [[key[0]]] element is searched (0 when
+// there is no such element); nth < 0 searches every element and takes the
+// first match.
+func (v *validator) line(key []string, nth int) int {
+	if len(key) == 0 {
+		return 0
+	}
 	want := strings.Join(key, ".")
 	table := ""
+	elem := -1 // index of the current [[key[0]]] element
 	best, bestLen := 0, -1
 	for i, raw := range v.lines {
 		l := strings.TrimSpace(raw)
@@ -214,9 +390,18 @@ func (v *validator) line(key []string) int {
 		if l[0] == '[' {
 			h := strings.Trim(strings.SplitN(l, "#", 2)[0], "[] \t")
 			table = unquoteKey(h)
+			if strings.HasPrefix(l, "[[") && table == key[0] {
+				elem++
+			}
+			if nth >= 0 && elem != nth {
+				continue
+			}
 			if (want == table || strings.HasPrefix(want, table+".")) && len(table) > bestLen {
 				best, bestLen = i+1, len(table)
 			}
+			continue
+		}
+		if nth >= 0 && elem != nth {
 			continue
 		}
 		name, rest, ok := strings.Cut(l, "=")
@@ -230,11 +415,13 @@ func (v *validator) line(key []string) int {
 		if full == want {
 			return i + 1
 		}
-		if strings.HasPrefix(want, full+".") && strings.Contains(rest, "{") {
-			return i + 1
-		}
-		if strings.HasPrefix(want, full) && len(full) > bestLen {
-			best, bestLen = i+1, len(full)
+		if strings.HasPrefix(want, full+".") {
+			if strings.Contains(rest, "{") {
+				return i + 1
+			}
+			if len(full) > bestLen {
+				best, bestLen = i+1, len(full)
+			}
 		}
 	}
 	return best

@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -34,7 +35,7 @@ func (s *Size) UnmarshalTOML(v any) error {
 	case string:
 		return s.UnmarshalText([]byte(x))
 	default:
-		return fmt.Errorf("size must be an integer or a string such as \"16k\" or \"1m\", not %T", v)
+		return fmt.Errorf("size must be an integer or a string such as \"16k\" or \"1m\", not %s", tomlType(v))
 	}
 }
 
@@ -63,10 +64,11 @@ func ParseSize(in string) (Size, error) {
 	}
 	n, err := strconv.ParseInt(s[:i], 10, 64)
 	if err != nil {
-		return 0, fmt.Errorf("bad size %q: %v", in, err)
+		return 0, fmt.Errorf("bad size %q: too large", in)
 	}
+	unit := strings.TrimSpace(s[i:])
 	var shift uint
-	switch strings.ToLower(strings.TrimSpace(s[i:])) {
+	switch strings.ToLower(unit) {
 	case "", "b":
 	case "k", "kb", "kib":
 		shift = 10
@@ -75,7 +77,7 @@ func ParseSize(in string) (Size, error) {
 	case "g", "gb", "gib":
 		shift = 30
 	default:
-		return 0, fmt.Errorf("bad size %q: unknown unit %q, use k, m or g", in, s[i:])
+		return 0, fmt.Errorf("bad size %q: unknown unit %q, use k, m or g", in, unit)
 	}
 	if n > (1<<62)>>shift {
 		return 0, fmt.Errorf("bad size %q: too large", in)
@@ -107,12 +109,15 @@ func (d *Duration) UnmarshalTOML(v any) error {
 		if x < 0 {
 			return fmt.Errorf("bad duration %d: must not be negative", x)
 		}
+		if x > math.MaxInt64/int64(time.Second) {
+			return fmt.Errorf("bad duration %d: too large", x)
+		}
 		*d = Duration(time.Duration(x) * time.Second)
 		return nil
 	case string:
 		return d.UnmarshalText([]byte(x))
 	default:
-		return fmt.Errorf("duration must be a string such as \"30s\" or an integer number of seconds, not %T", v)
+		return fmt.Errorf("duration must be a string such as \"30s\" or an integer number of seconds, not %s", tomlType(v))
 	}
 }
 
@@ -120,3 +125,33 @@ func (d *Duration) UnmarshalTOML(v any) error {
 func (d Duration) D() time.Duration { return time.Duration(d) }
 
 func (d Duration) String() string { return time.Duration(d).String() }
+
+// tomlType names the type of a decoded TOML value, for messages.
+func tomlType(v any) string {
+	return goTypeName(strings.ReplaceAll(fmt.Sprintf("%T", v), "interface {}", "any"))
+}
+
+// goTypeName turns the Go type the TOML decoder gives a value into the TOML
+// term for it.
+func goTypeName(t string) string {
+	switch t {
+	case "string":
+		return "a string"
+	case "int64":
+		return "an integer"
+	case "float64":
+		return "a float"
+	case "bool":
+		return "a boolean"
+	case "time.Time", "toml.LocalDate", "toml.LocalTime", "toml.LocalDatetime":
+		return "a date or time"
+	case "map[string]any":
+		return "a table"
+	case "[]map[string]any":
+		return "an array of tables"
+	}
+	if strings.HasPrefix(t, "[]") {
+		return "an array"
+	}
+	return t
+}

@@ -135,9 +135,9 @@ func (s *Server) roundTrip(ctx context.Context, x *exchange, method string, body
 type outcome int
 
 const (
-	final    outcome = iota // the app may have seen the request
+	final   outcome = iota // the app may have seen the request
 	refused                // the worker refused: try another
-	stale                   // a kept-alive connection was dead: try again
+	stale                  // a kept-alive connection was dead: try again
 )
 
 // tryWorker runs one attempt. retry says the app cannot have seen the

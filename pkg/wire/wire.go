@@ -100,11 +100,19 @@ func ReadHead(r *bufio.Reader, h *Head) error {
 		s = string(b)
 		r.Discard(int(n))
 	} else {
-		raw := make([]byte, n)
-		if _, err := io.ReadFull(r, raw); err != nil {
-			return unexpected(err)
+		// Bigger than the buffer: collect it as it arrives, so that a
+		// length with no bytes behind it costs no memory.
+		var sb strings.Builder
+		for left := int(n); left > 0; {
+			b, err := r.Peek(min(left, r.Size()))
+			if len(b) == 0 {
+				return unexpected(err)
+			}
+			sb.Write(b)
+			r.Discard(len(b))
+			left -= len(b)
 		}
-		s = string(raw)
+		s = sb.String()
 	}
 	status, rest, _ := strings.Cut(s, "\x00")
 	if len(status) < 3 || (len(status) > 3 && status[3] != ' ') {
@@ -139,12 +147,13 @@ func ReadHead(r *bufio.Reader, h *Head) error {
 
 // ReadBody passes each body chunk to sink until the end frame. The slice is
 // only valid during the call. It returns ErrAborted when the app failed
-// part way.
+// part way, and io.ErrUnexpectedEOF when the input ends before the end
+// frame.
 func ReadBody(r *bufio.Reader, sink func([]byte) error) error {
 	for {
 		n, err := readLen(r)
 		if err != nil {
-			return err
+			return unexpected(err)
 		}
 		if n == 0 {
 			return nil
