@@ -169,24 +169,22 @@ func (p *Pool) Release(w *Worker) {
 	p.dispatchLocked()
 }
 
-// dispatchLocked hands free slots to waiters in order.
+// dispatchLocked hands free slots to waiters in order. A waiter that
+// excludes no worker and finds none free means no slot is free at all.
 func (p *Pool) dispatchLocked() {
-	for len(p.waiters) > 0 {
-		handed := false
-		for i, wt := range p.waiters {
-			w := p.pickLocked(wt.exclude)
-			if w == nil {
-				continue
+	for i := 0; i < len(p.waiters); {
+		wt := p.waiters[i]
+		w := p.pickLocked(wt.exclude)
+		if w == nil {
+			if len(wt.exclude) == 0 {
+				return
 			}
-			w.outstanding++
-			wt.ch <- w
-			p.waiters = append(p.waiters[:i], p.waiters[i+1:]...)
-			handed = true
-			break
+			i++
+			continue
 		}
-		if !handed {
-			return
-		}
+		w.outstanding++
+		wt.ch <- w
+		p.waiters = append(p.waiters[:i], p.waiters[i+1:]...)
 	}
 }
 
