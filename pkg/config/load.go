@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -162,17 +163,17 @@ func (v *validator) elementLine(key []string, decodeErr error) int {
 	if len(key) != 2 || !arrayTables[key[0]] {
 		return 0
 	}
-	want := errorText(decodeErr)
-	for n := 0; ; n++ {
-		l := v.line(key, n)
-		if l == 0 {
-			return 0
+	want, full := errorText(decodeErr), strings.Join(key, ".")
+	for _, e := range v.scan() {
+		if e.header || e.full != full || e.elem[key[0]] < 0 {
+			continue
 		}
-		src := "[[" + key[0] + "]]\n" + v.lines[l-1]
+		src := "[[" + key[0] + "]]\n" + v.lines[e.line-1]
 		if _, err := toml.Decode(src, Default()); err != nil && errorText(err) == want {
-			return l
+			return e.line
 		}
 	}
+	return 0
 }
 
 // arrayTables are the top-level keys written as [[name]].
@@ -254,6 +255,8 @@ type validator struct {
 	errs  Errors
 	// pem is set once checkPEM has reported a pasted private key.
 	pem bool
+	// entries is the file as line reads it, made on first use.
+	entries []entry
 }
 
 func (v *validator) fail(key []string, msg string) {
@@ -375,13 +378,58 @@ func (v *validator) checkPEM(data []byte) {
 // there is no such element); nth < 0 searches every element and takes the
 // first match.
 func (v *validator) line(key []string, nth int) int {
-	if len(key) == 0 {
+	if len(key) == 0 || nth >= 0 && !arrayTables[key[0]] {
 		return 0
 	}
 	want := strings.Join(key, ".")
-	table := ""
-	elem := -1 // index of the current [[key[0]]] element
 	best, bestLen := 0, -1
+	for _, e := range v.scan() {
+		if nth >= 0 && e.elem[key[0]] != nth {
+			continue
+		}
+		if e.header {
+			if (want == e.full || strings.HasPrefix(want, e.full+".")) && len(e.full) > bestLen {
+				best, bestLen = e.line, len(e.full)
+			}
+			continue
+		}
+		if e.full == want {
+			return e.line
+		}
+		if strings.HasPrefix(want, e.full+".") {
+			if e.brace {
+				return e.line
+			}
+			if len(e.full) > bestLen {
+				best, bestLen = e.line, len(e.full)
+			}
+		}
+	}
+	return best
+}
+
+// entry is one header or key = value line of the file, as line sees it.
+type entry struct {
+	line   int
+	header bool   // a [table] or [[table]] line
+	full   string // the table, or the key with its table
+	brace  bool   // the value holds an inline table
+	// elem maps each array of tables to the index of its element that is
+	// current on this line; -1 before the first.
+	elem map[string]int
+}
+
+// scan splits the file into entries once.
+func (v *validator) scan() []entry {
+	if v.entries != nil {
+		return v.entries
+	}
+	v.entries = []entry{}
+	table := ""
+	elem := map[string]int{}
+	for name := range arrayTables {
+		elem[name] = -1
+	}
 	for i, raw := range v.lines {
 		l := strings.TrimSpace(raw)
 		if l == "" || l[0] == '#' {
@@ -390,18 +438,11 @@ func (v *validator) line(key []string, nth int) int {
 		if l[0] == '[' {
 			h := strings.Trim(strings.SplitN(l, "#", 2)[0], "[] \t")
 			table = unquoteKey(h)
-			if strings.HasPrefix(l, "[[") && table == key[0] {
-				elem++
+			if _, ok := elem[table]; ok && strings.HasPrefix(l, "[[") {
+				elem = maps.Clone(elem)
+				elem[table]++
 			}
-			if nth >= 0 && elem != nth {
-				continue
-			}
-			if (want == table || strings.HasPrefix(want, table+".")) && len(table) > bestLen {
-				best, bestLen = i+1, len(table)
-			}
-			continue
-		}
-		if nth >= 0 && elem != nth {
+			v.entries = append(v.entries, entry{line: i + 1, header: true, full: table, elem: elem})
 			continue
 		}
 		name, rest, ok := strings.Cut(l, "=")
@@ -412,19 +453,9 @@ func (v *validator) line(key []string, nth int) int {
 		if table != "" {
 			full = table + "." + full
 		}
-		if full == want {
-			return i + 1
-		}
-		if strings.HasPrefix(want, full+".") {
-			if strings.Contains(rest, "{") {
-				return i + 1
-			}
-			if len(full) > bestLen {
-				best, bestLen = i+1, len(full)
-			}
-		}
+		v.entries = append(v.entries, entry{line: i + 1, full: full, brace: strings.Contains(rest, "{"), elem: elem})
 	}
-	return best
+	return v.entries
 }
 
 func unquoteKey(k string) string {
