@@ -196,10 +196,12 @@ func (p *Pool) pickLocked(exclude []*Worker) *Worker {
 		return nil
 	}
 	var best *Worker
+	bestAt := 0
 	var now time.Time
 	start := p.next % n
 	for i := 0; i < n; i++ {
-		w := p.workers[(start+i)%n]
+		at := (start + i) % n
+		w := p.workers[at]
 		if w.outstanding >= p.opt.Capacity || (best != nil && w.outstanding >= best.outstanding) {
 			continue
 		}
@@ -215,13 +217,16 @@ func (p *Pool) pickLocked(exclude []*Worker) *Worker {
 		if excluded(w, exclude) {
 			continue
 		}
-		best = w
+		best, bestAt = w, at
 		if w.outstanding == 0 {
 			break
 		}
 	}
 	if best != nil {
-		p.next = start + 1
+		// Start the next search just past the pick, not past start: a
+		// busy worker at start would otherwise hand its turn to the one
+		// after it twice as often as to the others.
+		p.next = bestAt + 1
 	}
 	return best
 }
@@ -278,7 +283,7 @@ func (p *Pool) Scan() error {
 	found := map[string]bool{}
 	for _, e := range ents {
 		name, ok := strings.CutSuffix(e.Name(), ".sock")
-		if !ok || name == "" || e.Type()&os.ModeSocket == 0 {
+		if !ok || !isInstance(name) || e.Type()&os.ModeSocket == 0 {
 			continue
 		}
 		found[name] = true
@@ -311,6 +316,20 @@ func (p *Pool) Scan() error {
 		p.dispatchLocked()
 	}
 	return nil
+}
+
+// isInstance says name is an instance number (the N of workerd@N): the
+// socket directory may hold other sockets, which are not workers.
+func isInstance(name string) bool {
+	if name == "" {
+		return false
+	}
+	for _, r := range name {
+		if r < '0' || r > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // lessName orders "2" before "10".
