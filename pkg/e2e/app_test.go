@@ -73,6 +73,23 @@ func TestFlaskApp(t *testing.T) {
 			t.Errorf("chunked POST /slurp = %d %s, want 200 size %d", resp.StatusCode, b, len(data))
 		}
 	})
+	t.Run("big body the app never reads, big answer", func(t *testing.T) {
+		// Regression: the worker must take the whole body off the socket
+		// even when the app ignores it, or edged (still writing the body)
+		// and the worker (writing the answer) wait on each other.
+		resp, err := c.Post(s.http+"/big?n=4000000", "application/octet-stream", bytes.NewReader(make([]byte, 6<<20)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || len(b) != 4000000 {
+			t.Errorf("POST /big = %d with %d bytes, want 200 with 4000000", resp.StatusCode, len(b))
+		}
+		if status, _ := get(t, c, s.http+"/hello"); status != 200 {
+			t.Errorf("GET /hello after /big = %d", status)
+		}
+	})
 	t.Run("streamed response", func(t *testing.T) {
 		status, body := get(t, c, s.http+"/stream?n=500")
 		if status != 200 || strings.Count(body, "\n") != 500 || !strings.HasSuffix(body, "chunk 499\n") {

@@ -47,6 +47,12 @@ def stream():
     return Response(gen(), mimetype="text/plain")
 
 
+@app.route("/big", methods=["GET", "POST"])
+def big():
+    # Answers without reading the request body.
+    return Response(b"x" * int(request.args.get("n", "1048576")), mimetype="application/octet-stream")
+
+
 @app.get("/boom")
 def boom():
     raise RuntimeError("boom: the app failed on purpose")

@@ -23,6 +23,7 @@ import signal
 import socket
 import struct
 import sys
+import tempfile
 import threading
 import traceback
 
@@ -54,14 +55,39 @@ class Input:
         self.sock = sock
         self.buf = head
         self.left = length - len(head)
+        self.spool = None  # the rest of the body, once taken off the socket
+
+    def _recv(self):
+        if self.spool is not None:
+            data = self.spool.read(min(self.left, 1 << 16))
+        else:
+            data = self.sock.recv(min(self.left, 1 << 16))
+        if not data:
+            raise IOError("edged closed the connection mid-body")
+        self.left -= len(data)
+        return data
 
     def _fill(self, want):
         while len(self.buf) < want and self.left > 0:
-            data = self.sock.recv(min(self.left, 1 << 16))
+            self.buf += self._recv()
+
+    def take(self):
+        """Moves the unread rest of the body off the socket before the
+        response goes out: edged sends the whole body before it reads the
+        response, so a response that fills the socket while the body waits
+        would leave both ends blocked. The app can still read it all."""
+        if self.spool is not None or self.left == 0:
+            return
+        spool = tempfile.SpooledTemporaryFile(max_size=MEMORY_BODY)
+        left = self.left
+        while left > 0:
+            data = self.sock.recv(min(left, 1 << 16))
             if not data:
                 raise IOError("edged closed the connection mid-body")
-            self.left -= len(data)
-            self.buf += data
+            spool.write(data)
+            left -= len(data)
+        spool.seek(0)
+        self.spool = spool
 
     def read(self, size=-1):
         if size is None or size < 0:
@@ -106,11 +132,11 @@ class Input:
 
     def drain(self):
         self.buf = b""
+        if self.spool is not None:
+            self.spool.close()
+            self.left = 0
         while self.left > 0:
-            data = self.sock.recv(min(self.left, 1 << 16))
-            if not data:
-                raise IOError("edged closed the connection mid-body")
-            self.left -= len(data)
+            self._recv()
 
 
 class FileWrapper:
@@ -147,6 +173,17 @@ class Errors:
 
 class AppError(Exception):
     pass
+
+
+def latin1(s):
+    """Whether s encodes as latin-1, as PEP 3333 wants of status and headers."""
+    if s.isascii():
+        return True
+    try:
+        s.encode("latin-1")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class Worker:
@@ -272,13 +309,13 @@ class Worker:
                 buf = b""
             self._begin()
             try:
-                self.respond(conn, environ)
+                self.respond(conn, environ, drain)
             finally:
                 if drain is not None:
                     drain.drain()
                 self._end()
 
-    def respond(self, conn, environ):
+    def respond(self, conn, environ, body=None):
         state = [None, None]  # [status, headers] set by start_response
         sent = [False]
         out = []
@@ -294,11 +331,18 @@ class Worker:
             h = "\0".join(fields).encode("latin-1")
             return U32.pack(len(h)) + h
 
-        def flush():
+        def flush(done=False):
             if not sent[0]:
                 out.insert(0, head())
                 sent[0] = True
             if out:
+                if body is not None:
+                    # Take the request body off the socket first (see
+                    # Input.take); once the app is done, just drop it.
+                    if done:
+                        body.drain()
+                    else:
+                        body.take()
                 sendall(b"".join(out))
                 out.clear()
                 size[0] = 0
@@ -324,8 +368,13 @@ class Worker:
                     exc_info = None
             elif state[0] is not None:
                 raise AssertionError("start_response() called twice without exc_info")
-            if type(status) is not str or len(status) < 4 or not status[:3].isdigit() or status[3] != " ":
+            if (type(status) is not str or len(status) < 4 or not status[:3].isascii()
+                    or not status[:3].isdigit() or status[3] != " "):
                 raise AssertionError("status must be a str like '200 OK', not %r" % (status,))
+            if "\0" in status or "\n" in status or "\r" in status:
+                raise AssertionError("status %r holds a control character" % (status,))
+            if not latin1(status):
+                raise AssertionError("status %r is not latin-1" % (status,))
             if type(headers) is not list:
                 raise AssertionError("headers must be a list of (name, value) tuples")
             for h in headers:
@@ -333,6 +382,8 @@ class Worker:
                     raise AssertionError("header %r is not a (str, str) tuple" % (h,))
                 if "\0" in h[0] or "\0" in h[1] or "\n" in h[1] or "\r" in h[1]:
                     raise AssertionError("header %r holds a control character" % (h,))
+                if not (latin1(h[0]) and latin1(h[1])):
+                    raise AssertionError("header %r is not latin-1" % (h,))
             state[0] = status
             state[1] = headers
             return write
@@ -359,6 +410,9 @@ class Worker:
                             flush()
             if state[0] is None:
                 raise AssertionError("the app returned without calling start_response()")
+            if not sent[0]:
+                out.insert(0, head())
+                sent[0] = True
         except Exception:
             self.failed(environ)
             out.clear()
@@ -376,7 +430,7 @@ class Worker:
                 except Exception:
                     self.failed(environ)
         out.append(END)
-        flush()
+        flush(done=True)
 
     def failed(self, environ):
         event("log", level="error", message="app raised",

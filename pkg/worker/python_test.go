@@ -1,0 +1,814 @@
+package worker
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+	"unicode/utf16"
+
+	"github.com/edged/edged/pkg/config"
+	"github.com/edged/edged/pkg/wire"
+	"github.com/rs/zerolog"
+)
+
+// These tests run the real Python side: workerd's Run starts the
+// interpreter named by EDGED_PYTHON with the embedded edged_worker.py, and
+// the tests talk to it over the Unix socket as edge does.
+
+// pyWorker is one running workerd, its Python child serving testdata/testapp.py.
+type pyWorker struct {
+	w    *Worker
+	sock string
+	done chan error // Run's result
+}
+
+// interpreter is the Python to test with; without one it skips the test.
+func interpreter(tb testing.TB) string {
+	tb.Helper()
+	p := os.Getenv("EDGED_PYTHON")
+	if p == "" {
+		p = "/usr/bin/python3"
+	}
+	if _, err := exec.LookPath(p); err != nil {
+		tb.Skipf("!!! SKIPPING the Python worker tests: no interpreter at %s (%v). Install python3 or set EDGED_PYTHON to one. !!!", p, err)
+	}
+	return p
+}
+
+// runWorker starts workerd on a fresh socket, as Main does but with a
+// config built here, and stops it when the test ends. The app directory
+// holds testdata/testapp.py and files; level filters workerd's log.
+func runWorker(tb testing.TB, module, class string, level zerolog.Level, files map[string]string) *pyWorker {
+	tb.Helper()
+	py := interpreter(tb)
+	dir := tb.TempDir()
+	app, err := os.ReadFile(filepath.Join("testdata", "testapp.py"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	files = mergeFiles(map[string]string{"testapp.py": string(app)}, files)
+	for name, body := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	toml := fmt.Sprintf(`
+[app]
+module = %q
+directory = %q
+python = %q
+
+[pool]
+class = %q
+threads = 4
+socket_dir = %q
+graceful_timeout = "5s"
+`, module, dir, py, class, dir)
+	cfg, err := config.Parse("test.toml", dir, []byte(toml))
+	if err != nil {
+		tb.Fatalf("config:\n%s\n%v", toml, err)
+	}
+
+	sock := filepath.Join(dir, "1.sock")
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	log := zerolog.New(zerolog.NewTestWriter(tb)).Level(level).With().Str("test", tb.Name()).Logger()
+	p := &pyWorker{w: New(cfg, "1", log), sock: sock, done: make(chan error, 1)}
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() { p.done <- p.w.Run(ctx, ln) }()
+	tb.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-p.done:
+			if err != nil {
+				var ie *ImportError
+				if !errors.As(err, &ie) {
+					tb.Errorf("Run returned %v after cancel, want nil", err)
+				}
+			}
+			p.done <- err // for a test that looks after cleanup
+		case <-time.After(15 * time.Second):
+			tb.Errorf("Run did not return within 15s of its context ending")
+		}
+		ln.Close()
+	})
+	return p
+}
+
+// startWorker runs workerd and waits until the app has loaded.
+func startWorker(tb testing.TB, module, class string, level zerolog.Level, files map[string]string) *pyWorker {
+	tb.Helper()
+	p := runWorker(tb, module, class, level, files)
+	p.waitReady(tb)
+	return p
+}
+
+func (p *pyWorker) waitReady(tb testing.TB) {
+	tb.Helper()
+	select {
+	case <-p.w.Ready:
+	case err := <-p.done:
+		tb.Fatalf("Run returned %v before the app was ready", err)
+	case <-time.After(30 * time.Second):
+		tb.Fatalf("the Python child was not ready within 30s")
+	}
+}
+
+func mergeFiles(a, b map[string]string) map[string]string {
+	for k, v := range b {
+		a[k] = v
+	}
+	return a
+}
+
+// client is one connection to the worker, used as edge uses it.
+type client struct {
+	c net.Conn
+	r *bufio.Reader
+}
+
+func dial(tb testing.TB, sock string) *client {
+	tb.Helper()
+	c, err := net.Dial("unix", sock)
+	if err != nil {
+		tb.Fatalf("dial %s: %v", sock, err)
+	}
+	tb.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(60 * time.Second))
+	return &client{c: c, r: bufio.NewReaderSize(c, 32<<10)}
+}
+
+type response struct {
+	wire.Head
+	body []byte
+	err  error // from ReadBody
+}
+
+func (r response) field(name string) []string {
+	var vs []string
+	for i := 0; i+1 < len(r.Fields); i += 2 {
+		if strings.EqualFold(r.Fields[i], name) {
+			vs = append(vs, r.Fields[i+1])
+		}
+	}
+	return vs
+}
+
+// environ is a request's environ as edge would build it, mode picking what
+// testapp does; kv are more keys and values, later ones winning.
+func environ(mode string, kv ...string) []string {
+	return append([]string{
+		"REQUEST_METHOD", "GET",
+		"SCRIPT_NAME", "",
+		"PATH_INFO", "/",
+		"QUERY_STRING", "",
+		"SERVER_NAME", "localhost",
+		"SERVER_PORT", "80",
+		"SERVER_PROTOCOL", "HTTP/1.1",
+		"REMOTE_ADDR", "127.0.0.1",
+		"wsgi.url_scheme", "http",
+		"HTTP_X_TEST", mode,
+	}, kv...)
+}
+
+// roundTrip sends one request and reads its response. The error is for a
+// response that did not come or whose head was bad; a failed body is in
+// response.err.
+func (c *client) roundTrip(env []string, body []byte) (response, error) {
+	var f wire.Request
+	for i := 0; i+1 < len(env); i += 2 {
+		f.Add(env[i], env[i+1])
+	}
+	if _, err := c.c.Write(f.Frame(int64(len(body)))); err != nil {
+		return response{}, err
+	}
+	if _, err := c.c.Write(body); err != nil {
+		return response{}, err
+	}
+	var resp response
+	if err := wire.ReadHead(c.r, &resp.Head); err != nil {
+		return resp, err
+	}
+	resp.err = wire.ReadBody(c.r, func(b []byte) error {
+		resp.body = append(resp.body, b...)
+		return nil
+	})
+	return resp, nil
+}
+
+func (c *client) do(tb testing.TB, env []string, body []byte) response {
+	tb.Helper()
+	resp, err := c.roundTrip(env, body)
+	if err != nil {
+		tb.Fatalf("request %q: %v", env, err)
+	}
+	return resp
+}
+
+// json checks a plain 200 and returns its body decoded as JSON into v.
+func (r response) json(tb testing.TB, v any) {
+	tb.Helper()
+	if r.Status != 200 || r.err != nil {
+		tb.Fatalf("got %d %s (body error %v): %.300q, want 200", r.Status, r.Reason, r.err, r.body)
+	}
+	if err := json.Unmarshal(r.body, v); err != nil {
+		tb.Fatalf("response body %.300q: %v", r.body, err)
+	}
+}
+
+// latin1 turns a string Python decoded as latin-1 (and JSON carried as
+// UTF-8) back into its bytes.
+func latin1(tb testing.TB, s string) string {
+	tb.Helper()
+	b := make([]byte, 0, len(s))
+	for _, r := range s {
+		if r > 0xff {
+			tb.Fatalf("%q holds %U, not a latin-1 character", s, r)
+		}
+		b = append(b, byte(r))
+	}
+	return string(b)
+}
+
+type echoed struct {
+	PID        int               `json:"pid"`
+	InputType  string            `json:"input_type"`
+	Tail       int               `json:"tail"`
+	Sizes      []int             `json:"sizes"`
+	Lines      []int             `json:"lines"`
+	BodyLen    int               `json:"body_len"`
+	BodySHA256 string            `json:"body_sha256"`
+	Environ    map[string]string `json:"environ"`
+	WSGI       struct {
+		Version      []int `json:"version"`
+		Multithread  bool  `json:"multithread"`
+		Multiprocess bool  `json:"multiprocess"`
+		RunOnce      bool  `json:"run_once"`
+		Errors       bool  `json:"errors"`
+	} `json:"wsgi"`
+}
+
+func sha(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
+
+func TestPythonEnviron(t *testing.T) {
+	p := startWorker(t, "testapp:app", config.ClassSync, zerolog.WarnLevel, nil)
+	c := dial(t, p.sock)
+
+	path := "/caf\xc3\xa9/\xff\x80\x01 x"
+	query := "a=1&b=%20&c=\xe9&d"
+	resp := c.do(t, environ("echo",
+		"PATH_INFO", path,
+		"QUERY_STRING", query,
+		"HTTP_ACCEPT", "text/html, */*",
+		"HTTP_X_CUSTOM_HEADER", "caf\xe9",
+		"HTTP_COOKIE", "a=1; b=2",
+		"CONTENT_TYPE", "",
+	), nil)
+	var got echoed
+	resp.json(t, &got)
+
+	if p := latin1(t, got.Environ["PATH_INFO"]); p != path {
+		t.Errorf("PATH_INFO: got %q, want %q", p, path)
+	}
+	if q := latin1(t, got.Environ["QUERY_STRING"]); q != query {
+		t.Errorf("QUERY_STRING: got %q, want %q", q, query)
+	}
+	for k, want := range map[string]string{
+		"REQUEST_METHOD":       "GET",
+		"SCRIPT_NAME":          "",
+		"SERVER_NAME":          "localhost",
+		"SERVER_PORT":          "80",
+		"SERVER_PROTOCOL":      "HTTP/1.1",
+		"REMOTE_ADDR":          "127.0.0.1",
+		"wsgi.url_scheme":      "http",
+		"HTTP_ACCEPT":          "text/html, */*",
+		"HTTP_X_CUSTOM_HEADER": "caf\xe9",
+		"HTTP_COOKIE":          "a=1; b=2",
+		"CONTENT_TYPE":         "",
+	} {
+		v, ok := got.Environ[k]
+		if !ok {
+			t.Errorf("environ[%q] missing, want %q", k, want)
+			continue
+		}
+		if v = latin1(t, v); v != want {
+			t.Errorf("environ[%q]: got %q, want %q", k, v, want)
+		}
+	}
+	if _, ok := got.Environ["CONTENT_LENGTH"]; ok {
+		t.Errorf("environ has CONTENT_LENGTH though the request did not send one")
+	}
+	w := got.WSGI
+	if !reflect.DeepEqual(w.Version, []int{1, 0}) || w.Multithread || !w.Multiprocess || w.RunOnce || !w.Errors {
+		t.Errorf("wsgi.*: got %+v, want version [1 0], multithread false, multiprocess true, run_once false, errors with write", w)
+	}
+	if got.BodyLen != 0 || got.Tail != 0 || got.InputType != "BytesIO" {
+		t.Errorf("wsgi.input for no body: got %d bytes then %d, %s; want 0, 0, BytesIO", got.BodyLen, got.Tail, got.InputType)
+	}
+	if ct := resp.field("Content-Type"); !reflect.DeepEqual(ct, []string{"application/json"}) {
+		t.Errorf("Content-Type: got %q, want [application/json]", ct)
+	}
+}
+
+// body3MB is 3 MiB of lines of many lengths, one of them longer than the
+// worker's 64 KiB reads, the last one without its newline.
+func body3MB() []byte {
+	var b bytes.Buffer
+	rnd := rand.New(rand.NewSource(1))
+	for i := 0; b.Len() < 3<<20; i++ {
+		n := 6 + (i*7919)%5000
+		if i == 40 {
+			n = 200 << 10
+		}
+		for j := 0; j < n; j++ {
+			b.WriteByte(byte('a' + rnd.Intn(26)))
+		}
+		b.WriteByte('\n')
+	}
+	return b.Bytes()[:3<<20]
+}
+
+func TestPythonInput(t *testing.T) {
+	p := startWorker(t, "testapp:app", config.ClassSync, zerolog.WarnLevel, nil)
+	c := dial(t, p.sock) // one connection for all: each body must be used up exactly
+
+	small := []byte("0123\n56789")
+	mid := bytes.Repeat([]byte("line of text\n"), 40000)[:500000] // under the 1 MiB in-memory limit
+	big := body3MB()
+	if bytes.HasSuffix(big, []byte("\n")) {
+		t.Fatal("body3MB should not end in a newline")
+	}
+
+	tests := []struct {
+		name  string
+		read  string
+		body  []byte
+		input string
+		sizes []int
+	}{
+		{name: "10 bytes, read()", read: "all", body: small, input: "BytesIO"},
+		{name: "10 bytes, read(n)", read: "pieces", body: small, input: "BytesIO", sizes: []int{7, 3, 0, 0, 0}},
+		{name: "10 bytes, readline", read: "lines", body: small, input: "BytesIO"},
+		{name: "500 KB, readline", read: "lines", body: mid, input: "BytesIO"},
+		{name: "3 MB, read()", read: "all", body: big, input: "Input"},
+		{name: "3 MB, read(n)", read: "pieces", body: big, input: "Input", sizes: []int{7, 70000, 0, len(big) - 70007, 0}},
+		{name: "3 MB, readline", read: "lines", body: big, input: "Input"},
+		{name: "3 MB, readlines", read: "readlines", body: big, input: "Input"},
+		{name: "3 MB, not read", read: "none", body: big, input: "Input"},
+		{name: "10 bytes, not read", read: "none", body: small, input: "BytesIO"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp := c.do(t, environ("echo",
+				"REQUEST_METHOD", "POST",
+				"CONTENT_LENGTH", fmt.Sprint(len(tt.body)),
+				"HTTP_X_READ", tt.read,
+			), tt.body)
+			var got echoed
+			resp.json(t, &got)
+			if got.InputType != tt.input {
+				t.Errorf("wsgi.input is %s, want %s", got.InputType, tt.input)
+			}
+			want := tt.body
+			if tt.read == "none" {
+				want = nil
+			}
+			if got.BodyLen != len(want) || got.BodySHA256 != sha(want) {
+				t.Errorf("app read %d bytes (sha256 %.12s), want %d (%.12s)", got.BodyLen, got.BodySHA256, len(want), sha(want))
+			}
+			if got.Tail != 0 {
+				t.Errorf("read() after the whole body gave %d more bytes, want 0", got.Tail)
+			}
+			if tt.sizes != nil && !reflect.DeepEqual(got.Sizes, tt.sizes) {
+				t.Errorf("read(7), read(70000), read(0), read(-1), read(10) gave %v bytes, want %v", got.Sizes, tt.sizes)
+			}
+			if tt.read == "lines" || tt.read == "readlines" {
+				var want []int
+				for i, l := range bytes.SplitAfter(tt.body, []byte("\n")) {
+					switch {
+					case len(l) == 0:
+					case i == 0 && tt.read == "lines" && len(l) > 5: // readline(5) first
+						want = append(want, 5, len(l)-5)
+					default:
+						want = append(want, len(l))
+					}
+				}
+				if !reflect.DeepEqual(got.Lines, want) {
+					t.Errorf("line lengths: got %d lines %.20v..., want %d lines %.20v...", len(got.Lines), got.Lines, len(want), want)
+				}
+			}
+		})
+	}
+
+	// After all that, the connection is still in step.
+	var got echoed
+	c.do(t, environ("echo"), nil).json(t, &got)
+	if got.BodyLen != 0 {
+		t.Errorf("a GET after the bodies read %d bytes, want 0", got.BodyLen)
+	}
+}
+
+// TestPythonBigAnswerUnreadBody sends, as edge does, the whole request
+// body before reading the answer. The worker must take the body off the
+// socket even when the app answers first, or both ends wait on each other
+// with full socket buffers.
+func TestPythonBigAnswerUnreadBody(t *testing.T) {
+	p := startWorker(t, "testapp:app", config.ClassSync, zerolog.WarnLevel, nil)
+	c := dial(t, p.sock)
+	c.c.SetDeadline(time.Now().Add(20 * time.Second))
+	big := body3MB()
+	answer := 4 << 20
+
+	resp, err := c.roundTrip(environ("big", "REQUEST_METHOD", "POST", "HTTP_X_SIZE", fmt.Sprint(answer)), big)
+	if err != nil {
+		t.Fatalf("3 MB body, 4 MB answer without reading it: %v", err)
+	}
+	if resp.Status != 200 || resp.err != nil || len(resp.body) != answer {
+		t.Errorf("got %d with %d bytes (%v), want 200 with %d", resp.Status, len(resp.body), resp.err, answer)
+	}
+
+	// The app may still read the body after part of its answer went out.
+	resp, err = c.roundTrip(environ("big_then_read", "REQUEST_METHOD", "POST", "HTTP_X_SIZE", fmt.Sprint(answer)), big)
+	if err != nil {
+		t.Fatalf("3 MB body read after a 4 MB yield: %v", err)
+	}
+	want := strings.Repeat("x", answer) + fmt.Sprintf("\n%d %s", len(big), sha(big))
+	if resp.Status != 200 || resp.err != nil || string(resp.body) != want {
+		t.Errorf("got %d with %d bytes ending %q (%v), want 200 with %d ending %q",
+			resp.Status, len(resp.body), resp.body[max(0, len(resp.body)-80):], resp.err, len(want), want[len(want)-80:])
+	}
+
+	// The connection is still in step.
+	var pid struct{ PID int }
+	c.do(t, environ("pid"), nil).json(t, &pid)
+}
+
+func TestPythonResponses(t *testing.T) {
+	blob := make([]byte, 250001)
+	rand.New(rand.NewSource(2)).Read(blob)
+	p := startWorker(t, "testapp:app", config.ClassSync, zerolog.WarnLevel, map[string]string{"blob.bin": string(blob)})
+	tt0 := t
+	c := dial(t, p.sock) // one connection: after each case the next request must work
+	big := strings.Repeat("x", 300<<10)
+	ise := "Internal Server Error\n"
+	js := asciiJSON
+
+	tests := []struct {
+		name    string
+		env     []string
+		status  int
+		reason  string
+		fields  []string // nil: not checked
+		body    string
+		bodyErr error
+	}{
+		{name: "exc_info before anything was sent replaces the response", env: environ("exc_info"),
+			status: 503, reason: "Oops", fields: []string{"X-Second", "2"}, body: "handled"},
+		{name: "exc_info after the head was sent re-raises: abort", env: environ("exc_info_after_send"),
+			status: 200, fields: []string{"X-First", "1"}, body: big, bodyErr: wire.ErrAborted},
+		{name: "start_response twice without exc_info", env: environ("start_twice"),
+			status: 500, body: ise},
+		{name: "raise before start_response", env: environ("raise_early"),
+			status: 500, reason: "Internal Server Error", fields: []string{"Content-Type", "text/plain; charset=utf-8"}, body: ise},
+		{name: "raise after a small yield, nothing sent yet", env: environ("raise_mid", "HTTP_X_SIZE", "10"),
+			status: 500, body: ise},
+		{name: "raise after yielding data that was sent: abort", env: environ("raise_mid", "HTTP_X_SIZE", fmt.Sprint(300<<10)),
+			status: 200, body: strings.Repeat("a", 300<<10), bodyErr: wire.ErrAborted},
+		{name: "write callable", env: environ("write"),
+			status: 200, body: "abc" + big + "def"},
+		{name: "iterable with close", env: environ("close", "QUERY_STRING", "first"),
+			status: 200, body: "one,two"},
+		{name: "iterable with close that raises", env: environ("close", "QUERY_STRING", "second", "HTTP_X_FAIL", "1"),
+			status: 500, body: ise},
+		{name: "file_wrapper", env: environ("file"),
+			status: 200, fields: []string{"Content-Type", "application/octet-stream"}, body: string(blob)},
+		{name: "unknown mode", env: environ("nope"), status: 404, reason: "Not Found", fields: []string{}, body: "no such mode nope"},
+
+		// An app's bad status or headers must give a 500, not a closed
+		// connection (which edge may retry on another worker) nor a head
+		// that says something else than the app meant.
+		{name: "CR LF in a header value", env: environ("header", "HTTP_X_VALUE", js("a\r\nSet-Cookie: x=1")), status: 500, body: ise},
+		{name: "header value not latin-1", env: environ("header", "HTTP_X_VALUE", js("5 €")), status: 500, body: ise},
+		{name: "latin-1 header value", env: environ("header", "HTTP_X_VALUE", js("café")),
+			status: 200, fields: []string{"X-Value", "caf\xe9"}, body: "ok"},
+		{name: "header made not latin-1 after start_response", env: environ("mutate"), status: 500, body: ise},
+		{name: "NUL in the status", env: environ("status", "HTTP_X_VALUE", js("200 OK\x00X-Injected\x00yes")), status: 500, body: ise},
+		{name: "LF in the status", env: environ("status", "HTTP_X_VALUE", js("200 OK\r\nX-Injected: yes")), status: 500, body: ise},
+		{name: "status not latin-1", env: environ("status", "HTTP_X_VALUE", js("200 ÖK €")), status: 500, body: ise},
+		{name: "status with non-ASCII digits", env: environ("status", "HTTP_X_VALUE", js("²00 OK")), status: 500, body: ise},
+		{name: "status with latin-1 reason", env: environ("status", "HTTP_X_VALUE", js("299 Très bien")),
+			status: 299, reason: "Tr\xe8s bien", fields: []string{}, body: "ok"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp, err := c.roundTrip(tt.env, nil)
+			if err != nil {
+				c.c.Close() // as edge does; the next cases get a new connection
+				c = dial(tt0, p.sock)
+				t.Fatalf("got %v, want a %d response", err, tt.status)
+			}
+			if resp.Status != tt.status || tt.reason != "" && resp.Reason != tt.reason {
+				t.Errorf("got %d %q, want %d %q", resp.Status, resp.Reason, tt.status, tt.reason)
+			}
+			if tt.fields != nil && !(len(resp.Fields) == 0 && len(tt.fields) == 0 || reflect.DeepEqual(resp.Fields, tt.fields)) {
+				t.Errorf("headers: got %q, want %q", resp.Fields, tt.fields)
+			}
+			if string(resp.body) != tt.body {
+				t.Errorf("body: got %d bytes %.60q, want %d bytes %.60q", len(resp.body), resp.body, len(tt.body), tt.body)
+			}
+			if !errors.Is(resp.err, tt.bodyErr) {
+				t.Errorf("body ended with %v, want %v", resp.err, tt.bodyErr)
+			}
+			// The same connection serves the next request.
+			var pid struct{ PID int }
+			c.do(t, environ("pid"), nil).json(t, &pid)
+		})
+	}
+
+	var closed []string
+	c.do(t, environ("closed"), nil).json(t, &closed)
+	if want := []string{"first", "second"}; !reflect.DeepEqual(closed, want) {
+		t.Errorf("close() was called for %q, want %q", closed, want)
+	}
+	var files []bool
+	c.do(t, environ("files_closed"), nil).json(t, &files)
+	if want := []bool{true}; !reflect.DeepEqual(files, want) {
+		t.Errorf("files given to wsgi.file_wrapper closed: %v, want %v", files, want)
+	}
+}
+
+func TestPythonImportError(t *testing.T) {
+	tests := []struct {
+		module  string
+		files   map[string]string
+		summary string // prefix
+	}{
+		{module: "no_such_module_xyz:app", summary: "ModuleNotFoundError: No module named 'no_such_module_xyz'"},
+		{module: "testapp:missing", summary: "AttributeError: module 'testapp' has no attribute 'missing'"},
+		{module: "testapp:CLOSED", summary: "TypeError: testapp:CLOSED is list, not a WSGI callable"},
+		{module: "broken:app", files: map[string]string{"broken.py": "import os\nraise RuntimeError('boom at import')\n"},
+			summary: "RuntimeError: boom at import"},
+		{module: "badsyntax:app", files: map[string]string{"badsyntax.py": "def app(:\n"}, summary: "SyntaxError: "},
+		{module: "exits:app", files: map[string]string{"exits.py": "import sys\nsys.exit(7)\n"}, summary: "SystemExit: 7"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.module, func(t *testing.T) {
+			p := runWorker(t, tt.module, config.ClassSync, zerolog.Disabled, tt.files)
+			var err error
+			select {
+			case err = <-p.done:
+				p.done <- err
+			case <-time.After(30 * time.Second):
+				t.Fatalf("Run did not return within 30s for an app that cannot import")
+			}
+			var ie *ImportError
+			if !errors.As(err, &ie) {
+				t.Fatalf("Run returned %v (%T), want an *ImportError", err, err)
+			}
+			if ie.Module != tt.module || !strings.HasPrefix(ie.Summary, tt.summary) {
+				t.Errorf("got ImportError{Module: %q, Summary: %q}, want module %q, summary starting %q", ie.Module, ie.Summary, tt.module, tt.summary)
+			}
+			if !strings.HasPrefix(ie.Traceback, "Traceback") && !strings.Contains(ie.Traceback, "File ") {
+				t.Errorf("Traceback is %q, want a Python traceback", ie.Traceback)
+			}
+			if n := p.w.Restarts(); n != 0 {
+				t.Errorf("Restarts() = %d, want 0: an import error is not worth a restart", n)
+			}
+			select {
+			case <-p.w.Ready:
+				t.Errorf("Ready was closed for an app that never loaded")
+			default:
+			}
+		})
+	}
+}
+
+func TestPythonRestartAfterKill(t *testing.T) {
+	p := startWorker(t, "testapp:app", config.ClassSync, zerolog.WarnLevel, nil)
+	c := dial(t, p.sock)
+	var before struct{ PID int }
+	c.do(t, environ("pid"), nil).json(t, &before)
+
+	if err := syscall.Kill(before.PID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	// The kept-alive connection died with the child.
+	if resp, err := c.roundTrip(environ("pid"), nil); err == nil {
+		t.Errorf("the killed child's connection answered %d", resp.Status)
+	}
+
+	// Connections made while no child runs wait in the backlog: none is
+	// refused, and each is served once the next child is up.
+	var wg sync.WaitGroup
+	pids := make(chan int, 5)
+	for i := 0; i < 5; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			time.Sleep(time.Duration(i) * 30 * time.Millisecond)
+			conn, err := net.Dial("unix", p.sock)
+			if err != nil {
+				t.Errorf("dial %d after the kill: %v", i, err)
+				return
+			}
+			defer conn.Close()
+			conn.SetDeadline(time.Now().Add(30 * time.Second))
+			c := &client{c: conn, r: bufio.NewReader(conn)}
+			resp, err := c.roundTrip(environ("pid"), nil)
+			if err != nil || resp.Status != 200 {
+				t.Errorf("request %d after the kill: %d, %v", i, resp.Status, err)
+				return
+			}
+			var after struct{ PID int }
+			if err := json.Unmarshal(resp.body, &after); err != nil {
+				t.Errorf("request %d: %v", i, err)
+				return
+			}
+			pids <- after.PID
+		}()
+	}
+	wg.Wait()
+	close(pids)
+	for pid := range pids {
+		if pid == before.PID {
+			t.Errorf("served by pid %d, the child that was killed", pid)
+		}
+	}
+	if n := p.w.Restarts(); n != 1 {
+		t.Errorf("Restarts() = %d, want 1", n)
+	}
+}
+
+func TestPythonThreads(t *testing.T) {
+	p := startWorker(t, "testapp:app", config.ClassThreads, zerolog.WarnLevel, nil)
+	// The app holds each request until four are inside it at once, so
+	// this passes only if the four threads serve them concurrently.
+	type result struct {
+		Thread      string
+		Multithread bool
+	}
+	results := make(chan result, 4)
+	var wg sync.WaitGroup
+	for i := 0; i < 4; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			conn, err := net.Dial("unix", p.sock)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer conn.Close()
+			conn.SetDeadline(time.Now().Add(30 * time.Second))
+			c := &client{c: conn, r: bufio.NewReader(conn)}
+			resp, err := c.roundTrip(environ("barrier"), nil)
+			if err != nil || resp.Status != 200 {
+				t.Errorf("request %d: %d %.200q, %v", i, resp.Status, resp.body, err)
+				return
+			}
+			var r result
+			if err := json.Unmarshal(resp.body, &r); err != nil {
+				t.Error(err)
+				return
+			}
+			results <- r
+		}()
+	}
+	wg.Wait()
+	close(results)
+	threads := map[string]bool{}
+	for r := range results {
+		threads[r.Thread] = true
+		if !r.Multithread {
+			t.Errorf("wsgi.multithread is false in the threads class")
+		}
+	}
+	if len(threads) != 4 {
+		t.Errorf("served by %d distinct threads %v, want 4", len(threads), threads)
+	}
+}
+
+// FuzzWorkerFrame sends a request frame with a fuzzed environ to a running
+// Python child. The child must answer with a response edge can read, or
+// close the connection; either way it must go on serving.
+func FuzzWorkerFrame(f *testing.F) {
+	var seed wire.Request
+	for _, kv := range [][2]string{{"REQUEST_METHOD", "POST"}, {"PATH_INFO", "/caf\xe9"}, {"QUERY_STRING", "a=1"}, {"HTTP_HOST", "x"}} {
+		seed.Add(kv[0], kv[1])
+	}
+	good := seed.Frame(0)[12:]
+	f.Add(good, []byte(nil))
+	f.Add(good, []byte("body bytes"))
+	f.Add([]byte("REQUEST_METHOD\x00GET"), []byte(nil))
+	f.Add([]byte("A\x00b\x00C"), []byte("x")) // odd number of fields
+	f.Add([]byte(""), []byte(nil))
+	f.Add([]byte("\x00"), []byte(nil))
+	f.Add([]byte("\x00\x00\x00"), []byte("\x00"))
+	f.Add([]byte("wsgi.input\x00x\x00wsgi.version\x00y\x00wsgi.errors\x00z"), []byte("abc"))
+	f.Add([]byte("\xff\xfe\x00\x80\x00HTTP_X\x00"+strings.Repeat("v", 70000)), []byte("\n\n"))
+	f.Add([]byte("CONTENT_LENGTH\x00999999\x00wsgi.file_wrapper\x00no"), bytes.Repeat([]byte("b"), 4096))
+
+	// Malformed frames make the child log a warning each: keep errors only.
+	p := startWorker(f, "testapp:fuzz_app", config.ClassSync, zerolog.ErrorLevel, nil)
+	health := environ("health")
+
+	f.Fuzz(func(t *testing.T, env, body []byte) {
+		if len(body) > 4096 {
+			body = body[:4096]
+		}
+		conn, err := net.Dial("unix", p.sock)
+		if err != nil {
+			t.Fatalf("dial: %v", err)
+		}
+		conn.SetDeadline(time.Now().Add(20 * time.Second))
+		frame := binary.LittleEndian.AppendUint32(nil, uint32(len(env)))
+		frame = binary.LittleEndian.AppendUint64(frame, uint64(len(body)))
+		frame = append(append(frame, env...), body...)
+		if _, err := conn.Write(frame); err != nil && !closedErr(err) {
+			t.Fatalf("write: %v", err)
+		}
+		r := bufio.NewReader(conn)
+		var h wire.Head
+		switch err := wire.ReadHead(r, &h); {
+		case err == nil:
+			if h.Status != 200 && h.Status != 500 {
+				t.Errorf("got status %d, want 200 or 500", h.Status)
+			}
+			n := 0
+			if err := wire.ReadBody(r, func(b []byte) error { n += len(b); return nil }); err != nil && !errors.Is(err, wire.ErrAborted) {
+				t.Errorf("after a %d head the body failed: %v", h.Status, err)
+			}
+		case closedErr(err):
+			// The child refused the frame and hung up: allowed.
+		default:
+			t.Errorf("the child neither answered nor closed the connection: %v", err)
+		}
+		conn.Close()
+
+		// The child still serves a new connection.
+		c, err := net.Dial("unix", p.sock)
+		if err != nil {
+			t.Fatalf("dial after the fuzzed frame: %v", err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(20 * time.Second))
+		cl := &client{c: c, r: bufio.NewReader(c)}
+		resp, err := cl.roundTrip(health, nil)
+		if err != nil || resp.Status != 200 || resp.err != nil {
+			t.Fatalf("a good request after the fuzzed frame got %d, %v, %v", resp.Status, err, resp.err)
+		}
+		if n := p.w.Restarts(); n != 0 {
+			t.Fatalf("the Python child died: Restarts() = %d", n)
+		}
+	})
+}
+
+// asciiJSON is s as a JSON string in ASCII, so that it reaches the app
+// whole whatever the environ's latin-1 decoding.
+func asciiJSON(s string) string {
+	var b strings.Builder
+	b.WriteByte('"')
+	for _, r := range s {
+		switch {
+		case r == '"' || r == '\\':
+			b.WriteByte('\\')
+			b.WriteRune(r)
+		case r < 0x20 || r >= 0x7f:
+			for _, u := range utf16.Encode([]rune{r}) {
+				fmt.Fprintf(&b, "\\u%04x", u)
+			}
+		default:
+			b.WriteRune(r)
+		}
+	}
+	b.WriteByte('"')
+	return b.String()
+}
+
+// closedErr says the peer closed the connection.
+func closedErr(err error) bool {
+	return err == io.EOF || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
+}
