@@ -19,6 +19,7 @@ import (
 	"github.com/edged/edged/pkg/config"
 	"github.com/edged/edged/pkg/pool"
 	"github.com/edged/edged/pkg/static"
+	"github.com/edged/edged/pkg/wire"
 	"github.com/rs/zerolog"
 )
 
@@ -50,6 +51,7 @@ func New(cfg *config.Config, log zerolog.Logger) (*Server, error) {
 			Capacity:     cfg.Pool.Capacity(),
 			QueueLength:  cfg.Limits.QueueLength,
 			QueueTimeout: cfg.Limits.QueueTimeout.D(),
+			Probe:        probe,
 		}),
 	}
 	for _, st := range cfg.Static {
@@ -63,6 +65,17 @@ func New(cfg *config.Config, log zerolog.Logger) (*Server, error) {
 	// Longest prefix first.
 	sort.Slice(s.statics, func(i, j int) bool { return len(s.statics[i].prefix) > len(s.statics[j].prefix) })
 	return s, nil
+}
+
+// probe pings a newly found worker; it answers once its app is imported.
+func probe(path string) error {
+	c, err := net.DialTimeout("unix", path, 5*time.Second)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	return wire.Ping(c)
 }
 
 // Pool is the server's worker pool.

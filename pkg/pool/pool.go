@@ -38,6 +38,10 @@ type Options struct {
 	QueueTimeout time.Duration // how long one request may wait
 	// DownFor is how long a worker that refused a connection is skipped.
 	DownFor time.Duration
+	// Probe, when set, must succeed before a newly found worker gets
+	// requests: a worker whose socket exists may still be importing its
+	// app. It is retried until it succeeds or the socket goes away.
+	Probe func(path string) error
 }
 
 // Pool is the set of workers. It is safe for concurrent use.
@@ -62,6 +66,7 @@ type Worker struct {
 	outstanding int
 	idle        []*Conn
 	gone        bool // socket removed: drain, then forget
+	ready       bool // Probe succeeded (or there is none)
 	downUntil   time.Time
 }
 
@@ -83,7 +88,8 @@ func New(opt Options) *Pool {
 
 // Stats is a snapshot for status lines.
 type Stats struct {
-	Workers     int
+	Workers     int // ready to serve
+	Starting    int // found, not answering yet
 	Outstanding int
 	Queued      int
 }
@@ -92,9 +98,14 @@ type Stats struct {
 func (p *Pool) Stats() Stats {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	s := Stats{Workers: len(p.workers), Queued: len(p.waiters)}
+	s := Stats{Queued: len(p.waiters)}
 	for _, w := range p.workers {
 		s.Outstanding += w.outstanding
+		if w.ready {
+			s.Workers++
+		} else {
+			s.Starting++
+		}
 	}
 	return s
 }
@@ -202,7 +213,7 @@ func (p *Pool) pickLocked(exclude []*Worker) *Worker {
 	for i := 0; i < n; i++ {
 		at := (start + i) % n
 		w := p.workers[at]
-		if w.outstanding >= p.opt.Capacity || (best != nil && w.outstanding >= best.outstanding) {
+		if !w.ready || w.outstanding >= p.opt.Capacity || (best != nil && w.outstanding >= best.outstanding) {
 			continue
 		}
 		if !w.downUntil.IsZero() {
@@ -306,7 +317,11 @@ func (p *Pool) Scan() error {
 	changed := len(kept) != len(p.workers)
 	for name := range found {
 		if !have[name] {
-			kept = append(kept, &Worker{Name: name, Path: filepath.Join(p.opt.Dir, name+".sock"), pool: p})
+			w := &Worker{Name: name, Path: filepath.Join(p.opt.Dir, name+".sock"), pool: p, ready: p.opt.Probe == nil}
+			if !w.ready {
+				go p.probe(w)
+			}
+			kept = append(kept, w)
 			changed = true
 		}
 	}
@@ -330,6 +345,26 @@ func isInstance(name string) bool {
 		}
 	}
 	return true
+}
+
+// probe retries Probe until the worker answers or is gone.
+func (p *Pool) probe(w *Worker) {
+	for {
+		err := p.opt.Probe(w.Path)
+		p.mu.Lock()
+		if w.gone {
+			p.mu.Unlock()
+			return
+		}
+		if err == nil {
+			w.ready = true
+			p.dispatchLocked()
+			p.mu.Unlock()
+			return
+		}
+		p.mu.Unlock()
+		time.Sleep(250 * time.Millisecond)
+	}
 }
 
 // lessName orders "2" before "10".

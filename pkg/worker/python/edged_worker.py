@@ -10,6 +10,7 @@ environ already built, and reads the response back as frames.
 
 Request frame:   <u32 env_len><u64 body_len> env body
                  env is NUL-separated latin-1 "key\\0value\\0..." pairs
+Ping:            <u32 0><u64 0>, answered with a 204 head and no body
 Response frames: <u32 n> head    ("200 OK\\0Name\\0Value\\0...")
                  <u32 n> chunk   (repeated, n > 0)
                  <u32 0>         end of body
@@ -31,6 +32,11 @@ REQ = struct.Struct("<IQ")
 U32 = struct.Struct("<I")
 END = U32.pack(0)
 ABORT = U32.pack(0xFFFFFFFF)
+# The answer to a ping (a frame with no environ and no body): edged sends
+# one to a new worker and routes requests to it only once this comes back,
+# which is once the app has been imported.
+_PONG_HEAD = b"204 No Content"
+PONG = U32.pack(len(_PONG_HEAD)) + _PONG_HEAD + END
 FLUSH_AT = 256 << 10
 MEMORY_BODY = 1 << 20
 
@@ -275,6 +281,10 @@ class Worker:
                     return
                 buf += data
             env_len, body_len = REQ.unpack_from(buf)
+            if env_len == 0 and body_len == 0:
+                buf = buf[12:]
+                conn.sendall(PONG)
+                continue
             need = 12 + env_len
             while len(buf) < need:
                 data = recv(max(1 << 16, need - len(buf)))
