@@ -244,8 +244,8 @@ func (c *Config) validate(v *validator) {
 	}
 	for i := range c.TLS {
 		t := &c.TLS[i]
-		t.Cert = v.path([]string{"tls", "cert"}, t.Cert, fmt.Sprintf("tls[%d].cert", i), true)
-		t.Key = v.path([]string{"tls", "key"}, t.Key, fmt.Sprintf("tls[%d].key", i), true)
+		t.Cert = v.path([]string{"tls", "cert"}, Credential("tls", v.abs(t.Cert)), fmt.Sprintf("tls[%d].cert", i), true)
+		t.Key = v.path([]string{"tls", "key"}, Credential("tls", v.abs(t.Key)), fmt.Sprintf("tls[%d].key", i), true)
 	}
 	seen := map[string]bool{}
 	for i := range c.Static {
@@ -382,6 +382,25 @@ func (c *Config) validate(v *validator) {
 	default:
 		v.fail([]string{"log", "format"}, fmt.Sprintf("unknown format %q: use auto, json or console", c.Log.Format))
 	}
+}
+
+// Credential maps a file that systemd handed over as a credential to where
+// the service can read it. A unit with LoadCredential=ID:DIR gets every
+// file of DIR as $CREDENTIALS_DIRECTORY/ID_NAME: so under edged.service,
+// whose TLS keys come from LoadCredential=tls:/etc/edged/tls, the config
+// still names /etc/edged/tls/site.key, a file the unprivileged service
+// could not open itself. Outside systemd, or when there is no such
+// credential, path is returned as it is.
+func Credential(id, path string) string {
+	dir := os.Getenv("CREDENTIALS_DIRECTORY")
+	if dir == "" || path == "" || strings.Contains(path, "-----BEGIN") {
+		return path
+	}
+	c := filepath.Join(dir, id+"_"+filepath.Base(path))
+	if _, err := os.Stat(c); err == nil {
+		return c
+	}
+	return path
 }
 
 func envName(s string) bool {

@@ -22,7 +22,7 @@ type logRecord struct {
 
 // logAccess writes one structured event per request: fields, never a
 // formatted line, so a quote or newline in a header cannot forge an entry.
-func (s *Server) logAccess(r *http.Request, lr *logRecord) {
+func (s *site) logAccess(r *http.Request, lr *logRecord) {
 	if !s.cfg.Log.Access {
 		return
 	}

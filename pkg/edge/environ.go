@@ -34,7 +34,7 @@ type client struct {
 	xff   string // X-Forwarded-For to pass on
 }
 
-func (s *Server) client(r *http.Request) client {
+func (s *site) client(r *http.Request) client {
 	host, port, _ := net.SplitHostPort(r.RemoteAddr)
 	c := client{addr: host, port: port, proto: "http", host: r.Host}
 	if r.TLS != nil {
@@ -72,7 +72,7 @@ func (s *Server) client(r *http.Request) client {
 	return c
 }
 
-func (s *Server) trusted(host string) bool {
+func (s *site) trusted(host string) bool {
 	if len(s.cfg.Proxy.Nets) == 0 {
 		return false
 	}
@@ -92,7 +92,7 @@ func (s *Server) trusted(host string) bool {
 // environ writes the WSGI environ of r into f. bodyLen is the buffered
 // body's length. It reports false when the request cannot be expressed
 // (a NUL byte in the decoded path).
-func (s *Server) environ(f *wire.Request, r *http.Request, c client, bodyLen int64, localPort string) bool {
+func (s *site) environ(f *wire.Request, r *http.Request, c client, bodyLen int64, localPort string) bool {
 	path := r.URL.Path
 	if strings.IndexByte(path, 0) >= 0 {
 		return false

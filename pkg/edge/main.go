@@ -1,16 +1,23 @@
 package edge
 
 import (
+	"bufio"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
+	"net"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"strings"
 	"syscall"
+	"time"
 
 	"github.com/edged/edged/pkg/config"
 	"github.com/edged/edged/pkg/logging"
 	"github.com/edged/edged/pkg/sd"
+	"github.com/rs/zerolog"
 )
 
 // Main is edged's command line.
@@ -18,18 +25,16 @@ func Main(args []string) error {
 	fs := flag.NewFlagSet("edged", flag.ContinueOnError)
 	file := fs.String("c", config.DefaultPath, "config `file`")
 	check := fs.Bool("check", false, "validate the config (and certificates) and exit")
+	reload := fs.Bool("reload", false, "ask the running edged to re-read its config, and wait for the outcome (systemctl reload runs this)")
 	sockDir := fs.String("socket-dir", "", "override pool.socket_dir")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	cfg, err := config.Load(*file)
+	if *reload {
+		return requestReload()
+	}
+	cfg, err := load(*file, *sockDir)
 	if err != nil {
-		return err
-	}
-	if *sockDir != "" {
-		cfg.Pool.SocketDir = *sockDir
-	}
-	if err := Check(cfg); err != nil {
 		return err
 	}
 	if *check {
@@ -50,17 +55,204 @@ func Main(args []string) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	sd.Notify("READY=1\nSTATUS=serving")
+	reloads := make(chan chan error)
+	go s.handleReloads(ctx, *file, *sockDir, reloads)
+	if err := listenControl(ctx, reloads, log); err != nil {
+		return err
+	}
+	go s.keepSystemdInformed(ctx)
+	sd.Notify("READY=1\nSTATUS=" + s.status())
 	err = s.Serve(ctx, ls)
-	sd.Notify("STOPPING=1")
+	sd.Notify("STOPPING=1\nSTATUS=stopping")
 	return err
+}
+
+func load(file, sockDir string) (*config.Config, error) {
+	cfg, err := config.Load(file)
+	if err != nil {
+		return nil, err
+	}
+	if sockDir != "" {
+		cfg.Pool.SocketDir = sockDir
+	}
+	if err := Check(cfg); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// handleReloads re-reads the config on SIGHUP or a request on the control
+// socket. A config that fails is logged and reported, and the old one
+// keeps serving.
+func (s *Server) handleReloads(ctx context.Context, file, sockDir string, reqs chan chan error) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		var reply chan error
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+		case reply = <-reqs:
+		}
+		sd.Notify("RELOADING=1\nSTATUS=reloading " + file)
+		err := s.reload(file, sockDir)
+		if err != nil {
+			s.lastReloadErr.Store(oneLine(err.Error()))
+			s.log.Error().Err(err).Str("config", file).Msg("reload refused, the old config keeps serving")
+		} else {
+			s.lastReloadErr.Store("")
+			s.log.Info().Str("config", file).Msg("reloaded")
+		}
+		sd.Notify("READY=1\nSTATUS=" + s.status())
+		if reply != nil {
+			reply <- err
+		}
+	}
+}
+
+func (s *Server) reload(file, sockDir string) error {
+	cfg, err := load(file, sockDir)
+	if err != nil {
+		return err
+	}
+	return s.Reload(cfg)
+}
+
+func oneLine(s string) string {
+	s = strings.ReplaceAll(s, "\n", "; ")
+	if len(s) > 300 {
+		s = s[:300] + "..."
+	}
+	return s
+}
+
+// controlPath is where edged listens for `edged --reload`: its runtime
+// directory under systemd (RuntimeDirectory=edged/edge), none otherwise.
+func controlPath() string {
+	dir := os.Getenv("RUNTIME_DIRECTORY")
+	if dir == "" {
+		return ""
+	}
+	return filepath.Join(strings.Split(dir, ":")[0], "control.sock")
+}
+
+// listenControl serves "reload" requests, one line each, answered with
+// "ok" or "error: ..." once the reload is done.
+func listenControl(ctx context.Context, reqs chan chan error, log zerolog.Logger) error {
+	path := controlPath()
+	if path == "" {
+		return nil
+	}
+	os.Remove(path)
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		return fmt.Errorf("control socket: %w", err)
+	}
+	go func() {
+		<-ctx.Done()
+		l.Close()
+	}()
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				c.SetDeadline(time.Now().Add(2 * time.Minute))
+				line, err := bufio.NewReader(c).ReadString('\n')
+				if err != nil || strings.TrimSpace(line) != "reload" {
+					fmt.Fprintln(c, "error: unknown request")
+					return
+				}
+				reply := make(chan error, 1)
+				select {
+				case reqs <- reply:
+				case <-ctx.Done():
+					return
+				}
+				if err := <-reply; err != nil {
+					fmt.Fprintf(c, "error: %s\n", oneLine(err.Error()))
+					return
+				}
+				fmt.Fprintln(c, "ok")
+			}()
+		}
+	}()
+	log.Debug().Str("path", path).Msg("control socket")
+	return nil
+}
+
+// requestReload is `edged --reload`: it asks the running edged to reload
+// and exits non-zero, with the reason, if the new config was refused.
+func requestReload() error {
+	path := controlPath()
+	if path == "" {
+		return errors.New("--reload talks to the edged of edged.service (RUNTIME_DIRECTORY is not set): run `systemctl reload edged`, or send SIGHUP to edged")
+	}
+	c, err := net.Dial("unix", path)
+	if err != nil {
+		return fmt.Errorf("cannot reach edged at %s: %w", path, err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(2 * time.Minute))
+	fmt.Fprintln(c, "reload")
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil {
+		return fmt.Errorf("no answer from edged: %w", err)
+	}
+	line = strings.TrimSpace(line)
+	if line != "ok" {
+		return fmt.Errorf("reload refused, the old config keeps serving: %s", strings.TrimPrefix(line, "error: "))
+	}
+	return nil
+}
+
+// keepSystemdInformed refreshes the status line and pets the watchdog.
+func (s *Server) keepSystemdInformed(ctx context.Context) {
+	interval := 2 * time.Second
+	if wd := sd.Watchdog(); wd > 0 && wd/2 < interval {
+		interval = wd / 2
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	last, lastAt := s.requests.Load(), time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			n := s.requests.Load()
+			s.rate.Store(int64(float64(n-last) / now.Sub(lastAt).Seconds()))
+			last, lastAt = n, now
+			sd.Notify("WATCHDOG=1\nSTATUS=" + s.status())
+		}
+	}
+}
+
+// status is the one line `systemctl status` and `edgectl status` show.
+func (s *Server) status() string {
+	ps := s.pool.Stats()
+	line := fmt.Sprintf("workers %d up", ps.Workers)
+	if ps.Starting > 0 {
+		line += fmt.Sprintf(" (%d starting)", ps.Starting)
+	}
+	line += fmt.Sprintf(", %d in flight, %d queued, %d req/s, %d requests, %d errors",
+		s.inFlight.Load(), ps.Queued, s.rate.Load(), s.requests.Load(), s.errors.Load())
+	if e, _ := s.lastReloadErr.Load().(string); e != "" {
+		line += "; last reload refused: " + e
+	}
+	return line
 }
 
 // Check does what loading a config cannot: it loads the certificates and
 // tries the temporary directory.
 func Check(cfg *config.Config) error {
-	if len(cfg.Listen.HTTPS) > 0 {
-		if _, err := TLSConfig(cfg); err != nil {
+	if len(cfg.TLS) > 0 {
+		if _, err := loadCerts(cfg); err != nil {
 			return err
 		}
 	}

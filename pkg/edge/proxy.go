@@ -30,7 +30,7 @@ var exchanges = sync.Pool{New: func() any { return new(exchange) }}
 // serveApp buffers the request, hands it to a worker, buffers the answer,
 // and only then writes it to the client: a slow client never holds a
 // worker. It returns the status and body bytes sent, for the access log.
-func (s *Server) serveApp(w http.ResponseWriter, r *http.Request, lr *logRecord) {
+func (s *site) serveApp(w http.ResponseWriter, r *http.Request, lr *logRecord) {
 	limit := int64(s.cfg.Limits.MaxBody)
 	if r.ContentLength > limit {
 		s.fail(w, lr, http.StatusRequestEntityTooLarge, "request body over limits.max_body")
@@ -65,7 +65,7 @@ func (s *Server) serveApp(w http.ResponseWriter, r *http.Request, lr *logRecord)
 
 // readBody reads the whole request body into sp, each read bounded by the
 // body timeout. It returns a non-zero status on failure.
-func (s *Server) readBody(w http.ResponseWriter, r *http.Request, sp *spool, limit int64) (int, string) {
+func (s *site) readBody(w http.ResponseWriter, r *http.Request, sp *spool, limit int64) (int, string) {
 	rc := http.NewResponseController(w)
 	timeout := s.cfg.Limits.BodyTimeout.D()
 	buf := bufPool.Get().(*[]byte)
@@ -106,7 +106,7 @@ var bufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }
 // into resp, retrying when the app cannot have seen the request: on
 // another worker when one refused the connection, on the same one when a
 // kept-alive connection had gone stale.
-func (s *Server) roundTrip(ctx context.Context, x *exchange, method string, body, resp *spool) (int, error) {
+func (s *site) roundTrip(ctx context.Context, x *exchange, method string, body, resp *spool) (int, error) {
 	var down []*pool.Worker
 	for attempt := 0; ; attempt++ {
 		wk, err := s.pool.Acquire(ctx, down...)
@@ -142,7 +142,7 @@ const (
 
 // tryWorker runs one attempt. retry says the app cannot have seen the
 // request, so another worker may take it.
-func (s *Server) tryWorker(ctx context.Context, wk *pool.Worker, x *exchange, method string, body, resp *spool) (res outcome, status int, err error) {
+func (s *site) tryWorker(ctx context.Context, wk *pool.Worker, x *exchange, method string, body, resp *spool) (res outcome, status int, err error) {
 	c, err := wk.Conn(ctx)
 	if err != nil {
 		if errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ENOENT) {
@@ -194,7 +194,7 @@ func (s *Server) tryWorker(ctx context.Context, wk *pool.Worker, x *exchange, me
 	return final, x.head.Status, nil
 }
 
-func (s *Server) upstreamStatus(err error) int {
+func (s *site) upstreamStatus(err error) int {
 	var ne net.Error
 	switch {
 	case errors.Is(err, wire.ErrAborted):
@@ -219,7 +219,7 @@ func idempotent(m string) bool {
 }
 
 // writeResponse sends the buffered response to the client.
-func (s *Server) writeResponse(w http.ResponseWriter, r *http.Request, lr *logRecord, x *exchange, resp *spool) {
+func (s *site) writeResponse(w http.ResponseWriter, r *http.Request, lr *logRecord, x *exchange, resp *spool) {
 	h := w.Header()
 	appLength := ""
 	f := x.head.Fields

@@ -14,6 +14,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/edged/edged/pkg/config"
@@ -23,13 +24,30 @@ import (
 	"github.com/rs/zerolog"
 )
 
-// Server is edged.
+// Server is edged. Its config can be replaced while it serves (Reload);
+// the pool and the listeners stay.
 type Server struct {
+	log  zerolog.Logger
+	pool *pool.Pool
+	cur  atomic.Pointer[site]
+
+	// Counters for the status line.
+	requests atomic.Int64
+	errors   atomic.Int64 // answers of 500 and above
+	inFlight atomic.Int64
+	rate     atomic.Int64 // requests per second, over the last status period
+
+	lastReloadErr atomic.Value // string: why the last reload was refused
+}
+
+// site is everything a request needs that a reload may change.
+type site struct {
 	cfg     *config.Config
 	log     zerolog.Logger
 	access  zerolog.Logger
 	pool    *pool.Pool
 	statics []route
+	certs   *certSet
 }
 
 type route struct {
@@ -43,9 +61,7 @@ var _ http.Handler = (*Server)(nil)
 // pool, but binds nothing yet.
 func New(cfg *config.Config, log zerolog.Logger) (*Server, error) {
 	s := &Server{
-		cfg:    cfg,
-		log:    log,
-		access: log.With().Str("log", "access").Logger(),
+		log: log,
 		pool: pool.New(pool.Options{
 			Dir:          cfg.Pool.SocketDir,
 			Capacity:     cfg.Pool.Capacity(),
@@ -54,18 +70,66 @@ func New(cfg *config.Config, log zerolog.Logger) (*Server, error) {
 			Probe:        probe,
 		}),
 	}
-	for _, st := range cfg.Static {
-		h, err := static.New(static.Options{Prefix: st.Prefix, Root: st.Root, MaxAge: st.MaxAge.D(), Index: st.Index})
-		if err != nil {
-			s.Close()
-			return nil, fmt.Errorf("static root %s: %w", st.Prefix, err)
-		}
-		s.statics = append(s.statics, route{st.Prefix, h})
+	st, err := s.newSite(cfg)
+	if err != nil {
+		return nil, err
 	}
-	// Longest prefix first.
-	sort.Slice(s.statics, func(i, j int) bool { return len(s.statics[i].prefix) > len(s.statics[j].prefix) })
+	s.cur.Store(st)
 	return s, nil
 }
+
+// newSite opens what cfg names: static roots and certificates.
+func (s *Server) newSite(cfg *config.Config) (*site, error) {
+	st := &site{
+		cfg:    cfg,
+		log:    s.log,
+		access: s.log.With().Str("log", "access").Logger(),
+		pool:   s.pool,
+	}
+	if len(cfg.TLS) > 0 {
+		cs, err := loadCerts(cfg)
+		if err != nil {
+			return nil, err
+		}
+		st.certs = cs
+	}
+	for _, sc := range cfg.Static {
+		h, err := static.New(static.Options{Prefix: sc.Prefix, Root: sc.Root, MaxAge: sc.MaxAge.D(), Index: sc.Index})
+		if err != nil {
+			st.close()
+			return nil, fmt.Errorf("static root %s: %w", sc.Prefix, err)
+		}
+		st.statics = append(st.statics, route{sc.Prefix, h})
+	}
+	// Longest prefix first.
+	sort.Slice(st.statics, func(i, j int) bool { return len(st.statics[i].prefix) > len(st.statics[j].prefix) })
+	return st, nil
+}
+
+func (st *site) close() {
+	for _, r := range st.statics {
+		r.h.Close()
+	}
+}
+
+// Reload replaces the config: static roots, certificates, limits, buffers,
+// proxies and the app's timeout take effect for the next request. It
+// returns an error, and changes nothing, when cfg cannot be put to use.
+// Listen addresses and the pool's shape stay as they were started.
+func (s *Server) Reload(cfg *config.Config) error {
+	st, err := s.newSite(cfg)
+	if err != nil {
+		return err
+	}
+	old := s.cur.Swap(st)
+	s.pool.SetQueue(cfg.Limits.QueueLength, cfg.Limits.QueueTimeout.D())
+	// Requests already routed may still read from the old roots.
+	time.AfterFunc(time.Minute, old.close)
+	return nil
+}
+
+// Config is the config in use.
+func (s *Server) Config() *config.Config { return s.cur.Load().cfg }
 
 // probe pings a newly found worker; it answers once its app is imported.
 func probe(path string) error {
@@ -83,30 +147,39 @@ func (s *Server) Pool() *pool.Pool { return s.pool }
 
 // Close releases the static roots.
 func (s *Server) Close() {
-	for _, r := range s.statics {
-		r.h.Close()
-	}
+	s.cur.Load().close()
 }
 
 // ServeHTTP routes a request to a static root or to the app.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer enterHandler(r.Context())()
+	s.inFlight.Add(1)
 	lr := logRecord{start: time.Now()}
-	for _, rt := range s.statics {
+	st := s.cur.Load()
+	st.serve(w, r, &lr)
+	s.inFlight.Add(-1)
+	s.requests.Add(1)
+	if lr.status >= 500 {
+		s.errors.Add(1)
+	}
+}
+
+func (st *site) serve(w http.ResponseWriter, r *http.Request, lr *logRecord) {
+	for _, rt := range st.statics {
 		if strings.HasPrefix(r.URL.Path, rt.prefix) {
 			sw := &statusWriter{ResponseWriter: w}
 			rt.h.ServeHTTP(sw, r)
 			lr.status, lr.bytes = sw.status, sw.bytes
-			s.logAccess(r, &lr)
+			st.logAccess(r, lr)
 			return
 		}
 	}
-	s.serveApp(w, r, &lr)
-	s.logAccess(r, &lr)
+	st.serveApp(w, r, lr)
+	st.logAccess(r, lr)
 }
 
 // fail answers with an error page edged writes itself.
-func (s *Server) fail(w http.ResponseWriter, lr *logRecord, status int, why string) {
+func (s *site) fail(w http.ResponseWriter, lr *logRecord, status int, why string) {
 	lr.status = status
 	lr.reason = why
 	if status == 499 {
@@ -162,41 +235,63 @@ func (ls *Listeners) Close() {
 	}
 }
 
-// TLSConfig loads every certificate pair; the client's SNI picks among
-// them, the first serving clients that send none.
-func TLSConfig(cfg *config.Config) (*tls.Config, error) {
-	tc := &tls.Config{
-		MinVersion: tls.VersionTLS12,
-		NextProtos: []string{"h2", "http/1.1"},
-	}
+// certSet is the certificates of one config; the client's SNI picks
+// among them, the first serving clients that send none.
+type certSet struct {
+	certs []tls.Certificate
+}
+
+func loadCerts(cfg *config.Config) (*certSet, error) {
+	cs := &certSet{}
 	for _, p := range cfg.TLS {
 		c, err := tls.LoadX509KeyPair(p.Cert, p.Key)
 		if err != nil {
 			return nil, fmt.Errorf("tls cert %s, key %s: %w", p.Cert, p.Key, err)
 		}
-		tc.Certificates = append(tc.Certificates, c)
+		cs.certs = append(cs.certs, c)
 	}
-	return tc, nil
+	return cs, nil
+}
+
+func (cs *certSet) pick(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+	if cs == nil || len(cs.certs) == 0 {
+		return nil, errors.New("no certificate configured")
+	}
+	for i := range cs.certs {
+		if hello.SupportsCertificate(&cs.certs[i]) == nil {
+			return &cs.certs[i], nil
+		}
+	}
+	return &cs.certs[0], nil
+}
+
+// tlsConfig asks the current config for a certificate at each handshake,
+// so a reload brings new certificates in without a restart.
+func (s *Server) tlsConfig() *tls.Config {
+	return &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		NextProtos: []string{"h2", "http/1.1"},
+		GetCertificate: func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+			return s.cur.Load().certs.pick(hello)
+		},
+	}
 }
 
 // Serve runs until ctx ends, then stops accepting, finishes the requests
 // in flight (up to the graceful timeout), and returns.
 func (s *Server) Serve(ctx context.Context, ls *Listeners) error {
-	var tc *tls.Config
-	if len(ls.HTTPS) > 0 {
-		var err error
-		if tc, err = TLSConfig(s.cfg); err != nil {
-			return err
-		}
+	cfg := s.Config()
+	if len(ls.HTTPS) > 0 && len(cfg.TLS) == 0 {
+		return errors.New("systemd passed an https socket but the config has no [[tls]] certificate: add one, or disable edged-https.socket")
 	}
-	lim := s.cfg.Limits
+	lim := cfg.Limits
 	errLog := newErrorLog(s.log)
 	newSrv := func() *http.Server {
 		srv := &http.Server{
 			Handler:           s,
 			ReadHeaderTimeout: lim.HeaderTimeout.D(),
 			IdleTimeout:       lim.IdleTimeout.D(),
-			MaxHeaderBytes:    int(s.cfg.Limits.MaxHeader),
+			MaxHeaderBytes:    int(lim.MaxHeader),
 			ConnContext:       connContext,
 			ErrorLog:          errLog,
 		}
@@ -206,12 +301,12 @@ func (s *Server) Serve(ctx context.Context, ls *Listeners) error {
 		return srv
 	}
 	plain, secure := newSrv(), newSrv()
-	secure.TLSConfig = tc
+	secure.TLSConfig = s.tlsConfig()
 
 	pctx, stopWatch := context.WithCancel(context.Background())
 	defer stopWatch()
 	go s.pool.Watch(pctx, 250*time.Millisecond, func(err error) {
-		s.log.Error().Err(err).Str("dir", s.cfg.Pool.SocketDir).Msg("cannot read the worker socket directory")
+		s.log.Error().Err(err).Str("dir", cfg.Pool.SocketDir).Msg("cannot read the worker socket directory")
 	})
 
 	errs := make(chan error, len(ls.HTTP)+len(ls.HTTPS))
@@ -242,7 +337,7 @@ func (s *Server) Serve(ctx context.Context, ls *Listeners) error {
 	case <-ctx.Done():
 	case err = <-errs:
 	}
-	grace, cancel := context.WithTimeout(context.Background(), s.cfg.Pool.GracefulTimeout.D())
+	grace, cancel := context.WithTimeout(context.Background(), s.Config().Pool.GracefulTimeout.D())
 	defer cancel()
 	plain.Shutdown(grace)
 	secure.Shutdown(grace)

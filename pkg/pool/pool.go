@@ -86,6 +86,13 @@ func New(opt Options) *Pool {
 	return &Pool{opt: opt}
 }
 
+// SetQueue changes the queue's bounds for requests that arrive from now on.
+func (p *Pool) SetQueue(length int, timeout time.Duration) {
+	p.mu.Lock()
+	p.opt.QueueLength, p.opt.QueueTimeout = length, timeout
+	p.mu.Unlock()
+}
+
 // Stats is a snapshot for status lines.
 type Stats struct {
 	Workers     int // ready to serve
@@ -141,9 +148,10 @@ func (p *Pool) Acquire(ctx context.Context, exclude ...*Worker) (*Worker, error)
 	}
 	wt := &waiter{ch: make(chan *Worker, 1), exclude: exclude}
 	p.waiters = append(p.waiters, wt)
+	timeout := p.opt.QueueTimeout
 	p.mu.Unlock()
 
-	t := time.NewTimer(p.opt.QueueTimeout)
+	t := time.NewTimer(timeout)
 	defer t.Stop()
 	var err error
 	select {

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"syscall"
+	"time"
 
 	"github.com/coreos/go-systemd/v22/activation"
 	"github.com/coreos/go-systemd/v22/daemon"
@@ -29,6 +30,16 @@ func Listeners() (map[string][]net.Listener, error) {
 // nothing when not run by systemd.
 func Notify(state string) {
 	daemon.SdNotify(false, state)
+}
+
+// Watchdog returns the interval systemd expects WATCHDOG=1 within, or 0
+// when no watchdog is set.
+func Watchdog() time.Duration {
+	d, err := daemon.SdWatchdogEnabled(false)
+	if err != nil {
+		return 0
+	}
+	return d
 }
 
 // ListenUnix binds a Unix socket at path with mode 0660, replacing a stale

@@ -239,9 +239,14 @@ func (w *Worker) environ(conf string) ([]string, error) {
 			return nil, errors.New("app.credentials is set but CREDENTIALS_DIRECTORY is not: run under systemd with LoadCredential=, or set CREDENTIALS_DIRECTORY to a directory holding the credential files")
 		}
 		for name, cred := range w.cfg.App.Credentials {
-			b, err := os.ReadFile(filepath.Join(dir, cred))
+			// LoadCredential=app:/etc/edged/credentials hands every file
+			// there over as app_NAME; LoadCredential=NAME as NAME.
+			b, err := os.ReadFile(filepath.Join(dir, "app_"+cred))
+			if errors.Is(err, os.ErrNotExist) {
+				b, err = os.ReadFile(filepath.Join(dir, cred))
+			}
 			if err != nil {
-				return nil, fmt.Errorf("credential %q for %s: %v (add LoadCredential=%s:FILE to workerd@.service)", cred, name, err, cred)
+				return nil, fmt.Errorf("credential %q for %s: %v (put it in /etc/edged/credentials/%s, which workerd@.service loads)", cred, name, err, cred)
 			}
 			env = append(env, name+"="+strings.TrimRight(string(b), "\r\n"))
 		}
