@@ -8,6 +8,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // TestCheck runs `edged --check` on good and bad configs: a bad one is
@@ -110,4 +111,56 @@ func jsonInt(s, key string) int {
 		n = n*10 + int(c-'0')
 	}
 	return n
+}
+
+// TestReload: SIGHUP re-reads the config while serving; a broken config
+// is refused and the old one keeps serving.
+func TestReload(t *testing.T) {
+	s := startSuite(t, suiteOpts{module: "sample:app", workers: 1})
+	c := s.client()
+	extra := filepath.Join(s.dir, "extra")
+	os.MkdirAll(extra, 0o755)
+	os.WriteFile(filepath.Join(extra, "new.txt"), []byte("new root\n"), 0o644)
+	orig, err := os.ReadFile(s.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if status, _ := get(t, c, s.http+"/extra/new.txt"); status == 200 {
+		t.Fatalf("/extra/ is served before the reload")
+	}
+
+	good := strings.Replace(string(orig), "[app]", "[[static]]\nprefix = \"/extra/\"\nroot = \""+extra+"\"\n[app]", 1)
+	os.WriteFile(s.cfg, []byte(good), 0o644)
+	s.cmd.Process.Signal(syscall.SIGHUP)
+	waitFor(t, "the new static root after SIGHUP", func() bool {
+		status, body := get(t, c, s.http+"/extra/new.txt")
+		return status == 200 && body == "new root\n"
+	})
+
+	os.WriteFile(s.cfg, []byte(good+"\nbogus_key = 1\n"), 0o644)
+	s.cmd.Process.Signal(syscall.SIGHUP)
+	waitFor(t, "the refusal in the log", func() bool {
+		return strings.Contains(s.out.String(), "reload refused")
+	})
+	if !strings.Contains(s.out.String(), "bogus_key") {
+		t.Errorf("the log does not name the bad key")
+	}
+	if status, _ := get(t, c, s.http+"/extra/new.txt"); status != 200 {
+		t.Errorf("after a refused reload /extra/new.txt = %d, want 200 from the old config", status)
+	}
+	if status, _ := get(t, c, s.http+"/whoami"); status != 200 {
+		t.Errorf("after a refused reload the app = %d, want 200", status)
+	}
+}
+
+func waitFor(t *testing.T, what string, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if ok() {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("timed out waiting for %s", what)
 }

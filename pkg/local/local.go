@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strconv"
 	"sync"
@@ -29,9 +30,13 @@ type Options struct {
 	SocketDir string
 	Stdout    *os.File
 	Stderr    *os.File
+
+	mu    *sync.Mutex
+	procs map[string]*os.Process
 }
 
-// Run starts the suite and waits until ctx ends or edged exits. A worker
+// Run starts the suite and waits until ctx ends or edged exits. SIGHUP to
+// this process reloads edged's config. A worker
 // that exits is started again, as systemd's Restart= would, unless the app
 // failed to import, which stops everything with that error.
 func Run(ctx context.Context, o Options) error {
@@ -65,6 +70,7 @@ func Run(ctx context.Context, o Options) error {
 		o.Stderr = os.Stderr
 	}
 
+	o.mu, o.procs = new(sync.Mutex), map[string]*os.Process{}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
@@ -96,6 +102,20 @@ func Run(ctx context.Context, o Options) error {
 			errc <- fmt.Errorf("edged exited: %v", err)
 		}
 	}()
+	// SIGHUP reloads edged's config, as `systemctl reload edged` does.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				o.signal("edged", syscall.SIGHUP)
+			}
+		}
+	}()
 
 	select {
 	case <-ctx.Done():
@@ -104,6 +124,16 @@ func Run(ctx context.Context, o Options) error {
 	cancel()
 	wg.Wait()
 	return err
+}
+
+// signal sends sig to the running process of the named binary.
+func (o Options) signal(name string, sig syscall.Signal) {
+	o.mu.Lock()
+	p := o.procs[name]
+	o.mu.Unlock()
+	if p != nil {
+		p.Signal(sig)
+	}
 }
 
 // run starts one binary and waits; when ctx ends it sends SIGTERM and
@@ -116,6 +146,9 @@ func (o Options) run(ctx context.Context, name string, args ...string) error {
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start %s: %w", name, err)
 	}
+	o.mu.Lock()
+	o.procs[name] = cmd.Process
+	o.mu.Unlock()
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
 	select {
