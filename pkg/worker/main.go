@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"syscall"
+	"time"
 
 	"github.com/edged/edged/pkg/config"
 	"github.com/edged/edged/pkg/logging"
@@ -51,9 +52,11 @@ func Main(args []string) error {
 	go func() {
 		select {
 		case <-w.Ready:
-			sd.Notify("READY=1\nSTATUS=serving " + cfg.App.Module)
+			sd.Notify("READY=1\nSTATUS=" + w.Status())
 		case <-ctx.Done():
+			return
 		}
+		keepSystemdInformed(ctx, w)
 	}()
 	err = w.Run(ctx, ln)
 	sd.Notify("STOPPING=1")
@@ -65,6 +68,31 @@ func Main(args []string) error {
 		return ie
 	}
 	return err
+}
+
+// keepSystemdInformed refreshes the status line and pets the watchdog
+// while the Python process shows signs of life: one that hangs with the
+// interpreter stuck stops the pings, and systemd restarts the worker.
+func keepSystemdInformed(ctx context.Context, w *Worker) {
+	wd := sd.Watchdog()
+	interval := 2 * time.Second
+	if wd > 0 && wd/3 < interval {
+		interval = wd / 3
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		state := "STATUS=" + w.Status()
+		if wd > 0 && w.Alive(wd/2) {
+			state = "WATCHDOG=1\n" + state
+		}
+		sd.Notify(state)
+	}
 }
 
 // listener takes the socket systemd passed or binds path itself.

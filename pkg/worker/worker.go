@@ -49,6 +49,14 @@ type Worker struct {
 	Ready    chan struct{}
 	ready    atomic.Bool
 	restarts atomic.Int64
+
+	// What the current Python process last reported.
+	pid      atomic.Int64
+	loaded   atomic.Bool  // it has imported the app
+	lastBeat atomic.Int64 // unix nanoseconds of its last heartbeat
+	served   atomic.Int64 // by all processes of this worker
+	base     atomic.Int64 // served by the processes before this one
+	busy     atomic.Int64
 }
 
 // New returns a worker for the instance name (the N of workerd@N).
@@ -153,6 +161,10 @@ func (w *Worker) runChild(ctx context.Context, lf *os.File) error {
 	waited := make(chan error, 1)
 	go func() { waited <- cmd.Wait() }()
 
+	w.pid.Store(int64(cmd.Process.Pid))
+	w.loaded.Store(false)
+	w.base.Store(w.served.Load())
+	w.busy.Store(0)
 	log := w.log.With().Int("pid", cmd.Process.Pid).Logger()
 	var werr error
 	select {
@@ -191,7 +203,15 @@ func (w *Worker) readEvents(r *os.File, importErr *atomic.Pointer[ImportError]) 
 		kind, _ := ev["event"].(string)
 		delete(ev, "event")
 		switch kind {
+		case "stats":
+			served, _ := ev["served"].(float64)
+			busy, _ := ev["busy"].(float64)
+			w.served.Store(w.base.Load() + int64(served))
+			w.busy.Store(int64(busy))
+			w.lastBeat.Store(time.Now().UnixNano())
 		case "ready":
+			w.loaded.Store(true)
+			w.lastBeat.Store(time.Now().UnixNano())
 			w.log.Info().Interface("pid", ev["pid"]).Str("app", w.cfg.App.Module).Msg("app loaded, serving")
 			if w.ready.CompareAndSwap(false, true) {
 				close(w.Ready)
@@ -218,6 +238,48 @@ func (w *Worker) readEvents(r *os.File, importErr *atomic.Pointer[ImportError]) 
 			e.Fields(ev).Msg(msg)
 		}
 	}
+}
+
+// Alive reports whether the worker deserves a watchdog ping: its Python
+// process is importing the app, or has sent a heartbeat within d.
+func (w *Worker) Alive(d time.Duration) bool {
+	if !w.loaded.Load() {
+		return true
+	}
+	return time.Since(time.Unix(0, w.lastBeat.Load())) < d
+}
+
+// Status is the worker's line for systemd: class, requests served, in
+// flight and the Python process's resident memory.
+func (w *Worker) Status() string {
+	class := w.cfg.Pool.Class
+	if class == config.ClassThreads {
+		class = fmt.Sprintf("threads x%d", w.cfg.Pool.Threads)
+	}
+	if !w.loaded.Load() {
+		return fmt.Sprintf("%s, loading %s", class, w.cfg.App.Module)
+	}
+	return fmt.Sprintf("%s, %d requests served, %d in flight, RSS %s, %d restarts",
+		class, w.served.Load(), w.busy.Load(), rss(int(w.pid.Load())), w.restarts.Load())
+}
+
+// rss reads a process's resident set size from /proc.
+func rss(pid int) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return "?"
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
+			f := strings.Fields(v)
+			if len(f) >= 1 {
+				var kb int64
+				fmt.Sscan(f[0], &kb)
+				return fmt.Sprintf("%.1f MB", float64(kb)/1024)
+			}
+		}
+	}
+	return "?"
 }
 
 // environ is the child's environment: workerd's own, the app's env table,

@@ -26,6 +26,7 @@ import struct
 import sys
 import tempfile
 import threading
+import time
 import traceback
 
 REQ = struct.Struct("<IQ")
@@ -225,6 +226,7 @@ class Worker:
         signal.signal(signal.SIGTERM, self.stop)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         event("ready", pid=os.getpid())
+        threading.Thread(target=self.heartbeat, daemon=True).start()
         if self.threads == 1:
             self.accept_loop()
             return
@@ -232,6 +234,16 @@ class Worker:
             threading.Thread(target=self.accept_loop, daemon=True).start()
         while True:
             signal.pause()
+
+    def heartbeat(self):
+        """Tells workerd every second that the interpreter still runs, and
+        how much it has done: workerd keeps systemd's watchdog and status
+        line from these."""
+        while True:
+            with self.lock:
+                served, busy = self.served, self.busy
+            event("stats", served=served, busy=busy)
+            time.sleep(1)
 
     def accept_loop(self):
         while True:
