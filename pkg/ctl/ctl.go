@@ -1,4 +1,6 @@
-// Package ctl is edgectl's command line.
+// Package ctl is edgectl's command line: it resizes the worker pool,
+// restarts it and reports its state by talking to systemd over D-Bus, and
+// runs the suite in the foreground where there is no systemd.
 package ctl
 
 import (
@@ -16,9 +18,17 @@ import (
 
 const usage = `usage: edgectl COMMAND [flags]
 
-commands:
-  run     run edged and the workers in the foreground, without systemd
-          (Ctrl-C stops everything)
+commands (over systemd's D-Bus API):
+  scale N        start or stop workerd@N units until N workers run, each
+                 ready before the command returns
+  scale --auto   (2 x cores) + 1 workers, and how that number was found
+  status         edged and every worker: state, PID, uptime, memory, CPU,
+                 restarts and status line (--json for scripts)
+  restart        rolling restart of the workers, one at a time
+
+without systemd:
+  run            run edged and the workers in the foreground (Ctrl-C stops
+                 everything, SIGHUP reloads edged's config)
 
 run flags:
 `
@@ -33,9 +43,17 @@ func Main(args []string) error {
 		}
 		return nil
 	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
 	switch args[0] {
 	case "run":
 		return run(args[1:])
+	case "scale":
+		return scale(ctx, args[1:], os.Stdout)
+	case "status":
+		return status(ctx, args[1:], os.Stdout)
+	case "restart":
+		return restart(ctx, args[1:], os.Stdout)
 	}
 	return fmt.Errorf("unknown command %q: run edgectl --help", args[0])
 }

@@ -1,0 +1,371 @@
+package ctl
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/mattn/go-isatty"
+)
+
+// drainPause is how long a worker whose socket is gone keeps running
+// before it is stopped: edged notices the socket leaving within a quarter
+// second and stops sending it requests.
+const drainPause = time.Second
+
+// scale brings the number of running workers to n.
+func scale(ctx context.Context, args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("edgectl scale", flag.ContinueOnError)
+	auto := fs.Bool("auto", false, "(2 x cores) + 1 workers, cores counted from the CPU affinity and the cgroup cpu quota")
+	timeout := fs.Duration("timeout", 3*time.Minute, "how long to wait for the workers to be ready")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	var n int
+	switch {
+	case *auto && fs.NArg() == 0:
+		c := countCores()
+		n = 2*c.Cores + 1
+		fmt.Fprintf(out, "%s\nworkers = 2 x %d + 1 = %d\n", c.Explain(), c.Cores, n)
+	case !*auto && fs.NArg() == 1:
+		if _, err := fmt.Sscan(fs.Arg(0), &n); err != nil || n < 0 || n > 1024 || fmt.Sprint(n) != fs.Arg(0) {
+			return fmt.Errorf("scale %q: give a worker count from 0 to 1024, or --auto", fs.Arg(0))
+		}
+	default:
+		return errors.New("usage: edgectl scale N | edgectl scale --auto")
+	}
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	m, err := connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	return scaleTo(ctx, m, n, out)
+}
+
+func scaleTo(ctx context.Context, m manager, n int, out io.Writer) error {
+	have, err := workerInstances(ctx, m)
+	if err != nil {
+		return err
+	}
+	running := map[int]bool{}
+	for _, i := range have {
+		running[i] = true
+	}
+	var start, stop []int
+	for i := 1; i <= n; i++ {
+		if !running[i] {
+			start = append(start, i)
+		}
+	}
+	for _, i := range have {
+		if i > n {
+			stop = append(stop, i)
+		}
+	}
+	p := newProgress(out)
+	if len(start) > 0 {
+		if err := startWorkers(ctx, m, start, p); err != nil {
+			return err
+		}
+	}
+	if len(stop) > 0 {
+		if err := stopWorkers(ctx, m, stop, p); err != nil {
+			return err
+		}
+	}
+	p.done(fmt.Sprintf("%d workers running (%d started, %d stopped)", n, len(start), len(stop)))
+	return nil
+}
+
+// startWorkers starts instances together and waits until each is ready
+// (READY=1 comes once the app is imported).
+func startWorkers(ctx context.Context, m manager, ns []int, p *progress) error {
+	runtime := runtimeUnits(ctx, m)
+	var files []string
+	for _, i := range ns {
+		files = append(files, workerSocket(i), workerService(i))
+	}
+	// Enabled, so that they come back after a reboot.
+	if _, _, err := m.EnableUnitFilesContext(ctx, files, runtime, true); err != nil {
+		return explain("enable workers", err)
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, len(ns))
+	ready := 0
+	var mu sync.Mutex
+	for k, i := range ns {
+		wg.Add(1)
+		go func(k, i int) {
+			defer wg.Done()
+			m.ResetFailedUnitContext(ctx, workerService(i))
+			err := runJob(ctx, "start "+workerSocket(i), func(ch chan<- string) (int, error) {
+				return m.StartUnitContext(ctx, workerSocket(i), "replace", ch)
+			})
+			if err == nil {
+				err = runJob(ctx, "start "+workerService(i), func(ch chan<- string) (int, error) {
+					return m.StartUnitContext(ctx, workerService(i), "replace", ch)
+				})
+			}
+			if err != nil {
+				errs[k] = fmt.Errorf("%w; see `journalctl -u %s`", err, workerService(i))
+				return
+			}
+			mu.Lock()
+			ready++
+			p.step(fmt.Sprintf("started %d/%d workers", ready, len(ns)))
+			mu.Unlock()
+		}(k, i)
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// stopWorkers removes the sockets first, so edged stops sending them
+// requests, then stops the services, which finish what they hold.
+func stopWorkers(ctx context.Context, m manager, ns []int, p *progress) error {
+	runtime := runtimeUnits(ctx, m)
+	var errs []error
+	for _, i := range ns {
+		if err := runJob(ctx, "stop "+workerSocket(i), func(ch chan<- string) (int, error) {
+			return m.StopUnitContext(ctx, workerSocket(i), "replace", ch)
+		}); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	select {
+	case <-time.After(drainPause):
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	for k, i := range ns {
+		if err := runJob(ctx, "stop "+workerService(i), func(ch chan<- string) (int, error) {
+			return m.StopUnitContext(ctx, workerService(i), "replace", ch)
+		}); err != nil {
+			errs = append(errs, err)
+		}
+		if _, err := m.DisableUnitFilesContext(ctx, []string{workerSocket(i), workerService(i)}, runtime); err != nil {
+			errs = append(errs, explain("disable "+workerService(i), err))
+		}
+		p.step(fmt.Sprintf("stopped %d/%d workers", k+1, len(ns)))
+	}
+	return errors.Join(errs...)
+}
+
+// runtimeUnits says whether the unit files live under /run, where enabling
+// must be runtime-only too.
+func runtimeUnits(ctx context.Context, m manager) bool {
+	props, err := m.GetUnitPropertiesContext(ctx, "workerd@1.service")
+	if err != nil {
+		return false
+	}
+	path, _ := props["FragmentPath"].(string)
+	return strings.HasPrefix(path, "/run/")
+}
+
+// restart replaces the workers one at a time, each ready before the next
+// goes. systemd keeps each worker's socket open meanwhile, so requests
+// for it wait in the backlog: none fails.
+func restart(ctx context.Context, args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("edgectl restart", flag.ContinueOnError)
+	timeout := fs.Duration("timeout", 10*time.Minute, "how long the whole restart may take")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	m, err := connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	ns, err := workerInstances(ctx, m)
+	if err != nil {
+		return err
+	}
+	if len(ns) == 0 {
+		return errors.New("no worker is running: start some with `edgectl scale --auto`")
+	}
+	p := newProgress(out)
+	for k, i := range ns {
+		if err := runJob(ctx, "restart "+workerService(i), func(ch chan<- string) (int, error) {
+			return m.RestartUnitContext(ctx, workerService(i), "replace", ch)
+		}); err != nil {
+			return fmt.Errorf("%w; the workers after it were not restarted; see `journalctl -u %s`", err, workerService(i))
+		}
+		p.step(fmt.Sprintf("restarted %d/%d workers", k+1, len(ns)))
+	}
+	p.done(fmt.Sprintf("restarted %d workers", len(ns)))
+	return nil
+}
+
+// status prints edged and every worker as systemd sees them.
+func status(ctx context.Context, args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("edgectl status", flag.ContinueOnError)
+	asJSON := fs.Bool("json", false, "print JSON for scripts")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	m, err := connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	rep, err := collect(ctx, m)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		enc := json.NewEncoder(out)
+		enc.SetIndent("", "  ")
+		return enc.Encode(rep)
+	}
+	rep.print(out)
+	return nil
+}
+
+// report is `edgectl status`.
+type report struct {
+	Edged   unitInfo   `json:"edged"`
+	Workers []unitInfo `json:"workers"`
+	Totals  totals     `json:"totals"`
+}
+
+type totals struct {
+	Workers     int    `json:"workers"`
+	Active      int    `json:"active"`
+	MemoryBytes uint64 `json:"memory_bytes"`
+	CPUNanos    uint64 `json:"cpu_nsec"`
+	Restarts    uint32 `json:"restarts"`
+}
+
+func collect(ctx context.Context, m manager) (*report, error) {
+	rep := &report{Workers: []unitInfo{}}
+	var err error
+	if rep.Edged, err = info(ctx, m, edgedUnit); err != nil {
+		return nil, err
+	}
+	units, err := m.ListUnitsByPatternsContext(ctx, nil, []string{"workerd@*.service"})
+	if err != nil {
+		return nil, explain("list workers", err)
+	}
+	var names []string
+	for _, u := range units {
+		if _, ok := instance(u.Name); ok && u.LoadState == "loaded" && u.ActiveState != "inactive" {
+			names = append(names, u.Name)
+		}
+	}
+	sortUnits(names)
+	for _, name := range names {
+		u, err := info(ctx, m, name)
+		if err != nil {
+			return nil, err
+		}
+		rep.Workers = append(rep.Workers, u)
+		rep.Totals.Workers++
+		if u.State == "active" {
+			rep.Totals.Active++
+		}
+		if u.MemoryBytes != nil {
+			rep.Totals.MemoryBytes += *u.MemoryBytes
+		}
+		if u.CPUNanos != nil {
+			rep.Totals.CPUNanos += *u.CPUNanos
+		}
+		rep.Totals.Restarts += u.Restarts
+	}
+	return rep, nil
+}
+
+func sortUnits(names []string) {
+	for i := 1; i < len(names); i++ {
+		for j := i; j > 0; j-- {
+			a, _ := instance(names[j-1])
+			b, _ := instance(names[j])
+			if a <= b {
+				break
+			}
+			names[j-1], names[j] = names[j], names[j-1]
+		}
+	}
+}
+
+func (r *report) print(out io.Writer) {
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "UNIT\tSTATE\tPID\tUPTIME\tMEMORY\tCPU\tRESTARTS\tSTATUS")
+	row := func(u unitInfo) {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", u.Unit, u.State+"/"+u.SubState, pid(u.PID),
+			uptime(u.Since), bytesOf(u.MemoryBytes), cpuOf(u.CPUNanos), u.Restarts, u.Status)
+	}
+	row(r.Edged)
+	for _, u := range r.Workers {
+		row(u)
+	}
+	t := r.Totals
+	fmt.Fprintf(tw, "TOTAL (%d workers, %d active)\t\t\t\t%s\t%s\t%d\t\n", t.Workers, t.Active, bytesOf(&t.MemoryBytes), cpuOf(&t.CPUNanos), t.Restarts)
+	tw.Flush()
+}
+
+func pid(p uint32) string {
+	if p == 0 {
+		return "-"
+	}
+	return fmt.Sprint(p)
+}
+
+func uptime(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return time.Since(t).Round(time.Second).String()
+}
+
+func bytesOf(b *uint64) string {
+	if b == nil {
+		return "-"
+	}
+	return fmt.Sprintf("%.1fM", float64(*b)/(1<<20))
+}
+
+func cpuOf(n *uint64) string {
+	if n == nil {
+		return "-"
+	}
+	return time.Duration(*n).Round(time.Millisecond).String()
+}
+
+// progress shows steps on a terminal, one line rewritten in place, and
+// only the outcome otherwise.
+type progress struct {
+	out io.Writer
+	tty bool
+}
+
+func newProgress(out io.Writer) *progress {
+	f, ok := out.(*os.File)
+	return &progress{out: out, tty: ok && isatty.IsTerminal(f.Fd())}
+}
+
+func (p *progress) step(msg string) {
+	if p.tty {
+		fmt.Fprintf(p.out, "\r\033[K%s", msg)
+	}
+}
+
+func (p *progress) done(msg string) {
+	if p.tty {
+		fmt.Fprint(p.out, "\r\033[K")
+	}
+	fmt.Fprintln(p.out, msg)
+}

@@ -1,0 +1,159 @@
+package ctl
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	sddbus "github.com/coreos/go-systemd/v22/dbus"
+	"github.com/godbus/dbus/v5"
+)
+
+// Unit names.
+const (
+	edgedUnit    = "edged.service"
+	workerPrefix = "workerd@"
+)
+
+func workerService(n int) string { return fmt.Sprintf("workerd@%d.service", n) }
+func workerSocket(n int) string  { return fmt.Sprintf("workerd@%d.socket", n) }
+
+// manager is the part of systemd's D-Bus API edgectl uses; tests may fake
+// it, production uses *sddbus.Conn.
+type manager interface {
+	ListUnitsByPatternsContext(ctx context.Context, states, patterns []string) ([]sddbus.UnitStatus, error)
+	GetUnitPropertiesContext(ctx context.Context, unit string) (map[string]any, error)
+	GetUnitTypePropertiesContext(ctx context.Context, unit, unitType string) (map[string]any, error)
+	StartUnitContext(ctx context.Context, name, mode string, ch chan<- string) (int, error)
+	StopUnitContext(ctx context.Context, name, mode string, ch chan<- string) (int, error)
+	RestartUnitContext(ctx context.Context, name, mode string, ch chan<- string) (int, error)
+	EnableUnitFilesContext(ctx context.Context, files []string, runtime, force bool) (bool, []sddbus.EnableUnitFileChange, error)
+	DisableUnitFilesContext(ctx context.Context, files []string, runtime bool) ([]sddbus.DisableUnitFileChange, error)
+	ResetFailedUnitContext(ctx context.Context, name string) error
+	Close()
+}
+
+var _ manager = (*sddbus.Conn)(nil)
+
+// connect reaches systemd over the system bus.
+func connect(ctx context.Context) (manager, error) {
+	c, err := sddbus.NewSystemConnectionContext(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("cannot reach systemd over D-Bus (%v): is this machine running systemd? Without it, `edgectl run` runs the suite in the foreground", err)
+	}
+	return c, nil
+}
+
+// explain turns a D-Bus error into what the user should do.
+func explain(op string, err error) error {
+	var de dbus.Error
+	if errors.As(err, &de) {
+		switch de.Name {
+		case "org.freedesktop.DBus.Error.AccessDenied", "org.freedesktop.DBus.Error.InteractiveAuthorizationRequired":
+			return fmt.Errorf("%s: permission denied: run as root, or join the \"edgeadm\" group (the package's polkit rule lets it manage edged's units)", op)
+		case "org.freedesktop.systemd1.NoSuchUnit", "org.freedesktop.systemd1.LoadFailed":
+			return fmt.Errorf("%s: %v: the units are not installed: install the edged package, or copy units/ to /etc/systemd/system and run systemctl daemon-reload", op, de.Error())
+		}
+	}
+	if strings.Contains(err.Error(), "not found") {
+		return fmt.Errorf("%s: %v: the units are not installed: install the edged package, or copy units/ to /etc/systemd/system and run systemctl daemon-reload", op, err)
+	}
+	return fmt.Errorf("%s: %w", op, err)
+}
+
+// workerInstances lists the instance numbers of worker services that are
+// running or starting.
+func workerInstances(ctx context.Context, m manager) ([]int, error) {
+	units, err := m.ListUnitsByPatternsContext(ctx, nil, []string{"workerd@*.service"})
+	if err != nil {
+		return nil, explain("list workers", err)
+	}
+	var ns []int
+	for _, u := range units {
+		if u.ActiveState != "active" && u.ActiveState != "activating" && u.ActiveState != "reloading" {
+			continue
+		}
+		if n, ok := instance(u.Name); ok {
+			ns = append(ns, n)
+		}
+	}
+	sort.Ints(ns)
+	return ns, nil
+}
+
+func instance(unit string) (int, bool) {
+	s, ok := strings.CutPrefix(unit, workerPrefix)
+	if !ok {
+		return 0, false
+	}
+	s, ok = strings.CutSuffix(s, ".service")
+	if !ok {
+		return 0, false
+	}
+	n, err := strconv.Atoi(s)
+	return n, err == nil && n > 0
+}
+
+// runJob starts a job and waits for its result.
+func runJob(ctx context.Context, op string, start func(chan<- string) (int, error)) error {
+	ch := make(chan string, 1)
+	if _, err := start(ch); err != nil {
+		return explain(op, err)
+	}
+	select {
+	case res := <-ch:
+		if res != "done" {
+			return fmt.Errorf("%s: job %s", op, res)
+		}
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("%s: %w", op, ctx.Err())
+	}
+}
+
+// unitInfo is one row of `edgectl status`.
+type unitInfo struct {
+	Unit        string    `json:"unit"`
+	State       string    `json:"state"`
+	SubState    string    `json:"sub_state"`
+	PID         uint32    `json:"pid"`
+	Since       time.Time `json:"since,omitempty"`
+	MemoryBytes *uint64   `json:"memory_bytes"`
+	CPUNanos    *uint64   `json:"cpu_nsec"`
+	Restarts    uint32    `json:"restarts"`
+	Status      string    `json:"status"`
+}
+
+// unset is how systemd reports a counter it does not track.
+const unset = ^uint64(0)
+
+func info(ctx context.Context, m manager, unit string) (unitInfo, error) {
+	u := unitInfo{Unit: unit}
+	up, err := m.GetUnitPropertiesContext(ctx, unit)
+	if err != nil {
+		return u, explain("read "+unit, err)
+	}
+	u.State, _ = up["ActiveState"].(string)
+	u.SubState, _ = up["SubState"].(string)
+	if ts, ok := up["ActiveEnterTimestamp"].(uint64); ok && ts > 0 && u.State == "active" {
+		u.Since = time.UnixMicro(int64(ts))
+	}
+	sp, err := m.GetUnitTypePropertiesContext(ctx, unit, "Service")
+	if err != nil {
+		return u, explain("read "+unit, err)
+	}
+	u.PID, _ = sp["MainPID"].(uint32)
+	if v, ok := sp["MemoryCurrent"].(uint64); ok && v != unset {
+		u.MemoryBytes = &v
+	}
+	if v, ok := sp["CPUUsageNSec"].(uint64); ok && v != unset {
+		u.CPUNanos = &v
+	}
+	u.Restarts, _ = sp["NRestarts"].(uint32)
+	u.Status, _ = sp["StatusText"].(string)
+	return u, nil
+}
