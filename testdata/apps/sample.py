@@ -29,6 +29,11 @@ def app(environ, start_response):
         body = json.dumps({"pid": os.getpid(), "worker": os.environ.get("EDGED_INSTANCE", "")}).encode()
         start_response("200 OK", [("Content-Type", "application/json")])
         return [body]
+    if path == "/secret-check":
+        # Says whether the credential arrived, never what it holds.
+        state = "present" if os.environ.get("APP_SECRET") else "missing"
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [("APP_SECRET %s\n" % state).encode()]
     if path == "/sleep":
         time.sleep(float(environ.get("QUERY_STRING") or "0.1"))
         start_response("200 OK", [("Content-Type", "text/plain")])

@@ -1,0 +1,486 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// machine is a real systemd booted as PID 1 in new namespaces: its own
+// PIDs, mounts, hostname and network, a private /tmp, /var/tmp, /var/log
+// and a private copy of /etc, so that users, groups, units and configs
+// installed by a test never touch the host.
+type machine struct {
+	t    *testing.T
+	pid  int // systemd, as seen from the host
+	root string
+	cmd  *exec.Cmd
+}
+
+const testRoot = "/run/edged-test" // inside the machine
+
+func bootMachine(t *testing.T) *machine {
+	t.Helper()
+	if os.Getuid() != 0 {
+		t.Skip("!!! SKIPPED: booting systemd needs root (CI runs as root) !!!")
+	}
+	if _, err := os.Stat("/lib/systemd/systemd"); err != nil {
+		t.Skip("!!! SKIPPED: no /lib/systemd/systemd on this machine !!!")
+	}
+	boot := `set -e
+mount -t tmpfs -o mode=1777 tmpfs /tmp
+mount -t tmpfs -o mode=1777 tmpfs /var/tmp
+mount -t tmpfs -o mode=0755 tmpfs /var/log
+mount -t tmpfs -o mode=0755 tmpfs /mnt
+cp -a /etc/. /mnt/
+mount --bind /mnt /etc
+mount -t tmpfs -o mode=1777 tmpfs /dev/shm
+mount --make-rshared /
+exec /lib/systemd/systemd --system --unit=basic.target --log-target=null`
+	cmd := exec.Command("unshare", "--pid", "--fork", "--mount", "--uts", "--net", "--mount-proc", "--propagation", "private", "--", "sh", "-c", boot)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Pdeathsig: syscall.SIGKILL}
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("unshare: %v", err)
+	}
+	m := &machine{t: t, cmd: cmd}
+	t.Cleanup(m.kill)
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		if m.pid == 0 {
+			if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", cmd.Process.Pid, cmd.Process.Pid)); err == nil {
+				if f := strings.Fields(string(b)); len(f) > 0 {
+					m.pid, _ = strconv.Atoi(f[0])
+				}
+			}
+		}
+		if m.pid != 0 {
+			if exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", m.pid)); strings.HasSuffix(exe, "systemd") {
+				state, _ := m.exec("systemctl", "is-system-running")
+				if s := strings.TrimSpace(state); s == "running" || s == "degraded" {
+					m.root = fmt.Sprintf("/proc/%d/root", m.pid)
+					m.mustExec("ip", "link", "set", "lo", "up")
+					return m
+				}
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Fatalf("systemd did not come up within 60s:\n%s", out.String())
+	return nil
+}
+
+func (m *machine) kill() {
+	if m.pid != 0 {
+		syscall.Kill(m.pid, syscall.SIGKILL)
+	}
+	m.cmd.Process.Kill()
+	m.cmd.Wait()
+}
+
+// exec runs a command inside the machine.
+func (m *machine) exec(args ...string) (string, error) {
+	full := append([]string{"-t", strconv.Itoa(m.pid), "-m", "-p", "-u", "-n", "--"}, args...)
+	cmd := exec.Command("nsenter", full...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	return out.String(), err
+}
+
+func (m *machine) mustExec(args ...string) string {
+	m.t.Helper()
+	out, err := m.exec(args...)
+	if err != nil {
+		m.t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
+// write puts a file at path inside the machine.
+func (m *machine) write(path string, data []byte, mode os.FileMode) {
+	m.t.Helper()
+	p := filepath.Join(m.root, path)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		m.t.Fatal(err)
+	}
+	if err := os.WriteFile(p, data, mode); err != nil {
+		m.t.Fatal(err)
+	}
+	os.Chmod(p, mode)
+}
+
+// install puts the freshly built binaries, the units (pointed at them),
+// the sysusers/tmpfiles/sysctl files, the sample app and a config into
+// the machine, as the package would.
+func (m *machine) install(config string) {
+	m.t.Helper()
+	for _, b := range []string{"edged", "workerd", "edgectl"} {
+		data, err := os.ReadFile(filepath.Join(binDir, b))
+		if err != nil {
+			m.t.Fatal(err)
+		}
+		m.write(testRoot+"/bin/"+b, data, 0o755)
+	}
+	os.Chmod(filepath.Join(m.root, testRoot), 0o755)
+	os.Chmod(filepath.Join(m.root, testRoot, "bin"), 0o755)
+	units, _ := filepath.Glob(filepath.Join(repoRoot, "units", "*.s*"))
+	for _, u := range units {
+		data, _ := os.ReadFile(u)
+		s := strings.ReplaceAll(string(data), "/usr/bin/", testRoot+"/bin/")
+		m.write("/etc/systemd/system/"+filepath.Base(u), []byte(s), 0o644)
+	}
+	for _, d := range []string{"sysusers.d", "tmpfiles.d", "sysctl.d"} {
+		files, _ := filepath.Glob(filepath.Join(repoRoot, "units", d, "*.conf"))
+		for _, f := range files {
+			data, _ := os.ReadFile(f)
+			m.write("/etc/"+d+"/"+filepath.Base(f), data, 0o644)
+		}
+	}
+	app, _ := os.ReadFile(filepath.Join(repoRoot, "testdata", "apps", "sample.py"))
+	m.write(testRoot+"/app/sample.py", app, 0o644)
+	os.Chmod(filepath.Join(m.root, testRoot, "app"), 0o755)
+	m.write("/etc/edged/edged.toml", []byte(config), 0o644)
+	m.mustExec("systemd-sysusers")
+	m.mustExec("systemd-tmpfiles", "--create", "edged.conf")
+	m.mustExec("sysctl", "-q", "-p", "/etc/sysctl.d/60-edged.conf")
+	m.mustExec("systemctl", "daemon-reload")
+}
+
+// dialer opens TCP connections from inside the machine's network
+// namespace: the socket is made on an OS thread that has joined it.
+func (m *machine) dialer() func(ctx context.Context, network, addr string) (net.Conn, error) {
+	type req struct {
+		network, addr string
+		reply         chan dialResult
+	}
+	reqs := make(chan req)
+	ready := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		// The thread stays in the namespace and is never unlocked: it
+		// ends with this goroutine.
+		f, err := os.Open(fmt.Sprintf("/proc/%d/ns/net", m.pid))
+		if err != nil {
+			ready <- err
+			return
+		}
+		defer f.Close()
+		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
+			ready <- err
+			return
+		}
+		ready <- nil
+		for r := range reqs {
+			c, err := net.DialTimeout(r.network, r.addr, 10*time.Second)
+			r.reply <- dialResult{c, err}
+		}
+	}()
+	if err := <-ready; err != nil {
+		m.t.Fatalf("joining the machine's network: %v", err)
+	}
+	m.t.Cleanup(func() { close(reqs) })
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		r := req{network, addr, make(chan dialResult, 1)}
+		reqs <- r
+		res := <-r.reply
+		return res.c, res.err
+	}
+}
+
+type dialResult struct {
+	c   net.Conn
+	err error
+}
+
+func (m *machine) client() *http.Client {
+	return &http.Client{
+		Timeout:   30 * time.Second,
+		Transport: &http.Transport{DialContext: m.dialer(), MaxIdleConnsPerHost: 64},
+	}
+}
+
+// load sends requests from n clients until stop is closed, counting
+// answers by status and every transport error.
+type load struct {
+	ok, bad atomic.Int64
+	mu      sync.Mutex
+	errs    []string
+	stop    chan struct{}
+	wg      sync.WaitGroup
+}
+
+func startLoad(c *http.Client, url string, n int) *load {
+	l := &load{stop: make(chan struct{})}
+	for i := 0; i < n; i++ {
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			for {
+				select {
+				case <-l.stop:
+					return
+				default:
+				}
+				resp, err := c.Get(url)
+				if err != nil {
+					l.fail(err.Error())
+					continue
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 {
+					l.fail(fmt.Sprintf("status %d", resp.StatusCode))
+					continue
+				}
+				l.ok.Add(1)
+			}
+		}()
+	}
+	return l
+}
+
+func (l *load) fail(s string) {
+	l.bad.Add(1)
+	l.mu.Lock()
+	if len(l.errs) < 10 {
+		l.errs = append(l.errs, s)
+	}
+	l.mu.Unlock()
+}
+
+func (l *load) finish() (ok, bad int64, errs []string) {
+	close(l.stop)
+	l.wg.Wait()
+	return l.ok.Load(), l.bad.Load(), l.errs
+}
+
+const systemdConfig = `[listen]
+http = ["0.0.0.0:80"]
+
+[[static]]
+prefix = "/static/"
+root = "/run/edged-test/app"
+
+[app]
+module = "sample:app"
+directory = "/run/edged-test/app"
+python = "/usr/bin/python3"
+
+[app.credentials]
+APP_SECRET = "app-secret"
+
+[log]
+format = "json"
+`
+
+const appSecret = "s3cr3t-from-credential-7c1f"
+
+// TestSystemd installs the units into a real systemd and checks what the
+// design promises: socket activation, unprivileged processes, worker
+// sockets closed to strangers, scaling without failed requests, status
+// that agrees with systemd, a refused reload, hardening scores, and a
+// secret that reaches the app and nothing else.
+func TestSystemd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("boots systemd")
+	}
+	m := bootMachine(t)
+	m.install(systemdConfig)
+	m.write("/etc/edged/credentials/app-secret", []byte(appSecret+"\n"), 0o600)
+	m.write(testRoot+"/app/static.txt", []byte("static\n"), 0o644)
+	edgectl := testRoot + "/bin/edgectl"
+	c := m.client()
+
+	m.mustExec("systemctl", "enable", "--now", "edged.socket")
+	if out, _ := m.exec("systemctl", "is-active", "edged.service"); strings.TrimSpace(out) != "inactive" {
+		t.Fatalf("edged.service is %q before the first request, want inactive (socket activation)", strings.TrimSpace(out))
+	}
+	if out, err := m.exec(edgectl, "scale", "2"); err != nil {
+		t.Fatalf("edgectl scale 2: %v\n%s\n%s", err, out, m.journal())
+	}
+
+	t.Run("socket activation and unprivileged processes", func(t *testing.T) {
+		status, body := get(t, c, "http://127.0.0.1/whoami")
+		if status != 200 {
+			t.Fatalf("first request = %d %q\n%s", status, body, m.journal())
+		}
+		for _, unit := range []string{"edged.service", "workerd@1.service", "workerd@2.service"} {
+			pid := strings.TrimSpace(m.mustExec("systemctl", "show", "-P", "MainPID", unit))
+			if pid == "0" || pid == "" {
+				t.Errorf("%s has no main PID", unit)
+				continue
+			}
+			uids := strings.Fields(m.mustExec("ps", "-o", "uid=", "--ppid", pid, "-p", pid))
+			for _, u := range uids {
+				if u == "0" {
+					t.Errorf("%s runs a process as root", unit)
+				}
+			}
+		}
+	})
+
+	t.Run("strangers cannot reach a worker socket", func(t *testing.T) {
+		out, err := m.exec("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/python3", "-c",
+			"import socket; s=socket.socket(socket.AF_UNIX); s.connect('/run/edged/workers/1.sock')")
+		if err == nil || !strings.Contains(out, "Permission denied") {
+			t.Errorf("nobody connected to a worker socket (err %v):\n%s", err, out)
+		}
+	})
+
+	t.Run("scale under load", func(t *testing.T) {
+		l := startLoad(c, "http://127.0.0.1/whoami", 8)
+		for _, n := range []int{5, 2, 7} {
+			if out, err := m.exec(edgectl, "scale", strconv.Itoa(n)); err != nil {
+				t.Fatalf("edgectl scale %d: %v\n%s", n, err, out)
+			}
+			time.Sleep(500 * time.Millisecond)
+			var rep struct {
+				Workers []struct {
+					Unit  string `json:"unit"`
+					State string `json:"state"`
+					PID   int    `json:"pid"`
+				} `json:"workers"`
+				Totals struct {
+					Active int `json:"active"`
+				} `json:"totals"`
+			}
+			out := m.mustExec(edgectl, "status", "--json")
+			if err := json.Unmarshal([]byte(out), &rep); err != nil {
+				t.Fatalf("status --json: %v\n%s", err, out)
+			}
+			active := strings.Fields(m.mustExec("systemctl", "list-units", "--state=active", "--plain", "--no-legend", "workerd@*.service"))
+			var units []string
+			for _, f := range active {
+				if strings.HasPrefix(f, "workerd@") {
+					units = append(units, f)
+				}
+			}
+			if rep.Totals.Active != n || len(units) != n {
+				t.Errorf("after scale %d: edgectl status says %d active, systemd lists %d %v", n, rep.Totals.Active, len(units), units)
+			}
+			for _, w := range rep.Workers {
+				pid := strings.TrimSpace(m.mustExec("systemctl", "show", "-P", "MainPID", w.Unit))
+				if strconv.Itoa(w.PID) != pid {
+					t.Errorf("%s: edgectl says PID %d, systemd says %s", w.Unit, w.PID, pid)
+				}
+			}
+		}
+		ok, bad, errs := l.finish()
+		t.Logf("scale 5 -> 2 -> 7 under load: %d requests answered, %d failed", ok, bad)
+		if bad > 0 || ok == 0 {
+			t.Errorf("%d requests failed while scaling (%d succeeded): %v", bad, ok, errs)
+		}
+	})
+
+	t.Run("reload with a broken config is refused", func(t *testing.T) {
+		m.write("/etc/edged/edged.toml", []byte(systemdConfig+"\nbogus = 1\n"), 0o644)
+		out, err := m.exec("systemctl", "reload", "edged.service")
+		if err == nil {
+			t.Errorf("systemctl reload succeeded with a broken config:\n%s", out)
+		}
+		if status, _ := get(t, c, "http://127.0.0.1/static/static.txt"); status != 200 {
+			t.Errorf("after the refused reload GET = %d, want 200", status)
+		}
+		st := m.mustExec(edgectl, "status")
+		if !strings.Contains(st, "last reload refused") || !strings.Contains(st, "bogus") {
+			t.Errorf("edgectl status does not show the refused reload:\n%s", st)
+		}
+		if j := m.journal(); !strings.Contains(j, "reload refused") {
+			t.Errorf("the journal does not show the refused reload")
+		}
+		m.write("/etc/edged/edged.toml", []byte(systemdConfig), 0o644)
+		if out, err := m.exec("systemctl", "reload", "edged.service"); err != nil {
+			t.Errorf("reload with the fixed config: %v\n%s", err, out)
+		}
+	})
+
+	t.Run("hardening scores", func(t *testing.T) {
+		for _, unit := range []string{"edged.service", "workerd@1.service"} {
+			out, _ := m.exec("systemd-analyze", "security", "--no-pager", unit)
+			mm := regexp.MustCompile(`Overall exposure level for \S+: ([0-9.]+)`).FindStringSubmatch(out)
+			if mm == nil {
+				t.Errorf("no score for %s:\n%s", unit, out)
+				continue
+			}
+			score, _ := strconv.ParseFloat(mm[1], 64)
+			t.Logf("systemd-analyze security %s: %.1f", unit, score)
+			fmt.Printf("systemd-analyze security %s: %.1f\n", unit, score)
+			if score > 2.0 {
+				t.Errorf("%s scores %.1f, want 2.0 or lower", unit, score)
+			}
+		}
+	})
+
+	t.Run("the app secret reaches the app and nothing else", func(t *testing.T) {
+		_, body := get(t, c, "http://127.0.0.1/secret-check")
+		if !strings.Contains(body, "APP_SECRET present") {
+			t.Errorf("the app did not get APP_SECRET: %q", body)
+		}
+		edgedPID := strings.TrimSpace(m.mustExec("systemctl", "show", "-P", "MainPID", "edged.service"))
+		env, _ := os.ReadFile(filepath.Join("/proc", hostPID(t, m, edgedPID), "environ"))
+		for where, text := range map[string]string{
+			"the config":       m.mustExec("cat", "/etc/edged/edged.toml"),
+			"edged's environ":  string(env),
+			"the journal":      m.journal(),
+			"edgectl status":   m.mustExec(edgectl, "status", "--json"),
+			"the access log":   m.mustExec("journalctl", "--no-pager", "-u", "edged.service"),
+			"workers' status":  m.mustExec("systemctl", "status", "--no-pager", "workerd@1.service"),
+			"edged's cmdline":  m.mustExec("ps", "-o", "args=", "-p", edgedPID),
+			"the units' props": m.mustExec("systemctl", "show", "workerd@1.service"),
+		} {
+			if strings.Contains(text, appSecret) {
+				t.Errorf("the secret appears in %s", where)
+			}
+		}
+	})
+}
+
+// hostPID maps a PID inside the machine to the host's, for /proc.
+func hostPID(t *testing.T, m *machine, inner string) string {
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "status"))
+		if err != nil {
+			continue
+		}
+		for _, l := range strings.Split(string(b), "\n") {
+			if f, ok := strings.CutPrefix(l, "NSpid:"); ok {
+				ids := strings.Fields(f)
+				if len(ids) == 2 && ids[1] == inner {
+					if ns, _ := os.Readlink(filepath.Join("/proc", e.Name(), "ns/pid")); ns != "" {
+						if mine, _ := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", m.pid)); mine == ns {
+							return e.Name()
+						}
+					}
+				}
+			}
+		}
+	}
+	t.Fatalf("no host PID for %s", inner)
+	return ""
+}
+
+func (m *machine) journal() string {
+	out, _ := m.exec("journalctl", "--no-pager", "-n", "300", "-u", "edged.service", "-u", "edged.socket", "-u", "workerd@*")
+	return out
+}
