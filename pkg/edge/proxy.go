@@ -47,6 +47,7 @@ func (s *site) serveApp(w http.ResponseWriter, r *http.Request, lr *logRecord) {
 
 	x := exchanges.Get().(*exchange)
 	defer exchanges.Put(x)
+	x.worker = "" // a recycled exchange names the last request's worker
 	if !s.environ(&x.frame, r, s.client(r), body.Len(), localPort(r)) {
 		s.fail(w, lr, http.StatusBadRequest, "NUL byte in the path")
 		return
@@ -178,9 +179,15 @@ func (s *site) tryWorker(ctx context.Context, wk *pool.Worker, x *exchange, meth
 		return final, http.StatusBadGateway, err
 	}
 	if err = wire.ReadHead(c.R, &x.head); err != nil {
-		if c.Reused && idempotent(method) && connGone(err) {
-			s.pool.Stale(wk)
-			return stale, http.StatusBadGateway, err
+		if idempotent(method) && connGone(err) {
+			// The worker hung up before answering: a kept-alive connection
+			// outlived its Python process, or the worker is stopping. A
+			// request that is safe to repeat goes again.
+			if c.Reused {
+				s.pool.Stale(wk)
+				return stale, http.StatusBadGateway, err
+			}
+			return refused, http.StatusBadGateway, err
 		}
 		return final, s.upstreamStatus(err), err
 	}
