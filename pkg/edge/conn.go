@@ -39,6 +39,15 @@ func (c *trackedConn) Read(b []byte) (int, error) {
 	return n, err
 }
 
+// Write drops what net/http would send after the 408, such as a 400 for
+// the request line cut short: the client has had its answer.
+func (c *trackedConn) Write(b []byte) (int, error) {
+	if c.replied.Load() {
+		return len(b), nil
+	}
+	return c.Conn.Write(b)
+}
+
 type connKey struct{}
 
 // trackedListener wraps accepted plain-HTTP connections in trackedConn.

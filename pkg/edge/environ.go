@@ -117,8 +117,13 @@ func (s *site) environ(f *wire.Request, r *http.Request, c client, bodyLen int64
 	}
 	if port == "" {
 		port = localPort
-		if c.proto == "https" && c.host != r.Host {
-			port = "443"
+		// A trusted proxy that changed the host or the scheme took the
+		// request on the scheme's default port, not on ours.
+		if c.host != r.Host || (c.proto == "https") != (r.TLS != nil) {
+			port = "80"
+			if c.proto == "https" {
+				port = "443"
+			}
 		}
 	}
 	f.Add("SERVER_NAME", name)

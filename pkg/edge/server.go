@@ -193,6 +193,9 @@ func (s *site) fail(w http.ResponseWriter, lr *logRecord, status int, why string
 		h["Retry-After"] = []string{"1"}
 	case http.StatusRequestEntityTooLarge, http.StatusRequestTimeout, http.StatusBadRequest:
 		h["Connection"] = []string{"close"}
+		// net/http reads what is left of the body before it closes: bound
+		// that, or a client that stalls holds the connection for ever.
+		http.NewResponseController(w).SetReadDeadline(time.Now().Add(s.cfg.Limits.BodyTimeout.D()))
 	}
 	w.WriteHeader(status)
 	msg := http.StatusText(status) + "\n"

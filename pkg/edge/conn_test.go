@@ -1,0 +1,175 @@
+package edge
+
+import (
+	"bufio"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+// readAll reads from c until it is closed, or fails the test after a while.
+func readAll(t *testing.T, c net.Conn) string {
+	t.Helper()
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	b, err := io.ReadAll(c)
+	if err != nil {
+		t.Fatalf("reading until the server closes: %v (got %q so far)", err, b)
+	}
+	return string(b)
+}
+
+func TestTrackedConn(t *testing.T) {
+	const get = "GET / HTTP/1.1\r\nHost: example.com\r\n\r\n"
+	tests := []struct {
+		name string
+		// first, when set, is a whole request answered before send.
+		first string
+		send  string
+		want  string // what the server sends after first's response
+	}{
+		{"partial request head", "", "GET / HTTP/1.1\r\nHost: exa", response408},
+		{"partial request line", "", "GE", response408},
+		{"nothing sent", "", "", ""},
+		{"idle after a request", get, "", ""},
+		{"partial second request head", get, "GET /again HTTP/1.1\r\n", response408},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := socketDir(t)
+			startWorker(t, dir, "1", replyOK)
+			s := newServer(t, dir,
+				"limits.header_timeout", `"300ms"`,
+				"limits.idle_timeout", `"300ms"`)
+			addr := serve(t, s)
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			br := bufio.NewReader(c)
+			if tt.first != "" {
+				if _, err := io.WriteString(c, tt.first); err != nil {
+					t.Fatal(err)
+				}
+				resp, err := http.ReadResponse(br, nil)
+				if err != nil {
+					t.Fatalf("first response: %v", err)
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 {
+					t.Fatalf("first response: status got %d, want 200", resp.StatusCode)
+				}
+			}
+			if tt.send != "" {
+				if _, err := io.WriteString(c, tt.send); err != nil {
+					t.Fatal(err)
+				}
+			}
+			start := time.Now()
+			c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			b, err := io.ReadAll(br)
+			took := time.Since(start)
+			if err != nil {
+				t.Fatalf("reading until the server closes: %v (got %q so far)", err, b)
+			}
+			if got := string(b); got != tt.want {
+				t.Errorf("got %q, want %q", got, tt.want)
+			}
+			if took > 3*time.Second {
+				t.Errorf("closed after %v, want about the 300ms timeout", took)
+			}
+		})
+	}
+}
+
+// A request the handler turns down while its body is unread answers once
+// and closes within limits.body_timeout, even when the client stalls:
+// net/http's reading of the rest must not hold the connection for ever.
+func TestRejectedBodyCloses(t *testing.T) {
+	tests := []struct {
+		name string
+		send string
+		want string // status line
+	}{
+		{"stalled body", "POST / HTTP/1.1\r\nHost: example.com\r\nContent-Length: 10\r\n\r\nabc", "HTTP/1.1 408 Request Timeout"},
+		{"declared over max_body, nothing sent", "POST / HTTP/1.1\r\nHost: example.com\r\nContent-Length: 2048\r\n\r\n", "HTTP/1.1 413 Request Entity Too Large"},
+		{"chunked over max_body, then stalled", "POST / HTTP/1.1\r\nHost: example.com\r\nTransfer-Encoding: chunked\r\n\r\n800\r\n" + strings.Repeat("x", 0x800) + "\r\n", "HTTP/1.1 413 Request Entity Too Large"},
+		{"bad chunk, then stalled", "POST / HTTP/1.1\r\nHost: example.com\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "HTTP/1.1 400 Bad Request"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := socketDir(t)
+			fw := startWorker(t, dir, "1", replyOK)
+			s := newServer(t, dir,
+				"limits.header_timeout", `"300ms"`,
+				"limits.body_timeout", `"300ms"`,
+				"limits.max_body", `"1k"`)
+			addr := serve(t, s)
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			io.WriteString(c, tt.send)
+			start := time.Now()
+			got := readAll(t, c)
+			if took := time.Since(start); took > 3*time.Second {
+				t.Errorf("closed after %v, want within about body_timeout (300ms)", took)
+			}
+			if !strings.HasPrefix(got, tt.want+"\r\n") {
+				t.Errorf("got %q, want %q", got, tt.want)
+			}
+			if n := strings.Count(got, "HTTP/1.1 "); n != 1 {
+				t.Errorf("got %d responses, want 1: %q", n, got)
+			}
+			if n := len(fw.requests()); n != 0 {
+				t.Errorf("the worker got %d requests, want 0", n)
+			}
+		})
+	}
+}
+
+// A request served over a real listener: the tracked connection passes
+// requests through untouched, and keeps the connection alive.
+func TestTrackedConnServes(t *testing.T) {
+	dir := socketDir(t)
+	fw := startWorker(t, dir, "1", replyOK)
+	s := newServer(t, dir, "limits.header_timeout", `"300ms"`)
+	addr := serve(t, s)
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	br := bufio.NewReader(c)
+	for i := 0; i < 3; i++ {
+		io.WriteString(c, "GET /n HTTP/1.1\r\nHost: example.com:8080\r\n\r\n")
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("request %d: %v", i+1, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || string(b) != "hello" {
+			t.Errorf("request %d: got %d %q, want 200 \"hello\"", i+1, resp.StatusCode, b)
+		}
+	}
+	rs := fw.requests()
+	if len(rs) != 3 {
+		t.Fatalf("the worker got %d requests, want 3", len(rs))
+	}
+	_, port, _ := net.SplitHostPort(addr)
+	want := map[string]string{"REMOTE_ADDR": "127.0.0.1", "SERVER_NAME": "example.com", "SERVER_PORT": "8080", "SERVER_PROTOCOL": "HTTP/1.1"}
+	for k, v := range want {
+		if got := rs[0].env[k]; got != v {
+			t.Errorf("%s: got %q, want %q", k, got, v)
+		}
+	}
+	if rs[0].env["REMOTE_PORT"] == "" || rs[0].env["REMOTE_PORT"] == port {
+		t.Errorf("REMOTE_PORT: got %q, want the client's port", rs[0].env["REMOTE_PORT"])
+	}
+}

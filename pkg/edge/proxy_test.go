@@ -1,0 +1,745 @@
+package edge
+
+import (
+	"bytes"
+	"crypto/rand"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"slices"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// answer returns a serveFunc that sends the same response every time.
+func answer(status string, fields []string, chunks ...[]byte) serveFunc {
+	return func(c *fconn, _ *wreq) bool {
+		c.respond(status, fields, chunks...)
+		return true
+	}
+}
+
+// raw returns a serveFunc that writes b, then closes the connection.
+func raw(b ...[]byte) serveFunc {
+	return func(c *fconn, _ *wreq) bool {
+		c.Write(bytes.Join(b, nil))
+		return false
+	}
+}
+
+// fetch sends one request to the server at base with a client of its own.
+func fetch(t *testing.T, base, method, path string, body io.Reader) (*http.Response, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(method, base+path, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := &http.Transport{DisableCompression: true}
+	defer tr.CloseIdleConnections()
+	resp, err := (&http.Client{Transport: tr, Timeout: 20 * time.Second}).Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("%s %s: reading the body: %v", method, path, err)
+	}
+	return resp, b
+}
+
+// httpServer serves s over a real connection (httptest), so that what
+// net/http adds or withholds on the wire shows.
+func httpServer(t *testing.T, s *Server) string {
+	t.Helper()
+	hs := httptest.NewServer(s)
+	t.Cleanup(hs.Close)
+	return hs.URL
+}
+
+func TestResponse(t *testing.T) {
+	html := []byte("<!DOCTYPE html><html><body>hi</body></html>")
+	tests := []struct {
+		name       string
+		serve      serveFunc
+		method     string
+		wantStatus int
+		wantHeader map[string][]string // nil value: must be absent
+		wantBody   string
+	}{
+		{
+			name:       "plain 200",
+			serve:      answer("200 OK", []string{"Content-Type", "text/plain"}, []byte("hello")),
+			wantStatus: 200,
+			wantHeader: map[string][]string{"Content-Type": {"text/plain"}, "Content-Length": {"5"}},
+			wantBody:   "hello",
+		},
+		{
+			name:       "status and headers kept",
+			serve:      answer("201 Created", []string{"Location", "/x/1", "X-Request-Id", "abc", "Cache-Control", "no-store"}, []byte("{}")),
+			wantStatus: 201,
+			wantHeader: map[string][]string{"Location": {"/x/1"}, "X-Request-Id": {"abc"}, "Cache-Control": {"no-store"}},
+			wantBody:   "{}",
+		},
+		{
+			name: "hop-by-hop headers from the app stripped",
+			serve: answer("200 OK", []string{
+				"Connection", "close", "Keep-Alive", "timeout=5", "Transfer-Encoding", "chunked",
+				"Upgrade", "h2c", "Trailer", "X-Sum", "Proxy-Authenticate", "Basic", "Te", "trailers",
+				"X-Kept", "yes",
+			}, []byte("body")),
+			wantStatus: 200,
+			wantHeader: map[string][]string{
+				"Connection": nil, "Keep-Alive": nil, "Transfer-Encoding": nil, "Upgrade": nil,
+				"Trailer": nil, "Proxy-Authenticate": nil, "Te": nil,
+				"X-Kept": {"yes"}, "Content-Length": {"4"},
+			},
+			wantBody: "body",
+		},
+		{
+			name:       "Content-Length is the body's",
+			serve:      answer("200 OK", []string{"Content-Length", "999"}, []byte("hello")),
+			wantStatus: 200,
+			wantHeader: map[string][]string{"Content-Length": {"5"}},
+			wantBody:   "hello",
+		},
+		{
+			name:       "Content-Length added over several chunks",
+			serve:      answer("200 OK", nil, []byte("ab"), []byte("cd"), []byte("ef")),
+			wantStatus: 200,
+			wantHeader: map[string][]string{"Content-Length": {"6"}},
+			wantBody:   "abcdef",
+		},
+		{
+			name:       "empty body",
+			serve:      answer("200 OK", []string{"Content-Type", "text/plain"}),
+			wantStatus: 200,
+			wantHeader: map[string][]string{"Content-Length": {"0"}},
+		},
+		{
+			name:       "HEAD keeps the app's Content-Length",
+			serve:      answer("200 OK", []string{"Content-Type", "text/plain", "Content-Length", "1234"}),
+			method:     "HEAD",
+			wantStatus: 200,
+			wantHeader: map[string][]string{"Content-Length": {"1234"}},
+		},
+		{
+			name:       "HEAD answered with a body sends none",
+			serve:      answer("200 OK", []string{"Content-Type", "text/plain"}, []byte("hello")),
+			method:     "HEAD",
+			wantStatus: 200,
+			wantHeader: map[string][]string{"Content-Length": {"5"}},
+		},
+		{
+			name:       "204 has no body",
+			serve:      answer("204 No Content", []string{"Content-Length", "4"}, []byte("junk")),
+			wantStatus: 204,
+			wantHeader: map[string][]string{"Content-Length": nil, "Content-Type": nil},
+		},
+		{
+			name:       "304 has no body",
+			serve:      answer("304 Not Modified", []string{"Etag", `"v1"`, "Content-Length", "4"}, []byte("junk")),
+			wantStatus: 304,
+			wantHeader: map[string][]string{"Content-Length": nil, "Etag": {`"v1"`}},
+		},
+		{
+			name:       "no Content-Type sniffed",
+			serve:      answer("200 OK", nil, html),
+			wantStatus: 200,
+			wantHeader: map[string][]string{"Content-Type": nil},
+			wantBody:   string(html),
+		},
+		{
+			name:       "every Set-Cookie kept",
+			serve:      answer("200 OK", []string{"Set-Cookie", "a=1; Path=/", "set-cookie", "b=2; HttpOnly", "Set-Cookie", "c=3"}, []byte("x")),
+			wantStatus: 200,
+			wantHeader: map[string][]string{"Set-Cookie": {"a=1; Path=/", "b=2; HttpOnly", "c=3"}},
+			wantBody:   "x",
+		},
+		{
+			name:       "500 from the app passed on",
+			serve:      answer("500 Internal Server Error", []string{"Content-Type", "text/html"}, []byte("oops")),
+			wantStatus: 500,
+			wantHeader: map[string][]string{"Content-Type": {"text/html"}},
+			wantBody:   "oops",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := socketDir(t)
+			startWorker(t, dir, "1", tt.serve)
+			base := httpServer(t, newServer(t, dir))
+			method := tt.method
+			if method == "" {
+				method = "GET"
+			}
+			resp, body := fetch(t, base, method, "/", nil)
+			if resp.StatusCode != tt.wantStatus {
+				t.Errorf("status: got %d, want %d", resp.StatusCode, tt.wantStatus)
+			}
+			for name, want := range tt.wantHeader {
+				got, ok := resp.Header[name]
+				switch {
+				case want == nil && ok:
+					t.Errorf("%s: got %q, want it absent", name, got)
+				case want != nil && !slices.Equal(got, want):
+					t.Errorf("%s: got %q, want %q", name, got, want)
+				}
+			}
+			if string(body) != tt.wantBody {
+				t.Errorf("body: got %q, want %q", body, tt.wantBody)
+			}
+		})
+	}
+}
+
+// The header map the edge hands net/http holds canonical names only, with
+// repeated fields gathered under one.
+func TestResponseHeaderNames(t *testing.T) {
+	dir := socketDir(t)
+	startWorker(t, dir, "1", answer("200 OK", []string{
+		"x-custom-thing", "1", "X-CUSTOM-THING", "2", "content-type", "text/plain", "www-authenticate", "Basic", "connection", "close",
+	}, []byte("ok")))
+	s := newServer(t, dir)
+	rec := httptest.NewRecorder()
+	s.ServeHTTP(rec, environRequest("GET", "/", nil))
+	if rec.Code != 200 {
+		t.Fatalf("status: got %d, want 200", rec.Code)
+	}
+	want := map[string][]string{
+		"X-Custom-Thing":   {"1", "2"},
+		"Content-Type":     {"text/plain"},
+		"Www-Authenticate": {"Basic"},
+		"Content-Length":   {"2"},
+	}
+	got := rec.Header()
+	for name, vs := range got {
+		if _, ok := want[name]; !ok {
+			t.Errorf("unexpected header %q: %q", name, vs)
+		}
+	}
+	for name, vs := range want {
+		if !slices.Equal(got[name], vs) {
+			t.Errorf("%s: got %q, want %q", name, got[name], vs)
+		}
+	}
+}
+
+func TestUpstreamFailure(t *testing.T) {
+	tests := []struct {
+		name   string
+		config []string
+		serve  serveFunc
+		want   int
+	}{
+		{"abort instead of a head", nil, raw(abortFrame), 500},
+		{"abort after a head and a chunk", nil, raw(headFrame("200 OK", "Content-Type", "text/plain"), chunkFrame([]byte("part")), abortFrame), 500},
+		{"garbage status", nil, raw(headFrame("OK fine"), endFrame), 502},
+		{"status out of range", nil, raw(headFrame("099 Low"), endFrame), 502},
+		{"HTTP instead of frames", nil, raw([]byte("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")), 502},
+		{"header value with CR LF", nil, raw(headFrame("200 OK", "X-Bad", "a\r\nSet-Cookie: admin=1"), endFrame), 502},
+		{"bad header name", nil, raw(headFrame("200 OK", "Bad Name", "x"), endFrame), 502},
+		{"closed before answering", nil, raw(), 502},
+		{"closed within the head", nil, raw(u32(50), []byte("200 OK")), 502},
+		{"closed within the body", nil, raw(headFrame("200 OK"), u32(100), []byte("short")), 502},
+		{"closed before the end frame", nil, raw(headFrame("200 OK"), chunkFrame([]byte("all"))), 502},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := socketDir(t)
+			fw := startWorker(t, dir, "1", tt.serve)
+			s := newServer(t, dir, tt.config...)
+			rec := httptest.NewRecorder()
+			s.ServeHTTP(rec, environRequest("GET", "/", nil))
+			if rec.Code != tt.want {
+				t.Errorf("status: got %d, want %d", rec.Code, tt.want)
+			}
+			if got, want := rec.Header().Get("Content-Type"), "text/plain; charset=utf-8"; got != want {
+				t.Errorf("Content-Type: got %q, want %q (edged's own error page)", got, want)
+			}
+			if got, want := rec.Body.String(), http.StatusText(tt.want)+"\n"; got != want {
+				t.Errorf("body: got %q, want %q", got, want)
+			}
+			if n := len(fw.requests()); n != 1 {
+				t.Errorf("the worker got %d requests, want 1 (a failure after sending is never retried)", n)
+			}
+		})
+	}
+}
+
+// A connection that failed is never reused: the next request dials anew.
+func TestUpstreamFailureDropsConnection(t *testing.T) {
+	dir := socketDir(t)
+	fw := startWorker(t, dir, "1", func(c *fconn, req *wreq) bool {
+		if req.conn == 1 {
+			c.Write(append(headFrame("200 OK"), abortFrame...))
+			return true // keep it open: the edge must close it
+		}
+		c.respond("200 OK", nil, []byte("fine"))
+		return true
+	})
+	s := newServer(t, dir)
+	for i, want := range []int{500, 200, 200} {
+		rec := httptest.NewRecorder()
+		s.ServeHTTP(rec, environRequest("GET", "/", nil))
+		if rec.Code != want {
+			t.Errorf("request %d: status got %d, want %d", i+1, rec.Code, want)
+		}
+	}
+	if got, want := fw.conns.Load(), int32(2); got != want {
+		t.Errorf("connections: got %d, want %d", got, want)
+	}
+}
+
+func TestUpstreamTimeout(t *testing.T) {
+	tests := []struct {
+		name  string
+		serve serveFunc
+	}{
+		{"silent", func(c *fconn, _ *wreq) bool { <-c.done; return false }},
+		{"head, then silent", func(c *fconn, _ *wreq) bool {
+			c.Write(append(headFrame("200 OK"), chunkFrame([]byte("some"))...))
+			<-c.done
+			return false
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := socketDir(t)
+			startWorker(t, dir, "1", tt.serve)
+			s := newServer(t, dir, "app.timeout", `"300ms"`)
+			rec := httptest.NewRecorder()
+			start := time.Now()
+			s.ServeHTTP(rec, environRequest("GET", "/", nil))
+			took := time.Since(start)
+			if rec.Code != http.StatusGatewayTimeout {
+				t.Errorf("status: got %d, want 504", rec.Code)
+			}
+			if took < 250*time.Millisecond || took > 3*time.Second {
+				t.Errorf("took %v, want about app.timeout (300ms)", took)
+			}
+		})
+	}
+}
+
+func TestWorkerUnreachable(t *testing.T) {
+	tests := []struct {
+		name string
+		// kill makes the ready worker unreachable.
+		kill func(t *testing.T, fw *fakeWorker)
+		want []int
+	}{
+		{"socket removed", func(t *testing.T, fw *fakeWorker) {
+			fw.stop()
+			if _, err := os.Stat(fw.path); !os.IsNotExist(err) {
+				t.Fatalf("the socket is still there: %v", err)
+			}
+		}, []int{502, 503}},
+		{"socket left, nobody listening", func(t *testing.T, fw *fakeWorker) {
+			fw.ln.SetUnlinkOnClose(false)
+			fw.stop()
+			if _, err := os.Stat(fw.path); err != nil {
+				t.Fatalf("the socket is gone: %v", err)
+			}
+		}, []int{502, 503}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := socketDir(t)
+			fw := startWorker(t, dir, "1", replyOK)
+			s := newServer(t, dir, "limits.queue_timeout", `"10s"`)
+			tt.kill(t, fw)
+			for i := 0; i < 3; i++ {
+				rec := httptest.NewRecorder()
+				start := time.Now()
+				s.ServeHTTP(rec, environRequest("GET", "/", nil))
+				took := time.Since(start)
+				if !slices.Contains(tt.want, rec.Code) {
+					t.Errorf("request %d: status got %d, want one of %v", i+1, rec.Code, tt.want)
+				}
+				if took > 2*time.Second {
+					t.Errorf("request %d took %v, want well under limits.queue_timeout (10s)", i+1, took)
+				}
+			}
+		})
+	}
+}
+
+// With no worker ready, no request can be retried anywhere: it waits in
+// the queue for one to come up (a socket may belong to a worker still
+// importing its app) and gets 503 at limits.queue_timeout.
+func TestNoWorkerReady(t *testing.T) {
+	tests := []struct {
+		name  string
+		setup func(t *testing.T, dir string)
+	}{
+		{"no socket at all", func(t *testing.T, dir string) {}},
+		{"socket never listening", func(t *testing.T, dir string) {
+			fw := startWorker(t, dir, "1", replyOK)
+			fw.ln.SetUnlinkOnClose(false)
+			fw.stop()
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := socketDir(t)
+			tt.setup(t, dir)
+			s, err := New(testConfig(t, dir, "limits.queue_timeout", `"300ms"`), zerolog.Nop())
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(s.Close)
+			if err := s.Pool().Scan(); err != nil {
+				t.Fatal(err)
+			}
+			rec := httptest.NewRecorder()
+			start := time.Now()
+			s.ServeHTTP(rec, environRequest("GET", "/", nil))
+			took := time.Since(start)
+			if rec.Code != http.StatusServiceUnavailable {
+				t.Errorf("status: got %d, want 503", rec.Code)
+			}
+			if got := rec.Header().Get("Retry-After"); got != "1" {
+				t.Errorf("Retry-After: got %q, want \"1\"", got)
+			}
+			if took < 250*time.Millisecond || took > 3*time.Second {
+				t.Errorf("took %v, want about limits.queue_timeout (300ms)", took)
+			}
+		})
+	}
+}
+
+// A worker that refuses is skipped for another that answers.
+func TestWorkerUnreachableOthersServe(t *testing.T) {
+	dir := socketDir(t)
+	dead := startWorker(t, dir, "1", replyOK)
+	live := startWorker(t, dir, "2", replyOK)
+	s := newServer(t, dir)
+	waitReady(t, s, 2)
+	dead.ln.SetUnlinkOnClose(false)
+	dead.stop()
+	for i := 0; i < 4; i++ {
+		rec := httptest.NewRecorder()
+		s.ServeHTTP(rec, environRequest("GET", "/", nil))
+		if rec.Code != 200 {
+			t.Errorf("request %d: status got %d, want 200", i+1, rec.Code)
+		}
+	}
+	if got, want := len(live.requests()), 4; got != want {
+		t.Errorf("the live worker got %d requests, want %d", got, want)
+	}
+}
+
+func TestQueue(t *testing.T) {
+	tests := []struct {
+		name     string
+		config   []string
+		minWait  time.Duration
+		maxWait  time.Duration
+		wantBody string
+	}{
+		{"queue full", []string{"limits.queue_length", "0"}, 0, time.Second, "Service Unavailable\n"},
+		{"queue timeout", []string{"limits.queue_length", "4", "limits.queue_timeout", `"300ms"`}, 250 * time.Millisecond, 3 * time.Second, "Service Unavailable\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := socketDir(t)
+			got := make(chan struct{}, 1)
+			release := make(chan struct{})
+			startWorker(t, dir, "1", func(c *fconn, req *wreq) bool {
+				got <- struct{}{}
+				select {
+				case <-release:
+				case <-c.done:
+					return false
+				}
+				c.respond("200 OK", nil, []byte("slow"))
+				return true
+			})
+			s := newServer(t, dir, tt.config...)
+			first := make(chan int, 1)
+			go func() {
+				rec := httptest.NewRecorder()
+				s.ServeHTTP(rec, environRequest("GET", "/slow", nil))
+				first <- rec.Code
+			}()
+			wait(t, got, "the first request to reach the worker")
+
+			rec := httptest.NewRecorder()
+			start := time.Now()
+			s.ServeHTTP(rec, environRequest("GET", "/", nil))
+			took := time.Since(start)
+			close(release)
+			if rec.Code != http.StatusServiceUnavailable {
+				t.Errorf("status: got %d, want 503", rec.Code)
+			}
+			if got, want := rec.Header().Get("Retry-After"), "1"; got != want {
+				t.Errorf("Retry-After: got %q, want %q", got, want)
+			}
+			if rec.Body.String() != tt.wantBody {
+				t.Errorf("body: got %q, want %q", rec.Body.String(), tt.wantBody)
+			}
+			if took < tt.minWait || took > tt.maxWait {
+				t.Errorf("took %v, want between %v and %v", took, tt.minWait, tt.maxWait)
+			}
+			if code := wait(t, first, "the first request"); code != 200 {
+				t.Errorf("first request: status got %d, want 200", code)
+			}
+		})
+	}
+}
+
+// randomBytes returns n bytes no compression or alignment bug could
+// reproduce by chance.
+func randomBytes(t *testing.T, n int) []byte {
+	t.Helper()
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// hideLength hides a reader's type, so that net/http sends it chunked.
+type hideLength struct{ io.Reader }
+
+func TestRequestBody(t *testing.T) {
+	tests := []struct {
+		name    string
+		memory  string
+		size    int
+		chunked bool
+	}{
+		{"small, in memory", "16k", 1000, false},
+		{"at the memory threshold", "16k", 16 << 10, false},
+		{"in memory, sent after the frame", "1m", 200 << 10, false},
+		{"spilled to disk", "16k", 5 << 20, false},
+		{"spilled to disk, chunked", "16k", 3<<20 + 7, true},
+		{"no memory at all", "0", 100 << 10, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := socketDir(t)
+			tmp := t.TempDir()
+			leftovers := make(chan []string, 1)
+			fw := startWorker(t, dir, "1", func(c *fconn, req *wreq) bool {
+				// The spool is open now: its file must already be unlinked.
+				ents, _ := os.ReadDir(tmp)
+				var names []string
+				for _, e := range ents {
+					names = append(names, e.Name())
+				}
+				leftovers <- names
+				c.respond("200 OK", nil, []byte(strconv.Itoa(len(req.body))))
+				return true
+			})
+			s := newServer(t, dir,
+				"buffers.request_memory", strconv.Quote(tt.memory),
+				"buffers.temp_dir", strconv.Quote(tmp),
+				"limits.max_body", `"16m"`)
+			base := httpServer(t, s)
+			payload := randomBytes(t, tt.size)
+			var body io.Reader = bytes.NewReader(payload)
+			if tt.chunked {
+				body = hideLength{body}
+			}
+			resp, got := fetch(t, base, "POST", "/upload", body)
+			if resp.StatusCode != 200 {
+				t.Fatalf("status: got %d, want 200 (%q)", resp.StatusCode, got)
+			}
+			req := fw.only(t)
+			if !bytes.Equal(req.body, payload) {
+				t.Errorf("body: the worker got %d bytes, not the %d sent (or different ones)", len(req.body), len(payload))
+			}
+			if got, want := req.env["CONTENT_LENGTH"], strconv.Itoa(tt.size); got != want {
+				t.Errorf("CONTENT_LENGTH: got %q, want %q", got, want)
+			}
+			if names := <-leftovers; len(names) != 0 {
+				t.Errorf("temp dir during the request: got %q, want nothing (the spool file unlinked)", names)
+			}
+			if ents, _ := os.ReadDir(tmp); len(ents) != 0 {
+				t.Errorf("temp dir after the request: got %d entries, want none", len(ents))
+			}
+		})
+	}
+}
+
+func TestResponseBody(t *testing.T) {
+	tests := []struct {
+		name   string
+		memory string
+		size   int
+		chunk  int
+	}{
+		{"in memory", "1m", 100 << 10, 8 << 10},
+		{"spilled to disk", "64k", 3 << 20, 100000},
+		{"spilled in one big chunk", "64k", 2 << 20, 2 << 20},
+		{"no memory at all", "0", 300 << 10, 4096},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := socketDir(t)
+			tmp := t.TempDir()
+			payload := randomBytes(t, tt.size)
+			var chunks [][]byte
+			for b := payload; len(b) > 0; b = b[min(len(b), tt.chunk):] {
+				chunks = append(chunks, b[:min(len(b), tt.chunk)])
+			}
+			startWorker(t, dir, "1", answer("200 OK", []string{"Content-Type", "application/octet-stream"}, chunks...))
+			s := newServer(t, dir,
+				"buffers.response_memory", strconv.Quote(tt.memory),
+				"buffers.temp_dir", strconv.Quote(tmp))
+			base := httpServer(t, s)
+			resp, got := fetch(t, base, "GET", "/download", nil)
+			if resp.StatusCode != 200 {
+				t.Fatalf("status: got %d, want 200", resp.StatusCode)
+			}
+			if !bytes.Equal(got, payload) {
+				t.Errorf("body: got %d bytes, want the %d the app sent (or different ones)", len(got), len(payload))
+			}
+			if got, want := resp.Header.Get("Content-Length"), strconv.Itoa(tt.size); got != want {
+				t.Errorf("Content-Length: got %q, want %q", got, want)
+			}
+			if ents, _ := os.ReadDir(tmp); len(ents) != 0 {
+				t.Errorf("temp dir after the response: got %d entries, want none", len(ents))
+			}
+		})
+	}
+}
+
+func TestMaxBody(t *testing.T) {
+	tests := []struct {
+		name    string
+		size    int
+		chunked bool
+		want    int
+	}{
+		{"Content-Length over", 2048, false, 413},
+		{"chunked over", 2048, true, 413},
+		{"Content-Length at the limit", 1024, false, 200},
+		{"chunked at the limit", 1024, true, 200},
+		{"Content-Length one over", 1025, false, 413},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := socketDir(t)
+			fw := startWorker(t, dir, "1", replyOK)
+			base := httpServer(t, newServer(t, dir, "limits.max_body", `"1k"`))
+			var body io.Reader = bytes.NewReader(randomBytes(t, tt.size))
+			if tt.chunked {
+				body = hideLength{body}
+			}
+			resp, _ := fetch(t, base, "POST", "/", body)
+			if resp.StatusCode != tt.want {
+				t.Fatalf("status: got %d, want %d", resp.StatusCode, tt.want)
+			}
+			wantReqs := 0
+			if tt.want == 200 {
+				wantReqs = 1
+			} else if !resp.Close {
+				t.Errorf("a 413 keeps the connection open, want Connection: close")
+			}
+			if n := len(fw.requests()); n != wantReqs {
+				t.Errorf("the worker got %d requests, want %d", n, wantReqs)
+			}
+		})
+	}
+}
+
+func TestStaleConnection(t *testing.T) {
+	tests := []struct {
+		name   string
+		method string
+		// closeIdle: the worker closes its connection after the first
+		// response (a restarted child); otherwise it reads the second
+		// request on it and then closes without answering.
+		closeIdle bool
+		want      int
+		wantReqs  int
+		wantConns int32
+		bodySize  int // of POST and PATCH; 7 when 0
+	}{
+		{"GET after the worker closed its idle connection", "GET", true, 200, 2, 2, 0},
+		{"GET the worker read, then closed", "GET", false, 200, 3, 2, 0},
+		{"HEAD the worker read, then closed", "HEAD", false, 200, 3, 2, 0},
+		{"POST after the worker closed its idle connection", "POST", true, 200, 2, 2, 0},
+		{"POST the worker read, then closed", "POST", false, 502, 2, 1, 0},
+		{"PATCH the worker read, then closed", "PATCH", false, 502, 2, 1, 0},
+		{"spilled POST after the worker closed its idle connection", "POST", true, 200, 2, 2, 2 << 20},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := socketDir(t)
+			fw := startWorker(t, dir, "1", func(c *fconn, req *wreq) bool {
+				switch {
+				case req.conn == 1 && req.seq == 1:
+					c.respond("200 OK", nil, []byte("first"))
+					return !tt.closeIdle
+				case req.conn == 1:
+					return false // gone without a word
+				}
+				c.respond("200 OK", nil, []byte("fresh"))
+				return true
+			})
+			s := newServer(t, dir, "limits.max_body", `"16m"`)
+			rec := httptest.NewRecorder()
+			s.ServeHTTP(rec, environRequest("GET", "/", nil))
+			if rec.Code != 200 {
+				t.Fatalf("first request: status got %d, want 200", rec.Code)
+			}
+			if tt.closeIdle {
+				wait(t, fw.closed, "the worker to close its connection")
+			}
+
+			var body io.Reader
+			payload := []byte("payload")
+			if tt.bodySize > 0 {
+				payload = randomBytes(t, tt.bodySize)
+			}
+			if tt.method == "POST" || tt.method == "PATCH" {
+				body = bytes.NewReader(payload)
+			}
+			rec = httptest.NewRecorder()
+			s.ServeHTTP(rec, environRequest(tt.method, "/", body))
+			if rec.Code != tt.want {
+				t.Errorf("second request: status got %d, want %d", rec.Code, tt.want)
+			}
+			rs := fw.requests()
+			if len(rs) != tt.wantReqs {
+				t.Errorf("the worker got %d requests, want %d", len(rs), tt.wantReqs)
+			}
+			if got := fw.conns.Load(); got != tt.wantConns {
+				t.Errorf("connections: got %d, want %d", got, tt.wantConns)
+			}
+			for _, r := range rs[1:] {
+				if r.env["REQUEST_METHOD"] != tt.method {
+					t.Errorf("REQUEST_METHOD: got %q, want %q", r.env["REQUEST_METHOD"], tt.method)
+				}
+				if body != nil && !bytes.Equal(r.body, payload) {
+					t.Errorf("body: got %d bytes, want the %d sent", len(r.body), len(payload))
+				}
+			}
+		})
+	}
+}
+
+// The worker's idle connections are kept for the next request.
+func TestConnectionReused(t *testing.T) {
+	dir := socketDir(t)
+	fw := startWorker(t, dir, "1", replyOK)
+	s := newServer(t, dir)
+	for i := 0; i < 5; i++ {
+		rec := httptest.NewRecorder()
+		s.ServeHTTP(rec, environRequest("GET", "/", nil))
+		if rec.Code != 200 || rec.Body.String() != "hello" {
+			t.Fatalf("request %d: got %d %q, want 200 \"hello\"", i+1, rec.Code, rec.Body.String())
+		}
+	}
+	if got := fw.conns.Load(); got != 1 {
+		t.Errorf("connections: got %d, want 1", got)
+	}
+}
