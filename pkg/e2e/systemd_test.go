@@ -291,6 +291,9 @@ APP_SECRET = "app-secret"
 
 [log]
 format = "json"
+# Tens of thousands of requests under load would keep journald busy for
+# long after; the access log has tests of its own.
+access = false
 `
 
 const appSecret = "s3cr3t-from-credential-7c1f"
@@ -392,6 +395,62 @@ func TestSystemd(t *testing.T) {
 		}
 	})
 
+	t.Run("SIGKILL to a worker under load", func(t *testing.T) {
+		l := startLoad(c, "http://127.0.0.1/whoami", 8)
+		time.Sleep(300 * time.Millisecond)
+		before := strings.TrimSpace(m.mustExec("systemctl", "show", "-P", "NRestarts", "workerd@1.service"))
+		m.mustExec("systemctl", "kill", "--signal=SIGKILL", "workerd@1.service")
+		waitFor(t, "systemd to restart workerd@1", func() bool {
+			n := strings.TrimSpace(m.mustExec("systemctl", "show", "-P", "NRestarts", "workerd@1.service"))
+			st, _ := m.exec("systemctl", "is-active", "workerd@1.service")
+			st = strings.TrimSpace(st)
+			return n != before && st == "active"
+		})
+		time.Sleep(500 * time.Millisecond)
+		ok, bad, errs := l.finish()
+		t.Logf("SIGKILL to workerd@1 under load: %d answered, %d failed %v", ok, bad, errs)
+		for _, e := range errs {
+			if e != "status 502" {
+				t.Errorf("a request failed with %q; only a 502 for one in flight on the killed worker is allowed", e)
+			}
+		}
+		if bad > 1 {
+			t.Errorf("%d requests failed, want at most the one in flight on the killed worker", bad)
+		}
+		if j := m.journal(); strings.Contains(j, "connection refused") {
+			t.Errorf("edged met a refused connection:\n%s", j)
+		}
+	})
+
+	t.Run("rolling restart under load", func(t *testing.T) {
+		l := startLoad(c, "http://127.0.0.1/whoami", 8)
+		out, err := m.exec(edgectl, "restart")
+		ok, bad, errs := l.finish()
+		if err != nil {
+			t.Fatalf("edgectl restart: %v\n%s", err, out)
+		}
+		t.Logf("edgectl restart under load: %d answered, %d failed", ok, bad)
+		if bad > 0 {
+			t.Errorf("%d requests failed during the rolling restart: %v", bad, errs)
+		}
+	})
+
+	t.Run("systemctl restart edged under load", func(t *testing.T) {
+		l := startLoad(c, "http://127.0.0.1/whoami", 8)
+		time.Sleep(300 * time.Millisecond)
+		oldPID := m.mustExec("systemctl", "show", "-P", "MainPID", "edged.service")
+		m.mustExec("systemctl", "restart", "edged.service")
+		time.Sleep(500 * time.Millisecond)
+		ok, bad, errs := l.finish()
+		if m.mustExec("systemctl", "show", "-P", "MainPID", "edged.service") == oldPID {
+			t.Fatalf("edged was not restarted")
+		}
+		t.Logf("systemctl restart edged under load: %d answered, %d failed", ok, bad)
+		if bad > 0 {
+			t.Errorf("%d requests failed while edged restarted: %v", bad, errs)
+		}
+	})
+
 	t.Run("reload with a broken config is refused", func(t *testing.T) {
 		m.write("/etc/edged/edged.toml", []byte(systemdConfig+"\nbogus = 1\n"), 0o644)
 		out, err := m.exec("systemctl", "reload", "edged.service")
@@ -407,12 +466,29 @@ func TestSystemd(t *testing.T) {
 			st := m.mustExec(edgectl, "status")
 			return strings.Contains(st, "last reload refused") && strings.Contains(st, "bogus")
 		})
-		waitFor(t, "the journal to show the refused reload", func() bool {
-			return strings.Contains(m.journal(), "reload refused")
-		})
+		found := false
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline) && !found; time.Sleep(100 * time.Millisecond) {
+			out, _ := m.exec("journalctl", "--no-pager", "-u", "edged.service", "--grep", "reload refused")
+			found = strings.Contains(out, "bogus")
+		}
+		if !found {
+			out, _ := m.exec("sh", "-c", "journalctl --no-pager -u edged.service | grep -v access | tail -20; journalctl --no-pager -u systemd-journald | tail")
+			t.Errorf("the journal does not show the refused reload:\n%s", out)
+		}
 		m.write("/etc/edged/edged.toml", []byte(systemdConfig), 0o644)
 		if out, err := m.exec("systemctl", "reload", "edged.service"); err != nil {
 			t.Errorf("reload with the fixed config: %v\n%s", err, out)
+		}
+	})
+
+	t.Run("errors say what to do", func(t *testing.T) {
+		out, err := m.exec("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", edgectl, "scale", "3")
+		if err == nil || !strings.Contains(out, "permission denied: run as root, or join the \"edgeadm\" group") {
+			t.Errorf("edgectl scale as nobody: err %v, output:\n%s", err, out)
+		}
+		// Reading is allowed to anyone.
+		if out, err := m.exec("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", edgectl, "status"); err != nil {
+			t.Errorf("edgectl status as nobody: %v\n%s", err, out)
 		}
 	})
 
