@@ -8,12 +8,13 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"strings"
 	"sync"
 	"text/tabwriter"
 	"time"
 
-	"github.com/mattn/go-isatty"
+	"github.com/edged/edged/pkg/logging"
 )
 
 // drainPause is how long a worker whose socket is gone keeps running
@@ -117,7 +118,7 @@ func startWorkers(ctx context.Context, m manager, ns []int, p *progress) error {
 				})
 			}
 			if err != nil {
-				errs[k] = fmt.Errorf("%w; see `journalctl -u %s`", err, workerService(i))
+				errs[k] = fmt.Errorf("%w%s", err, why(workerService(i)))
 				return
 			}
 			mu.Lock()
@@ -159,6 +160,17 @@ func stopWorkers(ctx context.Context, m manager, ns []int, p *progress) error {
 		p.step(fmt.Sprintf("stopped %d/%d workers", k+1, len(ns)))
 	}
 	return errors.Join(errs...)
+}
+
+// why adds the last lines a failed worker logged, which usually name the
+// cause (an app that does not import, a missing credential).
+func why(unit string) string {
+	out, err := exec.Command("journalctl", "--no-pager", "-q", "-o", "cat", "-n", "3", "-u", unit).Output()
+	lines := strings.TrimSpace(string(out))
+	if err != nil || lines == "" {
+		return fmt.Sprintf("; see `journalctl -u %s`", unit)
+	}
+	return fmt.Sprintf(":\n    %s\n  (more with `journalctl -u %s`)", strings.ReplaceAll(lines, "\n", "\n    "), unit)
 }
 
 // runtimeUnits says whether the unit files live under /run, where enabling
@@ -354,7 +366,7 @@ type progress struct {
 
 func newProgress(out io.Writer) *progress {
 	f, ok := out.(*os.File)
-	return &progress{out: out, tty: ok && isatty.IsTerminal(f.Fd())}
+	return &progress{out: out, tty: ok && logging.IsTerminal(f)}
 }
 
 func (p *progress) step(msg string) {

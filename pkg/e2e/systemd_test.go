@@ -492,6 +492,18 @@ func TestSystemd(t *testing.T) {
 		}
 	})
 
+	t.Run("a worker that cannot start", func(t *testing.T) {
+		m.write("/etc/edged/edged.toml", []byte(strings.Replace(systemdConfig, `"sample:app"`, `"no_such_module:app"`, 1)), 0o644)
+		out, err := m.exec(edgectl, "scale", "8")
+		m.write("/etc/edged/edged.toml", []byte(systemdConfig), 0o644)
+		if err == nil || !strings.Contains(out, "workerd@8.service") || !strings.Contains(out, "No module named 'no_such_module'") {
+			t.Errorf("edgectl scale with an app that cannot import: err %v, output:\n%s", err, out)
+		}
+		if out, err := m.exec(edgectl, "scale", "7"); err != nil {
+			t.Errorf("edgectl scale 7 after the failure: %v\n%s", err, out)
+		}
+	})
+
 	t.Run("hardening scores", func(t *testing.T) {
 		for _, unit := range []string{"edged.service", "workerd@1.service"} {
 			out, _ := m.exec("systemd-analyze", "security", "--no-pager", unit)

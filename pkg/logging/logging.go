@@ -7,8 +7,8 @@ import (
 	"os"
 	"time"
 
-	"github.com/mattn/go-isatty"
 	"github.com/rs/zerolog"
+	"golang.org/x/sys/unix"
 )
 
 // New returns a logger writing to w at level ("debug", "info", "warn",
@@ -21,7 +21,7 @@ func New(w io.Writer, level, format string) zerolog.Logger {
 	}
 	if format == "auto" || format == "" {
 		format = "json"
-		if f, ok := w.(*os.File); ok && isatty.IsTerminal(f.Fd()) {
+		if f, ok := w.(*os.File); ok && IsTerminal(f) {
 			format = "console"
 		}
 	}
@@ -30,4 +30,10 @@ func New(w io.Writer, level, format string) zerolog.Logger {
 	}
 	zerolog.TimeFieldFormat = time.RFC3339Nano
 	return zerolog.New(w).Level(lvl).With().Timestamp().Logger()
+}
+
+// IsTerminal reports whether f is a terminal.
+func IsTerminal(f *os.File) bool {
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
 }
