@@ -7,7 +7,10 @@ PYTHON  ?= /usr/bin/python3
 TEST_DEBS := python3 python3-flask curl
 BENCH_DEBS := nginx-light gunicorn wrk
 
-.PHONY: help build run test deps bench-deps bench fuzz lint clean
+.PHONY: help build run test deps bench-deps bench fuzz lint clean install
+
+DESTDIR ?=
+UNITDIR := /usr/lib/systemd/system
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -40,6 +43,18 @@ fuzz: ## run each fuzz target for a while (FUZZTIME=30s)
 lint: ## gofmt and vet
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) vet ./...
+
+install: build ## install binaries, units and system files under DESTDIR (keeps an existing /etc/edged/edged.toml)
+	install -D -m 0755 -t $(DESTDIR)/usr/bin $(BIN)/edged $(BIN)/workerd $(BIN)/edgectl
+	install -D -m 0644 -t $(DESTDIR)$(UNITDIR) units/edged.socket units/edged-https.socket units/edged.service units/workerd@.socket units/workerd@.service
+	install -D -m 0644 units/sysusers.d/edged.conf $(DESTDIR)/usr/lib/sysusers.d/edged.conf
+	install -D -m 0644 units/tmpfiles.d/edged.conf $(DESTDIR)/usr/lib/tmpfiles.d/edged.conf
+	install -D -m 0644 units/sysctl.d/60-edged.conf $(DESTDIR)/usr/lib/sysctl.d/60-edged.conf
+	install -D -m 0644 -t $(DESTDIR)/usr/share/edged/www packaging/www/index.html
+	install -D -m 0644 testdata/apps/sample.py $(DESTDIR)/usr/share/edged/app/sample.py
+	install -D -m 0644 testdata/static/style.css $(DESTDIR)/usr/share/edged/www/style.css
+	install -D -m 0644 testdata/static/hello.txt $(DESTDIR)/usr/share/edged/www/hello.txt
+	test -e $(DESTDIR)/etc/edged/edged.toml || install -D -m 0644 packaging/edged.toml $(DESTDIR)/etc/edged/edged.toml
 
 clean: ## remove build output
 	rm -rf $(BIN) dist
