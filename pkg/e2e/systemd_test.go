@@ -3,6 +3,8 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -479,6 +481,57 @@ func TestSystemd(t *testing.T) {
 		if out, err := m.exec("systemctl", "reload", "edged.service"); err != nil {
 			t.Errorf("reload with the fixed config: %v\n%s", err, out)
 		}
+	})
+
+	t.Run("HTTPS with keys as credentials, reloads under load", func(t *testing.T) {
+		dir := t.TempDir()
+		pool := x509.NewCertPool()
+		certFile, keyFile := writeCert(t, dir, "localhost", pool)
+		cert, _ := os.ReadFile(certFile)
+		key, _ := os.ReadFile(keyFile)
+		// Root-only, as an operator keeps them: edged cannot open them
+		// itself, systemd hands them over.
+		m.write("/etc/edged/tls/site.crt", cert, 0o600)
+		m.write("/etc/edged/tls/site.key", key, 0o600)
+		tlsConfig := systemdConfig + `
+[[tls]]
+cert = "/etc/edged/tls/site.crt"
+key = "/etc/edged/tls/site.key"
+`
+		m.write("/etc/edged/edged.toml", []byte(strings.Replace(tlsConfig, `http = ["0.0.0.0:80"]`, `http = ["0.0.0.0:80"]
+https = ["0.0.0.0:443"]`, 1)), 0o644)
+		// The HTTPS socket came with edged. systemd copies credentials
+		// when a service starts, so new key files take a restart, which
+		// drops nothing: the sockets stay with systemd.
+		m.mustExec("systemctl", "restart", "edged.service")
+		hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+			DialContext:       m.dialer(),
+			TLSClientConfig:   &tls.Config{RootCAs: pool, ServerName: "localhost"},
+			ForceAttemptHTTP2: true,
+		}}
+		resp, err := hc.Get("https://127.0.0.1/whoami")
+		if err != nil {
+			t.Fatalf("HTTPS under systemd: %v\n%s", err, m.journal())
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || resp.ProtoMajor != 2 {
+			t.Errorf("HTTPS under systemd = %s %d, want HTTP/2 200", resp.Proto, resp.StatusCode)
+		}
+		l := startLoad(c, "http://127.0.0.1/whoami", 8)
+		for i := 0; i < 3; i++ {
+			if out, err := m.exec("systemctl", "reload", "edged.service"); err != nil {
+				t.Errorf("systemctl reload: %v\n%s", err, out)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		ok, bad, errs := l.finish()
+		t.Logf("3 reloads under load: %d answered, %d failed", ok, bad)
+		if bad > 0 {
+			t.Errorf("%d requests failed across reloads: %v", bad, errs)
+		}
+		m.write("/etc/edged/edged.toml", []byte(systemdConfig), 0o644)
+		m.mustExec("systemctl", "reload", "edged.service")
 	})
 
 	t.Run("errors say what to do", func(t *testing.T) {

@@ -285,7 +285,9 @@ func (s *Server) tlsConfig() *tls.Config {
 func (s *Server) Serve(ctx context.Context, ls *Listeners) error {
 	cfg := s.Config()
 	if len(ls.HTTPS) > 0 && len(cfg.TLS) == 0 {
-		return errors.New("systemd passed an https socket but the config has no [[tls]] certificate: add one, or disable edged-https.socket")
+		// Handshakes fail until a reload brings a certificate in: HTTPS
+		// can be turned on without a restart.
+		s.log.Warn().Msg("HTTPS socket but no [[tls]] certificate in the config: TLS handshakes fail until one is added and edged reloaded")
 	}
 	lim := cfg.Limits
 	errLog := newErrorLog(s.log)
