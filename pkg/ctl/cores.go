@@ -59,7 +59,7 @@ func cgroupQuota(root, dir string) (float64, string) {
 	best, at := 0.0, ""
 	for d := filepath.Clean(dir); ; d = filepath.Dir(d) {
 		if q := readCPUMax(filepath.Join(root, d, "cpu.max")); q > 0 && (best == 0 || q < best) {
-			best, at = q, "/"+strings.TrimPrefix(d, "/")
+			best, at = q, filepath.Join("/", d) // "." (the root itself) is "/"
 		}
 		if d == "." || d == "/" {
 			break

@@ -95,7 +95,9 @@ func instance(unit string) (int, bool) {
 		return 0, false
 	}
 	n, err := strconv.Atoi(s)
-	return n, err == nil && n > 0
+	// Only the canonical spelling: systemd takes workerd@03 or workerd@+3
+	// for other units than workerd@3, which is what edgectl would act on.
+	return n, err == nil && n > 0 && strconv.Itoa(n) == s
 }
 
 // runJob starts a job and waits for its result.
