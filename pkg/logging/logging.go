@@ -11,6 +11,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+func init() {
+	zerolog.TimeFieldFormat = time.RFC3339Nano
+}
+
 // New returns a logger writing to w at level ("debug", "info", "warn",
 // "error"; anything else means info) in format ("json", "console", or
 // "auto": console on a terminal, JSON otherwise).
@@ -28,7 +32,6 @@ func New(w io.Writer, level, format string) zerolog.Logger {
 	if format == "console" {
 		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.TimeOnly}
 	}
-	zerolog.TimeFieldFormat = time.RFC3339Nano
 	return zerolog.New(w).Level(lvl).With().Timestamp().Logger()
 }
 

@@ -53,8 +53,13 @@ func ListenUnix(path string) (*net.UnixListener, error) {
 		if fi.Mode().Type() != os.ModeSocket {
 			return nil, fmt.Errorf("%s exists and is not a socket: remove it or choose another pool.socket_dir", path)
 		}
-		if c, err := net.Dial("unix", path); err == nil {
+		c, err := net.Dial("unix", path)
+		if err == nil {
 			c.Close()
+		}
+		// Only a refused connection proves nobody listens: a busy
+		// listener with a full queue answers EAGAIN.
+		if !errors.Is(err, syscall.ECONNREFUSED) {
 			return nil, fmt.Errorf("%s is in use by another worker: give this one another instance number", path)
 		}
 		os.Remove(path)
