@@ -1,13 +1,19 @@
 # edged: `make help` lists the targets.
 
 GO      ?= go
-BIN     := bin
+BIN     ?= bin
+DIST    ?= dist
 PYTHON  ?= /usr/bin/python3
 # Debian packages the tests and the bench use (real peers, not mocks).
-TEST_DEBS := python3 python3-flask curl
+TEST_DEBS := python3 python3-flask curl lintian rpm rpmlint
 BENCH_DEBS := nginx-light gunicorn wrk
 
-.PHONY: help build run test deps bench-deps bench fuzz lint clean install
+.PHONY: help build run test deps bench-deps bench fuzz lint clean install deb rpm packages lint-packages
+
+VERSION := $(shell packaging/version.sh)
+ARCH    ?= amd64
+RPMARCH := $(subst amd64,x86_64,$(subst arm64,aarch64,$(ARCH)))
+NFPM    := $(GO) tool -modfile=packaging/tools/go.mod nfpm
 
 DESTDIR ?=
 UNITDIR := /usr/lib/systemd/system
@@ -55,6 +61,26 @@ install: build ## install binaries, units and system files under DESTDIR (keeps 
 	install -D -m 0644 testdata/static/style.css $(DESTDIR)/usr/share/edged/www/style.css
 	install -D -m 0644 testdata/static/hello.txt $(DESTDIR)/usr/share/edged/www/hello.txt
 	test -e $(DESTDIR)/etc/edged/edged.toml || install -D -m 0644 packaging/edged.toml $(DESTDIR)/etc/edged/edged.toml
+
+deb: ## build dist/edged_<version>_<arch>.deb (nfpm, pinned in packaging/tools)
+	CGO_ENABLED=0 GOARCH=$(ARCH) $(GO) build -trimpath -ldflags '-s -w' -o $(BIN)/ ./cmd/...
+	mkdir -p $(DIST)
+	packaging/changelog.sh $(VERSION) > $(DIST)/changelog.yml
+	sed -e 's|@BIN@|$(BIN)|g' -e 's|@DIST@|$(DIST)|g' packaging/nfpm.yaml > $(DIST)/nfpm.yaml
+	EDGED_VERSION=$(VERSION) EDGED_ARCH=$(ARCH) $(NFPM) package -f $(DIST)/nfpm.yaml -p deb -t $(DIST)/edged_$(VERSION)_$(ARCH).deb
+
+rpm: ## build dist/edged-<version>.<arch>.rpm
+	CGO_ENABLED=0 GOARCH=$(ARCH) $(GO) build -trimpath -ldflags '-s -w' -o $(BIN)/ ./cmd/...
+	mkdir -p $(DIST)
+	packaging/changelog.sh $(VERSION) > $(DIST)/changelog.yml
+	sed -e 's|@BIN@|$(BIN)|g' -e 's|@DIST@|$(DIST)|g' packaging/nfpm.yaml > $(DIST)/nfpm.yaml
+	EDGED_VERSION=$(VERSION) EDGED_ARCH=$(ARCH) $(NFPM) package -f $(DIST)/nfpm.yaml -p rpm -t $(DIST)/edged-$(VERSION).$(RPMARCH).rpm
+
+packages: deb rpm ## both packages
+
+lint-packages: ## lintian and rpmlint on what `make packages` built
+	lintian --fail-on error,warning $(DIST)/edged_$(VERSION)_$(ARCH).deb
+	rpmlint -r packaging/rpmlintrc $(DIST)/edged-$(VERSION).$(RPMARCH).rpm
 
 clean: ## remove build output
 	rm -rf $(BIN) dist
