@@ -40,14 +40,23 @@ type machine struct {
 const testRoot = "/run/edged-test" // inside the machine
 
 func bootMachine(t *testing.T) *machine {
+	return bootMachineIn(t, "")
+}
+
+// bootMachineIn boots systemd with root as its root directory (a
+// debootstrap'ed tree, bind-mounted onto itself so that sandboxed services
+// work), or with the host's own tree when root is "".
+func bootMachineIn(t *testing.T, root string) *machine {
 	t.Helper()
 	if os.Getuid() != 0 {
 		t.Skip("!!! SKIPPED: booting systemd needs root (CI runs as root) !!!")
 	}
-	if _, err := os.Stat("/lib/systemd/systemd"); err != nil {
-		t.Skip("!!! SKIPPED: no /lib/systemd/systemd on this machine !!!")
+	if _, err := os.Stat(filepath.Join(root, "/lib/systemd/systemd")); err != nil {
+		t.Skip("!!! SKIPPED: no /lib/systemd/systemd to boot !!!")
 	}
-	boot := `set -e
+	var cmd *exec.Cmd
+	if root == "" {
+		boot := `set -e
 mount -t tmpfs -o mode=1777 tmpfs /tmp
 mount -t tmpfs -o mode=1777 tmpfs /var/tmp
 mount -t tmpfs -o mode=0755 tmpfs /var/log
@@ -57,7 +66,15 @@ mount --bind /mnt /etc
 mount -t tmpfs -o mode=1777 tmpfs /dev/shm
 mount --make-rshared /
 exec /lib/systemd/systemd --system --unit=basic.target --log-target=null`
-	cmd := exec.Command("unshare", "--pid", "--fork", "--mount", "--uts", "--net", "--mount-proc", "--propagation", "private", "--", "sh", "-c", boot)
+		cmd = exec.Command("unshare", "--pid", "--fork", "--mount", "--uts", "--net", "--mount-proc", "--propagation", "private", "--", "sh", "-c", boot)
+	} else {
+		boot := `set -e
+mount --bind "$ROOT" "$ROOT"
+mount --make-rshared "$ROOT"
+exec unshare --pid --fork --uts --net --root="$ROOT" --mount-proc -- /lib/systemd/systemd --system --unit=basic.target --log-target=null`
+		cmd = exec.Command("unshare", "--mount", "--propagation", "private", "--", "sh", "-c", boot)
+		cmd.Env = append(os.Environ(), "ROOT="+root)
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Pdeathsig: syscall.SIGKILL}
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
@@ -101,7 +118,7 @@ func (m *machine) kill() {
 
 // exec runs a command inside the machine.
 func (m *machine) exec(args ...string) (string, error) {
-	full := append([]string{"-t", strconv.Itoa(m.pid), "-m", "-p", "-u", "-n", "--"}, args...)
+	full := append([]string{"-t", strconv.Itoa(m.pid), "-m", "-p", "-u", "-n", "-r", "-w", "--"}, args...)
 	cmd := exec.Command("nsenter", full...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
