@@ -149,7 +149,7 @@ func debianRoot(t *testing.T) string {
 		os.MkdirAll(filepath.Dir(cache), 0o755)
 		start := time.Now()
 		out, err := exec.Command("debootstrap", "--variant=minbase",
-			"--include=systemd,systemd-sysv,dbus,libpam-systemd,polkitd,curl,ca-certificates,python3,iproute2,procps",
+			"--include=systemd,systemd-sysv,libnss-systemd,dbus,libpam-systemd,polkitd,curl,ca-certificates,python3,iproute2,procps",
 			"bookworm", build).CombinedOutput()
 		if err != nil {
 			t.Fatalf("debootstrap: %v\n%s", err, lastLine(string(out)))
@@ -185,9 +185,13 @@ func TestDebInstall(t *testing.T) {
 	m.write("/root/"+filepath.Base(p2.deb), mustRead(t, p2.deb), 0o644)
 	c := m.client()
 
-	m.mustExec("apt-get", "install", "-y", "-q", "--no-download", "/root/"+filepath.Base(p1.deb))
+	m.mustExec("apt-get", "install", "-y", "-q", "/root/"+filepath.Base(p1.deb))
 	m.mustExec("systemctl", "enable", "--now", "edged.socket")
-	out := m.mustExec("edgectl", "scale", "--auto")
+	out, err := m.exec("edgectl", "scale", "--auto")
+	if err != nil {
+		j, _ := m.exec("sh", "-c", "systemctl status --no-pager -l workerd@1.service; journalctl --no-pager -u workerd@1.service -n 20")
+		t.Fatalf("edgectl scale --auto: %v\n%s\n%s", err, out, j)
+	}
 	t.Logf("edgectl scale --auto:\n%s", out)
 
 	t.Run("default site and sample app", func(t *testing.T) {
@@ -221,7 +225,7 @@ func TestDebInstall(t *testing.T) {
 		m.write("/etc/edged/edged.toml", []byte(edited), 0o644)
 		m.mustExec("systemctl", "reload", "edged.service")
 		l := startLoad(c, "http://127.0.0.1/whoami", 8)
-		upOut, err := m.exec("apt-get", "install", "-y", "-q", "--no-download", "-o", "Dpkg::Options::=--force-confdef", "-o", "Dpkg::Options::=--force-confold", "/root/"+filepath.Base(p2.deb))
+		upOut, err := m.exec("apt-get", "install", "-y", "-q", "-o", "Dpkg::Options::=--force-confdef", "-o", "Dpkg::Options::=--force-confold", "/root/"+filepath.Base(p2.deb))
 		time.Sleep(time.Second)
 		ok, bad, errs := l.finish()
 		if err != nil {
@@ -253,7 +257,7 @@ func TestDebInstall(t *testing.T) {
 			t.Errorf("enablement links left after apt remove: %s", en)
 		}
 		m.mustExec("apt-get", "purge", "-y", "-q", "edged")
-		left, _ := m.exec("sh", "-c", "ls -d /etc/edged /usr/lib/systemd/system/edged* /usr/lib/systemd/system/workerd* /run/edged /usr/bin/edged 2>/dev/null; pgrep -a 'edged|workerd|edged_worker' || true")
+		left, _ := m.exec("sh", "-c", "ls -d /etc/edged /usr/lib/systemd/system/edged* /usr/lib/systemd/system/workerd* /run/edged /usr/bin/edged 2>/dev/null; ps -eo comm= | grep -xE 'edged|workerd|python3' || true")
 		if strings.TrimSpace(left) != "" {
 			t.Errorf("left behind after purge:\n%s", left)
 		}
@@ -269,14 +273,16 @@ func TestRPMInstall(t *testing.T) {
 	needTools(t, "rpm")
 	p := buildPackages(t, t.TempDir(), "")
 	root := debianRoot(t)
-	m := bootMachineIn(t, root)
-	m.write("/root/edged.rpm", mustRead(t, p.rpm), 0o644)
-	if out, err := exec.Command("rpm", "--root", root, "-i", "--nodeps", filepath.Join(root, "root/edged.rpm")).CombinedOutput(); err != nil {
+	// Installed into the tree before it boots, as an image is built: the
+	// scriptlets run chrooted, without a running systemd.
+	if out, err := exec.Command("rpm", "--root", root, "-i", "--nodeps", p.rpm).CombinedOutput(); err != nil {
 		t.Fatalf("rpm -i: %v\n%s", err, out)
 	}
+	m := bootMachineIn(t, root)
+	if out, err := m.exec("getent", "group", "edged-workers", "edgeadm"); err != nil {
+		t.Errorf("%%post did not create the groups: %v\n%s", err, out)
+	}
 	m.mustExec("systemctl", "daemon-reload")
-	m.mustExec("systemd-sysusers", "edged.conf")
-	m.mustExec("systemd-tmpfiles", "--create", "edged.conf")
 	m.mustExec("systemctl", "enable", "--now", "edged.socket")
 	if out, err := m.exec("edgectl", "scale", "2"); err != nil {
 		t.Fatalf("edgectl scale 2: %v\n%s", err, out)

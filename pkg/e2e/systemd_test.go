@@ -68,10 +68,15 @@ mount --make-rshared /
 exec /lib/systemd/systemd --system --unit=basic.target --log-target=null`
 		cmd = exec.Command("unshare", "--pid", "--fork", "--mount", "--uts", "--net", "--mount-proc", "--propagation", "private", "--", "sh", "-c", boot)
 	} else {
+		// pivot_root, not chroot: a chrooted process may not create user
+		// namespaces, and PrivateUsers= needs one.
 		boot := `set -e
 mount --bind "$ROOT" "$ROOT"
-mount --make-rshared "$ROOT"
-exec unshare --pid --fork --uts --net --root="$ROOT" --mount-proc -- /lib/systemd/systemd --system --unit=basic.target --log-target=null`
+cd "$ROOT"
+mkdir -p .oldroot
+pivot_root . .oldroot
+cd /
+exec unshare --pid --fork --uts --net --mount-proc -- sh -c 'umount -l /.oldroot && rmdir /.oldroot && mount --make-rshared / && exec /lib/systemd/systemd --system --unit=basic.target --log-target=null'`
 		cmd = exec.Command("unshare", "--mount", "--propagation", "private", "--", "sh", "-c", boot)
 		cmd.Env = append(os.Environ(), "ROOT="+root)
 	}
@@ -104,7 +109,14 @@ exec unshare --pid --fork --uts --net --root="$ROOT" --mount-proc -- /lib/system
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	t.Fatalf("systemd did not come up within 60s:\n%s", out.String())
+	tree, _ := exec.Command("ps", "-ef", "--forest").Output()
+	var mine []string
+	for _, l := range strings.Split(string(tree), "\n") {
+		if strings.Contains(l, "systemd") || strings.Contains(l, "unshare") {
+			mine = append(mine, l)
+		}
+	}
+	t.Fatalf("systemd did not come up within 60s (pid %d):\n%s\n%s", m.pid, out.String(), strings.Join(mine, "\n"))
 	return nil
 }
 
