@@ -263,14 +263,6 @@ func TestScaleErrors(t *testing.T) {
 			want: []string{wantInstall},
 		},
 		{
-			name: "enable refused", have: 0, n: 2,
-			setup: func(f *fakeSystemd) { f.enableEr = denied },
-			want:  []string{"enable workers: permission denied", wantPermission},
-			wantState: map[string]string{
-				workerSocket(1): "inactive", workerService(1): "inactive",
-			},
-		},
-		{
 			name: "list refused", have: 1, n: 2,
 			setup: func(f *fakeSystemd) { f.listErr = denied },
 			want:  []string{"list workers", wantPermission},
@@ -312,6 +304,26 @@ func TestScaleErrors(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestScaleEnableRefused: the polkit rule lets edgeadm start and stop
+// edged's units but not enable unit files; scale still runs the workers,
+// for this boot, and says so.
+func TestScaleEnableRefused(t *testing.T) {
+	f := running(0)
+	f.enableEr = dbusErr("org.freedesktop.DBus.Error.AccessDenied", "Access denied")
+	var out bytes.Buffer
+	if err := scaleTo(testCtx(t), f, 2, &out); err != nil {
+		t.Fatalf("scaleTo(2) = %v, want nil when only enabling is refused", err)
+	}
+	for _, u := range []string{workerSocket(1), workerService(1), workerSocket(2), workerService(2)} {
+		if got := f.state(u); got != "active" {
+			t.Errorf("%s is %s, want active", u, got)
+		}
+	}
+	if !strings.Contains(out.String(), "not permitted to enable") || !strings.Contains(out.String(), "2 workers running") {
+		t.Errorf("output = %q, want the note and the outcome", out.String())
 	}
 }
 

@@ -65,6 +65,15 @@ func explain(op string, err error) error {
 	return fmt.Errorf("%s: %w", op, err)
 }
 
+// denied reports a D-Bus refusal for lack of privilege.
+func denied(err error) bool {
+	var de dbus.Error
+	if errors.As(err, &de) {
+		return de.Name == "org.freedesktop.DBus.Error.AccessDenied" || de.Name == "org.freedesktop.DBus.Error.InteractiveAuthorizationRequired"
+	}
+	return false
+}
+
 // workerInstances lists the instance numbers of worker services that are
 // running or starting.
 func workerInstances(ctx context.Context, m manager) ([]int, error) {

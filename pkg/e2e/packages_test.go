@@ -216,6 +216,26 @@ func TestDebInstall(t *testing.T) {
 		}
 	})
 
+	t.Run("edgeadm members scale and restart without root", func(t *testing.T) {
+		m.mustExec("useradd", "--create-home", "--groups", "edgeadm", "ops")
+		m.mustExec("useradd", "--create-home", "stranger")
+		as := func(user string, args ...string) (string, error) {
+			return m.exec(append([]string{"setpriv", "--reuid=" + user, "--regid=" + user, "--init-groups", "--"}, args...)...)
+		}
+		if out, err := as("ops", "edgectl", "scale", "3"); err != nil {
+			t.Errorf("edgectl scale 3 as an edgeadm member: %v\n%s", err, out)
+		}
+		if out, err := as("ops", "edgectl", "restart"); err != nil {
+			t.Errorf("edgectl restart as an edgeadm member: %v\n%s", err, out)
+		}
+		if out, err := as("stranger", "edgectl", "scale", "2"); err == nil || !strings.Contains(out, "edgeadm") {
+			t.Errorf("edgectl scale as a stranger: err %v\n%s", err, out)
+		}
+		if out, err := m.exec("edgectl", "scale", "--auto"); err != nil {
+			t.Errorf("edgectl scale --auto as root: %v\n%s", err, out)
+		}
+	})
+
 	t.Run("upgrade keeps the operator's edit and fails no request", func(t *testing.T) {
 		cfg := m.mustExec("cat", "/etc/edged/edged.toml")
 		edited := strings.Replace(cfg, `max_age = "1h"`, `max_age = "2h"`, 1)
