@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"crypto/sha256"
 	"fmt"
 	"os"
 	"os/exec"
@@ -137,19 +138,28 @@ func lastLine(s string) string {
 	return strings.TrimSpace(lines[len(lines)-1])
 }
 
+// rootPackages go into the Debian tree beside minbase: systemd as a
+// Debian system has it (with the NSS module and logind that its
+// recommends bring), polkit for the edgeadm rule, and the tools the tests
+// run inside.
+const rootPackages = "systemd,systemd-sysv,libnss-systemd,dbus,libpam-systemd,polkitd,curl,ca-certificates,python3,iproute2,procps"
+
 // debianRoot returns a fresh Debian 12 tree with systemd, made once with
 // debootstrap and kept in /var/cache/edged-test, then copied per test.
 func debianRoot(t *testing.T) string {
 	t.Helper()
 	needTools(t, "debootstrap")
-	cache := "/var/cache/edged-test/bookworm.tar"
+	// The cache is named after what goes into it, so a change of the
+	// package list makes a new one.
+	sum := sha256.Sum256([]byte(rootPackages))
+	cache := fmt.Sprintf("/var/cache/edged-test/bookworm-%x.tar", sum[:4])
 	if _, err := os.Stat(cache); err != nil {
 		build := filepath.Join(filepath.Dir(cache), "build-root")
 		os.RemoveAll(build)
 		os.MkdirAll(filepath.Dir(cache), 0o755)
 		start := time.Now()
 		out, err := exec.Command("debootstrap", "--variant=minbase",
-			"--include=systemd,systemd-sysv,libnss-systemd,dbus,libpam-systemd,polkitd,curl,ca-certificates,python3,iproute2,procps",
+			"--include="+rootPackages,
 			"bookworm", build).CombinedOutput()
 		if err != nil {
 			t.Fatalf("debootstrap: %v\n%s", err, lastLine(string(out)))
