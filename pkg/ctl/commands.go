@@ -43,14 +43,21 @@ func scale(ctx context.Context, args []string, out io.Writer) error {
 	default:
 		return errors.New("usage: edgectl scale N | edgectl scale --auto")
 	}
-	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	return withSystemd(ctx, *timeout, func(ctx context.Context, m manager) error {
+		return scaleTo(ctx, m, n, out)
+	})
+}
+
+// withSystemd connects to systemd and runs f within timeout.
+func withSystemd(ctx context.Context, timeout time.Duration, f func(context.Context, manager) error) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	m, err := connect(ctx)
 	if err != nil {
 		return err
 	}
 	defer m.Close()
-	return scaleTo(ctx, m, n, out)
+	return f(ctx, m)
 }
 
 func scaleTo(ctx context.Context, m manager, n int, out io.Writer) error {
@@ -199,13 +206,13 @@ func restart(ctx context.Context, args []string, out io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(ctx, *timeout)
-	defer cancel()
-	m, err := connect(ctx)
-	if err != nil {
-		return err
-	}
-	defer m.Close()
+	return withSystemd(ctx, *timeout, func(ctx context.Context, m manager) error {
+		return restartWorkers(ctx, m, out)
+	})
+}
+
+// restartWorkers restarts every running worker in turn.
+func restartWorkers(ctx context.Context, m manager, out io.Writer) error {
 	ns, err := workerInstances(ctx, m)
 	if err != nil {
 		return err
@@ -233,14 +240,11 @@ func status(ctx context.Context, args []string, out io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	m, err := connect(ctx)
-	if err != nil {
+	var rep *report
+	err := withSystemd(ctx, 30*time.Second, func(ctx context.Context, m manager) (err error) {
+		rep, err = collect(ctx, m)
 		return err
-	}
-	defer m.Close()
-	rep, err := collect(ctx, m)
+	})
 	if err != nil {
 		return err
 	}
