@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"slices"
 	"strings"
@@ -641,4 +642,38 @@ func TestProgressNotTerminal(t *testing.T) {
 
 func sameSet(a, b []string) bool {
 	return slices.Equal(slices.Sorted(slices.Values(a)), slices.Sorted(slices.Values(b)))
+}
+
+func TestRestartWorkers(t *testing.T) {
+	t.Run("one at a time, in order", func(t *testing.T) {
+		f := running(3)
+		var out bytes.Buffer
+		if err := restartWorkers(testCtx(t), f, &out); err != nil {
+			t.Fatalf("restartWorkers = %v", err)
+		}
+		got := strings.Join(f.Calls("restart"), ", ")
+		want := "restart workerd@1.service, restart workerd@2.service, restart workerd@3.service"
+		if got != want {
+			t.Errorf("calls = %s, want %s", got, want)
+		}
+		if !strings.Contains(out.String(), "restarted 3 workers") {
+			t.Errorf("output = %q", out.String())
+		}
+	})
+	t.Run("stops at the first failure", func(t *testing.T) {
+		f := running(3)
+		f.results[workerService(2)] = "failed"
+		err := restartWorkers(testCtx(t), f, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), "workerd@2.service") || !strings.Contains(err.Error(), "not restarted") {
+			t.Errorf("restartWorkers = %v, want an error naming workerd@2 and saying the rest were left", err)
+		}
+		if got := f.Calls("restart"); len(got) != 2 {
+			t.Errorf("calls = %v, want the restart to stop after workerd@2", got)
+		}
+	})
+	t.Run("no worker", func(t *testing.T) {
+		if err := restartWorkers(testCtx(t), running(0), io.Discard); err == nil || !strings.Contains(err.Error(), "edgectl scale") {
+			t.Errorf("restartWorkers with none running = %v", err)
+		}
+	})
 }
