@@ -109,6 +109,8 @@ type suiteOpts struct {
 	// limits replaces the [limits] table body.
 	limits string
 	class  string
+	// app is more of the [app] table.
+	app string
 }
 
 func freePort(t testing.TB) string {
@@ -156,7 +158,7 @@ func startSuite(t testing.TB, o suiteOpts) *suite {
 	static := filepath.Join(dir, "static")
 	os.MkdirAll(static, 0o755)
 	fmt.Fprintf(&b, "[[static]]\nprefix = \"/static/\"\nroot = %q\nindex = \"index.html\"\n", static)
-	fmt.Fprintf(&b, "[app]\nmodule = %q\ndirectory = %q\npython = %q\n", o.module, filepath.Join(repoRoot, "testdata", "apps"), python)
+	fmt.Fprintf(&b, "[app]\nmodule = %q\ndirectory = %q\npython = %q\n%s\n", o.module, filepath.Join(repoRoot, "testdata", "apps"), python, o.app)
 	fmt.Fprintf(&b, "[pool]\nclass = %q\nthreads = 4\nworkers = %d\n", o.class, o.workers)
 	if o.limits != "" {
 		fmt.Fprintf(&b, "[limits]\n%s\n", o.limits)

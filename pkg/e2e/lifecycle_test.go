@@ -164,3 +164,29 @@ func waitFor(t *testing.T, what string, ok func() bool) {
 	}
 	t.Fatalf("timed out waiting for %s", what)
 }
+
+// TestHungRequest: a request that outlives app.timeout gets a 504 from
+// edged; the worker then logs where the app is stuck, with the Python
+// stack, and a new process takes over.
+func TestHungRequest(t *testing.T) {
+	s := startSuite(t, suiteOpts{module: "sample:app", workers: 1, app: `timeout = "1s"`})
+	c := s.client()
+	_, body := get(t, c, s.http+"/whoami")
+	pid := jsonInt(body, "pid")
+	if status, _ := get(t, c, s.http+"/sleep?60"); status != 504 {
+		t.Errorf("a request sleeping past app.timeout = %d, want 504", status)
+	}
+	waitFor(t, "the hung-request report", func() bool {
+		return strings.Contains(s.out.String(), "request hung past app.timeout")
+	})
+	out := s.out.String()
+	for _, want := range []string{"sample.py", "time.sleep", `"path":"/sleep"`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the report lacks %q", want)
+		}
+	}
+	waitFor(t, "a new Python process", func() bool {
+		status, body := get(t, c, s.http+"/whoami")
+		return status == 200 && jsonInt(body, "pid") != pid
+	})
+}

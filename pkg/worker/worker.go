@@ -108,6 +108,10 @@ type childConf struct {
 	Class       string `json:"class"`
 	Threads     int    `json:"threads"`
 	MaxRequests int    `json:"max_requests"`
+	// Timeout is how long, in seconds, a request may run before the
+	// process is declared hung: one second past edged's own deadline, so
+	// that the client has had its 504.
+	Timeout float64 `json:"timeout"`
 }
 
 // runChild starts one Python process and waits for it to end.
@@ -116,6 +120,7 @@ func (w *Worker) runChild(ctx context.Context, lf *os.File) error {
 	conf, _ := json.Marshal(childConf{
 		Module: a.Module, Directory: a.Directory,
 		Class: w.cfg.Pool.Class, Threads: w.cfg.Pool.Threads, MaxRequests: w.cfg.Pool.MaxRequests,
+		Timeout: a.Timeout.D().Seconds() + 1,
 	})
 	env, err := w.environ(string(conf))
 	if err != nil {
@@ -221,6 +226,11 @@ func (w *Worker) readEvents(r *os.File, importErr *atomic.Pointer[ImportError]) 
 			ie.Summary, _ = ev["summary"].(string)
 			ie.Traceback, _ = ev["traceback"].(string)
 			importErr.Store(ie)
+		case "hung":
+			tb, _ := ev["traceback"].(string)
+			w.log.Error().Interface("method", ev["method"]).Interface("path", ev["path"]).
+				Interface("seconds", ev["seconds"]).Str("traceback", tb).
+				Msg("request hung past app.timeout: the python process stops here, and a new one starts")
 		case "recycle":
 			w.log.Info().Interface("served", ev["served"]).Msg("max_requests reached, recycling python process")
 		case "log":

@@ -199,6 +199,11 @@ class Worker:
         self.listener = listener
         self.threads = conf["threads"] if conf["class"] == "threads" else 1
         self.max_requests = conf.get("max_requests", 0)
+        # A request still running this long after it began is hung: the
+        # process reports where it is stuck and exits, and workerd starts a
+        # new one (gunicorn's --timeout, with the stack trace it lacks).
+        self.timeout = conf.get("timeout", 0)
+        self.inflight = {}  # thread ident -> (started, method, path)
         self.base = {
             "wsgi.version": (1, 0),
             "wsgi.errors": Errors(),
@@ -242,8 +247,20 @@ class Worker:
         while True:
             with self.lock:
                 served, busy = self.served, self.busy
+                oldest = min(self.inflight.items(), key=lambda kv: kv[1][0], default=None)
             event("stats", served=served, busy=busy)
+            if oldest is not None and self.timeout and time.monotonic() - oldest[1][0] > self.timeout:
+                self.hung(*oldest)
             time.sleep(1)
+
+    def hung(self, ident, info):
+        started, method, path = info
+        frame = sys._current_frames().get(ident)
+        stack = "".join(traceback.format_stack(frame)) if frame is not None else "(no stack)"
+        event("hung", method=method, path=path, seconds=round(time.monotonic() - started, 1),
+              timeout=self.timeout, traceback=stack)
+        EVENTS.flush()
+        os._exit(70)
 
     def accept_loop(self):
         while True:
@@ -261,12 +278,16 @@ class Worker:
             finally:
                 conn.close()
 
-    def _begin(self):
+    def _begin(self, environ):
         with self.lock:
             self.busy += 1
+            self.inflight[threading.get_ident()] = (
+                time.monotonic(), environ.get("REQUEST_METHOD", ""),
+                environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", ""))
 
     def _end(self):
         with self.lock:
+            self.inflight.pop(threading.get_ident(), None)
             self.busy -= 1
             self.served += 1
             done = self.stopping and self.busy == 0
@@ -329,7 +350,7 @@ class Worker:
                 drain = Input(conn, rest, body_len)
                 environ["wsgi.input"] = drain
                 buf = b""
-            self._begin()
+            self._begin(environ)
             try:
                 self.respond(conn, environ, drain)
             finally:
