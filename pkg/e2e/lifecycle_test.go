@@ -190,3 +190,28 @@ func TestHungRequest(t *testing.T) {
 		return status == 200 && jsonInt(body, "pid") != pid
 	})
 }
+
+// TestStuckInterpreter: an app stuck in C with the GIL held stops the
+// worker's heartbeats; workerd has the stack of every thread printed and
+// starts a new process.
+func TestStuckInterpreter(t *testing.T) {
+	s := startSuite(t, suiteOpts{module: "hang:app", workers: 1, app: `timeout = "1s"`})
+	c := s.client()
+	if status, _ := get(t, c, s.http+"/gil"); status != 504 {
+		t.Errorf("GET /gil = %d, want 504", status)
+	}
+	waitFor15 := time.Now().Add(20 * time.Second)
+	for time.Now().Before(waitFor15) && !strings.Contains(s.out.String(), "python process stopped answering") {
+		time.Sleep(100 * time.Millisecond)
+	}
+	out := s.out.String()
+	for _, want := range []string{"python process stopped answering", "Current thread", "hang.py"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the output lacks %q:\n%s", want, tail(out, 30))
+		}
+	}
+	waitFor(t, "a new Python process to answer", func() bool {
+		status, _ := get(t, c, s.http+"/")
+		return status == 200
+	})
+}

@@ -144,6 +144,9 @@ func (w *Worker) runChild(ctx context.Context, lf *os.File) error {
 	cmd.Stderr = os.Stderr
 	cmd.ExtraFiles = []*os.File{lf, srcR, evW}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	w.loaded.Store(false)
+	w.base.Store(w.served.Load())
+	w.busy.Store(0)
 	err = cmd.Start()
 	srcR.Close()
 	evW.Close()
@@ -167,13 +170,29 @@ func (w *Worker) runChild(ctx context.Context, lf *os.File) error {
 	go func() { waited <- cmd.Wait() }()
 
 	w.pid.Store(int64(cmd.Process.Pid))
-	w.loaded.Store(false)
-	w.base.Store(w.served.Load())
-	w.busy.Store(0)
 	log := w.log.With().Int("pid", cmd.Process.Pid).Logger()
+	// An interpreter that stops sending heartbeats is stuck where Python
+	// cannot see it (in C, holding the GIL): faulthandler in the child
+	// prints every thread's stack on SIGUSR1, then the child is replaced.
+	stale := w.cfg.App.Timeout.D() + 5*time.Second
+	check := time.NewTicker(time.Second)
+	defer check.Stop()
 	var werr error
+wait:
 	select {
 	case werr = <-waited:
+	case <-check.C:
+		if w.Alive(stale) {
+			goto wait
+		}
+		log.Error().Dur("silent", stale).Msg("python process stopped answering: its stack follows on stderr, then a new process starts")
+		cmd.Process.Signal(syscall.SIGUSR1)
+		select {
+		case werr = <-waited:
+		case <-time.After(2 * time.Second):
+			cmd.Process.Kill()
+			werr = <-waited
+		}
 	case <-ctx.Done():
 		cmd.Process.Signal(syscall.SIGTERM)
 		grace := w.cfg.Pool.GracefulTimeout.D()

@@ -17,6 +17,7 @@ Response frames: <u32 n> head    ("200 OK\\0Name\\0Value\\0...")
                  <u32 0xFFFFFFFF> the app failed after the head was sent
 """
 
+import faulthandler
 import io
 import json
 import os
@@ -496,6 +497,9 @@ def load(spec, directory):
 
 
 def main():
+    # workerd sends SIGUSR1 when the heartbeats stop: the C-level handler
+    # prints every thread's stack even with the GIL held.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     conf = json.loads(os.environ.pop("EDGED_WORKER"))
     listener = socket.socket(fileno=3)
     try:
