@@ -17,7 +17,6 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -52,8 +51,6 @@ type Pool struct {
 	workers []*Worker // sorted by name; only live ones
 	next    int       // where the next search starts, to spread ties
 	waiters []*waiter // FIFO
-
-	queued atomic.Int64
 }
 
 // Worker is one workerd instance as edged sees it.
@@ -275,12 +272,12 @@ func (p *Pool) MarkDown(w *Worker) {
 	w.downUntil = time.Now().Add(p.opt.DownFor)
 	w.closeIdleLocked()
 	p.mu.Unlock()
-	go func() {
-		time.Sleep(p.opt.DownFor)
+	// Waiters that found no worker get another look once it is back.
+	time.AfterFunc(p.opt.DownFor, func() {
 		p.mu.Lock()
 		p.dispatchLocked()
 		p.mu.Unlock()
-	}()
+	})
 }
 
 // Stale drops w's idle connections after one of them turned out dead:
