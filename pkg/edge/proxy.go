@@ -29,7 +29,7 @@ var exchanges = sync.Pool{New: func() any { return new(exchange) }}
 
 // serveApp buffers the request, hands it to a worker, buffers the answer,
 // and only then writes it to the client: a slow client never holds a
-// worker. It returns the status and body bytes sent, for the access log.
+// worker. What it sent goes into lr, for the access log.
 func (s *site) serveApp(w http.ResponseWriter, r *http.Request, lr *logRecord) {
 	limit := int64(s.cfg.Limits.MaxBody)
 	if r.ContentLength > limit {
@@ -141,12 +141,12 @@ const (
 	stale                  // a kept-alive connection was dead: try again
 )
 
-// tryWorker runs one attempt. retry says the app cannot have seen the
-// request, so another worker may take it.
+// tryWorker runs one attempt. Its outcome says whether the request may go
+// again: only when the app cannot have seen it.
 func (s *site) tryWorker(ctx context.Context, wk *pool.Worker, x *exchange, method string, body, resp *spool) (res outcome, status int, err error) {
 	c, err := wk.Conn(ctx)
 	if err != nil {
-		if errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ENOENT) {
+		if errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, os.ErrNotExist) {
 			s.pool.MarkDown(wk)
 		}
 		return refused, http.StatusBadGateway, err
@@ -159,8 +159,7 @@ func (s *site) tryWorker(ctx context.Context, wk *pool.Worker, x *exchange, meth
 			c.Close()
 		}
 	}()
-	deadline := time.Now().Add(s.cfg.App.Timeout.D())
-	c.SetDeadline(deadline)
+	c.SetDeadline(time.Now().Add(s.cfg.App.Timeout.D()))
 
 	frame := x.frame.Frame(body.Len())
 	if mem, inMem := body.InMemory(); inMem && len(mem) <= 64<<10 {
@@ -170,24 +169,18 @@ func (s *site) tryWorker(ctx context.Context, wk *pool.Worker, x *exchange, meth
 		_, err = body.WriteTo(c.Conn)
 	}
 	if err != nil {
-		// A write that failed on a reused connection met a worker that
-		// restarted: nothing reached the app.
-		if c.Reused {
-			s.pool.Stale(wk)
-			return stale, http.StatusBadGateway, err
+		// The worker hung up while the request was still going in: the
+		// app, which starts on a whole frame, has not run.
+		if connGone(err) {
+			return s.unseen(wk, c), http.StatusBadGateway, err
 		}
-		return final, http.StatusBadGateway, err
+		return final, s.upstreamStatus(err), err
 	}
 	if err = wire.ReadHead(c.R, &x.head); err != nil {
-		if idempotent(method) && connGone(err) {
-			// The worker hung up before answering: a kept-alive connection
-			// outlived its Python process, or the worker is stopping. A
-			// request that is safe to repeat goes again.
-			if c.Reused {
-				s.pool.Stale(wk)
-				return stale, http.StatusBadGateway, err
-			}
-			return refused, http.StatusBadGateway, err
+		// Hung up before a byte of answer: the app may have run, so only
+		// a request that is safe to repeat goes again.
+		if connGone(err) && idempotent(method) {
+			return s.unseen(wk, c), http.StatusBadGateway, err
 		}
 		return final, s.upstreamStatus(err), err
 	}
@@ -199,6 +192,19 @@ func (s *site) tryWorker(ctx context.Context, wk *pool.Worker, x *exchange, meth
 	}
 	ok = true
 	return final, x.head.Status, nil
+}
+
+// unseen is where a request the worker dropped goes next. A kept-alive
+// connection that outlived its Python process means the worker restarted:
+// all its idle connections are dead, and a fresh one to the same worker
+// will do. A fresh connection dropped means the worker is stopping: try
+// another.
+func (s *site) unseen(wk *pool.Worker, c *pool.Conn) outcome {
+	if c.Reused {
+		s.pool.Stale(wk)
+		return stale
+	}
+	return refused
 }
 
 func (s *site) upstreamStatus(err error) int {

@@ -1,14 +1,19 @@
 package edge
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/rand"
+	"encoding/binary"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -741,5 +746,66 @@ func TestConnectionReused(t *testing.T) {
 	}
 	if got := fw.conns.Load(); got != 1 {
 		t.Errorf("connections: got %d, want 1", got)
+	}
+}
+
+// TestStalledBodyNotRetried is a regression test: a worker that stops
+// reading a large body part way (an app reading it slowly, or stuck) makes
+// the write time out. The app may be running, so the request must not go
+// again, not even on a kept-alive connection: one 504, one frame seen.
+func TestStalledBodyNotRetried(t *testing.T) {
+	dir := socketDir(t)
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: filepath.Join(dir, "1.sock"), Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	var frames atomic.Int32
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func(c net.Conn) {
+				defer c.Close()
+				r := bufio.NewReader(c)
+				for {
+					prefix := make([]byte, 12)
+					if _, err := io.ReadFull(r, prefix); err != nil {
+						return
+					}
+					envLen := binary.LittleEndian.Uint32(prefix)
+					bodyLen := binary.LittleEndian.Uint64(prefix[4:])
+					if envLen == 0 && bodyLen == 0 {
+						c.Write(pong)
+						continue
+					}
+					frames.Add(1)
+					if bodyLen > 1<<20 {
+						<-done // read no more: the edge's write stalls
+						return
+					}
+					io.CopyN(io.Discard, r, int64(envLen)+int64(bodyLen))
+					c.Write(append(append(headFrame("200 OK"), chunkFrame([]byte("ok"))...), endFrame...))
+				}
+			}(c)
+		}
+	}()
+	t.Cleanup(func() { close(done); ln.Close() })
+
+	s := newServer(t, dir, "limits.max_body", `"64m"`, "app.timeout", `"500ms"`)
+	rec := httptest.NewRecorder()
+	s.ServeHTTP(rec, environRequest("GET", "/", nil))
+	if rec.Code != 200 {
+		t.Fatalf("first request: status %d, want 200", rec.Code)
+	}
+	rec = httptest.NewRecorder()
+	s.ServeHTTP(rec, environRequest("PUT", "/", bytes.NewReader(make([]byte, 32<<20))))
+	if rec.Code != http.StatusGatewayTimeout {
+		t.Errorf("stalled body: status %d, want 504", rec.Code)
+	}
+	if got := frames.Load(); got != 2 {
+		t.Errorf("the worker saw %d request frames, want 2 (the PUT once)", got)
 	}
 }
