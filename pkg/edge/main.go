@@ -38,6 +38,9 @@ func Main(args []string) error {
 		return err
 	}
 	if *check {
+		if err := Check(cfg); err != nil {
+			return err
+		}
 		fmt.Printf("%s: ok\n", cfg.File)
 		return nil
 	}
@@ -74,9 +77,6 @@ func load(file, sockDir string) (*config.Config, error) {
 	}
 	if sockDir != "" {
 		cfg.Pool.SocketDir = sockDir
-	}
-	if err := Check(cfg); err != nil {
-		return nil, err
 	}
 	return cfg, nil
 }
@@ -248,15 +248,16 @@ func (s *Server) status() string {
 	return line
 }
 
-// Check does what loading a config cannot: it loads the certificates and
-// tries the temporary directory.
+// Check does what loading a config cannot: it opens everything the config
+// names (certificates, static roots, the temporary directory) the way
+// edged will, and closes it again.
 func Check(cfg *config.Config) error {
-	if len(cfg.TLS) > 0 {
-		if _, err := loadCerts(cfg); err != nil {
-			return err
-		}
+	st, err := (&Server{}).newSite(cfg)
+	if err != nil {
+		return err
 	}
-	return tempDirOK(cfg.Buffers.TempDir)
+	st.close()
+	return nil
 }
 
 // listeners takes the sockets systemd passed, named "http" and "https",

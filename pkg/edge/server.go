@@ -78,8 +78,13 @@ func New(cfg *config.Config, log zerolog.Logger) (*Server, error) {
 	return s, nil
 }
 
-// newSite opens what cfg names: static roots and certificates.
+// newSite opens what cfg names: certificates, static roots, and the
+// directory spilled bodies go to. Start, reload and --check all come
+// through here.
 func (s *Server) newSite(cfg *config.Config) (*site, error) {
+	if err := tempDirOK(cfg.Buffers.TempDir); err != nil {
+		return nil, err
+	}
 	st := &site{
 		cfg:    cfg,
 		log:    s.log,
@@ -157,6 +162,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	lr := logRecord{start: time.Now()}
 	st := s.cur.Load()
 	st.serve(w, r, &lr)
+	st.logAccess(r, &lr)
 	s.inFlight.Add(-1)
 	s.requests.Add(1)
 	if lr.status >= 500 {
@@ -170,12 +176,10 @@ func (st *site) serve(w http.ResponseWriter, r *http.Request, lr *logRecord) {
 			sw := &statusWriter{ResponseWriter: w}
 			rt.h.ServeHTTP(sw, r)
 			lr.status, lr.bytes = sw.status, sw.bytes
-			st.logAccess(r, lr)
 			return
 		}
 	}
 	st.serveApp(w, r, lr)
-	st.logAccess(r, lr)
 }
 
 // fail answers with an error page edged writes itself.
