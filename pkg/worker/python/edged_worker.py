@@ -39,6 +39,10 @@ ABORT = U32.pack(0xFFFFFFFF)
 # which is once the app has been imported.
 _PONG_HEAD = b"204 No Content"
 PONG = U32.pack(len(_PONG_HEAD)) + _PONG_HEAD + END
+# What an app that raised before answering gets.
+_ERROR_HEAD = b"500 Internal Server Error\0Content-Type\0text/plain; charset=utf-8"
+_ERROR_BODY = b"Internal Server Error\n"
+ERROR_500 = U32.pack(len(_ERROR_HEAD)) + _ERROR_HEAD + U32.pack(len(_ERROR_BODY)) + _ERROR_BODY + END
 FLUSH_AT = 256 << 10
 MEMORY_BODY = 1 << 20
 
@@ -391,17 +395,20 @@ class Worker:
                 out.clear()
                 size[0] = 0
 
+        def add(data):
+            out.append(U32.pack(len(data)))
+            out.append(data)
+            size[0] += len(data)
+            if size[0] >= FLUSH_AT:
+                flush()
+
         def write(data):
             if state[0] is None:
                 raise AssertionError("write() called before start_response()")
             if type(data) is not bytes:
                 raise TypeError("write() takes bytes, not %s" % type(data).__name__)
             if data:
-                out.append(U32.pack(len(data)))
-                out.append(data)
-                size[0] += len(data)
-                if size[0] >= FLUSH_AT:
-                    flush()
+                add(data)
 
         def start_response(status, headers, exc_info=None):
             if exc_info:
@@ -435,25 +442,17 @@ class Worker:
         result = None
         try:
             result = self.app(environ, start_response)
-            if type(result) is list and len(result) == 1 and type(result[0]) is bytes and state[0] is not None:
-                data = result[0]
+            for data in result:
+                if type(data) is not bytes:
+                    raise TypeError("the app yielded %s, not bytes" % type(data).__name__)
                 if data:
-                    out.append(U32.pack(len(data)))
-                    out.append(data)
-            else:
-                for data in result:
-                    if type(data) is not bytes:
-                        raise TypeError("the app yielded %s, not bytes" % type(data).__name__)
-                    if data:
-                        if state[0] is None:
-                            raise AssertionError("the app yielded body data before calling start_response()")
-                        out.append(U32.pack(len(data)))
-                        out.append(data)
-                        size[0] += len(data)
-                        if size[0] >= FLUSH_AT:
-                            flush()
+                    if state[0] is None:
+                        raise AssertionError("the app yielded body data before calling start_response()")
+                    add(data)
             if state[0] is None:
                 raise AssertionError("the app returned without calling start_response()")
+            # Built here, not in the final flush, so that headers the app
+            # spoilt after start_response still give a 500.
             if not sent[0]:
                 out.insert(0, head())
                 sent[0] = True
@@ -463,9 +462,7 @@ class Worker:
             if sent[0]:
                 sendall(ABORT)
             else:
-                body = b"Internal Server Error\n"
-                h = "500 Internal Server Error\0Content-Type\0text/plain; charset=utf-8".encode("latin-1")
-                sendall(U32.pack(len(h)) + h + U32.pack(len(body)) + body + END)
+                sendall(ERROR_500)
             return
         finally:
             if result is not None and hasattr(result, "close"):
