@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -30,15 +31,12 @@ type Options struct {
 	SocketDir string
 	Stdout    *os.File
 	Stderr    *os.File
-
-	mu    *sync.Mutex
-	procs map[string]*os.Process
 }
 
-// Run starts the suite and waits until ctx ends or edged exits. SIGHUP to
-// this process reloads edged's config. A worker
-// that exits is started again, as systemd's Restart= would, unless the app
-// failed to import, which stops everything with that error.
+// Run starts the suite and waits until ctx ends or edged exits. A worker
+// that exits is started again, as systemd's Restart= would, unless it
+// fails at once (an app that cannot import), which stops everything with
+// that error. SIGHUP to this process reloads edged's config.
 func Run(ctx context.Context, o Options) error {
 	cfg, err := config.Load(o.Config)
 	if err != nil {
@@ -70,7 +68,6 @@ func Run(ctx context.Context, o Options) error {
 		o.Stderr = os.Stderr
 	}
 
-	o.mu, o.procs = new(sync.Mutex), map[string]*os.Process{}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
@@ -81,7 +78,7 @@ func Run(ctx context.Context, o Options) error {
 			defer wg.Done()
 			for {
 				start := time.Now()
-				err := o.run(ctx, "workerd", "-c", o.Config, "-i", strconv.Itoa(i), "--socket-dir", o.SocketDir)
+				err := o.run(ctx, nil, "workerd", "-c", o.Config, "-i", strconv.Itoa(i), "--socket-dir", o.SocketDir)
 				if ctx.Err() != nil {
 					return
 				}
@@ -94,10 +91,11 @@ func Run(ctx context.Context, o Options) error {
 			}
 		}(i)
 	}
+	var edged atomic.Pointer[os.Process]
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		err := o.run(ctx, "edged", "-c", o.Config, "--socket-dir", o.SocketDir)
+		err := o.run(ctx, edged.Store, "edged", "-c", o.Config, "--socket-dir", o.SocketDir)
 		if ctx.Err() == nil {
 			errc <- fmt.Errorf("edged exited: %v", err)
 		}
@@ -112,7 +110,9 @@ func Run(ctx context.Context, o Options) error {
 			case <-ctx.Done():
 				return
 			case <-hup:
-				o.signal("edged", syscall.SIGHUP)
+				if p := edged.Load(); p != nil {
+					p.Signal(syscall.SIGHUP)
+				}
 			}
 		}
 	}()
@@ -126,29 +126,20 @@ func Run(ctx context.Context, o Options) error {
 	return err
 }
 
-// signal sends sig to the running process of the named binary.
-func (o Options) signal(name string, sig syscall.Signal) {
-	o.mu.Lock()
-	p := o.procs[name]
-	o.mu.Unlock()
-	if p != nil {
-		p.Signal(sig)
-	}
-}
-
 // run starts one binary and waits; when ctx ends it sends SIGTERM and
 // waits for a clean exit. Children die with this process (Pdeathsig), so
 // even a SIGKILL to it leaves nothing behind.
-func (o Options) run(ctx context.Context, name string, args ...string) error {
+// started, when set, is told the process once it runs.
+func (o Options) run(ctx context.Context, started func(*os.Process), name string, args ...string) error {
 	cmd := exec.Command(filepath.Join(o.BinDir, name), args...)
 	cmd.Stdout, cmd.Stderr = o.Stdout, o.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start %s: %w", name, err)
 	}
-	o.mu.Lock()
-	o.procs[name] = cmd.Process
-	o.mu.Unlock()
+	if started != nil {
+		started(cmd.Process)
+	}
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
 	select {
