@@ -50,16 +50,12 @@ func connect(ctx context.Context) (manager, error) {
 
 // explain turns a D-Bus error into what the user should do.
 func explain(op string, err error) error {
-	var de dbus.Error
-	if errors.As(err, &de) {
-		switch de.Name {
-		case "org.freedesktop.DBus.Error.AccessDenied", "org.freedesktop.DBus.Error.InteractiveAuthorizationRequired":
-			return fmt.Errorf("%s: permission denied: run as root, or join the \"edgeadm\" group (the package's polkit rule lets it manage edged's units)", op)
-		case "org.freedesktop.systemd1.NoSuchUnit", "org.freedesktop.systemd1.LoadFailed":
-			return fmt.Errorf("%s: %v: the units are not installed: install the edged package, or copy units/ to /etc/systemd/system and run systemctl daemon-reload", op, de.Error())
-		}
+	if denied(err) {
+		return fmt.Errorf("%s: permission denied: run as root, or join the \"edgeadm\" group (the package's polkit rule lets it manage edged's units)", op)
 	}
-	if strings.Contains(err.Error(), "not found") {
+	var de dbus.Error
+	missing := errors.As(err, &de) && (de.Name == "org.freedesktop.systemd1.NoSuchUnit" || de.Name == "org.freedesktop.systemd1.LoadFailed")
+	if missing || strings.Contains(err.Error(), "not found") {
 		return fmt.Errorf("%s: %v: the units are not installed: install the edged package, or copy units/ to /etc/systemd/system and run systemctl daemon-reload", op, err)
 	}
 	return fmt.Errorf("%s: %w", op, err)
@@ -68,10 +64,10 @@ func explain(op string, err error) error {
 // denied reports a D-Bus refusal for lack of privilege.
 func denied(err error) bool {
 	var de dbus.Error
-	if errors.As(err, &de) {
-		return de.Name == "org.freedesktop.DBus.Error.AccessDenied" || de.Name == "org.freedesktop.DBus.Error.InteractiveAuthorizationRequired"
+	if !errors.As(err, &de) {
+		return false
 	}
-	return false
+	return de.Name == "org.freedesktop.DBus.Error.AccessDenied" || de.Name == "org.freedesktop.DBus.Error.InteractiveAuthorizationRequired"
 }
 
 // workerInstances lists the instance numbers of worker services that are
