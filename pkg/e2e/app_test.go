@@ -130,13 +130,7 @@ func TestFlaskApp(t *testing.T) {
 		req.Header.Set("X-Custom", "v1")
 		req.Header.Set("X_Custom", "forged")
 		req.Header.Set("X-Forwarded-For", "6.6.6.6")
-		resp, err := c.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		var env map[string]string
-		json.NewDecoder(resp.Body).Decode(&env)
+		env := appEnviron(t, c, req)
 		want := map[string]string{
 			"REQUEST_METHOD": "GET", "PATH_INFO": "/environ", "QUERY_STRING": "q=a%20b&x=1",
 			"HTTP_X_CUSTOM": "v1", "REMOTE_ADDR": "127.0.0.1", "wsgi.url_scheme": "http",
@@ -214,13 +208,7 @@ func TestTrustedProxy(t *testing.T) {
 	req.Header.Set("X-Forwarded-For", "203.0.113.9, 127.0.0.5")
 	req.Header.Set("X-Forwarded-Proto", "https")
 	req.Header.Set("X-Forwarded-Host", "shop.example")
-	resp, err := s.client().Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var env map[string]string
-	json.NewDecoder(resp.Body).Decode(&env)
+	env := appEnviron(t, s.client(), req)
 	want := map[string]string{
 		"REMOTE_ADDR":            "203.0.113.9",
 		"HTTP_X_FORWARDED_FOR":   "203.0.113.9, 127.0.0.5, 127.0.0.1",
@@ -234,4 +222,20 @@ func TestTrustedProxy(t *testing.T) {
 			t.Errorf("environ[%s] = %q, want %q", k, env[k], v)
 		}
 	}
+}
+
+// appEnviron sends req to the Flask app's /environ and returns the string
+// entries of the WSGI environ it saw.
+func appEnviron(t *testing.T, c *http.Client, req *http.Request) map[string]string {
+	t.Helper()
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var env map[string]string
+	if err := json.NewDecoder(resp.Body).Decode(&env); err != nil {
+		t.Fatalf("%s %s: %d, not an environ: %v", req.Method, req.URL, resp.StatusCode, err)
+	}
+	return env
 }
