@@ -183,10 +183,6 @@ class Errors:
         sys.stderr.flush()
 
 
-class AppError(Exception):
-    pass
-
-
 def latin1(s):
     """Whether s encodes as latin-1, as PEP 3333 wants of status and headers."""
     if s.isascii():
