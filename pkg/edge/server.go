@@ -346,6 +346,7 @@ func (s *Server) Serve(ctx context.Context, ls *Listeners) error {
 	case <-ctx.Done():
 	case err = <-errs:
 	}
+	s.pool.Close()
 	grace, cancel := context.WithTimeout(context.Background(), s.Config().Pool.GracefulTimeout.D())
 	defer cancel()
 	plain.Shutdown(grace)

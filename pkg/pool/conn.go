@@ -43,7 +43,7 @@ func (w *Worker) Conn(ctx context.Context) (*Conn, error) {
 func (c *Conn) Put() {
 	p := c.w.pool
 	p.mu.Lock()
-	if c.w.gone || !c.w.downUntil.IsZero() || len(c.w.idle) >= p.opt.Capacity {
+	if p.closed || c.w.gone || !c.w.downUntil.IsZero() || len(c.w.idle) >= p.opt.Capacity {
 		p.mu.Unlock()
 		c.Close()
 		return

@@ -279,3 +279,56 @@ func TestConnAfterStale(t *testing.T) {
 		t.Errorf("worker socket: %v", err)
 	}
 }
+
+// TestClose: a stopping edged lets go of its idle connections at once and
+// keeps none after, so the next edged's requests reach sync workers.
+func TestClose(t *testing.T) {
+	dir := t.TempDir()
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: filepath.Join(dir, "1.sock"), Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 4)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepted <- c
+		}
+	}()
+	p := New(Options{Dir: dir, Capacity: 1, QueueLength: 1, QueueTimeout: time.Second})
+	if err := p.Scan(); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	w, err := p.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := w.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Put()
+	idle := <-accepted
+	p.Close()
+	idle.SetReadDeadline(time.Now().Add(2 * time.Second))
+	if _, err := idle.Read(make([]byte, 1)); err != io.EOF {
+		t.Errorf("idle connection after Close: read error %v, want EOF (closed by the pool)", err)
+	}
+	// A request still running after Close does not park its connection.
+	c2, err := w.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	running := <-accepted
+	c2.Put()
+	p.Release(w)
+	running.SetReadDeadline(time.Now().Add(2 * time.Second))
+	if _, err := running.Read(make([]byte, 1)); err != io.EOF {
+		t.Errorf("connection put back after Close: read error %v, want EOF", err)
+	}
+}

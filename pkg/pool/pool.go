@@ -51,6 +51,7 @@ type Pool struct {
 	workers []*Worker // sorted by name; only live ones
 	next    int       // where the next search starts, to spread ties
 	waiters []*waiter // FIFO
+	closed  bool      // keep no connection idle any more
 }
 
 // Worker is one workerd instance as edged sees it.
@@ -278,6 +279,19 @@ func (p *Pool) MarkDown(w *Worker) {
 		p.dispatchLocked()
 		p.mu.Unlock()
 	})
+}
+
+// Close lets go of every idle connection and keeps none from now on;
+// requests still running finish on theirs. A stopping edged calls it
+// first: a sync worker serves one connection at a time, so an idle one
+// held by the old edged would keep the new edged's requests waiting.
+func (p *Pool) Close() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.closed = true
+	for _, w := range p.workers {
+		w.closeIdleLocked()
+	}
 }
 
 // Stale drops w's idle connections after one of them turned out dead:
