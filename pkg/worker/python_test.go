@@ -813,3 +813,35 @@ func asciiJSON(s string) string {
 func closedErr(err error) bool {
 	return err == io.EOF || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
 }
+
+// TestIdleConnectionsDoNotBlock is a regression test: a worker used to
+// serve one connection until it closed, so an idle connection (held by an
+// edged that is stopping, while the new one starts) kept every other
+// connection waiting. Now any connection with a request is served.
+func TestIdleConnectionsDoNotBlock(t *testing.T) {
+	for _, class := range []string{config.ClassSync, config.ClassThreads} {
+		t.Run(class, func(t *testing.T) {
+			p := startWorker(t, "testapp:app", class, zerolog.WarnLevel, nil)
+			// More idle connections than the worker has threads (4), each
+			// having served a request, as kept-alive ones have.
+			var idle []*client
+			for i := 0; i < 6; i++ {
+				c := dial(t, p.sock)
+				c.do(t, environ("echo"), nil).json(t, new(map[string]any))
+				idle = append(idle, c)
+			}
+			c := dial(t, p.sock)
+			c.c.SetDeadline(time.Now().Add(5 * time.Second))
+			resp, err := c.roundTrip(environ("echo"), nil)
+			if err != nil || resp.Status != 200 {
+				t.Fatalf("a request behind 6 idle connections: %v, status %d; want 200", err, resp.Status)
+			}
+			// And the idle ones still work.
+			for i, c := range idle {
+				if resp := c.do(t, environ("echo"), nil); resp.Status != 200 {
+					t.Errorf("idle connection %d: status %d, want 200", i, resp.Status)
+				}
+			}
+		})
+	}
+}

@@ -21,6 +21,8 @@ import faulthandler
 import io
 import json
 import os
+import queue
+import select
 import signal
 import socket
 import struct
@@ -233,13 +235,63 @@ class Worker:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         event("ready", pid=os.getpid())
         threading.Thread(target=self.heartbeat, daemon=True).start()
-        if self.threads == 1:
-            self.accept_loop()
-            return
-        for _ in range(self.threads):
-            threading.Thread(target=self.accept_loop, daemon=True).start()
+        self.dispatch()
+
+    def dispatch(self):
+        """Waits on the listening socket and on every open connection, and
+        serves whichever connection has a request, so that an idle
+        connection (one an edged that is stopping still holds, say) never
+        keeps the worker from the others. A sync worker serves in this
+        thread; a threads worker hands the connection to its pool and takes
+        it back once the answer is out."""
+        ep = select.epoll()
+        lfd = self.listener.fileno()
+        ep.register(lfd, select.EPOLLIN)
+        conns = {}  # fd -> socket
+        wake_fd = -1
+        if self.threads > 1:
+            jobs, back = queue.SimpleQueue(), queue.SimpleQueue()
+            wake_r, wake_w = socket.socketpair()
+            wake_fd = wake_r.fileno()
+            ep.register(wake_fd, select.EPOLLIN)
+            for _ in range(self.threads):
+                threading.Thread(target=self.pool_thread, args=(jobs, back, wake_w), daemon=True).start()
         while True:
-            signal.pause()
+            for fd, _ in ep.poll():
+                if fd == lfd:
+                    try:
+                        c, _ = self.listener.accept()
+                    except (BlockingIOError, InterruptedError):
+                        continue
+                    except OSError as e:
+                        event("log", level="error", message="accept failed", error=str(e))
+                        os._exit(1)
+                    conns[c.fileno()] = c
+                    ep.register(c.fileno(), select.EPOLLIN)
+                elif self.threads == 1:
+                    conn = conns[fd]
+                    if not self.serve(conn):
+                        ep.unregister(fd)
+                        del conns[fd]
+                        conn.close()
+                elif fd == wake_fd:
+                    wake_r.recv(4096)
+                    while not back.empty():
+                        conn = back.get()
+                        conns[conn.fileno()] = conn
+                        ep.register(conn.fileno(), select.EPOLLIN)
+                else:
+                    ep.unregister(fd)
+                    jobs.put(conns.pop(fd))
+
+    def pool_thread(self, jobs, back, wake):
+        while True:
+            conn = jobs.get()
+            if self.serve(conn):
+                back.put(conn)
+                wake.send(b"x")
+            else:
+                conn.close()
 
     def heartbeat(self):
         """Tells workerd every second that the interpreter still runs, and
@@ -262,22 +314,6 @@ class Worker:
               timeout=self.timeout, traceback=stack)
         EVENTS.flush()
         os._exit(70)
-
-    def accept_loop(self):
-        while True:
-            try:
-                conn, _ = self.listener.accept()
-            except InterruptedError:
-                continue
-            except OSError as e:
-                event("log", level="error", message="accept failed", error=str(e))
-                os._exit(1)
-            try:
-                self.serve(conn)
-            except Exception as e:  # the connection broke; edged retries
-                event("log", level="warn", message="connection to edged failed", error=repr(e))
-            finally:
-                conn.close()
 
     def _begin(self, environ):
         with self.lock:
@@ -306,24 +342,37 @@ class Worker:
     # -- one connection from edged -------------------------------------------
 
     def serve(self, conn):
+        """Serves the request waiting on conn (and any that follow it in
+        what was read). Returns whether conn is still open."""
+        try:
+            return self.serve_requests(conn)
+        except Exception as e:  # the connection broke; edged retries
+            event("log", level="warn", message="connection to edged failed", error=repr(e))
+            return False
+
+    def serve_requests(self, conn):
         recv = conn.recv
-        buf = b""
+        buf = recv(1 << 16)
+        if not buf:
+            return False
         while True:
             while len(buf) < 12:
                 data = recv(1 << 16)
                 if not data:
-                    return
+                    return False
                 buf += data
             env_len, body_len = REQ.unpack_from(buf)
             if env_len == 0 and body_len == 0:
                 buf = buf[12:]
                 conn.sendall(PONG)
+                if not buf:
+                    return True
                 continue
             need = 12 + env_len
             while len(buf) < need:
                 data = recv(max(1 << 16, need - len(buf)))
                 if not data:
-                    return
+                    return False
                 buf += data
             parts = buf[12:need].decode("latin-1").split("\0")
             if len(parts) % 2:
@@ -342,7 +391,7 @@ class Worker:
                 while have < body_len:
                     data = recv(min(body_len - have, 1 << 20))
                     if not data:
-                        return
+                        return False
                     chunks.append(data)
                     have += len(data)
                 environ["wsgi.input"] = io.BytesIO(b"".join(chunks))
@@ -358,6 +407,8 @@ class Worker:
                 if drain is not None:
                     drain.drain()
                 self._end()
+            if not buf:
+                return True
 
     def respond(self, conn, environ, body=None):
         state = [None, None]  # [status, headers] set by start_response
