@@ -88,27 +88,24 @@ exec unshare --pid --fork --uts --net --mount-proc -- sh -c 'umount -l /.oldroot
 	}
 	m := &machine{t: t, cmd: cmd}
 	t.Cleanup(m.kill)
+	var state string
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
 		if m.pid == 0 {
-			if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", cmd.Process.Pid, cmd.Process.Pid)); err == nil {
-				if f := strings.Fields(string(b)); len(f) > 0 {
-					m.pid, _ = strconv.Atoi(f[0])
-				}
-			}
+			m.pid = systemdChild(cmd.Process.Pid)
 		}
 		if m.pid != 0 {
-			if exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", m.pid)); strings.HasSuffix(exe, "systemd") {
-				state, _ := m.exec("systemctl", "is-system-running")
-				if s := strings.TrimSpace(state); s == "running" || s == "degraded" {
-					m.root = fmt.Sprintf("/proc/%d/root", m.pid)
-					m.mustExec("ip", "link", "set", "lo", "up")
-					return m
-				}
+			st, _ := m.exec("systemctl", "is-system-running")
+			state = strings.TrimSpace(st)
+			if state == "running" || state == "degraded" {
+				m.root = fmt.Sprintf("/proc/%d/root", m.pid)
+				m.mustExec("ip", "link", "set", "lo", "up")
+				return m
 			}
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+	jobs, _ := m.exec("systemctl", "list-jobs", "--no-pager")
 	tree, _ := exec.Command("ps", "-ef", "--forest").Output()
 	var mine []string
 	for _, l := range strings.Split(string(tree), "\n") {
@@ -116,8 +113,29 @@ exec unshare --pid --fork --uts --net --mount-proc -- sh -c 'umount -l /.oldroot
 			mine = append(mine, l)
 		}
 	}
-	t.Fatalf("systemd did not come up within 60s (pid %d):\n%s\n%s", m.pid, out.String(), strings.Join(mine, "\n"))
+	// Stop the machine before reading what it printed: the copying
+	// goroutines write to out until the process is gone.
+	m.kill()
+	t.Fatalf("systemd did not come up within 60s (pid %d, last state %q):\n%s\njobs:\n%s\n%s", m.pid, state, out.String(), jobs, strings.Join(mine, "\n"))
 	return nil
+}
+
+// systemdChild returns the child of pid that runs systemd, or 0 while
+// there is none yet. Until the boot script execs unshare, pid's children
+// are the short-lived mount and pivot_root commands it runs; locking on
+// one of those would wait for a process that is gone.
+func systemdChild(pid int) int {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
+	if err != nil {
+		return 0
+	}
+	for _, f := range strings.Fields(string(b)) {
+		child, _ := strconv.Atoi(f)
+		if exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", child)); strings.HasSuffix(exe, "/systemd") {
+			return child
+		}
+	}
+	return 0
 }
 
 func (m *machine) kill() {
@@ -655,4 +673,49 @@ func hostPID(t *testing.T, m *machine, inner string) string {
 func (m *machine) journal() string {
 	out, _ := m.exec("journalctl", "--no-pager", "-n", "300", "-u", "edged.service", "-u", "edged.socket", "-u", "workerd@*")
 	return out
+}
+
+// TestSystemdChild is the regression test for a boot that was never seen
+// to come up: the boot script's first child, a short-lived mount command,
+// was taken for systemd and waited on for 60 s.
+func TestSystemdChild(t *testing.T) {
+	dir := t.TempDir()
+	sleep, err := exec.LookPath("sleep")
+	if err != nil {
+		t.Skip("no sleep")
+	}
+	fake := filepath.Join(dir, "systemd")
+	if err := os.WriteFile(fake, mustRead(t, sleep), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("sh", "-c", sleep+" 1; "+fake+" 30")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", cmd.Process.Pid, cmd.Process.Pid))
+		children := strings.Fields(string(b))
+		if len(children) == 0 {
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		child, _ := strconv.Atoi(children[0])
+		before, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", child))
+		got := systemdChild(cmd.Process.Pid)
+		after, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", child))
+		switch {
+		case before != after || before == "":
+			// The child changed or went under us; look again.
+		case before == fake && got != child:
+			t.Fatalf("systemdChild = %d, want %d (the child running %s)", got, child, fake)
+		case before == fake:
+			return
+		case got != 0:
+			t.Fatalf("systemdChild = %d while the only child runs %s", got, before)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatal("the fake systemd never started")
 }
