@@ -6,7 +6,7 @@ DIST    ?= dist
 PYTHON  ?= /usr/bin/python3
 # Debian packages the tests and the bench use (real peers, not mocks).
 TEST_DEBS := python3 python3-flask curl lintian rpm rpmlint debootstrap
-BENCH_DEBS := nginx-light gunicorn wrk
+BENCH_DEBS := nginx-light gunicorn uwsgi-core uwsgi-plugin-python3 wrk
 
 .PHONY: help build run test deps bench-deps bench fuzz lint clean install deb rpm packages lint-packages
 
@@ -37,7 +37,7 @@ test: deps ## run every test (vet, unit, end to end, fuzz seeds) with -race
 	$(GO) vet ./...
 	EDGED_PYTHON=$(PYTHON) $(GO) test -race -timeout 12m ./...
 
-bench: bench-deps build ## edged vs nginx + gunicorn side by side, with ratios
+bench: bench-deps build ## edged vs nginx + gunicorn and nginx + uWSGI side by side, with ratios
 	EDGED_PYTHON=$(PYTHON) EDGED_BENCH=1 $(GO) test -run '^TestBench$$' -v -timeout 20m ./pkg/e2e/
 
 fuzz: ## run each fuzz target for a while (FUZZTIME=30s)

@@ -14,17 +14,18 @@ import (
 	"time"
 )
 
-// TestBench is `make bench`: the same Flask app behind edged + workerd and
-// behind nginx + gunicorn, same worker count, same wrk load, run one after
-// the other in rounds so that both see the same machine. It prints each
-// figure and its ratio to the incumbent. It is not a pass/fail test: speed
-// on a shared machine is shown, never asserted.
+// TestBench is `make bench`: the same Flask app behind edged + workerd,
+// behind nginx + gunicorn and behind nginx + uWSGI, same worker count,
+// same wrk load, run one after the other in rounds so that all see the
+// same machine. It prints each figure and its ratio to each incumbent. It
+// is not a pass/fail test: speed on a shared machine is shown, never
+// asserted.
 func TestBench(t *testing.T) {
 	if os.Getenv("EDGED_BENCH") == "" {
 		t.Skip("run with `make bench`")
 	}
 	needFlask(t)
-	for _, tool := range []string{"wrk", "nginx", "gunicorn"} {
+	for _, tool := range []string{"wrk", "nginx", "gunicorn", "uwsgi"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Fatalf("%s is not installed: run `make bench-deps`", tool)
 		}
@@ -43,14 +44,18 @@ func TestBench(t *testing.T) {
 	scenarios := []scenario{{"Flask GET /hello", "/hello", 64}}
 
 	e := startSuite(t, suiteOpts{workers: workers, extra: "access = false"})
-	inc := startIncumbent(t, workers)
+	sides := []struct{ name, base string }{
+		{"edged", e.http},
+		{"nginx+gunicorn", startGunicorn(t, workers)},
+		{"nginx+uWSGI", startUWSGI(t, workers)},
+	}
 
 	type result struct{ rps, p50, p99, errors float64 }
 	best := map[string]map[string]result{}
 	for _, sc := range scenarios {
 		best[sc.name] = map[string]result{}
 		for r := 0; r < rounds; r++ {
-			for _, side := range []struct{ name, base string }{{"edged", e.http}, {"nginx+gunicorn", inc}} {
+			for _, side := range sides {
 				out, err := exec.Command("wrk", "-t2", fmt.Sprintf("-c%d", sc.conns), "-d"+dur, "--latency", side.base+sc.path).CombinedOutput()
 				if err != nil {
 					t.Fatalf("wrk: %v\n%s", err, out)
@@ -69,13 +74,13 @@ func TestBench(t *testing.T) {
 	}
 
 	var b strings.Builder
-	fmt.Fprintf(&b, "\nbench: %d sync workers each, wrk -t2 %s, best of %d alternating rounds, access logs off on both sides\n", workers, dur, rounds)
-	fmt.Fprintf(&b, "%-18s %-16s %10s %9s %9s %7s %12s\n", "scenario", "server", "req/s", "p50 ms", "p99 ms", "errors", "ratio req/s")
+	fmt.Fprintf(&b, "\nbench: %d sync workers each, wrk -t2 %s, best of %d alternating rounds, access logs off everywhere\n", workers, dur, rounds)
+	fmt.Fprintf(&b, "%-18s %-16s %10s %9s %9s %7s %12s %12s\n", "scenario", "server", "req/s", "p50 ms", "p99 ms", "errors", "x gunicorn", "x uWSGI")
 	for _, sc := range scenarios {
-		ref := best[sc.name]["nginx+gunicorn"]
-		for _, side := range []string{"edged", "nginx+gunicorn"} {
-			r := best[sc.name][side]
-			fmt.Fprintf(&b, "%-18s %-16s %10.0f %9.2f %9.2f %7.0f %11.2fx\n", sc.name, side, r.rps, r.p50, r.p99, r.errors, r.rps/ref.rps)
+		g, u := best[sc.name]["nginx+gunicorn"], best[sc.name]["nginx+uWSGI"]
+		for _, side := range sides {
+			r := best[sc.name][side.name]
+			fmt.Fprintf(&b, "%-18s %-16s %10.0f %9.2f %9.2f %7.0f %11.2fx %11.2fx\n", sc.name, side.name, r.rps, r.p50, r.p99, r.errors, r.rps/g.rps, r.rps/u.rps)
 		}
 	}
 	fmt.Print(b.String())
@@ -115,20 +120,68 @@ func wrkSocketErrors(out string) float64 {
 	return total
 }
 
-// startIncumbent runs gunicorn (sync workers) behind nginx, configured as
+// startGunicorn runs gunicorn (sync workers) behind nginx, configured as
 // the usual deployment guides do, and returns nginx's base URL.
-func startIncumbent(t *testing.T, workers int) string {
+func startGunicorn(t *testing.T, workers int) string {
 	dir := t.TempDir()
 	sock := filepath.Join(dir, "gunicorn.sock")
-	g := exec.Command("gunicorn", "--workers", strconv.Itoa(workers), "--worker-class", "sync",
+	startBackend(t, dir, "gunicorn", "--workers", strconv.Itoa(workers), "--worker-class", "sync",
 		"--bind", "unix:"+sock, "--chdir", filepath.Join(repoRoot, "testdata", "apps"), "--log-level", "warning", "flaskapp:app")
-	g.Stdout, g.Stderr = os.Stderr, os.Stderr
-	g.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := g.Start(); err != nil {
+	return startNginx(t, dir, fmt.Sprintf(`
+        upstream app { server unix:%s fail_timeout=0; }
+        server {
+            listen %%s;
+            location / {
+                proxy_set_header Host $http_host;
+                proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+                proxy_set_header X-Forwarded-Proto $scheme;
+                proxy_redirect off;
+                proxy_pass http://app;
+            }
+        }`, sock))
+}
+
+// startUWSGI runs uWSGI (a master and prefork processes, the Debian
+// python3 plugin) behind nginx's uwsgi_pass, and returns nginx's base URL.
+func startUWSGI(t *testing.T, workers int) string {
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "uwsgi.sock")
+	startBackend(t, dir, "uwsgi", "--plugin", "python3", "--master", "--processes", strconv.Itoa(workers),
+		"--uwsgi-socket", sock, "--chdir", filepath.Join(repoRoot, "testdata", "apps"),
+		"--module", "flaskapp:app", "--need-app", "--die-on-term", "--disable-logging")
+	return startNginx(t, dir, fmt.Sprintf(`
+        upstream app { server unix:%s fail_timeout=0; }
+        server {
+            listen %%s;
+            location / {
+                include /etc/nginx/uwsgi_params;
+                uwsgi_pass app;
+            }
+        }`, sock))
+}
+
+// startBackend starts an app server that ends with the test. What it
+// prints goes to dir/backend.log, shown if nginx cannot reach it.
+func startBackend(t *testing.T, dir, name string, args ...string) {
+	t.Helper()
+	log, err := os.Create(filepath.Join(dir, "backend.log"))
+	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { g.Process.Signal(syscall.SIGTERM); g.Wait() })
+	defer log.Close()
+	cmd := exec.Command(name, args...)
+	cmd.Stdout, cmd.Stderr = log, log
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	t.Cleanup(func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() })
+}
 
+// startNginx runs nginx with server (a format with one %s for the listen
+// address) in its http block, and waits until /hello answers through it.
+func startNginx(t *testing.T, dir, server string) string {
+	t.Helper()
 	addr := freePort(t)
 	user := ""
 	if os.Getuid() == 0 {
@@ -147,19 +200,9 @@ http {
     fastcgi_temp_path %[2]s/fastcgi;
     uwsgi_temp_path %[2]s/uwsgi;
     scgi_temp_path %[2]s/scgi;
-    upstream app { server unix:%[3]s fail_timeout=0; }
-    server {
-        listen %[4]s;
-        location / {
-            proxy_set_header Host $http_host;
-            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-            proxy_set_header X-Forwarded-Proto $scheme;
-            proxy_redirect off;
-            proxy_pass http://app;
-        }
-    }
+%[3]s
 }
-`, user, dir, sock, addr)
+`, user, dir, fmt.Sprintf(server, addr))
 	cf := filepath.Join(dir, "nginx.conf")
 	os.WriteFile(cf, []byte(conf), 0o644)
 	n := exec.Command("nginx", "-c", cf, "-p", dir)
@@ -181,6 +224,7 @@ http {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	t.Fatalf("nginx + gunicorn did not come up")
+	backend, _ := os.ReadFile(filepath.Join(dir, "backend.log"))
+	t.Fatalf("nginx on %s did not come up behind its app server:\n%s", addr, backend)
 	return ""
 }
