@@ -688,7 +688,8 @@ func TestSystemdChild(t *testing.T) {
 	if err := os.WriteFile(fake, mustRead(t, sleep), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command("sh", "-c", sleep+" 1; "+fake+" 30")
+	// The trailing ":" keeps the shell from exec-ing the fake in its place.
+	cmd := exec.Command("sh", "-c", sleep+" 1; "+fake+" 30; :")
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
