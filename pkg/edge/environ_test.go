@@ -24,18 +24,21 @@ var wsgiRequired = []string{"REQUEST_METHOD", "SCRIPT_NAME", "PATH_INFO", "QUERY
 
 func TestEnviron(t *testing.T) {
 	trusted := []string{"proxy.trusted", `["10.0.0.0/8", "192.168.1.1"]`}
+	const proxy = "10.0.0.2:5555" // within trusted
 	tests := []struct {
 		name   string
 		config []string
-		req    func() *http.Request
-		want   map[string]string
-		absent []string
+		// The request is environRequest(method or GET, target or "/")
+		// from peer (if set) with header added, unless req builds it.
+		method, target, peer string
+		header               http.Header
+		req                  func() *http.Request
+		want                 map[string]string
+		absent               []string
 	}{
 		{
-			name: "method, path and query",
-			req: func() *http.Request {
-				return environRequest("GET", "/caf%C3%A9/%FF/a%2Fb?q=%C3%A9&x=%00&y", nil)
-			},
+			name:   "method, path and query",
+			target: "/caf%C3%A9/%FF/a%2Fb?q=%C3%A9&x=%00&y",
 			want: map[string]string{
 				"REQUEST_METHOD":  "GET",
 				"SCRIPT_NAME":     "",
@@ -50,25 +53,25 @@ func TestEnviron(t *testing.T) {
 		{
 			name:   "script name split off",
 			config: []string{"app.script_name", `"/app"`},
-			req:    func() *http.Request { return environRequest("GET", "/app/users/%C3%A9?x=1", nil) },
+			target: "/app/users/%C3%A9?x=1",
 			want:   map[string]string{"SCRIPT_NAME": "/app", "PATH_INFO": "/users/\xc3\xa9", "QUERY_STRING": "x=1"},
 		},
 		{
 			name:   "script name alone",
 			config: []string{"app.script_name", `"/app"`},
-			req:    func() *http.Request { return environRequest("GET", "/app", nil) },
+			target: "/app",
 			want:   map[string]string{"SCRIPT_NAME": "/app", "PATH_INFO": ""},
 		},
 		{
 			name:   "script name only as a whole segment",
 			config: []string{"app.script_name", `"/app"`},
-			req:    func() *http.Request { return environRequest("GET", "/application/x", nil) },
+			target: "/application/x",
 			want:   map[string]string{"SCRIPT_NAME": "", "PATH_INFO": "/application/x"},
 		},
 		{
 			name:   "path outside the script name",
 			config: []string{"app.script_name", `"/app"`},
-			req:    func() *http.Request { return environRequest("GET", "/other", nil) },
+			target: "/other",
 			want:   map[string]string{"SCRIPT_NAME": "", "PATH_INFO": "/other"},
 		},
 		{
@@ -98,24 +101,19 @@ func TestEnviron(t *testing.T) {
 			absent: []string{"HTTP_TRANSFER_ENCODING", "CONTENT_TYPE"},
 		},
 		{
-			name: "empty body with Content-Length 0",
-			req: func() *http.Request {
-				r := environRequest("POST", "/", nil)
-				r.Header.Set("Content-Length", "0")
-				return r
-			},
-			want: map[string]string{"CONTENT_LENGTH": "0"},
+			name:   "empty body with Content-Length 0",
+			method: "POST",
+			header: http.Header{"Content-Length": {"0"}},
+			want:   map[string]string{"CONTENT_LENGTH": "0"},
 		},
 		{
 			name: "headers",
-			req: func() *http.Request {
-				r := environRequest("GET", "/", nil)
-				r.Header["X-Multi"] = []string{"a", "b", "c"}
-				r.Header["Cookie"] = []string{"a=1", "b=2"}
-				r.Header.Set("User-Agent", "test/1")
-				r.Header.Set("Accept-Language", "fr")
-				r.Header.Set("X-Latin", "caf\xe9")
-				return r
+			header: http.Header{
+				"X-Multi":         {"a", "b", "c"},
+				"Cookie":          {"a=1", "b=2"},
+				"User-Agent":      {"test/1"},
+				"Accept-Language": {"fr"},
+				"X-Latin":         {"caf\xe9"},
 			},
 			want: map[string]string{
 				"HTTP_X_MULTI":         "a,b,c",
@@ -127,27 +125,19 @@ func TestEnviron(t *testing.T) {
 			},
 		},
 		{
-			name: "headers spelled with underscores dropped",
-			req: func() *http.Request {
-				r := environRequest("GET", "/", nil)
-				r.Header["X_Real_Ip"] = []string{"6.6.6.6"}
-				r.Header["X-Real-Ip"] = []string{"1.1.1.1"}
-				r.Header["Remote_User"] = []string{"admin"}
-				return r
-			},
+			name:   "headers spelled with underscores dropped",
+			header: http.Header{"X_Real_Ip": {"6.6.6.6"}, "X-Real-Ip": {"1.1.1.1"}, "Remote_User": {"admin"}},
 			want:   map[string]string{"HTTP_X_REAL_IP": "1.1.1.1"},
 			absent: []string{"HTTP_REMOTE_USER"},
 		},
 		{
 			name: "hop-by-hop and Connection-listed headers dropped",
-			req: func() *http.Request {
-				r := environRequest("GET", "/", nil)
-				r.Header["Connection"] = []string{"keep-alive, x-private", "X-Other"}
-				for _, h := range []string{"Keep-Alive", "Proxy-Connection", "Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade", "Http2-Settings", "X-Private", "X-Other"} {
-					r.Header.Set(h, "v")
-				}
-				r.Header.Set("X-Kept", "yes")
-				return r
+			header: http.Header{
+				"Connection": {"keep-alive, x-private", "X-Other"},
+				"Keep-Alive": {"v"}, "Proxy-Connection": {"v"}, "Proxy-Authorization": {"v"}, "Te": {"v"},
+				"Trailer": {"v"}, "Transfer-Encoding": {"v"}, "Upgrade": {"v"}, "Http2-Settings": {"v"},
+				"X-Private": {"v"}, "X-Other": {"v"},
+				"X-Kept": {"yes"},
 			},
 			want: map[string]string{"HTTP_X_KEPT": "yes"},
 			absent: []string{"HTTP_CONNECTION", "HTTP_KEEP_ALIVE", "HTTP_PROXY_CONNECTION", "HTTP_PROXY_AUTHORIZATION",
@@ -155,14 +145,8 @@ func TestEnviron(t *testing.T) {
 				"HTTP_X_PRIVATE", "HTTP_X_OTHER"},
 		},
 		{
-			name: "untrusted client's forwarding headers replaced",
-			req: func() *http.Request {
-				r := environRequest("GET", "/", nil)
-				r.Header.Set("X-Forwarded-For", "1.2.3.4")
-				r.Header.Set("X-Forwarded-Proto", "https")
-				r.Header.Set("X-Forwarded-Host", "evil.example")
-				return r
-			},
+			name:   "untrusted client's forwarding headers replaced",
+			header: http.Header{"X-Forwarded-For": {"1.2.3.4"}, "X-Forwarded-Proto": {"https"}, "X-Forwarded-Host": {"evil.example"}},
 			want: map[string]string{
 				"REMOTE_ADDR":            "203.0.113.5",
 				"REMOTE_PORT":            "4000",
@@ -177,33 +161,20 @@ func TestEnviron(t *testing.T) {
 		{
 			name:   "untrusted client with trusted proxies configured",
 			config: trusted,
-			req: func() *http.Request {
-				r := environRequest("GET", "/", nil)
-				r.Header.Set("X-Forwarded-For", "10.0.0.1")
-				r.Header.Set("X-Forwarded-Proto", "https")
-				return r
-			},
-			want: map[string]string{"REMOTE_ADDR": "203.0.113.5", "HTTP_X_FORWARDED_FOR": "203.0.113.5", "wsgi.url_scheme": "http"},
+			header: http.Header{"X-Forwarded-For": {"10.0.0.1"}, "X-Forwarded-Proto": {"https"}},
+			want:   map[string]string{"REMOTE_ADDR": "203.0.113.5", "HTTP_X_FORWARDED_FOR": "203.0.113.5", "wsgi.url_scheme": "http"},
 		},
 		{
 			name:   "trusted proxy without X-Forwarded-For",
 			config: trusted,
-			req: func() *http.Request {
-				r := environRequest("GET", "/", nil)
-				r.RemoteAddr = "10.0.0.2:5555"
-				return r
-			},
-			want: map[string]string{"REMOTE_ADDR": "10.0.0.2", "REMOTE_PORT": "5555", "HTTP_X_FORWARDED_FOR": "10.0.0.2"},
+			peer:   proxy,
+			want:   map[string]string{"REMOTE_ADDR": "10.0.0.2", "REMOTE_PORT": "5555", "HTTP_X_FORWARDED_FOR": "10.0.0.2"},
 		},
 		{
 			name:   "trusted proxy chain walked right to left",
 			config: trusted,
-			req: func() *http.Request {
-				r := environRequest("GET", "/", nil)
-				r.RemoteAddr = "10.0.0.2:5555"
-				r.Header.Set("X-Forwarded-For", "6.6.6.6, 198.51.100.7, 192.168.1.1, 10.9.9.9")
-				return r
-			},
+			peer:   proxy,
+			header: http.Header{"X-Forwarded-For": {"6.6.6.6, 198.51.100.7, 192.168.1.1, 10.9.9.9"}},
 			want: map[string]string{
 				"REMOTE_ADDR":          "198.51.100.7",
 				"HTTP_X_FORWARDED_FOR": "6.6.6.6, 198.51.100.7, 192.168.1.1, 10.9.9.9, 10.0.0.2",
@@ -213,66 +184,42 @@ func TestEnviron(t *testing.T) {
 		{
 			name:   "trusted proxy, X-Forwarded-For over several lines",
 			config: trusted,
-			req: func() *http.Request {
-				r := environRequest("GET", "/", nil)
-				r.RemoteAddr = "10.0.0.2:5555"
-				r.Header["X-Forwarded-For"] = []string{"6.6.6.6", "198.51.100.7"}
-				return r
-			},
-			want: map[string]string{"REMOTE_ADDR": "198.51.100.7", "HTTP_X_FORWARDED_FOR": "6.6.6.6, 198.51.100.7, 10.0.0.2"},
+			peer:   proxy,
+			header: http.Header{"X-Forwarded-For": {"6.6.6.6", "198.51.100.7"}},
+			want:   map[string]string{"REMOTE_ADDR": "198.51.100.7", "HTTP_X_FORWARDED_FOR": "6.6.6.6, 198.51.100.7, 10.0.0.2"},
 		},
 		{
 			name:   "trusted proxy, every hop trusted",
 			config: trusted,
-			req: func() *http.Request {
-				r := environRequest("GET", "/", nil)
-				r.RemoteAddr = "10.0.0.2:5555"
-				r.Header.Set("X-Forwarded-For", "10.1.1.1,10.2.2.2")
-				return r
-			},
-			want: map[string]string{"REMOTE_ADDR": "10.1.1.1"},
+			peer:   proxy,
+			header: http.Header{"X-Forwarded-For": {"10.1.1.1,10.2.2.2"}},
+			want:   map[string]string{"REMOTE_ADDR": "10.1.1.1"},
 		},
 		{
 			name:   "trusted proxy, garbage hop stops the walk",
 			config: trusted,
-			req: func() *http.Request {
-				r := environRequest("GET", "/", nil)
-				r.RemoteAddr = "10.0.0.2:5555"
-				r.Header.Set("X-Forwarded-For", "198.51.100.7, not-an-ip, 10.3.3.3")
-				return r
-			},
-			want: map[string]string{"REMOTE_ADDR": "10.3.3.3"},
+			peer:   proxy,
+			header: http.Header{"X-Forwarded-For": {"198.51.100.7, not-an-ip, 10.3.3.3"}},
+			want:   map[string]string{"REMOTE_ADDR": "10.3.3.3"},
 		},
 		{
 			name:   "trusted IPv4-mapped IPv6 peer",
 			config: trusted,
-			req: func() *http.Request {
-				r := environRequest("GET", "/", nil)
-				r.RemoteAddr = "[::ffff:10.0.0.2]:5555"
-				r.Header.Set("X-Forwarded-For", "2001:db8::7")
-				return r
-			},
-			want: map[string]string{"REMOTE_ADDR": "2001:db8::7"},
+			peer:   "[::ffff:10.0.0.2]:5555",
+			header: http.Header{"X-Forwarded-For": {"2001:db8::7"}},
+			want:   map[string]string{"REMOTE_ADDR": "2001:db8::7"},
 		},
 		{
 			name: "IPv6 client",
-			req: func() *http.Request {
-				r := environRequest("GET", "/", nil)
-				r.RemoteAddr = "[2001:db8::1]:5555"
-				return r
-			},
+			peer: "[2001:db8::1]:5555",
 			want: map[string]string{"REMOTE_ADDR": "2001:db8::1", "REMOTE_PORT": "5555", "HTTP_X_FORWARDED_FOR": "2001:db8::1"},
 		},
 		{
 			name:   "trusted proxy's proto and host",
 			config: trusted,
-			req: func() *http.Request {
-				r := environRequest("GET", "http://backend:8080/", nil)
-				r.RemoteAddr = "10.0.0.2:5555"
-				r.Header.Set("X-Forwarded-Proto", "https")
-				r.Header.Set("X-Forwarded-Host", "www.example.com")
-				return r
-			},
+			target: "http://backend:8080/",
+			peer:   proxy,
+			header: http.Header{"X-Forwarded-Proto": {"https"}, "X-Forwarded-Host": {"www.example.com"}},
 			want: map[string]string{
 				"wsgi.url_scheme":        "https",
 				"SERVER_NAME":            "www.example.com",
@@ -285,47 +232,30 @@ func TestEnviron(t *testing.T) {
 		{
 			name:   "trusted proxy's host with a port",
 			config: trusted,
-			req: func() *http.Request {
-				r := environRequest("GET", "/", nil)
-				r.RemoteAddr = "10.0.0.2:5555"
-				r.Header.Set("X-Forwarded-Proto", "https")
-				r.Header.Set("X-Forwarded-Host", "www.example.com:8443")
-				return r
-			},
-			want: map[string]string{"wsgi.url_scheme": "https", "SERVER_NAME": "www.example.com", "SERVER_PORT": "8443"},
+			peer:   proxy,
+			header: http.Header{"X-Forwarded-Proto": {"https"}, "X-Forwarded-Host": {"www.example.com:8443"}},
+			want:   map[string]string{"wsgi.url_scheme": "https", "SERVER_NAME": "www.example.com", "SERVER_PORT": "8443"},
 		},
 		{
 			name:   "trusted proxy terminating TLS, Host passed on",
 			config: trusted,
-			req: func() *http.Request {
-				r := environRequest("GET", "/", nil)
-				r.RemoteAddr = "10.0.0.2:5555"
-				r.Header.Set("X-Forwarded-Proto", "https")
-				return r
-			},
-			want: map[string]string{"wsgi.url_scheme": "https", "SERVER_NAME": "example.com", "SERVER_PORT": "443"},
+			peer:   proxy,
+			header: http.Header{"X-Forwarded-Proto": {"https"}},
+			want:   map[string]string{"wsgi.url_scheme": "https", "SERVER_NAME": "example.com", "SERVER_PORT": "443"},
 		},
 		{
 			name:   "trusted proxy's plain-HTTP host",
 			config: trusted,
-			req: func() *http.Request {
-				r := environRequest("GET", "/", nil)
-				r.RemoteAddr = "10.0.0.2:5555"
-				r.Header.Set("X-Forwarded-Host", "www.example.com")
-				return r
-			},
-			want: map[string]string{"wsgi.url_scheme": "http", "SERVER_NAME": "www.example.com", "SERVER_PORT": "80"},
+			peer:   proxy,
+			header: http.Header{"X-Forwarded-Host": {"www.example.com"}},
+			want:   map[string]string{"wsgi.url_scheme": "http", "SERVER_NAME": "www.example.com", "SERVER_PORT": "80"},
 		},
 		{
 			name:   "trusted proxy's unknown proto ignored",
 			config: trusted,
-			req: func() *http.Request {
-				r := environRequest("GET", "/", nil)
-				r.RemoteAddr = "10.0.0.2:5555"
-				r.Header.Set("X-Forwarded-Proto", "javascript")
-				return r
-			},
-			want: map[string]string{"wsgi.url_scheme": "http", "HTTP_X_FORWARDED_PROTO": "http", "SERVER_PORT": "8080"},
+			peer:   proxy,
+			header: http.Header{"X-Forwarded-Proto": {"javascript"}},
+			want:   map[string]string{"wsgi.url_scheme": "http", "HTTP_X_FORWARDED_PROTO": "http", "SERVER_PORT": "8080"},
 		},
 		{
 			name: "TLS connection",
@@ -337,14 +267,14 @@ func TestEnviron(t *testing.T) {
 			want: map[string]string{"wsgi.url_scheme": "https", "SERVER_NAME": "secure.example", "SERVER_PORT": "8443", "HTTP_X_FORWARDED_PROTO": "https"},
 		},
 		{
-			name: "Host with a port",
-			req:  func() *http.Request { return environRequest("GET", "http://example.com:9000/", nil) },
-			want: map[string]string{"SERVER_NAME": "example.com", "SERVER_PORT": "9000", "HTTP_HOST": "example.com:9000"},
+			name:   "Host with a port",
+			target: "http://example.com:9000/",
+			want:   map[string]string{"SERVER_NAME": "example.com", "SERVER_PORT": "9000", "HTTP_HOST": "example.com:9000"},
 		},
 		{
-			name: "IPv6 Host",
-			req:  func() *http.Request { return environRequest("GET", "http://[2001:db8::5]:9000/", nil) },
-			want: map[string]string{"SERVER_NAME": "2001:db8::5", "SERVER_PORT": "9000"},
+			name:   "IPv6 Host",
+			target: "http://[2001:db8::5]:9000/",
+			want:   map[string]string{"SERVER_NAME": "2001:db8::5", "SERVER_PORT": "9000"},
 		},
 	}
 	for _, tt := range tests {
@@ -352,8 +282,27 @@ func TestEnviron(t *testing.T) {
 			dir := socketDir(t)
 			fw := startWorker(t, dir, "1", replyOK)
 			s := newServer(t, dir, tt.config...)
+			var r *http.Request
+			if tt.req != nil {
+				r = tt.req()
+			} else {
+				method, target := tt.method, tt.target
+				if method == "" {
+					method = "GET"
+				}
+				if target == "" {
+					target = "/"
+				}
+				r = environRequest(method, target, nil)
+				if tt.peer != "" {
+					r.RemoteAddr = tt.peer
+				}
+				for k, v := range tt.header {
+					r.Header[k] = v
+				}
+			}
 			rec := httptest.NewRecorder()
-			s.ServeHTTP(rec, tt.req())
+			s.ServeHTTP(rec, r)
 			if rec.Code != http.StatusOK {
 				t.Fatalf("status: got %d, want 200 (body %q)", rec.Code, rec.Body.String())
 			}
