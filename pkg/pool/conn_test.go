@@ -183,10 +183,7 @@ func TestConnPut(t *testing.T) {
 		{
 			name: "put after worker gone", capacity: 2, dial: 2,
 			before: func(t *testing.T, p *Pool, w *Worker, d *sockDir) {
-				d.remove("1")
-				if err := p.Scan(); err != nil {
-					t.Fatal(err)
-				}
+				d.stop(p, "1")
 			},
 			wantIdle: 0, wantOpen: []bool{false, false},
 		},
@@ -196,10 +193,7 @@ func TestConnPut(t *testing.T) {
 				acquire(t, p)
 			},
 			after: func(t *testing.T, p *Pool, w *Worker, d *sockDir) {
-				d.remove("1")
-				if err := p.Scan(); err != nil {
-					t.Fatal(err)
-				}
+				d.stop(p, "1")
 			},
 			wantIdle: 2, wantOpen: []bool{true, true},
 		},
@@ -209,10 +203,7 @@ func TestConnPut(t *testing.T) {
 				acquire(t, p)
 			},
 			after: func(t *testing.T, p *Pool, w *Worker, d *sockDir) {
-				d.remove("1")
-				if err := p.Scan(); err != nil {
-					t.Fatal(err)
-				}
+				d.stop(p, "1")
 				p.Release(w)
 			},
 			wantIdle: 0, wantOpen: []bool{false, false},

@@ -56,6 +56,16 @@ func (d *sockDir) remove(name string) {
 	}
 }
 
+// stop removes worker name's socket, as systemd does when the instance
+// stops, and has p see it.
+func (d *sockDir) stop(p *Pool, name string) {
+	d.t.Helper()
+	d.remove(name)
+	if err := p.Scan(); err != nil {
+		d.t.Fatalf("Scan() = %v, want nil", err)
+	}
+}
+
 // listenUnix listens at path and accepts (and holds) connections until
 // the listener closes.
 func listenUnix(path string) (*net.UnixListener, error) {
@@ -370,10 +380,7 @@ func TestScanDrain(t *testing.T) {
 				}
 			}
 
-			d.remove("1")
-			if err := p.Scan(); err != nil {
-				t.Fatalf("Scan() = %v, want nil", err)
-			}
+			d.stop(p, "1")
 			if got, want := p.Workers(), []string{}; !reflect.DeepEqual(got, want) {
 				t.Errorf("Workers() after removal = %q, want %q", got, want)
 			}
