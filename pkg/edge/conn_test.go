@@ -21,6 +21,19 @@ func readAll(t *testing.T, c net.Conn) string {
 	return string(b)
 }
 
+// connect serves s on a real listener and opens a client connection to
+// it; both end with the test. It returns the connection and the address.
+func connect(t *testing.T, s *Server) (net.Conn, string) {
+	t.Helper()
+	addr := serve(t, s)
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c, addr
+}
+
 func TestTrackedConn(t *testing.T) {
 	const get = "GET / HTTP/1.1\r\nHost: example.com\r\n\r\n"
 	tests := []struct {
@@ -43,12 +56,7 @@ func TestTrackedConn(t *testing.T) {
 			s := newServer(t, dir,
 				"limits.header_timeout", `"300ms"`,
 				"limits.idle_timeout", `"300ms"`)
-			addr := serve(t, s)
-			c, err := net.Dial("tcp", addr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
+			c, _ := connect(t, s)
 			br := bufio.NewReader(c)
 			if tt.first != "" {
 				if _, err := io.WriteString(c, tt.first); err != nil {
@@ -108,12 +116,7 @@ func TestRejectedBodyCloses(t *testing.T) {
 				"limits.header_timeout", `"300ms"`,
 				"limits.body_timeout", `"300ms"`,
 				"limits.max_body", `"1k"`)
-			addr := serve(t, s)
-			c, err := net.Dial("tcp", addr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
+			c, _ := connect(t, s)
 			io.WriteString(c, tt.send)
 			start := time.Now()
 			got := readAll(t, c)
@@ -139,12 +142,7 @@ func TestTrackedConnServes(t *testing.T) {
 	dir := socketDir(t)
 	fw := startWorker(t, dir, "1", replyOK)
 	s := newServer(t, dir, "limits.header_timeout", `"300ms"`)
-	addr := serve(t, s)
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c, addr := connect(t, s)
 	br := bufio.NewReader(c)
 	for i := 0; i < 3; i++ {
 		io.WriteString(c, "GET /n HTTP/1.1\r\nHost: example.com:8080\r\n\r\n")
