@@ -189,6 +189,14 @@ func recv(t *testing.T, ch <-chan result) result {
 	}
 }
 
+// handed checks that the background Acquire ch, made by who, got want.
+func handed(t *testing.T, ch <-chan result, want *Worker, who string) {
+	t.Helper()
+	if r := recv(t, ch); r.err != nil || r.w != want {
+		t.Fatalf("%s got (%s, %v), want (%s, nil)", who, name(r.w), r.err, want.Name)
+	}
+}
+
 // stillWaiting checks that a background Acquire has not returned.
 func stillWaiting(t *testing.T, ch <-chan result) {
 	t.Helper()
@@ -491,11 +499,7 @@ func TestAcquireCapacity(t *testing.T) {
 			stillWaiting(t, ch)
 			freed := held[len(held)/2]
 			p.Release(freed)
-			r := recv(t, ch)
-			if r.err != nil || r.w != freed {
-				t.Fatalf("waiter got (%s, %v), want (%s, nil)", name(r.w), r.err, freed.Name)
-			}
-			held[len(held)/2] = r.w
+			handed(t, ch, freed, "waiter")
 			for _, w := range held {
 				p.Release(w)
 			}
@@ -525,10 +529,7 @@ func TestAcquireFIFO(t *testing.T) {
 			}
 			for i := range chs {
 				p.Release(w)
-				r := recv(t, chs[i])
-				if r.err != nil || r.w != w {
-					t.Fatalf("waiter %d got (%s, %v), want (1, nil)", i, name(r.w), r.err)
-				}
+				handed(t, chs[i], w, fmt.Sprintf("waiter %d", i))
 				for _, later := range chs[i+1:] {
 					select {
 					case r := <-later:
@@ -553,14 +554,10 @@ func TestAcquireFIFO(t *testing.T) {
 		first := acquireAsync(t, p, context.Background(), 1, w1) // may not use 1
 		second := acquireAsync(t, p, context.Background(), 2)
 		p.Release(w1)
-		if r := recv(t, second); r.err != nil || r.w != w1 {
-			t.Fatalf("second waiter got (%s, %v), want (1, nil)", name(r.w), r.err)
-		}
+		handed(t, second, w1, "second waiter")
 		stillWaiting(t, first)
 		p.Release(w2)
-		if r := recv(t, first); r.err != nil || r.w != w2 {
-			t.Fatalf("first waiter got (%s, %v), want (2, nil)", name(r.w), r.err)
-		}
+		handed(t, first, w2, "first waiter")
 		p.Release(w1)
 		p.Release(w2)
 		checkIdle(t, p)
@@ -645,10 +642,7 @@ func TestAcquireQueueErrors(t *testing.T) {
 					continue
 				}
 				p.Release(held[i])
-				r := recv(t, ch)
-				if r.err != nil || r.w != held[i] {
-					t.Fatalf("waiter %d ahead got (%s, %v), want (%s, nil)", i, name(r.w), r.err, held[i].Name)
-				}
+				handed(t, ch, held[i], fmt.Sprintf("waiter %d ahead", i))
 			}
 			for _, w := range held {
 				p.Release(w)
