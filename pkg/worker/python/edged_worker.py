@@ -22,6 +22,7 @@ import io
 import json
 import os
 import queue
+import re
 import select
 import signal
 import socket
@@ -45,6 +46,12 @@ PONG = U32.pack(len(_PONG_HEAD)) + _PONG_HEAD + END
 _ERROR_HEAD = b"500 Internal Server Error\0Content-Type\0text/plain; charset=utf-8"
 _ERROR_BODY = b"Internal Server Error\n"
 ERROR_500 = U32.pack(len(_ERROR_HEAD)) + _ERROR_HEAD + U32.pack(len(_ERROR_BODY)) + _ERROR_BODY + END
+# What edged accepts in a response head (pkg/wire): checked here as well,
+# so that an app that breaks a rule gets a 500 with its traceback logged
+# rather than a head edged has to refuse.
+STATUS = re.compile(r"[1-9][0-9][0-9] ")
+TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 FLUSH_AT = 256 << 10
 MEMORY_BODY = 1 << 20
 
@@ -466,10 +473,9 @@ class Worker:
                     exc_info = None
             elif state[0] is not None:
                 raise AssertionError("start_response() called twice without exc_info")
-            if (type(status) is not str or len(status) < 4 or not status[:3].isascii()
-                    or not status[:3].isdigit() or status[3] != " "):
+            if type(status) is not str or not STATUS.match(status):
                 raise AssertionError("status must be a str like '200 OK', not %r" % (status,))
-            if "\0" in status or "\n" in status or "\r" in status:
+            if CONTROL.search(status):
                 raise AssertionError("status %r holds a control character" % (status,))
             if not latin1(status):
                 raise AssertionError("status %r is not latin-1" % (status,))
@@ -478,9 +484,11 @@ class Worker:
             for h in headers:
                 if type(h) is not tuple or len(h) != 2 or type(h[0]) is not str or type(h[1]) is not str:
                     raise AssertionError("header %r is not a (str, str) tuple" % (h,))
-                if "\0" in h[0] or "\0" in h[1] or "\n" in h[1] or "\r" in h[1]:
+                if not TOKEN.fullmatch(h[0]):
+                    raise AssertionError("header name %r is not an HTTP token" % (h[0],))
+                if CONTROL.search(h[1]):
                     raise AssertionError("header %r holds a control character" % (h,))
-                if not (latin1(h[0]) and latin1(h[1])):
+                if not latin1(h[1]):
                     raise AssertionError("header %r is not latin-1" % (h,))
             state[0] = status
             state[1] = headers

@@ -127,8 +127,10 @@ def app(environ, start_response):
     if mode == "files_closed":
         return respond(start_response, [f.closed for f in FILES])
     if mode == "header":
-        # X-Value is a JSON string, so that it can hold any character.
-        start_response("200 OK", [("X-Value", json.loads(environ["HTTP_X_VALUE"]))])
+        # X-Value (and X-Name, the header's name) are JSON strings, so that
+        # they can hold any character.
+        name = json.loads(environ.get("HTTP_X_NAME", '"X-Value"'))
+        start_response("200 OK", [(name, json.loads(environ["HTTP_X_VALUE"]))])
         return [b"ok"]
     if mode == "status":
         start_response(json.loads(environ["HTTP_X_VALUE"]), [])
