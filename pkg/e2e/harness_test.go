@@ -109,8 +109,8 @@ type suiteOpts struct {
 	// limits replaces the [limits] table body.
 	limits string
 	class  string
-	// app is more of the [app] table.
-	app string
+	// app and pool are more of the [app] and [pool] tables.
+	app, pool string
 }
 
 func freePort(t testing.TB) string {
@@ -159,7 +159,7 @@ func startSuite(t testing.TB, o suiteOpts) *suite {
 	os.MkdirAll(static, 0o755)
 	fmt.Fprintf(&b, "[[static]]\nprefix = \"/static/\"\nroot = %q\nindex = \"index.html\"\n", static)
 	fmt.Fprintf(&b, "[app]\nmodule = %q\ndirectory = %q\npython = %q\n%s\n", o.module, filepath.Join(repoRoot, "testdata", "apps"), python, o.app)
-	fmt.Fprintf(&b, "[pool]\nclass = %q\nthreads = 4\nworkers = %d\n", o.class, o.workers)
+	fmt.Fprintf(&b, "[pool]\nclass = %q\nthreads = 4\nworkers = %d\n%s\n", o.class, o.workers, o.pool)
 	if o.limits != "" {
 		fmt.Fprintf(&b, "[limits]\n%s\n", o.limits)
 	}

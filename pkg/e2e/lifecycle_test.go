@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -188,6 +189,72 @@ func TestHungRequest(t *testing.T) {
 	waitFor(t, "a new Python process", func() bool {
 		status, body := get(t, c, s.http+"/whoami")
 		return status == 200 && jsonInt(body, "pid") != pid
+	})
+}
+
+// TestMaxRequests: a worker's Python process is replaced after
+// pool.max_requests, once, and no request fails across the change.
+func TestMaxRequests(t *testing.T) {
+	const recycled = "max_requests reached"
+	t.Run("sync", func(t *testing.T) {
+		s := startSuite(t, suiteOpts{module: "sample:app", workers: 1, pool: "max_requests = 3"})
+		c := s.client()
+		var pids []int
+		for i := 0; i < 7; i++ {
+			status, body := get(t, c, s.http+"/whoami")
+			if status != 200 {
+				t.Fatalf("request %d = %d, want 200", i+1, status)
+			}
+			pids = append(pids, jsonInt(body, "pid"))
+		}
+		for i, pid := range pids {
+			if same := pid == pids[i/3*3]; !same {
+				t.Errorf("pids %v: want a new process after every 3 requests", pids)
+				break
+			}
+			if i%3 == 0 && i > 0 && pid == pids[i-1] {
+				t.Errorf("pids %v: want a new process after every 3 requests", pids)
+				break
+			}
+		}
+		if n := strings.Count(s.out.String(), recycled); n != 2 {
+			t.Errorf("%q logged %d times, want 2 (once per process that reached it)", recycled, n)
+		}
+		if strings.Contains(s.out.String(), "python process ended") {
+			t.Errorf("a planned recycle was logged as a process that ended:\n%s", s.out.String())
+		}
+	})
+	t.Run("threads, reached with requests in flight", func(t *testing.T) {
+		s := startSuite(t, suiteOpts{module: "sample:app", workers: 1, class: "threads", pool: "max_requests = 2"})
+		c := s.client()
+		_, body := get(t, c, s.http+"/whoami")
+		first := jsonInt(body, "pid")
+		// Three requests in the process at once: the first to end reaches
+		// the limit, the last to end lets the process go.
+		var wg sync.WaitGroup
+		for i := 0; i < 3; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				resp, err := c.Get(s.http + "/sleep?0.5")
+				if err != nil {
+					t.Errorf("sleep %d: %v", i, err)
+					return
+				}
+				resp.Body.Close()
+				if resp.StatusCode != 200 {
+					t.Errorf("sleep %d = %d, want 200", i, resp.StatusCode)
+				}
+			}()
+		}
+		wg.Wait()
+		status, body := get(t, c, s.http+"/whoami")
+		if status != 200 || jsonInt(body, "pid") == first {
+			t.Errorf("after max_requests: %d from pid %d, want 200 from a new process (was %d)", status, jsonInt(body, "pid"), first)
+		}
+		if n := strings.Count(s.out.String(), recycled); n != 1 {
+			t.Errorf("%q logged %d times, want once", recycled, n)
+		}
 	})
 }
 

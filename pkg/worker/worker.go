@@ -57,6 +57,7 @@ type Worker struct {
 	served   atomic.Int64 // by all processes of this worker
 	base     atomic.Int64 // served by the processes before this one
 	busy     atomic.Int64
+	recycled atomic.Bool // it reached pool.max_requests and is ending
 }
 
 // New returns a worker for the instance name (the N of workerd@N).
@@ -88,10 +89,14 @@ func (w *Worker) Run(ctx context.Context, ln *net.UnixListener) error {
 		if errors.As(err, &ie) {
 			return err
 		}
+		w.restarts.Add(1)
+		if errors.Is(err, errRecycled) {
+			// Planned, and logged when it began: start the next at once.
+			continue
+		}
 		if time.Since(started) > 10*time.Second {
 			backoff = 100 * time.Millisecond
 		}
-		w.restarts.Add(1)
 		w.log.Warn().Err(err).Dur("after", backoff).Msg("python process ended, starting a new one")
 		select {
 		case <-ctx.Done():
@@ -102,11 +107,14 @@ func (w *Worker) Run(ctx context.Context, ln *net.UnixListener) error {
 	}
 }
 
+// errRecycled is how a child that ended after pool.max_requests, as
+// asked, ends.
+var errRecycled = errors.New("python process recycled after pool.max_requests")
+
 type childConf struct {
 	Module      string `json:"module"`
 	Directory   string `json:"directory"`
-	Class       string `json:"class"`
-	Threads     int    `json:"threads"`
+	Threads     int    `json:"threads"` // requests served at once: 1 for sync
 	MaxRequests int    `json:"max_requests"`
 	// Timeout is how long, in seconds, a request may run before the
 	// process is declared hung: one second past edged's own deadline, so
@@ -119,7 +127,7 @@ func (w *Worker) runChild(ctx context.Context, lf *os.File) error {
 	a := w.cfg.App
 	conf, _ := json.Marshal(childConf{
 		Module: a.Module, Directory: a.Directory,
-		Class: w.cfg.Pool.Class, Threads: w.cfg.Pool.Threads, MaxRequests: w.cfg.Pool.MaxRequests,
+		Threads: w.cfg.Pool.Capacity(), MaxRequests: w.cfg.Pool.MaxRequests,
 		Timeout: a.Timeout.D().Seconds() + 1,
 	})
 	env, err := w.environ(string(conf))
@@ -145,6 +153,7 @@ func (w *Worker) runChild(ctx context.Context, lf *os.File) error {
 	cmd.ExtraFiles = []*os.File{lf, srcR, evW}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	w.loaded.Store(false)
+	w.recycled.Store(false)
 	w.base.Store(w.served.Load())
 	w.busy.Store(0)
 	err = cmd.Start()
@@ -210,6 +219,9 @@ wait:
 		return ie
 	}
 	if werr == nil {
+		if w.recycled.Load() {
+			return errRecycled
+		}
 		return errors.New("python process exited")
 	}
 	return fmt.Errorf("python process: %w", werr)
@@ -251,6 +263,7 @@ func (w *Worker) readEvents(r *os.File, importErr *atomic.Pointer[ImportError]) 
 				Interface("seconds", ev["seconds"]).Str("traceback", tb).
 				Msg("request hung past app.timeout: the python process stops here, and a new one starts")
 		case "recycle":
+			w.recycled.Store(true)
 			w.log.Info().Interface("served", ev["served"]).Msg("max_requests reached, recycling python process")
 		case "log":
 			lvl, _ := ev["level"].(string)

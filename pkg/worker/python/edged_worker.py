@@ -207,7 +207,7 @@ class Worker:
     def __init__(self, app, conf, listener):
         self.app = app
         self.listener = listener
-        self.threads = conf["threads"] if conf["class"] == "threads" else 1
+        self.threads = conf["threads"]  # 1 for the sync class
         self.max_requests = conf.get("max_requests", 0)
         # A request still running this long after it began is hung: the
         # process reports where it is stuck and exits, and workerd starts a
@@ -334,17 +334,17 @@ class Worker:
             self.inflight.pop(threading.get_ident(), None)
             self.busy -= 1
             self.served += 1
+            # The request that reaches max_requests starts the stop; those
+            # still running finish, and the last one out ends the process.
+            recycle = not self.stopping and self.max_requests and self.served >= self.max_requests
+            if recycle:
+                self.stopping = True
             done = self.stopping and self.busy == 0
-            recycle = self.max_requests and self.served >= self.max_requests
+            served = self.served
+        if recycle:
+            event("recycle", served=served)
         if done:
             os._exit(0)
-        if recycle:
-            event("recycle", served=self.served)
-            with self.lock:
-                self.stopping = True
-                idle = self.busy == 0
-            if idle:
-                os._exit(0)
 
     # -- one connection from edged -------------------------------------------
 
