@@ -162,9 +162,10 @@ func (s *site) tryWorker(ctx context.Context, wk *pool.Worker, x *exchange, meth
 	c.SetDeadline(time.Now().Add(s.cfg.App.Timeout.D()))
 
 	frame := x.frame.Frame(body.Len())
-	if mem, inMem := body.InMemory(); inMem && len(mem) <= 64<<10 {
-		frame = append(frame, mem...)
-		_, err = c.Write(frame)
+	if mem, inMem := body.InMemory(); inMem {
+		// One writev, the body not copied again.
+		bufs := net.Buffers{frame, mem}
+		_, err = bufs.WriteTo(c.Conn)
 	} else if _, err = c.Write(frame); err == nil {
 		_, err = body.WriteTo(c.Conn)
 	}
