@@ -1,7 +1,6 @@
 package edge
 
 import (
-	"errors"
 	"io"
 	"os"
 	"sync"
@@ -73,28 +72,6 @@ func (s *spool) WriteTo(w io.Writer) (int64, error) {
 	return io.Copy(w, io.LimitReader(s.f, s.n))
 }
 
-// Reader returns a reader over the whole body from its start.
-func (s *spool) Reader() (io.Reader, error) {
-	if s.f == nil {
-		return &memReader{b: s.mem}, nil
-	}
-	if _, err := s.f.Seek(0, io.SeekStart); err != nil {
-		return nil, err
-	}
-	return io.LimitReader(s.f, s.n), nil
-}
-
-type memReader struct{ b []byte }
-
-func (r *memReader) Read(p []byte) (int, error) {
-	if len(r.b) == 0 {
-		return 0, io.EOF
-	}
-	n := copy(p, r.b)
-	r.b = r.b[n:]
-	return n, nil
-}
-
 func (s *spool) release() {
 	if s.mem != nil {
 		if cap(s.mem) <= 1<<20 {
@@ -115,5 +92,3 @@ func (s *spool) Close() error {
 	}
 	return nil
 }
-
-var errTooLarge = errors.New("body over the limit")
