@@ -92,10 +92,6 @@ func (s *site) readBody(w http.ResponseWriter, r *http.Request, sp *spool, limit
 			if errors.As(err, &ne) && ne.Timeout() {
 				return http.StatusRequestTimeout, "request body stalled past limits.body_timeout"
 			}
-			var mbe *http.MaxBytesError
-			if errors.As(err, &mbe) {
-				return http.StatusRequestEntityTooLarge, "request body over limits.max_body"
-			}
 			return http.StatusBadRequest, "request body: " + err.Error()
 		}
 	}
