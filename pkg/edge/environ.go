@@ -40,11 +40,11 @@ func (s *site) client(r *http.Request) client {
 	if r.TLS != nil {
 		c.proto = "https"
 	}
-	incoming := strings.Join(r.Header.Values("X-Forwarded-For"), ", ")
 	if !s.trusted(host) {
 		c.xff = host
 		return c
 	}
+	incoming := strings.Join(r.Header.Values("X-Forwarded-For"), ", ")
 	// A trusted proxy: walk X-Forwarded-For from the right, past every
 	// trusted hop, to the first address a stranger could have set.
 	if incoming != "" {
@@ -164,10 +164,14 @@ func (s *site) environ(f *wire.Request, r *http.Request, c client, bodyLen int64
 	return true
 }
 
-// listed reports whether the Connection header names h.
+// listed reports whether the Connection header names h. It runs for
+// every header of a request that has a Connection header, so it splits
+// without allocating.
 func listed(conn []string, h string) bool {
 	for _, v := range conn {
-		for _, t := range strings.Split(v, ",") {
+		for v != "" {
+			var t string
+			t, v, _ = strings.Cut(v, ",")
 			if strings.EqualFold(strings.TrimSpace(t), h) {
 				return true
 			}
