@@ -15,7 +15,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"time"
 )
@@ -172,15 +171,6 @@ func Default() *Config {
 		},
 		Log: Log{Level: "info", Format: "auto", Access: true},
 	}
-}
-
-// Workers returns the configured worker count, or (2 x cores) + 1 when the
-// config leaves it at 0.
-func (c *Config) Workers() int {
-	if c.Pool.Workers > 0 {
-		return c.Pool.Workers
-	}
-	return 2*runtime.NumCPU() + 1
 }
 
 // Python returns the interpreter to run.

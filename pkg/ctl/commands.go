@@ -14,6 +14,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/edged/edged/pkg/cores"
 	"github.com/edged/edged/pkg/logging"
 )
 
@@ -33,8 +34,8 @@ func scale(ctx context.Context, args []string, out io.Writer) error {
 	var n int
 	switch {
 	case *auto && fs.NArg() == 0:
-		c := countCores()
-		n = 2*c.Cores + 1
+		c := cores.Count("system.slice")
+		n = c.Workers()
 		fmt.Fprintf(out, "%s\nworkers = 2 x %d + 1 = %d\n", c.Explain(), c.Cores, n)
 	case !*auto && fs.NArg() == 1:
 		if _, err := fmt.Sscan(fs.Arg(0), &n); err != nil || n < 0 || n > 1024 || fmt.Sprint(n) != fs.Arg(0) {

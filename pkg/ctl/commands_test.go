@@ -612,11 +612,11 @@ func TestFormatting(t *testing.T) {
 		{"uptime zero", uptime(time.Time{}), "-"},
 		{"uptime", uptime(time.Now().Add(-90 * time.Second)), "1m30s"},
 		{"bytes nil", bytesOf(nil), "-"},
-		{"bytes", bytesOf(ptr(uint64(3 << 19))), "1.5M"},
-		{"bytes zero", bytesOf(ptr(uint64(0))), "0.0M"},
+		{"bytes", bytesOf(new(uint64(3 << 19))), "1.5M"},
+		{"bytes zero", bytesOf(new(uint64(0))), "0.0M"},
 		{"cpu nil", cpuOf(nil), "-"},
-		{"cpu", cpuOf(ptr(uint64(1500 * time.Millisecond))), "1.5s"},
-		{"cpu rounded", cpuOf(ptr(uint64(1234567))), "1ms"},
+		{"cpu", cpuOf(new(uint64(1500 * time.Millisecond))), "1.5s"},
+		{"cpu rounded", cpuOf(new(uint64(1234567))), "1ms"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -317,7 +317,7 @@ func TestInfo(t *testing.T) {
 		{
 			name:      "active",
 			unit:      &fakeUnit{active: "active", sub: "running", since: since, pid: 42, mem: 1 << 20, cpu: 5e9, restarts: 2, status: "ok"},
-			wantSince: true, wantMem: ptr(uint64(1 << 20)), wantCPU: ptr(uint64(5e9)),
+			wantSince: true, wantMem: new(uint64(1 << 20)), wantCPU: new(uint64(5e9)),
 		},
 		{
 			name:      "counters not tracked",
@@ -327,12 +327,12 @@ func TestInfo(t *testing.T) {
 		{
 			name:    "failed keeps no uptime",
 			unit:    &fakeUnit{active: "failed", sub: "failed", since: since, mem: 0, cpu: 0},
-			wantMem: ptr(uint64(0)), wantCPU: ptr(uint64(0)),
+			wantMem: new(uint64(0)), wantCPU: new(uint64(0)),
 		},
 		{
 			name:    "active without timestamp",
 			unit:    &fakeUnit{active: "active", sub: "running", mem: 1, cpu: 1},
-			wantMem: ptr(uint64(1)), wantCPU: ptr(uint64(1)),
+			wantMem: new(uint64(1)), wantCPU: new(uint64(1)),
 		},
 	}
 	for _, tt := range tests {

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/edged/edged/pkg/config"
+	"github.com/edged/edged/pkg/cores"
 )
 
 // Options say what to run.
@@ -51,7 +52,11 @@ func Run(ctx context.Context, o Options) error {
 	}
 	n := o.Workers
 	if n == 0 {
-		n = cfg.Workers()
+		n = cfg.Pool.Workers
+	}
+	if n == 0 {
+		// The workers run in this process's cgroup, under its quota.
+		n = cores.Count(cores.Own()).Workers()
 	}
 	if o.SocketDir == "" {
 		d, err := os.MkdirTemp("", "edged-workers-*")

@@ -1,4 +1,7 @@
-package ctl
+// Package cores counts the CPUs a pool of workers may use, the way the
+// (2 x cores) + 1 sizing rule needs them counted: the affinity mask and
+// the tightest cgroup cpu quota, not the machine's CPUs.
+package cores
 
 import (
 	"fmt"
@@ -12,8 +15,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// cores is how many CPUs the workers may use, and how that was found.
-type cores struct {
+// Budget is how many CPUs the workers may use, and how that was found.
+type Budget struct {
 	Online   int     // CPUs the machine has online
 	Affinity int     // CPUs in this process's affinity mask
 	Quota    float64 // CPUs the cgroup cpu.max allows; 0 = no quota
@@ -21,7 +24,8 @@ type cores struct {
 	Cores    int
 }
 
-func (c cores) Explain() string {
+// Explain says how Cores was found, for a person.
+func (c Budget) Explain() string {
 	s := fmt.Sprintf("cores: %d online, %d in the CPU affinity mask", c.Online, c.Affinity)
 	if c.Quota > 0 {
 		s += fmt.Sprintf(", cgroup %s allows %.2f CPUs (cpu.max)", c.QuotaAt, c.Quota)
@@ -31,17 +35,21 @@ func (c cores) Explain() string {
 	return s + fmt.Sprintf(" -> %d", c.Cores)
 }
 
-// countCores counts the CPUs the workers can use: the affinity mask, and
-// the tightest cpu.max quota on the way from the workers' slice (where
-// systemd runs them) up to the root of the cgroup tree.
-func countCores() cores {
-	c := cores{Online: runtime.NumCPU(), Affinity: runtime.NumCPU()}
+// Workers is the pool size for this budget: (2 x cores) + 1.
+func (c Budget) Workers() int { return 2*c.Cores + 1 }
+
+// Count counts the CPUs workers in cgroup (a path in the cgroup tree, as
+// "system.slice" where systemd runs them) can use: this process's
+// affinity mask, and the tightest cpu.max quota from that cgroup up to
+// the root of the tree.
+func Count(cgroup string) Budget {
+	c := Budget{Online: runtime.NumCPU(), Affinity: runtime.NumCPU()}
 	var set unix.CPUSet
 	if err := unix.SchedGetaffinity(0, &set); err == nil && set.Count() > 0 {
 		c.Affinity = set.Count()
 	}
 	c.Cores = c.Affinity
-	c.Quota, c.QuotaAt = cgroupQuota("/sys/fs/cgroup", "system.slice")
+	c.Quota, c.QuotaAt = cgroupQuota("/sys/fs/cgroup", cgroup)
 	if c.Quota > 0 {
 		if q := int(math.Ceil(c.Quota)); q < c.Cores {
 			c.Cores = q
@@ -51,6 +59,21 @@ func countCores() cores {
 		c.Cores = 1
 	}
 	return c
+}
+
+// Own is this process's cgroup ("" when it cannot be read): where workers
+// it starts itself will run.
+func Own() string {
+	b, err := os.ReadFile("/proc/self/cgroup")
+	if err != nil {
+		return ""
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if path, ok := strings.CutPrefix(line, "0::"); ok {
+			return path
+		}
+	}
+	return ""
 }
 
 // cgroupQuota walks from root/dir up to root and returns the smallest

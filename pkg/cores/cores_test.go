@@ -1,4 +1,4 @@
-package ctl
+package cores
 
 import (
 	"math"
@@ -14,15 +14,15 @@ func TestReadCPUMax(t *testing.T) {
 		content *string // nil: no file
 		want    float64
 	}{
-		{"no quota", ptr("max 100000\n"), 0},
-		{"two CPUs", ptr("200000 100000\n"), 2},
-		{"half a CPU", ptr("50000 100000\n"), 0.5},
-		{"no trailing newline", ptr("150000 100000"), 1.5},
-		{"garbage", ptr("lots of cpu\n"), 0},
-		{"not numbers", ptr("abc 100000\n"), 0},
-		{"one field", ptr("100000\n"), 0},
-		{"zero period", ptr("100000 0\n"), 0},
-		{"empty file", ptr(""), 0},
+		{"no quota", new("max 100000\n"), 0},
+		{"two CPUs", new("200000 100000\n"), 2},
+		{"half a CPU", new("50000 100000\n"), 0.5},
+		{"no trailing newline", new("150000 100000"), 1.5},
+		{"garbage", new("lots of cpu\n"), 0},
+		{"not numbers", new("abc 100000\n"), 0},
+		{"one field", new("100000\n"), 0},
+		{"zero period", new("100000 0\n"), 0},
+		{"empty file", new(""), 0},
 		{"missing file", nil, 0},
 	}
 	for _, tt := range tests {
@@ -98,6 +98,15 @@ func TestCgroupQuota(t *testing.T) {
 			want:  3, wantAt: "/system.slice",
 		},
 		{
+			name: "absolute path, as /proc/self/cgroup gives it",
+			dir:  "/" + child,
+			files: map[string]string{
+				"system.slice": "100000 100000",
+				child:          "300000 100000",
+			},
+			want: 1, wantAt: "/system.slice",
+		},
+		{
 			name:  "missing directory",
 			dir:   "nowhere.slice",
 			files: nil,
@@ -123,8 +132,8 @@ func TestCgroupQuota(t *testing.T) {
 	}
 }
 
-func TestCountCores(t *testing.T) {
-	c := countCores()
+func TestCount(t *testing.T) {
+	c := Count("system.slice")
 	t.Logf("%+v", c)
 	if c.Cores < 1 {
 		t.Errorf("Cores = %d, want >= 1", c.Cores)
@@ -150,19 +159,19 @@ func TestCountCores(t *testing.T) {
 func TestCoresExplain(t *testing.T) {
 	tests := []struct {
 		name  string
-		c     cores
+		c     Budget
 		want  []string
 		avoid []string
 	}{
 		{
 			name:  "quota",
-			c:     cores{Online: 16, Affinity: 8, Quota: 2.5, QuotaAt: "/system.slice", Cores: 3},
+			c:     Budget{Online: 16, Affinity: 8, Quota: 2.5, QuotaAt: "/system.slice", Cores: 3},
 			want:  []string{"16 online", "8 in the CPU affinity mask", "cgroup /system.slice allows 2.50 CPUs", "-> 3"},
 			avoid: []string{"no cgroup cpu quota"},
 		},
 		{
 			name:  "no quota",
-			c:     cores{Online: 4, Affinity: 2, Cores: 2},
+			c:     Budget{Online: 4, Affinity: 2, Cores: 2},
 			want:  []string{"4 online", "2 in the CPU affinity mask", "no cgroup cpu quota", "-> 2"},
 			avoid: []string{"allows"},
 		},
@@ -184,7 +193,15 @@ func TestCoresExplain(t *testing.T) {
 	}
 }
 
-func ptr[T any](v T) *T { return &v }
+func TestOwn(t *testing.T) {
+	b, err := os.ReadFile("/proc/self/cgroup")
+	if err != nil || !strings.Contains(string(b), "0::") {
+		t.Skip("no cgroup v2 entry in /proc/self/cgroup")
+	}
+	if got := Own(); !strings.HasPrefix(got, "/") {
+		t.Errorf("Own() = %q, want a path from the root of the cgroup tree", got)
+	}
+}
 
 func deref(s *string) string {
 	if s == nil {
