@@ -15,6 +15,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -97,6 +98,19 @@ type Pool struct {
 	// MaxRequests recycles a worker's Python process after this many
 	// requests; 0 never.
 	MaxRequests int `toml:"max_requests"`
+}
+
+// Instance parses an instance number, the N of workerd@N and of its socket
+// N.sock. Only the one spelling of a positive number counts: systemd takes
+// workerd@03 and workerd@+3 for other units than workerd@3.
+func Instance(s string) (int, bool) {
+	n, err := strconv.Atoi(s)
+	return n, err == nil && n > 0 && strconv.Itoa(n) == s
+}
+
+// WorkerSocket is the path of worker instance's socket in dir.
+func WorkerSocket(dir, instance string) string {
+	return filepath.Join(dir, instance+".sock")
 }
 
 // Capacity is how many requests one worker serves at once.

@@ -5,12 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
 	sddbus "github.com/coreos/go-systemd/v22/dbus"
 	"github.com/godbus/dbus/v5"
+
+	"github.com/edged/edged/pkg/config"
 )
 
 // Unit names.
@@ -99,10 +100,7 @@ func instance(unit string) (int, bool) {
 	if !ok {
 		return 0, false
 	}
-	n, err := strconv.Atoi(s)
-	// Only the canonical spelling: systemd takes workerd@03 or workerd@+3
-	// for other units than workerd@3, which is what edgectl would act on.
-	return n, err == nil && n > 0 && strconv.Itoa(n) == s
+	return config.Instance(s)
 }
 
 // runJob starts a job and waits for its result.

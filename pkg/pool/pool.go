@@ -13,11 +13,12 @@ import (
 	"context"
 	"errors"
 	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/edged/edged/pkg/config"
 )
 
 // Errors from Acquire; the edge answers both with 503.
@@ -313,7 +314,7 @@ func (p *Pool) Scan() error {
 	found := map[string]bool{}
 	for _, e := range ents {
 		name, ok := strings.CutSuffix(e.Name(), ".sock")
-		if !ok || !isInstance(name) || e.Type()&os.ModeSocket == 0 {
+		if !ok || !instance(name) || e.Type()&os.ModeSocket == 0 {
 			continue
 		}
 		found[name] = true
@@ -336,7 +337,7 @@ func (p *Pool) Scan() error {
 	changed := len(kept) != len(p.workers)
 	for name := range found {
 		if !have[name] {
-			w := &Worker{Name: name, Path: filepath.Join(p.opt.Dir, name+".sock"), pool: p, ready: p.opt.Probe == nil}
+			w := &Worker{Name: name, Path: config.WorkerSocket(p.opt.Dir, name), pool: p, ready: p.opt.Probe == nil}
 			if !w.ready {
 				go p.probe(w)
 			}
@@ -350,20 +351,6 @@ func (p *Pool) Scan() error {
 		p.dispatchLocked()
 	}
 	return nil
-}
-
-// isInstance says name is an instance number (the N of workerd@N): the
-// socket directory may hold other sockets, which are not workers.
-func isInstance(name string) bool {
-	if name == "" {
-		return false
-	}
-	for _, r := range name {
-		if r < '0' || r > '9' {
-			return false
-		}
-	}
-	return true
 }
 
 // probe retries Probe until the worker answers or is gone.
@@ -384,6 +371,13 @@ func (p *Pool) probe(w *Worker) {
 		p.mu.Unlock()
 		time.Sleep(250 * time.Millisecond)
 	}
+}
+
+// instance says name is an instance number (the N of workerd@N): the
+// socket directory may hold other sockets, which are not workers.
+func instance(name string) bool {
+	_, ok := config.Instance(name)
+	return ok
 }
 
 // lessName orders "2" before "10".

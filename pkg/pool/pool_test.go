@@ -263,7 +263,7 @@ func TestScan(t *testing.T) {
 		},
 		{
 			name:    "other socket names ignored",
-			sockets: []string{"1.sock", "ctl.sock", ".sock", "2.socket", "3.sock.old", "x4.sock", "5"},
+			sockets: []string{"1.sock", "ctl.sock", ".sock", "2.socket", "3.sock.old", "x4.sock", "5", "0.sock", "06.sock", "+7.sock"},
 			want:    []string{"1"},
 		},
 	}

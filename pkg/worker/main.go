@@ -8,8 +8,6 @@ import (
 	"net"
 	"os"
 	"os/signal"
-	"path/filepath"
-	"strconv"
 	"syscall"
 	"time"
 
@@ -27,7 +25,7 @@ func Main(args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if _, err := strconv.ParseUint(*instance, 10, 16); err != nil {
+	if _, ok := config.Instance(*instance); !ok {
 		return fmt.Errorf("-i %q: give the instance number, such as -i 1", *instance)
 	}
 	cfg, err := config.Load(*file)
@@ -39,7 +37,7 @@ func Main(args []string) error {
 	}
 	log := logging.New(os.Stderr, cfg.Log.Level, cfg.Log.Format).With().Str("worker", *instance).Logger()
 
-	ln, err := listener(filepath.Join(cfg.Pool.SocketDir, *instance+".sock"))
+	ln, err := listener(config.WorkerSocket(cfg.Pool.SocketDir, *instance))
 	if err != nil {
 		return err
 	}
