@@ -20,9 +20,8 @@ import (
 // exchange is one request's trip to the app: the buffered request body in,
 // the buffered response out.
 type exchange struct {
-	frame  wire.Request
-	head   wire.Head
-	worker string
+	frame wire.Request
+	head  wire.Head
 }
 
 var exchanges = sync.Pool{New: func() any { return new(exchange) }}
@@ -47,7 +46,6 @@ func (s *site) serveApp(w http.ResponseWriter, r *http.Request, lr *logRecord) {
 
 	x := exchanges.Get().(*exchange)
 	defer exchanges.Put(x)
-	x.worker = "" // a recycled exchange names the last request's worker
 	if !s.environ(&x.frame, r, s.client(r), body.Len(), localPort(r)) {
 		s.fail(w, lr, http.StatusBadRequest, "NUL byte in the path")
 		return
@@ -55,8 +53,8 @@ func (s *site) serveApp(w http.ResponseWriter, r *http.Request, lr *logRecord) {
 
 	resp := newSpool(int(s.cfg.Buffers.ResponseMemory), s.cfg.Buffers.TempDir)
 	defer resp.Close()
-	status, err := s.roundTrip(r.Context(), x, r.Method, body, resp)
-	lr.worker = x.worker
+	worker, status, err := s.roundTrip(r.Context(), x, r.Method, body, resp)
+	lr.worker = worker
 	if err != nil {
 		s.fail(w, lr, status, err.Error())
 		return
@@ -102,24 +100,25 @@ var bufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }
 // roundTrip sends the request to a worker and reads the whole response
 // into resp, retrying when the app cannot have seen the request: on
 // another worker when one refused the connection, on the same one when a
-// kept-alive connection had gone stale.
-func (s *site) roundTrip(ctx context.Context, x *exchange, method string, body, resp *spool) (int, error) {
+// kept-alive connection had gone stale. It returns the name of the last
+// worker tried ("" when none was free) with the status.
+func (s *site) roundTrip(ctx context.Context, x *exchange, method string, body, resp *spool) (worker string, status int, err error) {
 	var down []*pool.Worker
 	for attempt := 0; ; attempt++ {
 		wk, err := s.pool.Acquire(ctx, down...)
 		switch {
 		case errors.Is(err, pool.ErrQueueFull), errors.Is(err, pool.ErrQueueTimeout):
-			return http.StatusServiceUnavailable, err
+			return worker, http.StatusServiceUnavailable, err
 		case errors.Is(err, pool.ErrUnreachable):
-			return http.StatusBadGateway, err
+			return worker, http.StatusBadGateway, err
 		case err != nil:
-			return 499, err
+			return worker, 499, err
 		}
-		x.worker = wk.Name
+		worker = wk.Name
 		res, status, err := s.tryWorker(ctx, wk, x, method, body, resp)
 		s.pool.Release(wk)
 		if err == nil || res == final || attempt >= 8 {
-			return status, err
+			return worker, status, err
 		}
 		s.log.Debug().Err(err).Str("worker", wk.Name).Msg("worker unreachable, trying again")
 		if res == refused {
