@@ -47,15 +47,20 @@ func (r *Request) Reset() {
 // Add appends one environ entry. Neither key nor value may hold a NUL; the
 // caller has validated them (HTTP forbids NUL in headers).
 func (r *Request) Add(key, value string) {
-	if len(r.buf) < 12 {
-		r.Reset()
-	}
-	if len(r.buf) > 12 {
-		r.buf = append(r.buf, 0)
-	}
+	r.next()
 	r.buf = append(r.buf, key...)
 	r.buf = append(r.buf, 0)
 	r.buf = append(r.buf, value...)
+}
+
+// next readies the frame for one more entry: the prefix's room on a
+// zero Request, a NUL after the entry before.
+func (r *Request) next() {
+	if len(r.buf) < 12 {
+		r.Reset()
+	} else if len(r.buf) > 12 {
+		r.buf = append(r.buf, 0)
+	}
 }
 
 // Frame fills in the prefix for a body of bodyLen bytes (sent after it) and
@@ -170,9 +175,6 @@ func ReadBody(r *bufio.Reader, sink func([]byte) error) error {
 			if len(b) == 0 && err != nil {
 				return unexpected(err)
 			}
-			if len(b) > want {
-				b = b[:want]
-			}
 			if err := sink(b); err != nil {
 				return err
 			}
@@ -223,12 +225,7 @@ func token(s string) bool {
 // AddHeader appends an HTTP header as the environ entry HTTP_NAME (upper
 // case, "-" as "_"), its values joined by sep.
 func (r *Request) AddHeader(name string, values []string, sep string) {
-	if len(r.buf) < 12 {
-		r.Reset()
-	}
-	if len(r.buf) > 12 {
-		r.buf = append(r.buf, 0)
-	}
+	r.next()
 	r.buf = append(r.buf, "HTTP_"...)
 	for i := 0; i < len(name); i++ {
 		c := name[i]
