@@ -213,11 +213,7 @@ func requestReload() error {
 
 // keepSystemdInformed refreshes the status line and pets the watchdog.
 func (s *Server) keepSystemdInformed(ctx context.Context) {
-	interval := 2 * time.Second
-	if wd := sd.Watchdog(); wd > 0 && wd/2 < interval {
-		interval = wd / 2
-	}
-	t := time.NewTicker(interval)
+	t := time.NewTicker(sd.Interval(sd.Watchdog()))
 	defer t.Stop()
 	last, lastAt := s.requests.Load(), time.Now()
 	for {

@@ -42,6 +42,16 @@ func Watchdog() time.Duration {
 	return d
 }
 
+// Interval is how often a daemon refreshes its STATUS= line and pets a
+// watchdog of period wd (0: none): every 2 s, or three times per period
+// when that is more often, so that one late tick never trips it.
+func Interval(wd time.Duration) time.Duration {
+	if wd > 0 && wd/3 < 2*time.Second {
+		return wd / 3
+	}
+	return 2 * time.Second
+}
+
 // ListenUnix binds a Unix socket at path with mode 0660, replacing a stale
 // socket file left by a process that died, but never a live one or a file
 // that is not a socket.

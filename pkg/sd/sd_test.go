@@ -268,6 +268,23 @@ func TestWatchdog(t *testing.T) {
 	}
 }
 
+func TestInterval(t *testing.T) {
+	tests := []struct {
+		wd, want time.Duration
+	}{
+		{0, 2 * time.Second},
+		{30 * time.Second, 2 * time.Second},
+		{6 * time.Second, 2 * time.Second},
+		{3 * time.Second, time.Second},
+		{300 * time.Millisecond, 100 * time.Millisecond},
+	}
+	for _, tt := range tests {
+		if got := Interval(tt.wd); got != tt.want {
+			t.Errorf("Interval(%v) = %v, want %v", tt.wd, got, tt.want)
+		}
+	}
+}
+
 func TestNotify(t *testing.T) {
 	tests := []struct {
 		name  string

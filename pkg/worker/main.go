@@ -73,11 +73,7 @@ func Main(args []string) error {
 // interpreter stuck stops the pings, and systemd restarts the worker.
 func keepSystemdInformed(ctx context.Context, w *Worker) {
 	wd := sd.Watchdog()
-	interval := 2 * time.Second
-	if wd > 0 && wd/3 < interval {
-		interval = wd / 3
-	}
-	t := time.NewTicker(interval)
+	t := time.NewTicker(sd.Interval(wd))
 	defer t.Stop()
 	for {
 		select {
