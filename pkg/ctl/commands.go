@@ -14,6 +14,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	sddbus "github.com/coreos/go-systemd/v22/dbus"
 	"github.com/edged/edged/pkg/cores"
 	"github.com/edged/edged/pkg/logging"
 )
@@ -112,7 +113,7 @@ func startWorkers(ctx context.Context, m manager, ns []int, p *progress) error {
 		if !denied(err) {
 			return explain("enable workers", err)
 		}
-		p.note("note: not permitted to enable the new workers at boot; they run now, and `sudo edgectl scale N` once makes the size stick")
+		p.done("note: not permitted to enable the new workers at boot; they run now, and `sudo edgectl scale N` once makes the size stick")
 	}
 	var wg sync.WaitGroup
 	errs := make([]error, len(ns))
@@ -279,19 +280,15 @@ func collect(ctx context.Context, m manager) (*report, error) {
 	if rep.Edged, err = info(ctx, m, edgedUnit); err != nil {
 		return nil, err
 	}
-	units, err := m.ListUnitsByPatternsContext(ctx, nil, []string{"workerd@*.service"})
+	// Failed workers too: status is where an operator looks for them.
+	ns, err := listWorkers(ctx, m, func(u sddbus.UnitStatus) bool {
+		return u.LoadState == "loaded" && u.ActiveState != "inactive"
+	})
 	if err != nil {
-		return nil, explain("list workers", err)
+		return nil, err
 	}
-	var names []string
-	for _, u := range units {
-		if _, ok := instance(u.Name); ok && u.LoadState == "loaded" && u.ActiveState != "inactive" {
-			names = append(names, u.Name)
-		}
-	}
-	sortUnits(names)
-	for _, name := range names {
-		u, err := info(ctx, m, name)
+	for _, n := range ns {
+		u, err := info(ctx, m, workerService(n))
 		if err != nil {
 			return nil, err
 		}
@@ -309,19 +306,6 @@ func collect(ctx context.Context, m manager) (*report, error) {
 		rep.Totals.Restarts += u.Restarts
 	}
 	return rep, nil
-}
-
-func sortUnits(names []string) {
-	for i := 1; i < len(names); i++ {
-		for j := i; j > 0; j-- {
-			a, _ := instance(names[j-1])
-			b, _ := instance(names[j])
-			if a <= b {
-				break
-			}
-			names[j-1], names[j] = names[j], names[j-1]
-		}
-	}
 }
 
 func (r *report) print(out io.Writer) {
@@ -386,13 +370,7 @@ func (p *progress) step(msg string) {
 	}
 }
 
-func (p *progress) note(msg string) {
-	if p.tty {
-		fmt.Fprint(p.out, "\r\033[K")
-	}
-	fmt.Fprintln(p.out, msg)
-}
-
+// done prints a line that stays, over the progress shown by step.
 func (p *progress) done(msg string) {
 	if p.tty {
 		fmt.Fprint(p.out, "\r\033[K")

@@ -47,7 +47,7 @@ func Main(args []string) error {
 	defer stop()
 	switch args[0] {
 	case "run":
-		return run(args[1:])
+		return run(ctx, args[1:])
 	case "scale":
 		return scale(ctx, args[1:], os.Stdout)
 	case "status":
@@ -74,12 +74,10 @@ func runFlags() *flag.FlagSet {
 	return fs
 }
 
-func run(args []string) error {
+func run(ctx context.Context, args []string) error {
 	fs := runFlags()
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
 	return local.Run(ctx, local.Options{Config: *ro.file, Workers: *ro.workers, SocketDir: *ro.sockets})
 }

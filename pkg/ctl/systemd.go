@@ -74,16 +74,21 @@ func denied(err error) bool {
 // workerInstances lists the instance numbers of worker services that are
 // running or starting.
 func workerInstances(ctx context.Context, m manager) ([]int, error) {
+	return listWorkers(ctx, m, func(u sddbus.UnitStatus) bool {
+		return u.ActiveState == "active" || u.ActiveState == "activating" || u.ActiveState == "reloading"
+	})
+}
+
+// listWorkers lists, in order, the instance numbers of the worker
+// services keep accepts.
+func listWorkers(ctx context.Context, m manager, keep func(sddbus.UnitStatus) bool) ([]int, error) {
 	units, err := m.ListUnitsByPatternsContext(ctx, nil, []string{"workerd@*.service"})
 	if err != nil {
 		return nil, explain("list workers", err)
 	}
 	var ns []int
 	for _, u := range units {
-		if u.ActiveState != "active" && u.ActiveState != "activating" && u.ActiveState != "reloading" {
-			continue
-		}
-		if n, ok := instance(u.Name); ok {
+		if n, ok := instance(u.Name); ok && keep(u) {
 			ns = append(ns, n)
 		}
 	}

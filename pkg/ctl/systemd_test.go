@@ -146,41 +146,6 @@ func TestInstanceRoundTrip(t *testing.T) {
 	}
 }
 
-func TestSortUnits(t *testing.T) {
-	tests := []struct {
-		name string
-		in   []string
-		want []string
-	}{
-		{"empty", nil, nil},
-		{"one", []string{"workerd@5.service"}, []string{"workerd@5.service"}},
-		{
-			"2 before 10",
-			[]string{"workerd@10.service", "workerd@2.service"},
-			[]string{"workerd@2.service", "workerd@10.service"},
-		},
-		{
-			"numeric not lexical",
-			[]string{"workerd@11.service", "workerd@1.service", "workerd@100.service", "workerd@9.service", "workerd@2.service"},
-			[]string{"workerd@1.service", "workerd@2.service", "workerd@9.service", "workerd@11.service", "workerd@100.service"},
-		},
-		{
-			"already sorted",
-			[]string{"workerd@1.service", "workerd@2.service", "workerd@3.service"},
-			[]string{"workerd@1.service", "workerd@2.service", "workerd@3.service"},
-		},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got := slices.Clone(tt.in)
-			sortUnits(got)
-			if !slices.Equal(got, tt.want) {
-				t.Errorf("sortUnits(%q) = %q, want %q", tt.in, got, tt.want)
-			}
-		})
-	}
-}
-
 func TestWorkerInstances(t *testing.T) {
 	tests := []struct {
 		name    string
