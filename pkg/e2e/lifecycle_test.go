@@ -255,6 +255,9 @@ func TestMaxRequests(t *testing.T) {
 		if n := strings.Count(s.out.String(), recycled); n != 1 {
 			t.Errorf("%q logged %d times, want once", recycled, n)
 		}
+		if strings.Contains(s.out.String(), "python process ended") {
+			t.Errorf("a planned recycle was logged as a process that ended:\n%s", s.out.String())
+		}
 	})
 }
 

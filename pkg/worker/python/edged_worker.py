@@ -336,13 +336,12 @@ class Worker:
             self.served += 1
             # The request that reaches max_requests starts the stop; those
             # still running finish, and the last one out ends the process.
-            recycle = not self.stopping and self.max_requests and self.served >= self.max_requests
-            if recycle:
+            # The event goes out under the lock, so that no thread can end
+            # the process before workerd has been told why.
+            if not self.stopping and self.max_requests and self.served >= self.max_requests:
                 self.stopping = True
+                event("recycle", served=self.served)
             done = self.stopping and self.busy == 0
-            served = self.served
-        if recycle:
-            event("recycle", served=served)
         if done:
             os._exit(0)
 
