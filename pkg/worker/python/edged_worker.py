@@ -249,20 +249,19 @@ class Worker:
         serves whichever connection has a request, so that an idle
         connection (one an edged that is stopping still holds, say) never
         keeps the worker from the others. A sync worker serves in this
-        thread; a threads worker hands the connection to its pool and takes
-        it back once the answer is out."""
+        thread. A threads worker hands the connection to its pool; the
+        connection is armed for one event at a time, so it is not seen
+        again until the thread that serves it re-arms it."""
         ep = select.epoll()
         lfd = self.listener.fileno()
         ep.register(lfd, select.EPOLLIN)
         conns = {}  # fd -> socket
-        wake_fd = -1
+        mask = select.EPOLLIN
         if self.threads > 1:
-            jobs, back = queue.SimpleQueue(), queue.SimpleQueue()
-            wake_r, wake_w = socket.socketpair()
-            wake_fd = wake_r.fileno()
-            ep.register(wake_fd, select.EPOLLIN)
+            mask |= select.EPOLLONESHOT
+            jobs = queue.SimpleQueue()
             for _ in range(self.threads):
-                threading.Thread(target=self.pool_thread, args=(jobs, back, wake_w), daemon=True).start()
+                threading.Thread(target=self.pool_thread, args=(jobs, ep, conns), daemon=True).start()
         while True:
             for fd, _ in ep.poll():
                 if fd == lfd:
@@ -274,30 +273,25 @@ class Worker:
                         event("log", level="error", message="accept failed", error=str(e))
                         os._exit(1)
                     conns[c.fileno()] = c
-                    ep.register(c.fileno(), select.EPOLLIN)
+                    ep.register(c.fileno(), mask)
                 elif self.threads == 1:
                     conn = conns[fd]
                     if not self.serve(conn):
                         ep.unregister(fd)
                         del conns[fd]
                         conn.close()
-                elif fd == wake_fd:
-                    wake_r.recv(4096)
-                    while not back.empty():
-                        conn = back.get()
-                        conns[conn.fileno()] = conn
-                        ep.register(conn.fileno(), select.EPOLLIN)
                 else:
-                    ep.unregister(fd)
-                    jobs.put(conns.pop(fd))
+                    jobs.put(conns[fd])
 
-    def pool_thread(self, jobs, back, wake):
+    def pool_thread(self, jobs, ep, conns):
         while True:
             conn = jobs.get()
             if self.serve(conn):
-                back.put(conn)
-                wake.send(b"x")
+                ep.modify(conn.fileno(), select.EPOLLIN | select.EPOLLONESHOT)
             else:
+                # Out of the table before the descriptor is closed: the
+                # number may be handed to the next connection at once.
+                conns.pop(conn.fileno(), None)
                 conn.close()
 
     def heartbeat(self):
