@@ -31,8 +31,7 @@ func (c *trackedConn) Read(b []byte) (int, error) {
 		c.phase.CompareAndSwap(phaseIdle, phaseHeaders)
 	}
 	if err != nil && c.phase.Load() == phaseHeaders {
-		var ne net.Error
-		if errors.As(err, &ne) && ne.Timeout() && c.replied.CompareAndSwap(false, true) {
+		if timedOut(err) && c.replied.CompareAndSwap(false, true) {
 			c.Conn.Write([]byte(response408))
 		}
 	}
@@ -78,4 +77,10 @@ func enterHandler(ctx context.Context) func() {
 	}
 	tc.phase.Store(phaseHandler)
 	return func() { tc.phase.Store(phaseIdle) }
+}
+
+// timedOut reports whether err is a deadline passing on a connection.
+func timedOut(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }

@@ -86,8 +86,7 @@ func (s *site) readBody(w http.ResponseWriter, r *http.Request, sp *spool, limit
 			return 0, ""
 		}
 		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
+			if timedOut(err) {
 				return http.StatusRequestTimeout, "request body stalled past limits.body_timeout"
 			}
 			return http.StatusBadRequest, "request body: " + err.Error()
@@ -204,11 +203,10 @@ func (s *site) unseen(wk *pool.Worker, c *pool.Conn) outcome {
 }
 
 func (s *site) upstreamStatus(err error) int {
-	var ne net.Error
 	switch {
 	case errors.Is(err, wire.ErrAborted):
 		return http.StatusInternalServerError
-	case errors.As(err, &ne) && ne.Timeout():
+	case timedOut(err):
 		return http.StatusGatewayTimeout
 	}
 	return http.StatusBadGateway
