@@ -26,6 +26,7 @@ import (
 
 	"github.com/edged/edged/pkg/config"
 	"github.com/edged/edged/pkg/wire"
+	"github.com/edged/edged/pkg/worker/python"
 	"github.com/rs/zerolog"
 )
 
@@ -527,6 +528,8 @@ func TestPythonResponses(t *testing.T) {
 		{name: "NUL in the status", env: environ("status", "HTTP_X_VALUE", js("200 OK\x00X-Injected\x00yes")), status: 500, body: ise},
 		{name: "LF in the status", env: environ("status", "HTTP_X_VALUE", js("200 OK\r\nX-Injected: yes")), status: 500, body: ise},
 		{name: "status not latin-1", env: environ("status", "HTTP_X_VALUE", js("200 ÖK €")), status: 500, body: ise},
+		{name: "escape in the reason, which edged does not use", env: environ("status", "HTTP_X_VALUE", js("299 A\x1bB")),
+			status: 299, fields: []string{}, body: "ok"},
 		{name: "status code under 100", env: environ("status", "HTTP_X_VALUE", js("099 Low")), status: 500, body: ise},
 		{name: "status with non-ASCII digits", env: environ("status", "HTTP_X_VALUE", js("²00 OK")), status: 500, body: ise},
 		{name: "status with latin-1 reason", env: environ("status", "HTTP_X_VALUE", js("299 Très bien")),
@@ -851,6 +854,66 @@ func TestIdleConnectionsDoNotBlock(t *testing.T) {
 				if resp := c.do(t, environ("echo"), nil); resp.Status != 200 {
 					t.Errorf("idle connection %d: status %d, want 200", i, resp.Status)
 				}
+			}
+		})
+	}
+}
+
+// TestPythonStopUnderLock: the SIGTERM handler runs on the main thread
+// between two bytecodes, possibly while that thread holds the worker's
+// lock (a sync worker finishing a request). It must not wait for the
+// lock: that wait would never end, and the worker would hang until
+// workerd killed it.
+func TestPythonStopUnderLock(t *testing.T) {
+	py := interpreter(t)
+	src, ok := strings.CutSuffix(string(python.Source), "\nmain()\n")
+	if !ok {
+		t.Fatal("the worker source no longer ends with main(): update this test")
+	}
+	tests := []struct {
+		name     string
+		busy     int
+		wantOut  string
+		wantCode int
+	}{
+		{"busy: stops after the request", 1, "stopping=True\n", 3},
+		{"idle: ends at once", 0, "", 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			worker := filepath.Join(dir, "edged_worker.py")
+			if err := os.WriteFile(worker, []byte(src), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			script := fmt.Sprintf(`
+import os, sys
+os.dup2(os.open(os.devnull, os.O_WRONLY), 5)
+g = {"__name__": "edged_worker"}
+exec(compile(open(%q).read(), "edged_worker.py", "exec"), g)
+w = g["Worker"](None, {"threads": 1}, None)
+w.busy = %d
+with w.lock:
+    w.stop()  # as the handler would run here
+print("stopping=%%s" %% w.stopping)
+sys.exit(3)
+`, worker, tt.busy)
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, py, "-c", script)
+			out, err := cmd.CombinedOutput()
+			if ctx.Err() != nil {
+				t.Fatalf("stop() under the lock hung: %s", out)
+			}
+			code := 0
+			var ee *exec.ExitError
+			if errors.As(err, &ee) {
+				code = ee.ExitCode()
+			} else if err != nil {
+				t.Fatal(err)
+			}
+			if string(out) != tt.wantOut || code != tt.wantCode {
+				t.Errorf("got %q, exit %d; want %q, exit %d", out, code, tt.wantOut, tt.wantCode)
 			}
 		})
 	}

@@ -48,7 +48,8 @@ _ERROR_BODY = b"Internal Server Error\n"
 ERROR_500 = U32.pack(len(_ERROR_HEAD)) + _ERROR_HEAD + U32.pack(len(_ERROR_BODY)) + _ERROR_BODY + END
 # What edged accepts in a response head (pkg/wire): checked here as well,
 # so that an app that breaks a rule gets a 500 with its traceback logged
-# rather than a head edged has to refuse.
+# rather than a head edged has to refuse. edged reads no more of the
+# status than its code.
 STATUS = re.compile(r"[1-9][0-9][0-9] ")
 TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
@@ -231,10 +232,13 @@ class Worker:
     # -- lifecycle ---------------------------------------------------------
 
     def stop(self, *_):
-        with self.lock:
-            self.stopping = True
-            idle = self.busy == 0
-        if idle:
+        # The SIGTERM handler. It runs between two bytecodes of the main
+        # thread, which may hold self.lock at that moment (a sync worker's
+        # _end), so it takes no lock. It sets stopping before it reads
+        # busy, and _end lowers busy before it reads stopping: whichever
+        # comes second sees the worker idle and ends the process.
+        self.stopping = True
+        if self.busy == 0:
             os._exit(0)
 
     def run(self):
@@ -468,7 +472,7 @@ class Worker:
                 raise AssertionError("start_response() called twice without exc_info")
             if type(status) is not str or not STATUS.match(status):
                 raise AssertionError("status must be a str like '200 OK', not %r" % (status,))
-            if CONTROL.search(status):
+            if "\0" in status or "\n" in status or "\r" in status:
                 raise AssertionError("status %r holds a control character" % (status,))
             if not latin1(status):
                 raise AssertionError("status %r is not latin-1" % (status,))
