@@ -108,9 +108,13 @@ func Instance(s string) (int, bool) {
 	return n, err == nil && n > 0 && strconv.Itoa(n) == s
 }
 
-// WorkerSocket is the path of worker instance's socket in dir.
-func WorkerSocket(dir, instance string) string {
-	return filepath.Join(dir, instance+".sock")
+// QueueSocket is the name of the socket in socket_dir that every worker
+// takes requests from (workerd.socket under systemd).
+const QueueSocket = "queue.sock"
+
+// Socket is the path of the socket every worker takes requests from.
+func (p Pool) Socket() string {
+	return filepath.Join(p.SocketDir, QueueSocket)
 }
 
 // Capacity is how many requests one worker serves at once.
@@ -119,6 +123,12 @@ func (p Pool) Capacity() int {
 		return p.Threads
 	}
 	return 1
+}
+
+// Backlog is the listen backlog that lets QueueLength connections wait
+// on the worker socket: the kernel admits one more than the backlog.
+func (l Limits) Backlog() int {
+	return max(l.QueueLength-1, 0)
 }
 
 // Limits bound what a client may send and how long it may take.

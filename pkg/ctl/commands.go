@@ -19,11 +19,6 @@ import (
 	"github.com/edged/edged/pkg/logging"
 )
 
-// drainPause is how long a worker whose socket is gone keeps running
-// before it is stopped: edged notices the socket leaving within a quarter
-// second and stops sending it requests.
-const drainPause = time.Second
-
 // scale brings the number of running workers to n.
 func scale(ctx context.Context, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("edgectl scale", flag.ContinueOnError)
@@ -98,12 +93,13 @@ func scaleTo(ctx context.Context, m manager, n int, out io.Writer) error {
 }
 
 // startWorkers starts instances together and waits until each is ready
-// (READY=1 comes once the app is imported).
+// (READY=1 comes once the app is imported). They take requests from the
+// one worker socket, started first.
 func startWorkers(ctx context.Context, m manager, ns []int, p *progress) error {
 	runtime := runtimeUnits(ctx, m)
-	var files []string
+	files := []string{queueSocket}
 	for _, i := range ns {
-		files = append(files, workerSocket(i), workerService(i))
+		files = append(files, workerService(i))
 	}
 	// Enabled, so that they come back after a reboot. The polkit rule
 	// lets edgeadm start and stop edged's units but not enable unit files
@@ -115,6 +111,11 @@ func startWorkers(ctx context.Context, m manager, ns []int, p *progress) error {
 		}
 		p.done("note: not permitted to enable the new workers at boot; they run now, and `sudo edgectl scale N` once makes the size stick")
 	}
+	if err := runJob(ctx, "start "+queueSocket, func(ch chan<- string) (int, error) {
+		return m.StartUnitContext(ctx, queueSocket, "replace", ch)
+	}); err != nil {
+		return err
+	}
 	var wg sync.WaitGroup
 	errs := make([]error, len(ns))
 	ready := 0
@@ -124,14 +125,9 @@ func startWorkers(ctx context.Context, m manager, ns []int, p *progress) error {
 		go func(k, i int) {
 			defer wg.Done()
 			m.ResetFailedUnitContext(ctx, workerService(i))
-			err := runJob(ctx, "start "+workerSocket(i), func(ch chan<- string) (int, error) {
-				return m.StartUnitContext(ctx, workerSocket(i), "replace", ch)
+			err := runJob(ctx, "start "+workerService(i), func(ch chan<- string) (int, error) {
+				return m.StartUnitContext(ctx, workerService(i), "replace", ch)
 			})
-			if err == nil {
-				err = runJob(ctx, "start "+workerService(i), func(ch chan<- string) (int, error) {
-					return m.StartUnitContext(ctx, workerService(i), "replace", ch)
-				})
-			}
 			if err != nil {
 				errs[k] = fmt.Errorf("%w%s", err, why(workerService(i)))
 				return
@@ -146,30 +142,19 @@ func startWorkers(ctx context.Context, m manager, ns []int, p *progress) error {
 	return errors.Join(errs...)
 }
 
-// stopWorkers removes the sockets first, so edged stops sending them
-// requests, then stops the services, which finish what they hold.
+// stopWorkers stops the services: a stopping worker takes no new request
+// off the shared socket and finishes the ones it holds, while the others
+// go on taking from it.
 func stopWorkers(ctx context.Context, m manager, ns []int, p *progress) error {
 	runtime := runtimeUnits(ctx, m)
 	var errs []error
-	for _, i := range ns {
-		if err := runJob(ctx, "stop "+workerSocket(i), func(ch chan<- string) (int, error) {
-			return m.StopUnitContext(ctx, workerSocket(i), "replace", ch)
-		}); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	select {
-	case <-time.After(drainPause):
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 	for k, i := range ns {
 		if err := runJob(ctx, "stop "+workerService(i), func(ch chan<- string) (int, error) {
 			return m.StopUnitContext(ctx, workerService(i), "replace", ch)
 		}); err != nil {
 			errs = append(errs, err)
 		}
-		if _, err := m.DisableUnitFilesContext(ctx, []string{workerSocket(i), workerService(i)}, runtime); err != nil && !denied(err) {
+		if _, err := m.DisableUnitFilesContext(ctx, []string{workerService(i)}, runtime); err != nil && !denied(err) {
 			errs = append(errs, explain("disable "+workerService(i), err))
 		}
 		p.step(fmt.Sprintf("stopped %d/%d workers", k+1, len(ns)))
@@ -200,8 +185,8 @@ func runtimeUnits(ctx context.Context, m manager) bool {
 }
 
 // restart replaces the workers one at a time, each ready before the next
-// goes. systemd keeps each worker's socket open meanwhile, so requests
-// for it wait in the backlog: none fails.
+// goes. The others keep taking requests from the shared socket meanwhile,
+// which systemd keeps open: none fails.
 func restart(ctx context.Context, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("edgectl restart", flag.ContinueOnError)
 	timeout := fs.Duration("timeout", 10*time.Minute, "how long the whole restart may take")

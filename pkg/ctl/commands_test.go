@@ -71,21 +71,22 @@ func TestScaleUp(t *testing.T) {
 			}
 
 			var wantStarts, gotStarts []string
+			if len(tt.wantStart) > 0 {
+				wantStarts = append(wantStarts, "start "+queueSocket)
+			}
 			for _, i := range tt.wantStart {
-				wantStarts = append(wantStarts, "start "+workerSocket(i), "start "+workerService(i))
+				wantStarts = append(wantStarts, "start "+workerService(i))
 			}
 			gotStarts = f.Calls("start")
 			if !sameSet(gotStarts, wantStarts) {
 				t.Errorf("start calls = %q, want %q (in any order)", gotStarts, wantStarts)
 			}
-			for _, i := range tt.wantStart {
-				// A worker's socket must be up before its service.
-				if s, v := slices.Index(gotStarts, "start "+workerSocket(i)), slices.Index(gotStarts, "start "+workerService(i)); s > v {
-					t.Errorf("%s started before %s: %q", workerService(i), workerSocket(i), gotStarts)
-				}
+			// The shared socket is up before any service.
+			if len(gotStarts) > 0 && gotStarts[0] != "start "+queueSocket {
+				t.Errorf("first start = %q, want %s", gotStarts[0], queueSocket)
 			}
 			for i := 1; i <= tt.n; i++ {
-				for _, u := range []string{workerSocket(i), workerService(i)} {
+				for _, u := range []string{queueSocket, workerService(i)} {
 					if got := f.state(u); got != "active" {
 						t.Errorf("%s is %s, want active", u, got)
 					}
@@ -105,9 +106,9 @@ func TestScaleUp(t *testing.T) {
 			if len(enables) != 1 {
 				t.Fatalf("enable calls = %q, want one", enables)
 			}
-			var wantFiles []string
+			wantFiles := []string{queueSocket}
 			for _, i := range tt.wantStart {
-				wantFiles = append(wantFiles, workerSocket(i), workerService(i))
+				wantFiles = append(wantFiles, workerService(i))
 			}
 			if got, want := enables[0], "enable "+strings.Join(wantFiles, " "); got != want {
 				t.Errorf("enable call = %q, want %q", got, want)
@@ -140,7 +141,7 @@ func TestScaleUpFills(t *testing.T) {
 	if err := scaleTo(testCtx(t), f, 3, &bytes.Buffer{}); err != nil {
 		t.Fatalf("scaleTo(3) = %v", err)
 	}
-	want := []string{"start " + workerSocket(2), "start " + workerService(2)}
+	want := []string{"start " + queueSocket, "start " + workerService(2)}
 	if got := f.Calls("start"); !slices.Equal(got, want) {
 		t.Errorf("start calls = %q, want %q", got, want)
 	}
@@ -159,18 +160,13 @@ func TestScaleDown(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel() // each waits drainPause
 			f := running(tt.have)
 			if tt.fragment != "" {
 				f.fragment = tt.fragment
 			}
 			var out bytes.Buffer
-			startAt := time.Now()
 			if err := scaleTo(testCtx(t), f, tt.n, &out); err != nil {
 				t.Fatalf("scaleTo(%d) = %v", tt.n, err)
-			}
-			if took := time.Since(startAt); took < drainPause {
-				t.Errorf("scaleTo took %v, want at least drainPause (%v) between the sockets and the services", took, drainPause)
 			}
 			wantOut := fmt.Sprintf("%d workers running (0 started, %d stopped)\n", tt.n, tt.have-tt.n)
 			if got := out.String(); got != wantOut {
@@ -180,14 +176,11 @@ func TestScaleDown(t *testing.T) {
 				t.Errorf("scaling down made calls %q, want none", got)
 			}
 
-			// Every socket goes before any service, so edged stops
-			// sending them requests before they exit.
+			// Only the services stop: the shared socket stays, and
+			// with it what waits there for the other workers.
 			var want []string
 			for i := tt.n + 1; i <= tt.have; i++ {
-				want = append(want, "stop "+workerSocket(i))
-			}
-			for i := tt.n + 1; i <= tt.have; i++ {
-				want = append(want, "stop "+workerService(i), "disable "+workerSocket(i)+" "+workerService(i))
+				want = append(want, "stop "+workerService(i), "disable "+workerService(i))
 			}
 			if got := f.Calls("stop", "disable"); !slices.Equal(got, want) {
 				t.Errorf("stop/disable calls =\n  %q\nwant\n  %q", got, want)
@@ -197,7 +190,7 @@ func TestScaleDown(t *testing.T) {
 				if i <= tt.n {
 					wantState, wantEnabled = "active", true
 				}
-				for _, u := range []string{workerSocket(i), workerService(i)} {
+				for _, u := range []string{workerService(i)} {
 					if got := f.state(u); got != wantState {
 						t.Errorf("%s is %s, want %s", u, got, wantState)
 					}
@@ -237,10 +230,10 @@ func TestScaleErrors(t *testing.T) {
 		},
 		{
 			name: "socket job failed", have: 0, n: 2,
-			setup: func(f *fakeSystemd) { f.results[workerSocket(2)] = "failed" },
-			want:  []string{"start workerd@2.socket: job failed", "workerd@2.service"},
+			setup: func(f *fakeSystemd) { f.results[queueSocket] = "failed" },
+			want:  []string{"start workerd.socket: job failed"},
 			wantState: map[string]string{
-				workerService(1): "active", workerSocket(2): "failed", workerService(2): "inactive",
+				queueSocket: "failed", workerService(1): "inactive", workerService(2): "inactive",
 			},
 		},
 		{
@@ -253,13 +246,13 @@ func TestScaleErrors(t *testing.T) {
 		},
 		{
 			name: "start refused", have: 0, n: 1,
-			setup: func(f *fakeSystemd) { f.jobErr[workerSocket(1)] = denied },
-			want:  []string{"start workerd@1.socket: permission denied", wantPermission},
+			setup: func(f *fakeSystemd) { f.jobErr[queueSocket] = denied },
+			want:  []string{"start workerd.socket: permission denied", wantPermission},
 		},
 		{
 			name: "units not installed", have: 0, n: 1,
 			setup: func(f *fakeSystemd) {
-				f.jobErr[workerSocket(1)] = dbusErr("org.freedesktop.systemd1.NoSuchUnit", "Unit workerd@1.socket not found.")
+				f.jobErr[queueSocket] = dbusErr("org.freedesktop.systemd1.NoSuchUnit", "Unit workerd.socket not found.")
 			},
 			want: []string{wantInstall},
 		},
@@ -273,7 +266,7 @@ func TestScaleErrors(t *testing.T) {
 			setup: func(f *fakeSystemd) { f.results[workerService(2)] = "failed" },
 			want:  []string{"stop workerd@2.service: job failed"},
 			// It goes on with the others.
-			wantState: map[string]string{workerService(3): "inactive", workerSocket(2): "inactive"},
+			wantState: map[string]string{workerService(3): "inactive", queueSocket: "active"},
 		},
 	}
 	for _, tt := range tests {
@@ -318,27 +311,13 @@ func TestScaleEnableRefused(t *testing.T) {
 	if err := scaleTo(testCtx(t), f, 2, &out); err != nil {
 		t.Fatalf("scaleTo(2) = %v, want nil when only enabling is refused", err)
 	}
-	for _, u := range []string{workerSocket(1), workerService(1), workerSocket(2), workerService(2)} {
+	for _, u := range []string{queueSocket, workerService(1), workerService(2)} {
 		if got := f.state(u); got != "active" {
 			t.Errorf("%s is %s, want active", u, got)
 		}
 	}
 	if !strings.Contains(out.String(), "not permitted to enable") || !strings.Contains(out.String(), "2 workers running") {
 		t.Errorf("output = %q, want the note and the outcome", out.String())
-	}
-}
-
-func TestScaleCancelled(t *testing.T) {
-	f := running(2)
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	// The fake ignores ctx, so the jobs go through; the drain wait must not.
-	err := stopWorkers(ctx, f, []int{2}, newProgress(&bytes.Buffer{}))
-	if !errors.Is(err, context.Canceled) {
-		t.Errorf("stopWorkers(cancelled) = %v, want context.Canceled", err)
-	}
-	if got := f.Calls("stop"); !slices.Equal(got, []string{"stop " + workerSocket(2)}) {
-		t.Errorf("stop calls = %q, want only the socket's", got)
 	}
 }
 

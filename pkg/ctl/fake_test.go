@@ -53,13 +53,16 @@ func newFake(units map[string]*fakeUnit) *fakeSystemd {
 	}
 }
 
-// running returns a fake with active sockets and services 1..n.
+// running returns a fake with services 1..n active, and the worker
+// socket with them when n > 0.
 func running(n int) *fakeSystemd {
 	f := newFake(nil)
+	if n > 0 {
+		f.units[queueSocket] = &fakeUnit{active: "active", sub: "running"}
+		f.enabled[queueSocket] = true
+	}
 	for i := 1; i <= n; i++ {
-		f.units[workerSocket(i)] = &fakeUnit{active: "active", sub: "listening"}
 		f.units[workerService(i)] = &fakeUnit{active: "active", sub: "running"}
-		f.enabled[workerSocket(i)] = true
 		f.enabled[workerService(i)] = true
 	}
 	return f

@@ -21,7 +21,9 @@ const (
 )
 
 func workerService(n int) string { return fmt.Sprintf("workerd@%d.service", n) }
-func workerSocket(n int) string  { return fmt.Sprintf("workerd@%d.socket", n) }
+
+// queueSocket is the one socket every worker takes requests from.
+const queueSocket = "workerd.socket"
 
 // manager is the part of systemd's D-Bus API edgectl uses; tests may fake
 // it, production uses *sddbus.Conn.

@@ -391,9 +391,9 @@ func TestSystemd(t *testing.T) {
 		}
 	})
 
-	t.Run("strangers cannot reach a worker socket", func(t *testing.T) {
+	t.Run("strangers cannot reach the worker socket", func(t *testing.T) {
 		out, err := m.exec("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/python3", "-c",
-			"import socket; s=socket.socket(socket.AF_UNIX); s.connect('/run/edged/workers/1.sock')")
+			"import socket; s=socket.socket(socket.AF_UNIX); s.connect('/run/edged/workers/queue.sock')")
 		if err == nil || !strings.Contains(out, "Permission denied") {
 			t.Errorf("nobody connected to a worker socket (err %v):\n%s", err, out)
 		}
@@ -671,7 +671,7 @@ func hostPID(t *testing.T, m *machine, inner string) string {
 }
 
 func (m *machine) journal() string {
-	out, _ := m.exec("journalctl", "--no-pager", "-n", "300", "-u", "edged.service", "-u", "edged.socket", "-u", "workerd@*")
+	out, _ := m.exec("journalctl", "--no-pager", "-n", "300", "-u", "edged.service", "-u", "edged.socket", "-u", "workerd@*", "-u", "workerd.socket")
 	return out
 }
 

@@ -17,59 +17,105 @@ import (
 	"time"
 
 	"github.com/edged/edged/pkg/config"
+	"github.com/edged/edged/pkg/sd"
 	"github.com/rs/zerolog"
 )
 
 // wreq is one request frame as the fake worker read it.
 type wreq struct {
-	env  map[string]string
-	keys []string // in frame order
-	body []byte
-	conn int // which connection of the worker carried it, from 1
-	seq  int // its place on that connection, from 1
-	err  error
+	env      map[string]string
+	keys     []string // in frame order
+	body     []byte
+	deadline time.Time // zero: none
+	conn     int       // which connection of the worker carried it, from 1
+	err      error
 }
 
 // fconn is the fake worker's side of one connection from the edge.
 type fconn struct {
 	net.Conn
-	r *bufio.Reader
+	r      *bufio.Reader
+	worker string
 	// done is closed when the test ends, to release blocked handlers.
 	done <-chan struct{}
 }
 
-// serveFunc answers one request; it returns false to close the connection.
-type serveFunc func(c *fconn, req *wreq) bool
+// serveFunc answers one request; the connection is closed after it.
+type serveFunc func(c *fconn, req *wreq)
 
-// fakeWorker stands in for a Python worker: it listens on DIR/NAME.sock,
-// reads request frames and answers with whatever serve writes.
-type fakeWorker struct {
-	t     *testing.T
+// queue is the listening socket the fake workers of one directory share,
+// as every workerd shares workerd.socket.
+type queue struct {
 	ln    *net.UnixListener
 	path  string
+	users int // workers still taking from it; the last one closes it
+}
+
+var (
+	queuesMu sync.Mutex
+	queues   = map[string]*queue{}
+)
+
+// listenQueue binds dir's worker socket with the given listen backlog.
+func listenQueue(t *testing.T, dir string, backlog int) *queue {
+	t.Helper()
+	queuesMu.Lock()
+	defer queuesMu.Unlock()
+	if q := queues[dir]; q != nil {
+		return q
+	}
+	path := filepath.Join(dir, config.QueueSocket)
+	f, err := sd.ListenUnix(path, backlog)
+	if err != nil {
+		t.Fatalf("listen %s: %v", path, err)
+	}
+	defer f.Close()
+	l, err := net.FileListener(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := &queue{ln: l.(*net.UnixListener), path: path}
+	q.ln.SetUnlinkOnClose(true)
+	queues[dir] = q
+	t.Cleanup(func() {
+		queuesMu.Lock()
+		delete(queues, dir)
+		queuesMu.Unlock()
+		q.ln.Close()
+	})
+	return q
+}
+
+// fakeWorker stands in for a sync Python worker: it takes one connection
+// at a time off its directory's queue socket, reads the request frame and
+// answers with whatever serve writes.
+type fakeWorker struct {
+	t     *testing.T
+	name  string
+	q     *queue
 	serve serveFunc
 
-	// done is closed when the test ends, to release blocked handlers.
-	done   chan struct{}
-	closed chan int // connection numbers the worker closed itself
+	// done is closed when the worker stops, to release blocked handlers.
+	done chan struct{}
 
-	mu     sync.Mutex
-	reqs   []*wreq
-	nconns []net.Conn
+	mu   sync.Mutex
+	reqs []*wreq
+	cur  net.Conn
 
 	conns atomic.Int32 // connections that carried a request (pings aside)
 	wg    sync.WaitGroup
 }
 
-// startWorker listens on dir/name.sock and serves each request with serve.
+// startWorker starts worker name on dir's queue socket (binding it, with
+// a roomy backlog, if no worker has yet) and serves each request with
+// serve.
 func startWorker(t *testing.T, dir, name string, serve serveFunc) *fakeWorker {
 	t.Helper()
-	path := filepath.Join(dir, name+".sock")
-	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
-	if err != nil {
-		t.Fatalf("listen %s: %v", path, err)
-	}
-	fw := &fakeWorker{t: t, ln: ln, path: path, serve: serve, done: make(chan struct{}), closed: make(chan int, 100)}
+	q := listenQueue(t, dir, 64)
+	queuesMu.Lock()
+	q.users++
+	queuesMu.Unlock()
+	fw := &fakeWorker{t: t, name: name, q: q, serve: serve, done: make(chan struct{})}
 	fw.wg.Add(1)
 	go fw.accept()
 	t.Cleanup(fw.stop)
@@ -79,15 +125,22 @@ func startWorker(t *testing.T, dir, name string, serve serveFunc) *fakeWorker {
 func (fw *fakeWorker) accept() {
 	defer fw.wg.Done()
 	for {
-		c, err := fw.ln.Accept()
+		c, err := fw.q.ln.Accept()
 		if err != nil {
 			return
 		}
+		select {
+		case <-fw.done:
+			// Stopped while waiting: the connection is another worker's
+			// to take, which a real worker guarantees by not asking.
+			c.Close()
+			return
+		default:
+		}
 		fw.mu.Lock()
-		fw.nconns = append(fw.nconns, c)
+		fw.cur = c
 		fw.mu.Unlock()
-		fw.wg.Add(1)
-		go fw.handle(c)
+		fw.handle(c)
 	}
 }
 
@@ -96,52 +149,47 @@ func (fw *fakeWorker) accept() {
 var pong = append(headFrame("204 No Content"), endFrame...)
 
 func (fw *fakeWorker) handle(c net.Conn) {
-	defer fw.wg.Done()
 	defer c.Close()
-	fc := &fconn{Conn: c, r: bufio.NewReader(c), done: fw.done}
-	n := 0 // the connection's number, once it carries a request
-	for seq := 1; ; {
-		req, err := readRequest(fc.r)
-		if err != nil {
-			return // the edge closed the connection
-		}
-		if req == nil {
-			if _, err := c.Write(pong); err != nil {
-				return
-			}
-			continue
-		}
-		if n == 0 {
-			n = int(fw.conns.Add(1))
-		}
-		req.conn, req.seq = n, seq
-		seq++
-		fw.mu.Lock()
-		fw.reqs = append(fw.reqs, req)
-		fw.mu.Unlock()
-		if !fw.serve(fc, req) {
-			c.Close()
-			fw.closed <- n
-			return
-		}
+	fc := &fconn{Conn: c, r: bufio.NewReader(c), worker: fw.name, done: fw.done}
+	req, err := readRequest(fc.r)
+	if err != nil {
+		return // the edge closed the connection
 	}
+	if req == nil {
+		c.Write(pong)
+		return
+	}
+	req.conn = int(fw.conns.Add(1))
+	fw.mu.Lock()
+	fw.reqs = append(fw.reqs, req)
+	fw.mu.Unlock()
+	fw.serve(fc, req)
 }
 
-// stop closes the listener and every connection, and waits for the
-// worker's goroutines.
+// stop ends the worker: it takes nothing more, its request in hand is
+// cut off, and the last worker of a directory closes the socket.
 func (fw *fakeWorker) stop() {
 	select {
 	case <-fw.done:
+		return
 	default:
 		close(fw.done)
 	}
-	fw.ln.Close()
+	queuesMu.Lock()
+	fw.q.users--
+	last := fw.q.users == 0
+	queuesMu.Unlock()
+	if last {
+		fw.q.ln.Close()
+	}
 	fw.mu.Lock()
-	for _, c := range fw.nconns {
-		c.Close()
+	if fw.cur != nil {
+		fw.cur.Close()
 	}
 	fw.mu.Unlock()
-	fw.wg.Wait()
+	if last {
+		fw.wg.Wait()
+	}
 }
 
 // requests returns the requests read so far.
@@ -164,16 +212,20 @@ func (fw *fakeWorker) only(t *testing.T) *wreq {
 	return rs[0]
 }
 
-// readRequest reads one request frame: <u32 envLen><u64 bodyLen> env body,
-// or returns nil for a ping. A malformed environ is reported in req.err, not as an error, so that the
-// test sees it.
+// readRequest reads one request frame: <u32 envLen><u64 bodyLen><u64
+// deadline> env body, or returns nil for a ping. A malformed environ is
+// reported in req.err, not as an error, so that the test sees it.
 func readRequest(r *bufio.Reader) (*wreq, error) {
-	var prefix [12]byte
+	var prefix [20]byte
 	if _, err := io.ReadFull(r, prefix[:]); err != nil {
 		return nil, err
 	}
 	envLen := binary.LittleEndian.Uint32(prefix[0:4])
 	bodyLen := binary.LittleEndian.Uint64(prefix[4:12])
+	var deadline time.Time
+	if dl := binary.LittleEndian.Uint64(prefix[12:20]); dl != 0 {
+		deadline = time.Unix(0, int64(dl))
+	}
 	if envLen == 0 && bodyLen == 0 {
 		return nil, nil // a ping
 	}
@@ -188,7 +240,7 @@ func readRequest(r *bufio.Reader) (*wreq, error) {
 	if _, err := io.ReadFull(r, body); err != nil {
 		return nil, err
 	}
-	req := &wreq{env: map[string]string{}, body: body}
+	req := &wreq{env: map[string]string{}, body: body, deadline: deadline}
 	parts := strings.Split(string(env), "\x00")
 	if len(parts)%2 != 0 {
 		req.err = fmt.Errorf("environ has %d NUL-separated parts, want an even number", len(parts))
@@ -213,22 +265,29 @@ func u32(n uint32) []byte {
 	return b[:]
 }
 
-// headFrame is the frame for a status line and name, value... pairs.
+// headFrame is worker 1's frame for a status line and name, value...
+// pairs.
 func headFrame(status string, fields ...string) []byte {
-	s := strings.Join(append([]string{status}, fields...), "\x00")
+	return headFrameFrom("1", status, fields...)
+}
+
+// headFrameFrom is the head frame as worker sends it.
+func headFrameFrom(worker, status string, fields ...string) []byte {
+	s := strings.Join(append([]string{worker, status}, fields...), "\x00")
 	return append(u32(uint32(len(s))), s...)
 }
 
 func chunkFrame(b []byte) []byte { return append(u32(uint32(len(b))), b...) }
 
 var (
-	endFrame   = u32(0)
-	abortFrame = u32(0xFFFFFFFF)
+	endFrame     = u32(0)
+	abortFrame   = u32(0xFFFFFFFF)
+	expiredFrame = u32(0xFFFFFFFE)
 )
 
 // respond writes a whole response: head, the body in chunks, end.
 func (c *fconn) respond(status string, fields []string, chunks ...[]byte) error {
-	out := headFrame(status, fields...)
+	out := headFrameFrom(c.worker, status, fields...)
 	for _, ch := range chunks {
 		if len(ch) > 0 {
 			out = append(out, chunkFrame(ch)...)
@@ -240,9 +299,8 @@ func (c *fconn) respond(status string, fields []string, chunks ...[]byte) error 
 }
 
 // replyOK answers every request with 200 and a short body.
-func replyOK(c *fconn, _ *wreq) bool {
+func replyOK(c *fconn, _ *wreq) {
 	c.respond("200 OK", []string{"Content-Type", "text/plain"}, []byte("hello"))
-	return true
 }
 
 // socketDir returns a directory for worker sockets with a path short
@@ -296,8 +354,7 @@ func testConfig(t *testing.T, dir string, kv ...string) *config.Config {
 	return cfg
 }
 
-// newServer builds a Server over the sockets in dir, which the pool has
-// already scanned.
+// newServer builds a Server that sends requests to dir's queue socket.
 func newServer(t *testing.T, dir string, kv ...string) *Server {
 	t.Helper()
 	return newServerLog(t, dir, zerolog.Nop(), kv...)
@@ -310,29 +367,7 @@ func newServerLog(t *testing.T, dir string, log zerolog.Logger, kv ...string) *S
 		t.Fatalf("New: %v", err)
 	}
 	t.Cleanup(s.Close)
-	if err := s.Pool().Scan(); err != nil {
-		t.Fatalf("Scan: %v", err)
-	}
-	// Every worker found gets requests once it has answered a ping.
-	st := s.Pool().Stats()
-	waitReady(t, s, st.Workers+st.Starting)
 	return s
-}
-
-// waitReady waits until n workers have answered their ping.
-func waitReady(t *testing.T, s *Server, n int) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		st := s.Pool().Stats()
-		if st.Workers >= n {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("workers ready: got %d (%d starting), want %d", st.Workers, st.Starting, n)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 // serve runs s on a real listener until the test ends and returns the

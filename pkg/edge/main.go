@@ -231,13 +231,8 @@ func (s *Server) keepSystemdInformed(ctx context.Context) {
 
 // status is the one line `systemctl status` and `edgectl status` show.
 func (s *Server) status() string {
-	ps := s.pool.Stats()
-	line := fmt.Sprintf("workers %d up", ps.Workers)
-	if ps.Starting > 0 {
-		line += fmt.Sprintf(" (%d starting)", ps.Starting)
-	}
-	line += fmt.Sprintf(", %d in flight, %d queued, %d req/s, %d requests, %d errors",
-		s.inFlight.Load(), ps.Queued, s.rate.Load(), s.requests.Load(), s.errors.Load())
+	line := fmt.Sprintf("%d in flight (%d with the workers or queued for them), %d req/s, %d requests, %d errors",
+		s.inFlight.Load(), s.upstream.InFlight(), s.rate.Load(), s.requests.Load(), s.errors.Load())
 	if e, _ := s.lastReloadErr.Load().(string); e != "" {
 		line += "; last reload refused: " + e
 	}

@@ -7,28 +7,29 @@ import (
 	"net"
 	"net/http"
 	"net/textproto"
-	"os"
 	"strconv"
+	"strings"
 	"sync"
-	"syscall"
 	"time"
 
-	"github.com/edged/edged/pkg/pool"
+	"github.com/edged/edged/pkg/upstream"
 	"github.com/edged/edged/pkg/wire"
 )
 
-// exchange is one request's trip to the app: the buffered request body in,
-// the buffered response out.
+// exchange is one request's trip to the app: the environ frame out, the
+// answer's head back.
 type exchange struct {
 	frame wire.Request
-	head  wire.Head
+	resp  upstream.Response
 }
 
 var exchanges = sync.Pool{New: func() any { return new(exchange) }}
 
 // serveApp buffers the request, hands it to a worker, buffers the answer,
 // and only then writes it to the client: a slow client never holds a
-// worker. What it sent goes into lr, for the access log.
+// worker. An answer the app asks to stream is passed on as it comes
+// instead, holding its worker. What it sent goes into lr, for the access
+// log.
 func (s *site) serveApp(w http.ResponseWriter, r *http.Request, lr *logRecord) {
 	limit := int64(s.cfg.Limits.MaxBody)
 	if r.ContentLength > limit {
@@ -50,16 +51,28 @@ func (s *site) serveApp(w http.ResponseWriter, r *http.Request, lr *logRecord) {
 		s.fail(w, lr, http.StatusBadRequest, "NUL byte in the path")
 		return
 	}
-
-	resp := newSpool(int(s.cfg.Buffers.ResponseMemory), s.cfg.Buffers.TempDir)
-	defer resp.Close()
-	worker, status, err := s.roundTrip(r.Context(), x, r.Method, body, resp)
-	lr.worker = worker
-	if err != nil {
-		s.fail(w, lr, status, err.Error())
+	req := upstream.Request{Frame: &x.frame, Body: body, Idempotent: idempotent(r.Method)}
+	if err := s.upstream.RoundTrip(r.Context(), &req, &x.resp); err != nil {
+		s.fail(w, lr, s.upstreamStatus(r.Context(), err), err.Error())
 		return
 	}
-	s.writeResponse(w, r, lr, x, resp)
+	defer x.resp.Close()
+	lr.worker = x.resp.Worker
+	if streamed(x.resp.Fields) {
+		s.stream(w, r, lr, &x.resp)
+		return
+	}
+	resp := newSpool(int(s.cfg.Buffers.ResponseMemory), s.cfg.Buffers.TempDir)
+	defer resp.Close()
+	if err := x.resp.ReadBody(false, func(b []byte) error {
+		_, err := resp.Write(b)
+		return err
+	}); err != nil {
+		s.fail(w, lr, s.upstreamStatus(r.Context(), err), err.Error())
+		return
+	}
+	x.resp.Close() // the worker is done: free it before the client reads
+	s.writeResponse(w, r, lr, &x.resp.Head, resp)
 }
 
 // readBody reads the whole request body into sp, each read bounded by the
@@ -96,125 +109,19 @@ func (s *site) readBody(w http.ResponseWriter, r *http.Request, sp *spool, limit
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
-// roundTrip sends the request to a worker and reads the whole response
-// into resp, retrying when the app cannot have seen the request: on
-// another worker when one refused the connection, on the same one when a
-// kept-alive connection had gone stale. It returns the name of the last
-// worker tried ("" when none was free) with the status.
-func (s *site) roundTrip(ctx context.Context, x *exchange, method string, body, resp *spool) (worker string, status int, err error) {
-	var down []*pool.Worker
-	for attempt := 0; ; attempt++ {
-		wk, err := s.pool.Acquire(ctx, down...)
-		switch {
-		case errors.Is(err, pool.ErrQueueFull), errors.Is(err, pool.ErrQueueTimeout):
-			return worker, http.StatusServiceUnavailable, err
-		case errors.Is(err, pool.ErrUnreachable):
-			return worker, http.StatusBadGateway, err
-		case err != nil:
-			return worker, 499, err
-		}
-		worker = wk.Name
-		res, status, err := s.tryWorker(ctx, wk, x, method, body, resp)
-		s.pool.Release(wk)
-		if err == nil || res == final || attempt >= 8 {
-			return worker, status, err
-		}
-		s.log.Debug().Err(err).Str("worker", wk.Name).Msg("worker unreachable, trying again")
-		if res == refused {
-			down = append(down, wk)
-		}
-	}
-}
-
-// What an attempt's failure allows.
-type outcome int
-
-const (
-	final   outcome = iota // the app may have seen the request
-	refused                // the worker refused: try another
-	stale                  // a kept-alive connection was dead: try again
-)
-
-// tryWorker runs one attempt. Its outcome says whether the request may go
-// again: only when the app cannot have seen it.
-func (s *site) tryWorker(ctx context.Context, wk *pool.Worker, x *exchange, method string, body, resp *spool) (res outcome, status int, err error) {
-	c, err := wk.Conn(ctx)
-	if err != nil {
-		if errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, os.ErrNotExist) {
-			s.pool.MarkDown(wk)
-		}
-		return refused, http.StatusBadGateway, err
-	}
-	ok := false
-	defer func() {
-		if ok {
-			c.Put()
-		} else {
-			c.Close()
-		}
-	}()
-	c.SetDeadline(time.Now().Add(s.cfg.App.Timeout.D()))
-
-	frame := x.frame.Frame(body.Len())
-	if mem, inMem := body.InMemory(); inMem {
-		// One writev, the body not copied again.
-		bufs := net.Buffers{frame, mem}
-		_, err = bufs.WriteTo(c.Conn)
-	} else if _, err = c.Write(frame); err == nil {
-		_, err = body.WriteTo(c.Conn)
-	}
-	if err != nil {
-		// The worker hung up while the request was still going in: the
-		// app, which starts on a whole frame, has not run.
-		if connGone(err) {
-			return s.unseen(wk, c), http.StatusBadGateway, err
-		}
-		return final, s.upstreamStatus(err), err
-	}
-	if err = wire.ReadHead(c.R, &x.head); err != nil {
-		// Hung up before a byte of answer: the app may have run, so only
-		// a request that is safe to repeat goes again.
-		if connGone(err) && idempotent(method) {
-			return s.unseen(wk, c), http.StatusBadGateway, err
-		}
-		return final, s.upstreamStatus(err), err
-	}
-	if err = wire.ReadBody(c.R, func(b []byte) error {
-		_, err := resp.Write(b)
-		return err
-	}); err != nil {
-		return final, s.upstreamStatus(err), err
-	}
-	ok = true
-	return final, x.head.Status, nil
-}
-
-// unseen is where a request the worker dropped goes next. A kept-alive
-// connection that outlived its Python process means the worker restarted:
-// all its idle connections are dead, and a fresh one to the same worker
-// will do. A fresh connection dropped means the worker is stopping: try
-// another.
-func (s *site) unseen(wk *pool.Worker, c *pool.Conn) outcome {
-	if c.Reused {
-		s.pool.Stale(wk)
-		return stale
-	}
-	return refused
-}
-
-func (s *site) upstreamStatus(err error) int {
+// upstreamStatus is the answer for a failed trip to the app.
+func (s *site) upstreamStatus(ctx context.Context, err error) int {
 	switch {
+	case ctx.Err() != nil:
+		return 499 // the client went away
+	case errors.Is(err, upstream.ErrQueueFull), errors.Is(err, upstream.ErrQueueTimeout):
+		return http.StatusServiceUnavailable
+	case errors.Is(err, upstream.ErrTimeout):
+		return http.StatusGatewayTimeout
 	case errors.Is(err, wire.ErrAborted):
 		return http.StatusInternalServerError
-	case timedOut(err):
-		return http.StatusGatewayTimeout
 	}
 	return http.StatusBadGateway
-}
-
-// connGone reports an error that means the peer closed before answering.
-func connGone(err error) bool {
-	return errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
 }
 
 func idempotent(m string) bool {
@@ -225,35 +132,90 @@ func idempotent(m string) bool {
 	return false
 }
 
-// writeResponse sends the buffered response to the client.
-func (s *site) writeResponse(w http.ResponseWriter, r *http.Request, lr *logRecord, x *exchange, resp *spool) {
+// streamed says the app asked for its answer to be passed on as it comes
+// (nginx's X-Accel-Buffering: no, or server-sent events): the same rule
+// the Python side applies when it decides to send each chunk at once.
+func streamed(fields []string) bool {
+	for i := 0; i+1 < len(fields); i += 2 {
+		name, value := fields[i], fields[i+1]
+		switch {
+		case strings.EqualFold(name, "X-Accel-Buffering"):
+			if strings.EqualFold(strings.TrimSpace(value), "no") {
+				return true
+			}
+		case strings.EqualFold(name, "Content-Type"):
+			if len(value) >= 17 && strings.EqualFold(value[:17], "text/event-stream") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// stream passes the answer to the client chunk by chunk as the app sends
+// it. The worker stays held until the app is done; a client that stops
+// reading for limits.send_timeout ends it.
+func (s *site) stream(w http.ResponseWriter, r *http.Request, lr *logRecord, resp *upstream.Response) {
+	status := resp.Status
+	bodyless := s.header(w, &resp.Head, status)
+	w.WriteHeader(status)
+	lr.status = status
+	rc := http.NewResponseController(w)
+	rc.Flush()
+	if bodyless || r.Method == http.MethodHead {
+		return
+	}
+	sw := &deadlineWriter{w: w, rc: rc, timeout: s.cfg.Limits.SendTimeout.D()}
+	err := resp.ReadBody(true, func(b []byte) error {
+		n, err := sw.Write(b)
+		lr.bytes += int64(n)
+		if err == nil {
+			err = rc.Flush()
+		}
+		return err
+	})
+	if err != nil {
+		lr.err = err
+		// The head is out: all that is left is to cut the response short,
+		// so that the client sees it is incomplete.
+		panic(http.ErrAbortHandler)
+	}
+}
+
+// header copies the app's headers to w, less hop-by-hop ones and those
+// edged sets itself, and says whether the status has no body.
+func (s *site) header(w http.ResponseWriter, head *wire.Head, status int) (bodyless bool) {
 	h := w.Header()
-	appLength := ""
-	f := x.head.Fields
+	f := head.Fields
 	for i := 0; i+1 < len(f); i += 2 {
 		name := textproto.CanonicalMIMEHeaderKey(f[i])
-		if hopHeaders[name] {
-			continue
-		}
-		if name == "Content-Length" {
-			appLength = f[i+1]
+		if hopHeaders[name] || name == "Content-Length" || name == "X-Accel-Buffering" {
 			continue
 		}
 		h[name] = append(h[name], f[i+1])
 	}
-	status := x.head.Status
-	n := resp.Len()
-	bodyless := status < 200 || status == http.StatusNoContent || status == http.StatusNotModified
-	switch {
-	case bodyless:
-	case r.Method == http.MethodHead && n == 0 && appLength != "":
-		h["Content-Length"] = []string{appLength}
-	default:
-		h["Content-Length"] = []string{strconv.FormatInt(n, 10)}
-	}
+	bodyless = status < 200 || status == http.StatusNoContent || status == http.StatusNotModified
 	if _, ok := h["Content-Type"]; !ok && !bodyless {
 		// Never let net/http guess a type from the body.
 		h["Content-Type"] = nil
+	}
+	return bodyless
+}
+
+// writeResponse sends the buffered response to the client.
+func (s *site) writeResponse(w http.ResponseWriter, r *http.Request, lr *logRecord, head *wire.Head, resp *spool) {
+	status := head.Status
+	bodyless := s.header(w, head, status)
+	n := resp.Len()
+	h := w.Header()
+	switch {
+	case bodyless:
+	case r.Method == http.MethodHead && n == 0:
+		if l := appLength(head.Fields); l != "" {
+			h["Content-Length"] = []string{l}
+		}
+	default:
+		h["Content-Length"] = []string{strconv.FormatInt(n, 10)}
 	}
 	w.WriteHeader(status)
 	lr.status = status
@@ -267,6 +229,16 @@ func (s *site) writeResponse(w http.ResponseWriter, r *http.Request, lr *logReco
 	if err != nil {
 		lr.err = err
 	}
+}
+
+// appLength is the Content-Length the app gave, for a HEAD answer.
+func appLength(fields []string) string {
+	for i := 0; i+1 < len(fields); i += 2 {
+		if strings.EqualFold(fields[i], "Content-Length") {
+			return fields[i+1]
+		}
+	}
+	return ""
 }
 
 // deadlineWriter gives each write to a client its own send timeout, so a

@@ -17,22 +17,20 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rs/zerolog"
+	"github.com/edged/edged/pkg/config"
 )
 
 // answer returns a serveFunc that sends the same response every time.
 func answer(status string, fields []string, chunks ...[]byte) serveFunc {
-	return func(c *fconn, _ *wreq) bool {
+	return func(c *fconn, _ *wreq) {
 		c.respond(status, fields, chunks...)
-		return true
 	}
 }
 
 // raw returns a serveFunc that writes b, then closes the connection.
 func raw(b ...[]byte) serveFunc {
-	return func(c *fconn, _ *wreq) bool {
+	return func(c *fconn, _ *wreq) {
 		c.Write(bytes.Join(b, nil))
-		return false
 	}
 }
 
@@ -248,6 +246,8 @@ func TestUpstreamFailure(t *testing.T) {
 		{"HTTP instead of frames", nil, raw([]byte("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")), 502},
 		{"header value with CR LF", nil, raw(headFrame("200 OK", "X-Bad", "a\r\nSet-Cookie: admin=1"), endFrame), 502},
 		{"bad header name", nil, raw(headFrame("200 OK", "Bad Name", "x"), endFrame), 502},
+		// A GET may go again after a hang-up before any answer: it
+		// went to a worker three times in all.
 		{"closed before answering", nil, raw(), 502},
 		{"closed within the head", nil, raw(u32(50), []byte("200 OK")), 502},
 		{"closed within the body", nil, raw(headFrame("200 OK"), u32(100), []byte("short")), 502},
@@ -269,34 +269,14 @@ func TestUpstreamFailure(t *testing.T) {
 			if got, want := rec.Body.String(), http.StatusText(tt.want)+"\n"; got != want {
 				t.Errorf("body: got %q, want %q", got, want)
 			}
-			if n := len(fw.requests()); n != 1 {
-				t.Errorf("the worker got %d requests, want 1 (a failure after sending is never retried)", n)
+			want := 1
+			if tt.name == "closed before answering" {
+				want = 3
+			}
+			if n := len(fw.requests()); n != want {
+				t.Errorf("the worker got %d requests, want %d (a failure after an answer began is never retried)", n, want)
 			}
 		})
-	}
-}
-
-// A connection that failed is never reused: the next request dials anew.
-func TestUpstreamFailureDropsConnection(t *testing.T) {
-	dir := socketDir(t)
-	fw := startWorker(t, dir, "1", func(c *fconn, req *wreq) bool {
-		if req.conn == 1 {
-			c.Write(append(headFrame("200 OK"), abortFrame...))
-			return true // keep it open: the edge must close it
-		}
-		c.respond("200 OK", nil, []byte("fine"))
-		return true
-	})
-	s := newServer(t, dir)
-	for i, want := range []int{500, 200, 200} {
-		rec := httptest.NewRecorder()
-		s.ServeHTTP(rec, environRequest("GET", "/", nil))
-		if rec.Code != want {
-			t.Errorf("request %d: status got %d, want %d", i+1, rec.Code, want)
-		}
-	}
-	if got, want := fw.conns.Load(), int32(2); got != want {
-		t.Errorf("connections: got %d, want %d", got, want)
 	}
 }
 
@@ -305,11 +285,10 @@ func TestUpstreamTimeout(t *testing.T) {
 		name  string
 		serve serveFunc
 	}{
-		{"silent", func(c *fconn, _ *wreq) bool { <-c.done; return false }},
-		{"head, then silent", func(c *fconn, _ *wreq) bool {
+		{"silent", func(c *fconn, _ *wreq) { <-c.done }},
+		{"head, then silent", func(c *fconn, _ *wreq) {
 			c.Write(append(headFrame("200 OK"), chunkFrame([]byte("some"))...))
 			<-c.done
-			return false
 		}},
 	}
 	for _, tt := range tests {
@@ -331,40 +310,31 @@ func TestUpstreamTimeout(t *testing.T) {
 	}
 }
 
-func TestWorkerUnreachable(t *testing.T) {
+// With no socket to connect to, a request fails at once.
+func TestNoWorkerSocket(t *testing.T) {
 	tests := []struct {
-		name string
-		// kill makes the ready worker unreachable.
-		kill func(t *testing.T, fw *fakeWorker)
-		want []int
+		name  string
+		setup func(t *testing.T, dir string)
 	}{
-		{"socket removed", func(t *testing.T, fw *fakeWorker) {
-			fw.stop()
-			if _, err := os.Stat(fw.path); !os.IsNotExist(err) {
-				t.Fatalf("the socket is still there: %v", err)
-			}
-		}, []int{502, 503}},
-		{"socket left, nobody listening", func(t *testing.T, fw *fakeWorker) {
-			fw.ln.SetUnlinkOnClose(false)
-			fw.stop()
-			if _, err := os.Stat(fw.path); err != nil {
-				t.Fatalf("the socket is gone: %v", err)
-			}
-		}, []int{502, 503}},
+		{"no socket at all", func(t *testing.T, dir string) {}},
+		{"socket file left, nobody listening", func(t *testing.T, dir string) {
+			q := listenQueue(t, dir, 4)
+			q.ln.SetUnlinkOnClose(false)
+			q.ln.Close()
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := socketDir(t)
-			fw := startWorker(t, dir, "1", replyOK)
+			tt.setup(t, dir)
 			s := newServer(t, dir, "limits.queue_timeout", `"10s"`)
-			tt.kill(t, fw)
 			for i := 0; i < 3; i++ {
 				rec := httptest.NewRecorder()
 				start := time.Now()
 				s.ServeHTTP(rec, environRequest("GET", "/", nil))
 				took := time.Since(start)
-				if !slices.Contains(tt.want, rec.Code) {
-					t.Errorf("request %d: status got %d, want one of %v", i+1, rec.Code, tt.want)
+				if rec.Code != http.StatusBadGateway {
+					t.Errorf("request %d: status got %d, want 502", i+1, rec.Code)
 				}
 				if took > 2*time.Second {
 					t.Errorf("request %d took %v, want well under limits.queue_timeout (10s)", i+1, took)
@@ -374,98 +344,126 @@ func TestWorkerUnreachable(t *testing.T) {
 	}
 }
 
-// With no worker ready, no request can be retried anywhere: it waits in
-// the queue for one to come up (a socket may belong to a worker still
-// importing its app) and gets 503 at limits.queue_timeout.
-func TestNoWorkerReady(t *testing.T) {
-	tests := []struct {
-		name  string
-		setup func(t *testing.T, dir string)
-	}{
-		{"no socket at all", func(t *testing.T, dir string) {}},
-		{"socket never listening", func(t *testing.T, dir string) {
-			fw := startWorker(t, dir, "1", replyOK)
-			fw.ln.SetUnlinkOnClose(false)
-			fw.stop()
-		}},
+// A socket no worker takes from (every worker still importing its app)
+// holds a request for limits.queue_timeout, then 503. The frame says
+// when it stops being worth running, so a worker that takes it late
+// leaves it.
+func TestNoWorkerTakes(t *testing.T) {
+	dir := socketDir(t)
+	q := listenQueue(t, dir, 4)
+	s := newServer(t, dir, "limits.queue_timeout", `"300ms"`)
+	rec := httptest.NewRecorder()
+	start := time.Now()
+	s.ServeHTTP(rec, environRequest("GET", "/", nil))
+	took := time.Since(start)
+	if rec.Code != http.StatusServiceUnavailable {
+		t.Errorf("status: got %d, want 503", rec.Code)
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			dir := socketDir(t)
-			tt.setup(t, dir)
-			s, err := New(testConfig(t, dir, "limits.queue_timeout", `"300ms"`), zerolog.Nop())
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(s.Close)
-			if err := s.Pool().Scan(); err != nil {
-				t.Fatal(err)
-			}
-			rec := httptest.NewRecorder()
-			start := time.Now()
-			s.ServeHTTP(rec, environRequest("GET", "/", nil))
-			took := time.Since(start)
-			if rec.Code != http.StatusServiceUnavailable {
-				t.Errorf("status: got %d, want 503", rec.Code)
-			}
-			if got := rec.Header().Get("Retry-After"); got != "1" {
-				t.Errorf("Retry-After: got %q, want \"1\"", got)
-			}
-			if took < 250*time.Millisecond || took > 3*time.Second {
-				t.Errorf("took %v, want about limits.queue_timeout (300ms)", took)
-			}
-		})
+	if got := rec.Header().Get("Retry-After"); got != "1" {
+		t.Errorf("Retry-After: got %q, want \"1\"", got)
+	}
+	if took < 250*time.Millisecond || took > 3*time.Second {
+		t.Errorf("took %v, want about limits.queue_timeout (300ms)", took)
+	}
+	// A worker that comes up now finds the request, past its deadline.
+	c, err := q.ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	req, err := readRequest(bufio.NewReader(c))
+	if err != nil {
+		t.Fatalf("the queued request: %v", err)
+	}
+	if req.deadline.IsZero() || !req.deadline.Before(time.Now()) || req.deadline.Before(start) {
+		t.Errorf("deadline in the frame: %v, want between the start (%v) and now", req.deadline, start)
 	}
 }
 
-// A worker that refuses is skipped for another that answers.
-func TestWorkerUnreachableOthersServe(t *testing.T) {
+// A worker that took the request after its deadline answers that it did
+// not run it: 503, as for a queue timeout.
+func TestExpired(t *testing.T) {
 	dir := socketDir(t)
-	dead := startWorker(t, dir, "1", replyOK)
-	live := startWorker(t, dir, "2", replyOK)
+	startWorker(t, dir, "1", raw(expiredFrame))
 	s := newServer(t, dir)
-	waitReady(t, s, 2)
-	dead.ln.SetUnlinkOnClose(false)
-	dead.stop()
-	for i := 0; i < 4; i++ {
+	rec := httptest.NewRecorder()
+	s.ServeHTTP(rec, environRequest("GET", "/", nil))
+	if rec.Code != http.StatusServiceUnavailable {
+		t.Errorf("status: got %d, want 503", rec.Code)
+	}
+}
+
+// A request never waits behind a busy worker while another is free: with
+// one worker stuck, every request goes to the others.
+func TestFreeWorkerTakesNext(t *testing.T) {
+	dir := socketDir(t)
+	release := make(chan struct{})
+	stuck := make(chan struct{}, 1)
+	startWorker(t, dir, "1", func(c *fconn, req *wreq) {
+		if req.env["PATH_INFO"] == "/stuck" {
+			stuck <- struct{}{}
+			select {
+			case <-release:
+			case <-c.done:
+			}
+		}
+		c.respond("200 OK", nil, []byte(c.worker))
+	})
+	s := newServer(t, dir)
+	go func() {
 		rec := httptest.NewRecorder()
-		s.ServeHTTP(rec, environRequest("GET", "/", nil))
+		s.ServeHTTP(rec, environRequest("GET", "/stuck", nil))
+	}()
+	wait(t, stuck, "the stuck request to reach worker 1")
+	startWorker(t, dir, "2", replyOK)
+	startWorker(t, dir, "3", replyOK)
+	start := time.Now()
+	for i := 0; i < 20; i++ {
+		rec := httptest.NewRecorder()
+		s.ServeHTTP(rec, environRequest("GET", "/quick", nil))
 		if rec.Code != 200 {
-			t.Errorf("request %d: status got %d, want 200", i+1, rec.Code)
+			t.Fatalf("request %d: status %d, want 200", i+1, rec.Code)
 		}
 	}
-	if got, want := len(live.requests()), 4; got != want {
-		t.Errorf("the live worker got %d requests, want %d", got, want)
+	close(release)
+	if took := time.Since(start); took > 3*time.Second {
+		t.Errorf("20 quick requests took %v with two free workers, want well under a second each", took)
 	}
 }
 
 func TestQueue(t *testing.T) {
 	tests := []struct {
-		name     string
+		name string
+		// queue is limits.queue_length: how many requests the socket
+		// holds while every worker is busy.
+		queue    int
+		fill     int // connections already waiting
 		config   []string
 		minWait  time.Duration
 		maxWait  time.Duration
 		wantBody string
 	}{
-		{"queue full", []string{"limits.queue_length", "0"}, 0, time.Second, "Service Unavailable\n"},
-		{"queue timeout", []string{"limits.queue_length", "4", "limits.queue_timeout", `"300ms"`}, 250 * time.Millisecond, 3 * time.Second, "Service Unavailable\n"},
+		{"queue full", 1, 1, nil, 0, time.Second, "Service Unavailable\n"},
+		{"queue full, longer", 3, 3, nil, 0, time.Second, "Service Unavailable\n"},
+		{"queue timeout", 4, 0, []string{"limits.queue_timeout", `"300ms"`}, 250 * time.Millisecond, 3 * time.Second, "Service Unavailable\n"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := socketDir(t)
 			got := make(chan struct{}, 1)
 			release := make(chan struct{})
-			startWorker(t, dir, "1", func(c *fconn, req *wreq) bool {
+			cfg := testConfig(t, dir, append(tt.config, "limits.queue_length", strconv.Itoa(tt.queue))...)
+			listenQueue(t, dir, cfg.Limits.Backlog())
+			startWorker(t, dir, "1", func(c *fconn, req *wreq) {
 				got <- struct{}{}
 				select {
 				case <-release:
 				case <-c.done:
-					return false
+					return
 				}
 				c.respond("200 OK", nil, []byte("slow"))
-				return true
 			})
-			s := newServer(t, dir, tt.config...)
+			s := newServer(t, dir, append(tt.config, "limits.queue_length", strconv.Itoa(tt.queue))...)
 			first := make(chan int, 1)
 			go func() {
 				rec := httptest.NewRecorder()
@@ -473,6 +471,14 @@ func TestQueue(t *testing.T) {
 				first <- rec.Code
 			}()
 			wait(t, got, "the first request to reach the worker")
+			// Connections waiting behind it, as other requests would.
+			for i := 0; i < tt.fill; i++ {
+				c, err := net.Dial("unix", filepath.Join(dir, config.QueueSocket))
+				if err != nil {
+					t.Fatalf("filling the queue: %v", err)
+				}
+				defer c.Close()
+			}
 
 			rec := httptest.NewRecorder()
 			start := time.Now()
@@ -531,7 +537,7 @@ func TestRequestBody(t *testing.T) {
 			dir := socketDir(t)
 			tmp := t.TempDir()
 			leftovers := make(chan []string, 1)
-			fw := startWorker(t, dir, "1", func(c *fconn, req *wreq) bool {
+			fw := startWorker(t, dir, "1", func(c *fconn, req *wreq) {
 				// The spool is open now: its file must already be unlinked.
 				ents, _ := os.ReadDir(tmp)
 				var names []string
@@ -540,7 +546,6 @@ func TestRequestBody(t *testing.T) {
 				}
 				leftovers <- names
 				c.respond("200 OK", nil, []byte(strconv.Itoa(len(req.body))))
-				return true
 			})
 			s := newServer(t, dir,
 				"buffers.request_memory", strconv.Quote(tt.memory),
@@ -655,72 +660,46 @@ func TestMaxBody(t *testing.T) {
 	}
 }
 
-func TestStaleConnection(t *testing.T) {
+// A worker that reads a request and hangs up without a word (its process
+// died) may have run it: only a request that is safe to repeat goes
+// again, on a new connection.
+func TestWorkerHangsUp(t *testing.T) {
 	tests := []struct {
-		name   string
-		method string
-		// closeIdle: the worker closes its connection after the first
-		// response (a restarted child); otherwise it reads the second
-		// request on it and then closes without answering.
-		closeIdle bool
-		want      int
-		wantReqs  int
-		wantConns int32
-		bodySize  int // of POST and PATCH; 7 when 0
+		method   string
+		want     int
+		wantReqs int
 	}{
-		{"GET after the worker closed its idle connection", "GET", true, 200, 2, 2, 0},
-		{"GET the worker read, then closed", "GET", false, 200, 3, 2, 0},
-		{"HEAD the worker read, then closed", "HEAD", false, 200, 3, 2, 0},
-		{"POST after the worker closed its idle connection", "POST", true, 200, 2, 2, 0},
-		{"POST the worker read, then closed", "POST", false, 502, 2, 1, 0},
-		{"PATCH the worker read, then closed", "PATCH", false, 502, 2, 1, 0},
-		{"spilled POST after the worker closed its idle connection", "POST", true, 200, 2, 2, 2 << 20},
+		{"GET", 200, 2},
+		{"HEAD", 200, 2},
+		{"PUT", 200, 2},
+		{"POST", 502, 1},
+		{"PATCH", 502, 1},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
+		t.Run(tt.method, func(t *testing.T) {
 			dir := socketDir(t)
-			fw := startWorker(t, dir, "1", func(c *fconn, req *wreq) bool {
-				switch {
-				case req.conn == 1 && req.seq == 1:
-					c.respond("200 OK", nil, []byte("first"))
-					return !tt.closeIdle
-				case req.conn == 1:
-					return false // gone without a word
+			fw := startWorker(t, dir, "1", func(c *fconn, req *wreq) {
+				if req.conn == 1 {
+					return // gone without a word
 				}
 				c.respond("200 OK", nil, []byte("fresh"))
-				return true
 			})
-			s := newServer(t, dir, "limits.max_body", `"16m"`)
-			rec := httptest.NewRecorder()
-			s.ServeHTTP(rec, environRequest("GET", "/", nil))
-			if rec.Code != 200 {
-				t.Fatalf("first request: status got %d, want 200", rec.Code)
-			}
-			if tt.closeIdle {
-				wait(t, fw.closed, "the worker to close its connection")
-			}
-
+			s := newServer(t, dir)
 			var body io.Reader
 			payload := []byte("payload")
-			if tt.bodySize > 0 {
-				payload = randomBytes(t, tt.bodySize)
-			}
-			if tt.method == "POST" || tt.method == "PATCH" {
+			if tt.method != "GET" && tt.method != "HEAD" {
 				body = bytes.NewReader(payload)
 			}
-			rec = httptest.NewRecorder()
+			rec := httptest.NewRecorder()
 			s.ServeHTTP(rec, environRequest(tt.method, "/", body))
 			if rec.Code != tt.want {
-				t.Errorf("second request: status got %d, want %d", rec.Code, tt.want)
+				t.Errorf("status got %d, want %d", rec.Code, tt.want)
 			}
 			rs := fw.requests()
 			if len(rs) != tt.wantReqs {
 				t.Errorf("the worker got %d requests, want %d", len(rs), tt.wantReqs)
 			}
-			if got := fw.conns.Load(); got != tt.wantConns {
-				t.Errorf("connections: got %d, want %d", got, tt.wantConns)
-			}
-			for _, r := range rs[1:] {
+			for _, r := range rs {
 				if r.env["REQUEST_METHOD"] != tt.method {
 					t.Errorf("REQUEST_METHOD: got %q, want %q", r.env["REQUEST_METHOD"], tt.method)
 				}
@@ -732,69 +711,43 @@ func TestStaleConnection(t *testing.T) {
 	}
 }
 
-// The worker's idle connections are kept for the next request.
-func TestConnectionReused(t *testing.T) {
-	dir := socketDir(t)
-	fw := startWorker(t, dir, "1", replyOK)
-	s := newServer(t, dir)
-	for i := 0; i < 5; i++ {
-		rec := httptest.NewRecorder()
-		s.ServeHTTP(rec, environRequest("GET", "/", nil))
-		if rec.Code != 200 || rec.Body.String() != "hello" {
-			t.Fatalf("request %d: got %d %q, want 200 \"hello\"", i+1, rec.Code, rec.Body.String())
-		}
-	}
-	if got := fw.conns.Load(); got != 1 {
-		t.Errorf("connections: got %d, want 1", got)
-	}
-}
-
 // TestStalledBodyNotRetried is a regression test: a worker that stops
 // reading a large body part way (an app reading it slowly, or stuck) makes
 // the write time out. The app may be running, so the request must not go
 // again, not even on a kept-alive connection: one 504, one frame seen.
 func TestStalledBodyNotRetried(t *testing.T) {
 	dir := socketDir(t)
-	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: filepath.Join(dir, "1.sock"), Net: "unix"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	q := listenQueue(t, dir, 8)
 	done := make(chan struct{})
 	var frames atomic.Int32
 	go func() {
 		for {
-			c, err := ln.Accept()
+			c, err := q.ln.Accept()
 			if err != nil {
 				return
 			}
 			go func(c net.Conn) {
 				defer c.Close()
 				r := bufio.NewReader(c)
-				for {
-					prefix := make([]byte, 12)
-					if _, err := io.ReadFull(r, prefix); err != nil {
-						return
-					}
-					envLen := binary.LittleEndian.Uint32(prefix)
-					bodyLen := binary.LittleEndian.Uint64(prefix[4:])
-					if envLen == 0 && bodyLen == 0 {
-						c.Write(pong)
-						continue
-					}
-					frames.Add(1)
-					if bodyLen > 1<<20 {
-						<-done // read no more: the edge's write stalls
-						return
-					}
-					io.CopyN(io.Discard, r, int64(envLen)+int64(bodyLen))
-					c.Write(append(append(headFrame("200 OK"), chunkFrame([]byte("ok"))...), endFrame...))
+				prefix := make([]byte, 20)
+				if _, err := io.ReadFull(r, prefix); err != nil {
+					return
 				}
+				envLen := binary.LittleEndian.Uint32(prefix)
+				bodyLen := binary.LittleEndian.Uint64(prefix[4:])
+				frames.Add(1)
+				if bodyLen > 1<<20 {
+					<-done // read no more: the edge's write stalls
+					return
+				}
+				io.CopyN(io.Discard, r, int64(envLen)+int64(bodyLen))
+				c.Write(append(append(headFrame("200 OK"), chunkFrame([]byte("ok"))...), endFrame...))
 			}(c)
 		}
 	}()
-	t.Cleanup(func() { close(done); ln.Close() })
+	t.Cleanup(func() { close(done) })
 
-	s := newServer(t, dir, "limits.max_body", `"64m"`, "app.timeout", `"500ms"`)
+	s := newServer(t, dir, "limits.max_body", `"64m"`, "app.timeout", `"500ms"`, "limits.queue_timeout", `"300ms"`)
 	rec := httptest.NewRecorder()
 	s.ServeHTTP(rec, environRequest("GET", "/", nil))
 	if rec.Code != 200 {

@@ -1,6 +1,6 @@
 // Package edge is edged's HTTP server: it terminates TLS, speaks HTTP/1.1
 // and HTTP/2, serves static roots itself, and passes every other request,
-// fully buffered, to the least busy worker.
+// fully buffered, to the queue the workers take from.
 package edge
 
 import (
@@ -18,18 +18,17 @@ import (
 	"time"
 
 	"github.com/edged/edged/pkg/config"
-	"github.com/edged/edged/pkg/pool"
 	"github.com/edged/edged/pkg/static"
-	"github.com/edged/edged/pkg/wire"
+	"github.com/edged/edged/pkg/upstream"
 	"github.com/rs/zerolog"
 )
 
 // Server is edged. Its config can be replaced while it serves (Reload);
 // the pool and the listeners stay.
 type Server struct {
-	log  zerolog.Logger
-	pool *pool.Pool
-	cur  atomic.Pointer[site]
+	log      zerolog.Logger
+	upstream *upstream.Transport
+	cur      atomic.Pointer[site]
 
 	// Counters for the status line.
 	requests atomic.Int64
@@ -42,12 +41,12 @@ type Server struct {
 
 // site is everything a request needs that a reload may change.
 type site struct {
-	cfg     *config.Config
-	log     zerolog.Logger
-	access  zerolog.Logger
-	pool    *pool.Pool
-	statics []route
-	certs   *certSet
+	cfg      *config.Config
+	log      zerolog.Logger
+	access   zerolog.Logger
+	upstream *upstream.Transport
+	statics  []route
+	certs    *certSet
 }
 
 type route struct {
@@ -61,14 +60,8 @@ var _ http.Handler = (*Server)(nil)
 // pool, but binds nothing yet.
 func New(cfg *config.Config, log zerolog.Logger) (*Server, error) {
 	s := &Server{
-		log: log,
-		pool: pool.New(pool.Options{
-			Dir:          cfg.Pool.SocketDir,
-			Capacity:     cfg.Pool.Capacity(),
-			QueueLength:  cfg.Limits.QueueLength,
-			QueueTimeout: cfg.Limits.QueueTimeout.D(),
-			Probe:        probe,
-		}),
+		log:      log,
+		upstream: upstream.New(cfg.Pool.Socket(), upstreamLimits(cfg)),
 	}
 	st, err := s.newSite(cfg)
 	if err != nil {
@@ -86,10 +79,10 @@ func (s *Server) newSite(cfg *config.Config) (*site, error) {
 		return nil, err
 	}
 	st := &site{
-		cfg:    cfg,
-		log:    s.log,
-		access: s.log.With().Str("log", "access").Logger(),
-		pool:   s.pool,
+		cfg:      cfg,
+		log:      s.log,
+		access:   s.log.With().Str("log", "access").Logger(),
+		upstream: s.upstream,
 	}
 	if len(cfg.TLS) > 0 {
 		cs, err := loadCerts(cfg)
@@ -127,7 +120,7 @@ func (s *Server) Reload(cfg *config.Config) error {
 		return err
 	}
 	old := s.cur.Swap(st)
-	s.pool.SetQueue(cfg.Limits.QueueLength, cfg.Limits.QueueTimeout.D())
+	s.upstream.SetLimits(upstreamLimits(cfg))
 	// Requests already routed may still read from the old roots.
 	time.AfterFunc(time.Minute, old.close)
 	return nil
@@ -136,19 +129,9 @@ func (s *Server) Reload(cfg *config.Config) error {
 // Config is the config in use.
 func (s *Server) Config() *config.Config { return s.cur.Load().cfg }
 
-// probe pings a newly found worker; it answers once its app is imported.
-func probe(path string) error {
-	c, err := net.DialTimeout("unix", path, 5*time.Second)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(30 * time.Second))
-	return wire.Ping(c)
+func upstreamLimits(cfg *config.Config) upstream.Limits {
+	return upstream.Limits{QueueTimeout: cfg.Limits.QueueTimeout.D(), AppTimeout: cfg.App.Timeout.D()}
 }
-
-// Pool is the server's worker pool.
-func (s *Server) Pool() *pool.Pool { return s.pool }
 
 // Close releases the static roots.
 func (s *Server) Close() {
@@ -312,12 +295,6 @@ func (s *Server) Serve(ctx context.Context, ls *Listeners) error {
 	plain, secure := newSrv(), newSrv()
 	secure.TLSConfig = s.tlsConfig()
 
-	pctx, stopWatch := context.WithCancel(context.Background())
-	defer stopWatch()
-	go s.pool.Watch(pctx, 250*time.Millisecond, func(err error) {
-		s.log.Error().Err(err).Str("dir", cfg.Pool.SocketDir).Msg("cannot read the worker socket directory")
-	})
-
 	errs := make(chan error, len(ls.HTTP)+len(ls.HTTPS))
 	var wg sync.WaitGroup
 	for _, l := range ls.HTTP {
@@ -346,7 +323,6 @@ func (s *Server) Serve(ctx context.Context, ls *Listeners) error {
 	case <-ctx.Done():
 	case err = <-errs:
 	}
-	s.pool.Close()
 	grace, cancel := context.WithTimeout(context.Background(), s.Config().Pool.GracefulTimeout.D())
 	defer cancel()
 	plain.Shutdown(grace)

@@ -20,6 +20,7 @@ import (
 
 	"github.com/edged/edged/pkg/config"
 	"github.com/edged/edged/pkg/cores"
+	"github.com/edged/edged/pkg/sd"
 )
 
 // Options say what to run.
@@ -73,6 +74,16 @@ func Run(ctx context.Context, o Options) error {
 		o.Stderr = os.Stderr
 	}
 
+	// The socket every worker takes requests from, as workerd.socket is
+	// under systemd: it outlives any one worker.
+	qpath := filepath.Join(o.SocketDir, config.QueueSocket)
+	queue, err := sd.ListenUnix(qpath, cfg.Limits.Backlog())
+	if err != nil {
+		return err
+	}
+	defer os.Remove(qpath)
+	defer queue.Close()
+
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
@@ -83,7 +94,7 @@ func Run(ctx context.Context, o Options) error {
 			defer wg.Done()
 			for {
 				start := time.Now()
-				err := o.run(ctx, nil, "workerd", "-c", o.Config, "-i", strconv.Itoa(i), "--socket-dir", o.SocketDir)
+				err := o.run(ctx, nil, []*os.File{queue}, "workerd", "-c", o.Config, "-i", strconv.Itoa(i), "--socket-dir", o.SocketDir, "--queue-fd", "3")
 				if ctx.Err() != nil {
 					return
 				}
@@ -100,7 +111,7 @@ func Run(ctx context.Context, o Options) error {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		err := o.run(ctx, edged.Store, "edged", "-c", o.Config, "--socket-dir", o.SocketDir)
+		err := o.run(ctx, edged.Store, nil, "edged", "-c", o.Config, "--socket-dir", o.SocketDir)
 		if ctx.Err() == nil {
 			errc <- fmt.Errorf("edged exited: %v", err)
 		}
@@ -134,10 +145,12 @@ func Run(ctx context.Context, o Options) error {
 // run starts one binary and waits; when ctx ends it sends SIGTERM and
 // waits for a clean exit. Children die with this process (Pdeathsig), so
 // even a SIGKILL to it leaves nothing behind.
-// started, when set, is told the process once it runs.
-func (o Options) run(ctx context.Context, started func(*os.Process), name string, args ...string) error {
+// started, when set, is told the process once it runs; files are passed
+// on as fd 3 and up.
+func (o Options) run(ctx context.Context, started func(*os.Process), files []*os.File, name string, args ...string) error {
 	cmd := exec.Command(filepath.Join(o.BinDir, name), args...)
 	cmd.Stdout, cmd.Stderr = o.Stdout, o.Stderr
+	cmd.ExtraFiles = files
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start %s: %w", name, err)

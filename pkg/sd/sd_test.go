@@ -1,6 +1,8 @@
 package sd
 
 import (
+	"errors"
+	"golang.org/x/sys/unix"
 	"net"
 	"os"
 	"path/filepath"
@@ -115,14 +117,14 @@ func TestListenUnix(t *testing.T) {
 			before, _ := os.Lstat(path)
 			maskBefore := umask()
 
-			ln, err := ListenUnix(path)
+			f, err := ListenUnix(path, 16)
 
 			if got := umask(); got != maskBefore {
 				t.Errorf("umask after ListenUnix = %#o, want it restored to %#o", got, maskBefore)
 			}
 			if tt.wantErr != "" {
 				if err == nil {
-					ln.Close()
+					f.Close()
 					t.Fatalf("ListenUnix(%s) = nil error, want one containing %q", tt.path, tt.wantErr)
 				}
 				if !strings.Contains(err.Error(), tt.wantErr) || !strings.Contains(err.Error(), path) {
@@ -138,7 +140,8 @@ func TestListenUnix(t *testing.T) {
 			if err != nil {
 				t.Fatalf("ListenUnix(%s) = %v", tt.path, err)
 			}
-			defer ln.Close()
+			defer f.Close()
+			ln := fileListener(t, f)
 
 			fi, err := os.Lstat(path)
 			if err != nil {
@@ -184,11 +187,11 @@ func TestListenUnixModeIgnoresUmask(t *testing.T) {
 			old := syscall.Umask(mask)
 			defer syscall.Umask(old)
 			path := filepath.Join(shortDir(t), "w.sock")
-			ln, err := ListenUnix(path)
+			f, err := ListenUnix(path, 16)
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer ln.Close()
+			defer f.Close()
 			fi, err := os.Lstat(path)
 			if err != nil {
 				t.Fatal(err)
@@ -322,4 +325,117 @@ func TestNotify(t *testing.T) {
 func TestNotifyWithoutSystemd(t *testing.T) {
 	unsetenv(t, "NOTIFY_SOCKET")
 	Notify("READY=1") // must neither block nor panic
+}
+
+// fileListener is a net.Listener on a copy of f.
+func fileListener(t *testing.T, f *os.File) net.Listener {
+	t.Helper()
+	ln, err := net.FileListener(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	return ln
+}
+
+// The backlog is the queue of requests while every worker is busy: the
+// kernel holds one more connection than it, then refuses at once.
+func TestListenUnixBacklog(t *testing.T) {
+	for _, backlog := range []int{0, 1, 5} {
+		t.Run(strconv.Itoa(backlog), func(t *testing.T) {
+			path := filepath.Join(shortDir(t), "q.sock")
+			f, err := ListenUnix(path, backlog)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			held := 0
+			for ; held < backlog+10; held++ {
+				fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer unix.Close(fd)
+				if err := unix.Connect(fd, &unix.SockaddrUnix{Name: path}); err != nil {
+					if !errors.Is(err, unix.EAGAIN) {
+						t.Fatalf("connect %d: %v, want EAGAIN once the queue is full", held+1, err)
+					}
+					break
+				}
+			}
+			if held != backlog+1 {
+				t.Errorf("ListenUnix(backlog %d) held %d connections, want %d", backlog, held, backlog+1)
+			}
+		})
+	}
+}
+
+// What systemd or edgectl run passes is taken as it is, blocking; what is
+// not a listening Unix socket is refused with a reason.
+func TestInherited(t *testing.T) {
+	dir := shortDir(t)
+	lf, err := ListenUnix(filepath.Join(dir, "q.sock"), 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lf.Close()
+	tcp, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tcp.Close()
+	tf, err := tcp.(*net.TCPListener).File()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tf.Close()
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pr.Close()
+	defer pw.Close()
+
+	dup := func(f *os.File) int {
+		fd, err := unix.Dup(int(f.Fd()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		unix.SetNonblock(fd, true)
+		return fd
+	}
+	tests := []struct {
+		name    string
+		fd      int
+		wantErr string
+	}{
+		{"unix listener", dup(lf), ""},
+		{"tcp listener", dup(tf), "not a Unix socket"},
+		{"pipe", dup(pr), "not a listening socket"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f, err := Inherited(tt.fd)
+			if tt.wantErr != "" {
+				unix.Close(tt.fd)
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("Inherited(%s) = %v, want an error containing %q", tt.name, err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Inherited(%s) = %v", tt.name, err)
+			}
+			defer f.Close()
+			if fl, _ := unix.FcntlInt(f.Fd(), unix.F_GETFL, 0); fl&unix.O_NONBLOCK != 0 {
+				t.Errorf("Inherited(%s) left the socket non-blocking", tt.name)
+			}
+		})
+	}
+	t.Run("nothing passed", func(t *testing.T) {
+		t.Setenv("LISTEN_PID", "")
+		if f, err := Inherited(0); f != nil || err != nil {
+			t.Errorf("Inherited(0) outside systemd = %v, %v; want nil, nil", f, err)
+		}
+	})
 }

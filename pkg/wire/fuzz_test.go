@@ -15,21 +15,22 @@ import (
 // safe to turn into HTTP header lines.
 func FuzzReadResponse(f *testing.F) {
 	for _, seed := range [][]byte{
-		cat(frame("200 OK\x00Content-Type\x00text/plain"), frame("hello"), u32(0)),
-		cat(frame("204"), u32(0)),
-		cat(frame("404 Not Found\x00Content-Length\x009"), frame("not "), frame("found"), u32(0)),
-		cat(frame("302 Found\x00Location\x00/next\x00Set-Cookie\x00a=1\x00Set-Cookie\x00b=2"), u32(0)),
-		cat(frame("200 OK\x00X\x00caf\xe9\tx"), frame("partial"), u32(abort)),
-		cat(frame("500 Internal Server Error\x00Content-Type\x00text/plain; charset=utf-8"), frame("Internal Server Error\n"), u32(0)),
-		cat(frame("200 OK\x00X-Big\x00"+strings.Repeat("h", 4100)), frame(strings.Repeat("b", 4100)), u32(0)),
-		cat(frame("200 OK"), u32(0), frame("201 Created"), frame("again"), u32(0)),
+		cat(head("200 OK\x00Content-Type\x00text/plain"), frame("hello"), u32(0)),
+		cat(head("204"), u32(0)),
+		cat(head("404 Not Found\x00Content-Length\x009"), frame("not "), frame("found"), u32(0)),
+		cat(head("302 Found\x00Location\x00/next\x00Set-Cookie\x00a=1\x00Set-Cookie\x00b=2"), u32(0)),
+		cat(head("200 OK\x00X\x00caf\xe9\tx"), frame("partial"), u32(abort)),
+		cat(head("500 Internal Server Error\x00Content-Type\x00text/plain; charset=utf-8"), frame("Internal Server Error\n"), u32(0)),
+		cat(head("200 OK\x00X-Big\x00"+strings.Repeat("h", 4100)), frame(strings.Repeat("b", 4100)), u32(0)),
+		cat(head("200 OK"), u32(0), head("201 Created"), frame("again"), u32(0)),
 		u32(abort),
 		u32(MaxHead),
-		cat(u32(MaxHead), []byte("200 OK\x00")),
-		cat(frame("200 OK"), u32(MaxChunk), []byte("abc")),
-		cat(frame("200 OK"), u32(MaxChunk+1)),
-		cat(frame("200 OK\x00Bad Name\x00v"), u32(0)),
-		cat(frame("200 OK\x00X\x00a\r\nb"), u32(0)),
+		cat(u32(MaxHead), []byte("1\x00200 OK\x00")),
+		u32(expired),
+		cat(head("200 OK"), u32(MaxChunk), []byte("abc")),
+		cat(head("200 OK"), u32(MaxChunk+1)),
+		cat(head("200 OK\x00Bad Name\x00v"), u32(0)),
+		cat(head("200 OK\x00X\x00a\r\nb"), u32(0)),
 		nil,
 	} {
 		f.Add(seed)
@@ -85,7 +86,7 @@ func FuzzReadResponse(f *testing.F) {
 			}
 		}
 		// An accepted head means the same when written out again.
-		again := fmt.Sprintf("%03d", h.Status)
+		again := fmt.Sprintf("%s\x00%03d", h.Worker, h.Status)
 		if h.Reason != "" {
 			again += " " + h.Reason
 		}

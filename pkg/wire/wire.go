@@ -2,15 +2,19 @@
 // process. edged has already parsed and validated the HTTP request, so the
 // worker gets the WSGI environ ready-made and never parses HTTP:
 //
-//	request:  u32 envLen | u64 bodyLen | env | body
+//	request:  u32 envLen | u64 bodyLen | u64 deadline | env | body
 //	          env = "KEY\x00VALUE\x00KEY\x00VALUE..." (latin-1, as WSGI wants)
-//	response: u32 n | head             head = "200 OK\x00Name\x00Value..."
+//	          deadline: Unix nanoseconds after which the worker must not
+//	          start the request (0: none)
+//	response: u32 n | head             head = "WORKER\x00200 OK\x00Name\x00Value..."
 //	          u32 n | chunk            repeated, n > 0
 //	          u32 0                    end of body
 //	          u32 0xFFFFFFFF           the app failed after the head
+//	          u32 0xFFFFFFFE           instead of a head: the deadline had
+//	                                   passed, the app did not run
 //
-// All integers are little-endian. One connection carries one request at a
-// time; the worker keeps it open for the next.
+// All integers are little-endian. A connection carries one request: edged
+// opens one per request on the socket every worker takes from.
 package wire
 
 import (
@@ -21,6 +25,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"time"
 )
 
 const (
@@ -29,10 +34,17 @@ const (
 	// MaxChunk bounds one body chunk.
 	MaxChunk = 1 << 30
 	abort    = 0xFFFFFFFF
+	expired  = 0xFFFFFFFE
+	// prefix is the fixed part of a request frame.
+	prefix = 20
 )
 
 // ErrAborted means the app raised after it had started its response.
 var ErrAborted = errors.New("the app failed while sending its response")
+
+// ErrExpired means the worker took the request off the queue after its
+// deadline and did not run it.
+var ErrExpired = errors.New("the request waited past its deadline and was not run")
 
 // Request builds one request frame. The zero value is ready to use.
 type Request struct {
@@ -41,7 +53,7 @@ type Request struct {
 
 // Reset empties the frame and reserves room for its prefix.
 func (r *Request) Reset() {
-	r.buf = append(r.buf[:0], make([]byte, 12)...)
+	r.buf = append(r.buf[:0], make([]byte, prefix)...)
 }
 
 // Add appends one environ entry. Neither key nor value may hold a NUL; the
@@ -56,26 +68,34 @@ func (r *Request) Add(key, value string) {
 // next readies the frame for one more entry: the prefix's room on a
 // zero Request, a NUL after the entry before.
 func (r *Request) next() {
-	if len(r.buf) < 12 {
+	if len(r.buf) < prefix {
 		r.Reset()
-	} else if len(r.buf) > 12 {
+	} else if len(r.buf) > prefix {
 		r.buf = append(r.buf, 0)
 	}
 }
 
-// Frame fills in the prefix for a body of bodyLen bytes (sent after it) and
-// returns the bytes to write.
-func (r *Request) Frame(bodyLen int64) []byte {
-	if len(r.buf) < 12 {
+// Frame fills in the prefix for a body of bodyLen bytes (sent after it)
+// that must not start after deadline (zero: no deadline), and returns the
+// bytes to write.
+func (r *Request) Frame(bodyLen int64, deadline time.Time) []byte {
+	if len(r.buf) < prefix {
 		r.Reset()
 	}
-	binary.LittleEndian.PutUint32(r.buf[0:4], uint32(len(r.buf)-12))
+	binary.LittleEndian.PutUint32(r.buf[0:4], uint32(len(r.buf)-prefix))
 	binary.LittleEndian.PutUint64(r.buf[4:12], uint64(bodyLen))
+	var dl uint64
+	if !deadline.IsZero() {
+		dl = uint64(deadline.UnixNano())
+	}
+	binary.LittleEndian.PutUint64(r.buf[12:20], dl)
 	return r.buf
 }
 
 // Head is a response's status and headers.
 type Head struct {
+	// Worker is the instance that answered (the N of workerd@N).
+	Worker string
 	Status int
 	Reason string
 	// Fields holds name, value, name, value... as the app gave them.
@@ -90,8 +110,11 @@ func ReadHead(r *bufio.Reader, h *Head) error {
 	if err != nil {
 		return err
 	}
-	if n == abort {
+	switch n {
+	case abort:
 		return ErrAborted
+	case expired:
+		return ErrExpired
 	}
 	if n > MaxHead {
 		return fmt.Errorf("response head of %d bytes is over the %d limit", n, MaxHead)
@@ -119,6 +142,11 @@ func ReadHead(r *bufio.Reader, h *Head) error {
 		}
 		s = sb.String()
 	}
+	worker, s, ok := strings.Cut(s, "\x00")
+	if !ok {
+		return fmt.Errorf("response head %q names no worker", worker)
+	}
+	h.Worker = worker
 	status, rest, _ := strings.Cut(s, "\x00")
 	if len(status) < 3 || (len(status) > 3 && status[3] != ' ') {
 		return fmt.Errorf("bad status %q from the app", status)
@@ -249,7 +277,7 @@ func (r *Request) AddHeader(name string, values []string, sep string) {
 // Ping asks a worker whether its app is loaded: a frame with no environ and
 // no body, answered with a bodiless head once the app is imported.
 func Ping(rw io.ReadWriter) error {
-	if _, err := rw.Write(make([]byte, 12)); err != nil {
+	if _, err := rw.Write(make([]byte, prefix)); err != nil {
 		return err
 	}
 	r := bufio.NewReaderSize(rw, 64)

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 	"testing/iotest"
+	"time"
 )
 
 // u32 is n as the 4 little-endian bytes that prefix every response frame.
@@ -23,9 +24,14 @@ func frame(s string) []byte {
 	return append(u32(uint32(len(s))), s...)
 }
 
+// head is worker 3's head frame for s, a status and headers.
+func head(s string) []byte {
+	return frame("3\x00" + s)
+}
+
 // reqFrame is the request frame for env and a body of bodyLen bytes.
 func reqFrame(env string, bodyLen uint64) []byte {
-	return append(prefix(uint32(len(env)), bodyLen), env...)
+	return append(reqPrefix(uint32(len(env)), bodyLen), env...)
 }
 
 // cat joins byte slices.
@@ -33,10 +39,12 @@ func cat(parts ...[]byte) []byte {
 	return bytes.Join(parts, nil)
 }
 
-// prefix is the 12-byte request prefix for an env of envLen bytes.
-func prefix(envLen uint32, bodyLen uint64) []byte {
+// reqPrefix is the request prefix for an env of envLen bytes, with no
+// deadline.
+func reqPrefix(envLen uint32, bodyLen uint64) []byte {
 	b := binary.LittleEndian.AppendUint32(nil, envLen)
-	return binary.LittleEndian.AppendUint64(b, bodyLen)
+	b = binary.LittleEndian.AppendUint64(b, bodyLen)
+	return binary.LittleEndian.AppendUint64(b, 0)
 }
 
 func TestRequest(t *testing.T) {
@@ -49,7 +57,7 @@ func TestRequest(t *testing.T) {
 		{
 			name:  "zero value",
 			build: func(r *Request) {},
-			want:  prefix(0, 0),
+			want:  reqPrefix(0, 0),
 		},
 		{
 			name:    "one entry",
@@ -71,7 +79,7 @@ func TestRequest(t *testing.T) {
 			name:    "large body length uses all 8 bytes",
 			build:   func(r *Request) { r.Add("A", "b") },
 			bodyLen: 1<<40 + 0x0102,
-			want:    cat(u32(3), []byte{0x02, 0x01, 0, 0, 0, 1, 0, 0}, []byte("A\x00b")),
+			want:    cat(u32(3), []byte{0x02, 0x01, 0, 0, 0, 1, 0, 0}, make([]byte, 8), []byte("A\x00b")),
 		},
 		{
 			name:  "AddHeader upper-cases and maps - to _",
@@ -106,7 +114,7 @@ func TestRequest(t *testing.T) {
 			name: "Reset forgets earlier entries",
 			build: func(r *Request) {
 				r.Add("OLD", "x")
-				r.Frame(99)
+				r.Frame(99, time.Time{})
 				r.Reset()
 				r.Add("NEW", "y")
 			},
@@ -117,25 +125,37 @@ func TestRequest(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			var r Request
 			tt.build(&r)
-			got := r.Frame(tt.bodyLen)
+			got := r.Frame(tt.bodyLen, time.Time{})
 			if !bytes.Equal(got, tt.want) {
 				t.Errorf("Frame(%d)\n got  %q\n want %q", tt.bodyLen, got, tt.want)
 			}
 			// Frame only fills in the prefix: calling it again is harmless.
-			if again := r.Frame(tt.bodyLen); !bytes.Equal(again, tt.want) {
+			if again := r.Frame(tt.bodyLen, time.Time{}); !bytes.Equal(again, tt.want) {
 				t.Errorf("second Frame(%d)\n got  %q\n want %q", tt.bodyLen, again, tt.want)
 			}
 		})
 	}
 }
 
+// The deadline goes out as Unix nanoseconds, little-endian; none is 0.
+func TestRequestDeadline(t *testing.T) {
+	var r Request
+	r.Add("A", "b")
+	at := time.Unix(0, 0x0102030405060708)
+	got := r.Frame(5, at)
+	want := cat(u32(3), []byte{5, 0, 0, 0, 0, 0, 0, 0}, []byte{8, 7, 6, 5, 4, 3, 2, 1}, []byte("A\x00b"))
+	if !bytes.Equal(got, want) {
+		t.Errorf("Frame(5, %v)\n got  %q\n want %q", at, got, want)
+	}
+}
+
 func TestRequestReuse(t *testing.T) {
 	var r Request
 	r.Add("A", strings.Repeat("x", 1000))
-	first := r.Frame(0)
+	first := r.Frame(0, time.Time{})
 	r.Reset()
 	r.Add("B", "c")
-	got := r.Frame(1)
+	got := r.Frame(1, time.Time{})
 	want := reqFrame("B\x00c", 1)
 	if !bytes.Equal(got, want) {
 		t.Fatalf("after Reset: got %q, want %q", got, want)
@@ -156,76 +176,78 @@ func TestReadHead(t *testing.T) {
 		wantErr error  // errors.Is target
 		errHas  string // substring of the error
 	}{
-		{name: "status and reason", in: frame("200 OK"), want: Head{Status: 200, Reason: "OK", Fields: []string{}}},
-		{name: "no reason", in: frame("204"), want: Head{Status: 204, Fields: []string{}}},
-		{name: "status only, trailing space", in: frame("301 "), want: Head{Status: 301, Fields: []string{}}},
-		{name: "lowest and highest codes", in: frame("100 Continue"), want: Head{Status: 100, Reason: "Continue", Fields: []string{}}},
-		{name: "999", in: frame("999 Odd"), want: Head{Status: 999, Reason: "Odd", Fields: []string{}}},
-		{name: "reason with spaces", in: frame("404 Not Found"), want: Head{Status: 404, Reason: "Not Found", Fields: []string{}}},
+		{name: "status and reason", in: head("200 OK"), want: Head{Status: 200, Reason: "OK", Fields: []string{}}},
+		{name: "no reason", in: head("204"), want: Head{Status: 204, Fields: []string{}}},
+		{name: "status only, trailing space", in: head("301 "), want: Head{Status: 301, Fields: []string{}}},
+		{name: "lowest and highest codes", in: head("100 Continue"), want: Head{Status: 100, Reason: "Continue", Fields: []string{}}},
+		{name: "999", in: head("999 Odd"), want: Head{Status: 999, Reason: "Odd", Fields: []string{}}},
+		{name: "reason with spaces", in: head("404 Not Found"), want: Head{Status: 404, Reason: "Not Found", Fields: []string{}}},
 		{
 			name: "headers",
-			in:   frame("201 Created\x00Content-Type\x00text/plain; charset=utf-8\x00Set-Cookie\x00a=1\x00Set-Cookie\x00b=2"),
+			in:   head("201 Created\x00Content-Type\x00text/plain; charset=utf-8\x00Set-Cookie\x00a=1\x00Set-Cookie\x00b=2"),
 			want: Head{Status: 201, Reason: "Created", Fields: []string{
 				"Content-Type", "text/plain; charset=utf-8", "Set-Cookie", "a=1", "Set-Cookie", "b=2"}},
 		},
 		{
 			name: "every token character in a name",
-			in:   frame("200 OK\x00!#$%&'*+-.^_`|~09azAZ\x00v"),
+			in:   head("200 OK\x00!#$%&'*+-.^_`|~09azAZ\x00v"),
 			want: Head{Status: 200, Reason: "OK", Fields: []string{"!#$%&'*+-.^_`|~09azAZ", "v"}},
 		},
 		{
 			name: "empty value, tab and obs-text in a value",
-			in:   frame("200 OK\x00X-Empty\x00\x00X-Tab\x00a\tb\x00X-Latin\x00caf\xe9 \xff"),
+			in:   head("200 OK\x00X-Empty\x00\x00X-Tab\x00a\tb\x00X-Latin\x00caf\xe9 \xff"),
 			want: Head{Status: 200, Reason: "OK", Fields: []string{"X-Empty", "", "X-Tab", "a\tb", "X-Latin", "caf\xe9 \xff"}},
 		},
 		{
 			name: "head larger than the read buffer",
-			in:   frame("200 OK\x00X-Big\x00" + big),
+			in:   head("200 OK\x00X-Big\x00" + big),
 			want: Head{Status: 200, Reason: "OK", Fields: []string{"X-Big", big}},
 		},
 		{
 			name: "head of exactly MaxHead",
-			in:   frame("200 OK\x00X\x00" + strings.Repeat("v", MaxHead-len("200 OK\x00X\x00"))),
-			want: Head{Status: 200, Reason: "OK", Fields: []string{"X", strings.Repeat("v", MaxHead-len("200 OK\x00X\x00"))}},
+			in:   head("200 OK\x00X\x00" + strings.Repeat("v", MaxHead-len("3\x00200 OK\x00X\x00"))),
+			want: Head{Status: 200, Reason: "OK", Fields: []string{"X", strings.Repeat("v", MaxHead-len("3\x00200 OK\x00X\x00"))}},
 		},
 
-		{name: "empty head", in: frame(""), errHas: "bad status"},
-		{name: "two digit status", in: frame("20 OK"), errHas: "bad status"},
-		{name: "four digit status", in: frame("2000 OK"), errHas: "bad status"},
-		{name: "no space after code", in: frame("200OK"), errHas: "bad status"},
-		{name: "letters", in: frame("abc OK"), errHas: "bad status"},
-		{name: "code below 100", in: frame("099 Low"), errHas: "bad status"},
-		{name: "signed code", in: frame("+99 Plus"), errHas: "bad status"},
-		{name: "negative code", in: frame("-10 Minus"), errHas: "bad status"},
-		{name: "space in code", in: frame(" 20 OK"), errHas: "bad status"},
-		{name: "status is a header name", in: frame("Content-Type\x00text/html"), errHas: "bad status"},
+		{name: "empty head", in: head(""), errHas: "bad status"},
+		{name: "two digit status", in: head("20 OK"), errHas: "bad status"},
+		{name: "four digit status", in: head("2000 OK"), errHas: "bad status"},
+		{name: "no space after code", in: head("200OK"), errHas: "bad status"},
+		{name: "letters", in: head("abc OK"), errHas: "bad status"},
+		{name: "code below 100", in: head("099 Low"), errHas: "bad status"},
+		{name: "signed code", in: head("+99 Plus"), errHas: "bad status"},
+		{name: "negative code", in: head("-10 Minus"), errHas: "bad status"},
+		{name: "space in code", in: head(" 20 OK"), errHas: "bad status"},
+		{name: "status is a header name", in: head("Content-Type\x00text/html"), errHas: "bad status"},
 
-		{name: "empty header name", in: frame("200 OK\x00\x00v"), errHas: "bad header name"},
-		{name: "space in header name", in: frame("200 OK\x00Bad Name\x00v"), errHas: "bad header name"},
-		{name: "colon in header name", in: frame("200 OK\x00X:Y\x00v"), errHas: "bad header name"},
-		{name: "CR in header name", in: frame("200 OK\x00X\r\x00v"), errHas: "bad header name"},
-		{name: "newline injected via name", in: frame("200 OK\x00X\r\nSet-Cookie\x00v"), errHas: "bad header name"},
-		{name: "non-ASCII header name", in: frame("200 OK\x00Caf\xe9\x00v"), errHas: "bad header name"},
-		{name: "bad name after good ones", in: frame("200 OK\x00A\x00b\x00(c)\x00d"), errHas: "bad header name"},
+		{name: "empty header name", in: head("200 OK\x00\x00v"), errHas: "bad header name"},
+		{name: "space in header name", in: head("200 OK\x00Bad Name\x00v"), errHas: "bad header name"},
+		{name: "colon in header name", in: head("200 OK\x00X:Y\x00v"), errHas: "bad header name"},
+		{name: "CR in header name", in: head("200 OK\x00X\r\x00v"), errHas: "bad header name"},
+		{name: "newline injected via name", in: head("200 OK\x00X\r\nSet-Cookie\x00v"), errHas: "bad header name"},
+		{name: "non-ASCII header name", in: head("200 OK\x00Caf\xe9\x00v"), errHas: "bad header name"},
+		{name: "bad name after good ones", in: head("200 OK\x00A\x00b\x00(c)\x00d"), errHas: "bad header name"},
 
-		{name: "CR LF in value", in: frame("200 OK\x00X\x00a\r\nSet-Cookie: evil=1"), errHas: "control character"},
-		{name: "LF in value", in: frame("200 OK\x00X\x00a\nb"), errHas: "control character"},
-		{name: "CR in value", in: frame("200 OK\x00X\x00a\rb"), errHas: "control character"},
-		{name: "SOH in value", in: frame("200 OK\x00X\x00\x01"), errHas: "control character"},
-		{name: "DEL in value", in: frame("200 OK\x00X\x00a\x7f"), errHas: "control character"},
-		{name: "control character in a big value", in: frame("200 OK\x00X\x00" + big + "\n"), errHas: "control character"},
+		{name: "CR LF in value", in: head("200 OK\x00X\x00a\r\nSet-Cookie: evil=1"), errHas: "control character"},
+		{name: "LF in value", in: head("200 OK\x00X\x00a\nb"), errHas: "control character"},
+		{name: "CR in value", in: head("200 OK\x00X\x00a\rb"), errHas: "control character"},
+		{name: "SOH in value", in: head("200 OK\x00X\x00\x01"), errHas: "control character"},
+		{name: "DEL in value", in: head("200 OK\x00X\x00a\x7f"), errHas: "control character"},
+		{name: "control character in a big value", in: head("200 OK\x00X\x00" + big + "\n"), errHas: "control character"},
 
 		{name: "over MaxHead, no bytes follow", in: u32(MaxHead + 1), errHas: "over the"},
-		{name: "over MaxHead, huge", in: cat(u32(abort-1), []byte("200 OK")), errHas: "over the"},
+		{name: "over MaxHead, huge", in: cat(u32(expired-1), []byte("200 OK")), errHas: "over the"},
+		{name: "no worker named", in: frame("200 OK"), errHas: "names no worker"},
 
 		{name: "abort marker", in: u32(abort), wantErr: ErrAborted},
+		{name: "expired marker", in: u32(expired), wantErr: ErrExpired},
 		{name: "abort marker followed by junk", in: cat(u32(abort), []byte("junk")), wantErr: ErrAborted},
 
 		{name: "nothing at all", in: nil, wantErr: io.EOF},
 		{name: "half a length", in: []byte{6, 0}, wantErr: io.ErrUnexpectedEOF},
 		{name: "length without head", in: u32(6), wantErr: io.ErrUnexpectedEOF},
-		{name: "short head", in: frame("200 OK")[:7], wantErr: io.ErrUnexpectedEOF},
-		{name: "short big head", in: frame("200 OK\x00X\x00" + big)[:6000], wantErr: io.ErrUnexpectedEOF},
+		{name: "short head", in: head("200 OK")[:7], wantErr: io.ErrUnexpectedEOF},
+		{name: "short big head", in: head("200 OK\x00X\x00" + big)[:6000], wantErr: io.ErrUnexpectedEOF},
 		{name: "short MaxHead head", in: u32(MaxHead), wantErr: io.ErrUnexpectedEOF},
 	}
 	for _, tt := range tests {
@@ -258,8 +280,10 @@ func TestReadHead(t *testing.T) {
 					if err != nil {
 						t.Fatalf("%s: got error %v, want %+v", src.name, err, short(tt.want))
 					}
-					if !reflect.DeepEqual(h, tt.want) {
-						t.Errorf("%s:\n got  %+v\n want %+v", src.name, short(h), short(tt.want))
+					want := tt.want
+					want.Worker = "3"
+					if !reflect.DeepEqual(h, want) {
+						t.Errorf("%s:\n got  %+v\n want %+v", src.name, short(h), short(want))
 					}
 				}
 			}
@@ -284,7 +308,7 @@ func short(h Head) Head {
 // is not there costs no more memory than the bytes that did arrive.
 func TestReadHeadDeclaredLength(t *testing.T) {
 	for _, n := range []uint32{MaxHead, MaxHead / 2, 8 << 10} {
-		in := cat(u32(n), []byte("200 OK\x00X\x00"), bytes.Repeat([]byte("v"), 100))
+		in := cat(u32(n), []byte("3\x00200 OK\x00X\x00"), bytes.Repeat([]byte("v"), 100))
 		br := bufio.NewReaderSize(bytes.NewReader(in), 4096)
 		var h Head
 		alloc := allocated(func() {
@@ -407,10 +431,10 @@ func TestReadBodySinkError(t *testing.T) {
 // next response.
 func TestBackToBack(t *testing.T) {
 	in := cat(
-		frame("200 OK\x00A\x001"), frame("first"), frame(big), u32(0),
-		frame("404 Not Found"), u32(0),
-		frame("500 Boom\x00B\x002"), frame("x"), u32(abort),
-		frame("201 Created"), frame("last"), u32(0),
+		head("200 OK\x00A\x001"), frame("first"), frame(big), u32(0),
+		head("404 Not Found"), u32(0),
+		head("500 Boom\x00B\x002"), frame("x"), u32(abort),
+		head("201 Created"), frame("last"), u32(0),
 	)
 	type resp struct {
 		status int

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"net"
 	"os"
 	"os/signal"
 	"syscall"
@@ -20,8 +19,9 @@ import (
 func Main(args []string) error {
 	fs := flag.NewFlagSet("workerd", flag.ContinueOnError)
 	file := fs.String("c", config.DefaultPath, "config `file`")
-	instance := fs.String("i", "", "instance `number` (the N of workerd@N); its socket is pool.socket_dir/N.sock")
+	instance := fs.String("i", "", "instance `number` (the N of workerd@N)")
 	sockDir := fs.String("socket-dir", "", "override pool.socket_dir")
+	queueFD := fs.Int("queue-fd", 0, "take requests from the listening socket on this inherited `fd` (edgectl run passes it; systemd passes it by socket activation)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -37,10 +37,11 @@ func Main(args []string) error {
 	}
 	log := logging.New(os.Stderr, cfg.Log.Level, cfg.Log.Format).With().Str("worker", *instance).Logger()
 
-	ln, err := listener(config.WorkerSocket(cfg.Pool.SocketDir, *instance))
+	ln, cleanup, err := listener(cfg, *queueFD)
 	if err != nil {
 		return err
 	}
+	defer cleanup()
 	defer ln.Close()
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
@@ -89,20 +90,15 @@ func keepSystemdInformed(ctx context.Context, w *Worker) {
 	}
 }
 
-// listener takes the socket systemd passed or binds path itself.
-func listener(path string) (*net.UnixListener, error) {
-	ls, err := sd.Listeners()
-	if err != nil {
-		return nil, err
+// listener takes the socket every worker shares: the one systemd passed,
+// the one inherited on fd, or, for a worker run by hand, one it binds
+// (removed again by the returned cleanup).
+func listener(cfg *config.Config, fd int) (*os.File, func(), error) {
+	f, err := sd.Inherited(fd)
+	if err != nil || f != nil {
+		return f, func() {}, err
 	}
-	for _, l := range ls {
-		for _, x := range l {
-			if u, ok := x.(*net.UnixListener); ok {
-				// systemd owns the file: closing must not unlink it.
-				u.SetUnlinkOnClose(false)
-				return u, nil
-			}
-		}
-	}
-	return sd.ListenUnix(path)
+	path := cfg.Pool.Socket()
+	f, err = sd.ListenUnix(path, cfg.Limits.Backlog())
+	return f, func() { os.Remove(path) }, err
 }

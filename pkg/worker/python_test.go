@@ -25,6 +25,7 @@ import (
 	"unicode/utf16"
 
 	"github.com/edged/edged/pkg/config"
+	"github.com/edged/edged/pkg/sd"
 	"github.com/edged/edged/pkg/wire"
 	"github.com/edged/edged/pkg/worker/python"
 	"github.com/rs/zerolog"
@@ -88,8 +89,8 @@ graceful_timeout = "5s"
 		tb.Fatalf("config:\n%s\n%v", toml, err)
 	}
 
-	sock := filepath.Join(dir, "1.sock")
-	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"})
+	sock := filepath.Join(dir, config.QueueSocket)
+	ln, err := sd.ListenUnix(sock, 64)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -142,21 +143,14 @@ func mergeFiles(a, b map[string]string) map[string]string {
 	return a
 }
 
-// client is one connection to the worker, used as edge uses it.
+// client sends requests to the worker socket as edge does: a new
+// connection for each.
 type client struct {
-	c net.Conn
-	r *bufio.Reader
+	sock string
 }
 
 func dial(tb testing.TB, sock string) *client {
-	tb.Helper()
-	c, err := net.Dial("unix", sock)
-	if err != nil {
-		tb.Fatalf("dial %s: %v", sock, err)
-	}
-	tb.Cleanup(func() { c.Close() })
-	c.SetDeadline(time.Now().Add(60 * time.Second))
-	return &client{c: c, r: bufio.NewReaderSize(c, 32<<10)}
+	return &client{sock: sock}
 }
 
 type response struct {
@@ -196,24 +190,39 @@ func environ(mode string, kv ...string) []string {
 // response that did not come or whose head was bad; a failed body is in
 // response.err.
 func (c *client) roundTrip(env []string, body []byte) (response, error) {
+	return c.roundTripBy(env, body, time.Time{})
+}
+
+// roundTripBy is roundTrip with a deadline in the frame.
+func (c *client) roundTripBy(env []string, body []byte, deadline time.Time) (response, error) {
+	conn, err := net.Dial("unix", c.sock)
+	if err != nil {
+		return response{}, err
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(60 * time.Second))
 	var f wire.Request
 	for i := 0; i+1 < len(env); i += 2 {
 		f.Add(env[i], env[i+1])
 	}
-	if _, err := c.c.Write(f.Frame(int64(len(body)))); err != nil {
+	// One write, as edge does: a worker that has answered may close the
+	// connection before a second one.
+	if _, err := conn.Write(append(f.Frame(int64(len(body)), deadline), body...)); err != nil {
 		return response{}, err
 	}
-	if _, err := c.c.Write(body); err != nil {
-		return response{}, err
-	}
+	r := bufio.NewReaderSize(conn, 32<<10)
 	var resp response
-	if err := wire.ReadHead(c.r, &resp.Head); err != nil {
+	if err := wire.ReadHead(r, &resp.Head); err != nil {
 		return resp, err
 	}
-	resp.err = wire.ReadBody(c.r, func(b []byte) error {
+	resp.err = wire.ReadBody(r, func(b []byte) error {
 		resp.body = append(resp.body, b...)
 		return nil
 	})
+	// One request per connection: the worker closes it after the answer.
+	if _, err := r.ReadByte(); err != io.EOF && resp.err == nil {
+		resp.err = fmt.Errorf("after the response: got %v, want the worker to close the connection", err)
+	}
 	return resp, nil
 }
 
@@ -439,7 +448,6 @@ func TestPythonInput(t *testing.T) {
 func TestPythonBigAnswerUnreadBody(t *testing.T) {
 	p := startWorker(t, "testapp:app", config.ClassSync, zerolog.WarnLevel, nil)
 	c := dial(t, p.sock)
-	c.c.SetDeadline(time.Now().Add(20 * time.Second))
 	big := body3MB()
 	answer := 4 << 20
 
@@ -471,8 +479,7 @@ func TestPythonResponses(t *testing.T) {
 	blob := make([]byte, 250001)
 	rand.New(rand.NewSource(2)).Read(blob)
 	p := startWorker(t, "testapp:app", config.ClassSync, zerolog.WarnLevel, map[string]string{"blob.bin": string(blob)})
-	tt0 := t
-	c := dial(t, p.sock) // one connection: after each case the next request must work
+	c := dial(t, p.sock) // after each case the next request must work
 	big := strings.Repeat("x", 300<<10)
 	ise := "Internal Server Error\n"
 	js := asciiJSON
@@ -539,8 +546,6 @@ func TestPythonResponses(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			resp, err := c.roundTrip(tt.env, nil)
 			if err != nil {
-				c.c.Close() // as edge does; the next cases get a new connection
-				c = dial(tt0, p.sock)
 				t.Fatalf("got %v, want a %d response", err, tt.status)
 			}
 			if resp.Status != tt.status || tt.reason != "" && resp.Reason != tt.reason {
@@ -628,10 +633,6 @@ func TestPythonRestartAfterKill(t *testing.T) {
 	if err := syscall.Kill(before.PID, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	// The kept-alive connection died with the child.
-	if resp, err := c.roundTrip(environ("pid"), nil); err == nil {
-		t.Errorf("the killed child's connection answered %d", resp.Status)
-	}
 
 	// Connections made while no child runs wait in the backlog: none is
 	// refused, and each is served once the next child is up.
@@ -642,14 +643,6 @@ func TestPythonRestartAfterKill(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			time.Sleep(time.Duration(i) * 30 * time.Millisecond)
-			conn, err := net.Dial("unix", p.sock)
-			if err != nil {
-				t.Errorf("dial %d after the kill: %v", i, err)
-				return
-			}
-			defer conn.Close()
-			conn.SetDeadline(time.Now().Add(30 * time.Second))
-			c := &client{c: conn, r: bufio.NewReader(conn)}
 			resp, err := c.roundTrip(environ("pid"), nil)
 			if err != nil || resp.Status != 200 {
 				t.Errorf("request %d after the kill: %d, %v", i, resp.Status, err)
@@ -689,15 +682,7 @@ func TestPythonThreads(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			conn, err := net.Dial("unix", p.sock)
-			if err != nil {
-				t.Error(err)
-				return
-			}
-			defer conn.Close()
-			conn.SetDeadline(time.Now().Add(30 * time.Second))
-			c := &client{c: conn, r: bufio.NewReader(conn)}
-			resp, err := c.roundTrip(environ("barrier"), nil)
+			resp, err := dial(t, p.sock).roundTrip(environ("barrier"), nil)
 			if err != nil || resp.Status != 200 {
 				t.Errorf("request %d: %d %.200q, %v", i, resp.Status, resp.body, err)
 				return
@@ -732,7 +717,7 @@ func FuzzWorkerFrame(f *testing.F) {
 	for _, kv := range [][2]string{{"REQUEST_METHOD", "POST"}, {"PATH_INFO", "/caf\xe9"}, {"QUERY_STRING", "a=1"}, {"HTTP_HOST", "x"}} {
 		seed.Add(kv[0], kv[1])
 	}
-	good := seed.Frame(0)[12:]
+	good := seed.Frame(0, time.Time{})[20:]
 	f.Add(good, []byte(nil))
 	f.Add(good, []byte("body bytes"))
 	f.Add([]byte("REQUEST_METHOD\x00GET"), []byte(nil))
@@ -759,6 +744,7 @@ func FuzzWorkerFrame(f *testing.F) {
 		conn.SetDeadline(time.Now().Add(20 * time.Second))
 		frame := binary.LittleEndian.AppendUint32(nil, uint32(len(env)))
 		frame = binary.LittleEndian.AppendUint64(frame, uint64(len(body)))
+		frame = binary.LittleEndian.AppendUint64(frame, 0) // no deadline
 		frame = append(append(frame, env...), body...)
 		if _, err := conn.Write(frame); err != nil && !closedErr(err) {
 			t.Fatalf("write: %v", err)
@@ -783,14 +769,7 @@ func FuzzWorkerFrame(f *testing.F) {
 		conn.Close()
 
 		// The child still serves a new connection.
-		c, err := net.Dial("unix", p.sock)
-		if err != nil {
-			t.Fatalf("dial after the fuzzed frame: %v", err)
-		}
-		defer c.Close()
-		c.SetDeadline(time.Now().Add(20 * time.Second))
-		cl := &client{c: c, r: bufio.NewReader(c)}
-		resp, err := cl.roundTrip(health, nil)
+		resp, err := dial(t, p.sock).roundTrip(health, nil)
 		if err != nil || resp.Status != 200 || resp.err != nil {
 			t.Fatalf("a good request after the fuzzed frame got %d, %v, %v", resp.Status, err, resp.err)
 		}
@@ -827,33 +806,23 @@ func closedErr(err error) bool {
 	return err == io.EOF || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
 }
 
-// TestIdleConnectionsDoNotBlock is a regression test: a worker used to
-// serve one connection until it closed, so an idle connection (held by an
-// edged that is stopping, while the new one starts) kept every other
-// connection waiting. Now any connection with a request is served.
-func TestIdleConnectionsDoNotBlock(t *testing.T) {
+// A request whose deadline passed while it waited in the queue is not
+// run: the worker answers that it expired, and the app never sees it.
+func TestPythonExpired(t *testing.T) {
 	for _, class := range []string{config.ClassSync, config.ClassThreads} {
 		t.Run(class, func(t *testing.T) {
 			p := startWorker(t, "testapp:app", class, zerolog.WarnLevel, nil)
-			// More idle connections than the worker has threads (4), each
-			// having served a request, as kept-alive ones have.
-			var idle []*client
-			for i := 0; i < 6; i++ {
-				c := dial(t, p.sock)
-				c.do(t, environ("echo"), nil).json(t, new(map[string]any))
-				idle = append(idle, c)
-			}
 			c := dial(t, p.sock)
-			c.c.SetDeadline(time.Now().Add(5 * time.Second))
-			resp, err := c.roundTrip(environ("echo"), nil)
-			if err != nil || resp.Status != 200 {
-				t.Fatalf("a request behind 6 idle connections: %v, status %d; want 200", err, resp.Status)
+			_, err := c.roundTripBy(environ("echo"), nil, time.Now().Add(-time.Millisecond))
+			if !errors.Is(err, wire.ErrExpired) {
+				t.Errorf("a request past its deadline: got %v, want %v", err, wire.ErrExpired)
 			}
-			// And the idle ones still work.
-			for i, c := range idle {
-				if resp := c.do(t, environ("echo"), nil); resp.Status != 200 {
-					t.Errorf("idle connection %d: status %d, want 200", i, resp.Status)
-				}
+			resp, err := c.roundTripBy(environ("echo"), nil, time.Now().Add(time.Minute))
+			if err != nil || resp.Status != 200 {
+				t.Errorf("a request within its deadline: %v, status %d; want 200", err, resp.Status)
+			}
+			if resp.Worker != "1" {
+				t.Errorf("the answer names worker %q, want \"1\"", resp.Worker)
 			}
 		})
 	}
@@ -876,8 +845,8 @@ func TestPythonStopUnderLock(t *testing.T) {
 		wantOut  string
 		wantCode int
 	}{
-		{"busy: stops after the request", 1, "stopping=True\n", 3},
-		{"idle: ends at once", 0, "", 0},
+		{"busy", 1, "stopping=True\n", 3},
+		{"idle", 0, "stopping=True\n", 3},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -13,7 +13,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -68,15 +67,12 @@ func New(cfg *config.Config, instance string, log zerolog.Logger) *Worker {
 // Restarts is how many times the Python child has been started again.
 func (w *Worker) Restarts() int64 { return w.restarts.Load() }
 
-// Run serves ln until ctx is cancelled, then lets the child finish its
-// requests for up to the graceful timeout. It restarts a child that dies
-// after it was ready, and returns an *ImportError when the app cannot load.
-func (w *Worker) Run(ctx context.Context, ln *net.UnixListener) error {
-	lf, err := ln.File()
-	if err != nil {
-		return fmt.Errorf("worker socket: %w", err)
-	}
-	defer lf.Close()
+// Run has Python children take requests from lf, the listening socket
+// every worker shares, until ctx is cancelled; then it lets the child
+// finish its requests for up to the graceful timeout. It restarts a child
+// that dies after it was ready, and returns an *ImportError when the app
+// cannot load. lf must be blocking and unpolled (see sd.ListenUnix).
+func (w *Worker) Run(ctx context.Context, lf *os.File) error {
 
 	backoff := 100 * time.Millisecond
 	for {

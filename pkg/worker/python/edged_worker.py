@@ -1,27 +1,33 @@
 """The Python side of workerd: runs a WSGI application (PEP 3333).
 
 workerd starts this program with three descriptors:
-  fd 3  the listening Unix socket edged connects to
+  fd 3  the listening Unix socket every worker of the pool shares: the
+        kernel's accept queue is the queue of requests, and a worker takes
+        the next one only when it has a free thread
   fd 4  (read by the bootstrap) this source
   fd 5  a pipe to workerd for events, one JSON object per line
 
-It never parses HTTP: edged sends each request as a frame with the WSGI
-environ already built, and reads the response back as frames.
+It never parses HTTP: edged opens one connection per request and sends
+the WSGI environ already built, then reads the response back as frames.
 
-Request frame:   <u32 env_len><u64 body_len> env body
-                 env is NUL-separated latin-1 "key\\0value\\0..." pairs
-Ping:            <u32 0><u64 0>, answered with a 204 head and no body
-Response frames: <u32 n> head    ("200 OK\\0Name\\0Value\\0...")
+Request frame:   <u32 env_len><u64 body_len><u64 deadline> env body
+                 env is NUL-separated latin-1 "key\\0value\\0..." pairs;
+                 deadline is when, in Unix nanoseconds, the request stops
+                 being worth starting (0: never)
+Ping:            env_len = body_len = 0, answered with a 204 head
+Response frames: <u32 n> head    ("WORKER\\0200 OK\\0Name\\0Value\\0...")
                  <u32 n> chunk   (repeated, n > 0)
                  <u32 0>         end of body
                  <u32 0xFFFFFFFF> the app failed after the head was sent
+                 <u32 0xFFFFFFFE> (instead of a head) the request waited
+                                  past its deadline and was not run
+Events to workerd: ready, stats, hung, recycle, import_failed, log.
 """
 
 import faulthandler
 import io
 import json
 import os
-import queue
 import re
 import select
 import signal
@@ -33,17 +39,18 @@ import threading
 import time
 import traceback
 
-REQ = struct.Struct("<IQ")
+REQ = struct.Struct("<IQQ")
 U32 = struct.Struct("<I")
 END = U32.pack(0)
 ABORT = U32.pack(0xFFFFFFFF)
-# The answer to a ping (a frame with no environ and no body): edged sends
-# one to a new worker and routes requests to it only once this comes back,
-# which is once the app has been imported.
-_PONG_HEAD = b"204 No Content"
+EXPIRED = U32.pack(0xFFFFFFFE)
+# Who answers: edged logs the worker that served each request.
+INSTANCE = os.environ.get("EDGED_INSTANCE", "").encode("latin-1") + b"\0"
+# The answer to a ping (a frame with no environ and no body).
+_PONG_HEAD = INSTANCE + b"204 No Content"
 PONG = U32.pack(len(_PONG_HEAD)) + _PONG_HEAD + END
 # What an app that raised before answering gets.
-_ERROR_HEAD = b"500 Internal Server Error\0Content-Type\0text/plain; charset=utf-8"
+_ERROR_HEAD = INSTANCE + b"500 Internal Server Error\0Content-Type\0text/plain; charset=utf-8"
 _ERROR_BODY = b"Internal Server Error\n"
 ERROR_500 = U32.pack(len(_ERROR_HEAD)) + _ERROR_HEAD + U32.pack(len(_ERROR_BODY)) + _ERROR_BODY + END
 # What edged accepts in a response head (pkg/wire): checked here as well,
@@ -54,6 +61,9 @@ STATUS = re.compile(r"[1-9][0-9][0-9] ")
 TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 FLUSH_AT = 256 << 10
+# How long a free thread waits for a request before it looks whether the
+# worker is stopping.
+ACCEPT_WAIT_MS = 250
 MEMORY_BODY = 1 << 20
 
 EVENTS = os.fdopen(5, "w", buffering=1, encoding="utf-8", errors="replace")
@@ -193,6 +203,19 @@ class Errors:
         sys.stderr.flush()
 
 
+def streamed(headers):
+    """Whether the app asked for its response to be passed on as it comes
+    rather than buffered: nginx's X-Accel-Buffering: no, or server-sent
+    events. edged applies the same rule to the head it reads."""
+    for name, value in headers:
+        n = name.lower()
+        if n == "x-accel-buffering" and value.strip().lower() == "no":
+            return True
+        if n == "content-type" and value.lower().startswith("text/event-stream"):
+            return True
+    return False
+
+
 def latin1(s):
     """Whether s encodes as latin-1, as PEP 3333 wants of status and headers."""
     if s.isascii():
@@ -214,7 +237,7 @@ class Worker:
         # process reports where it is stuck and exits, and workerd starts a
         # new one (gunicorn's --timeout, with the stack trace it lacks).
         self.timeout = conf.get("timeout", 0)
-        self.inflight = {}  # thread ident -> (started, method, path)
+        self.inflight = {}  # thread ident -> [started, method, path]
         self.base = {
             "wsgi.version": (1, 0),
             "wsgi.errors": Errors(),
@@ -228,74 +251,79 @@ class Worker:
         self.busy = 0
         self.served = 0
         self.stopping = False
+        # Written to when the worker should stop taking requests: it wakes
+        # every thread waiting for the next one.
+        self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
 
     # -- lifecycle ---------------------------------------------------------
 
     def stop(self, *_):
         # The SIGTERM handler. It runs between two bytecodes of the main
-        # thread, which may hold self.lock at that moment (a sync worker's
-        # _end), so it takes no lock. It sets stopping before it reads
-        # busy, and _end lowers busy before it reads stopping: whichever
-        # comes second sees the worker idle and ends the process.
+        # thread, which may hold self.lock or have just taken a connection
+        # off the queue, so it only sets the flag and wakes the threads:
+        # each finishes what it has and takes nothing new.
         self.stopping = True
-        if self.busy == 0:
-            os._exit(0)
+        try:
+            os.write(self.wake_w, b"x")
+        except OSError:
+            pass
 
     def run(self):
         signal.signal(signal.SIGTERM, self.stop)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        # The socket is shared with the other workers (and systemd): the
+        # settings are the same for every worker.
+        self.listener.setblocking(True)
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", 0, ACCEPT_WAIT_MS * 1000))
+        self.idle_wait = select.poll()
+        self.idle_wait.register(self.listener.fileno(), select.POLLIN)
+        self.idle_wait.register(self.wake_r, select.POLLIN)
         event("ready", pid=os.getpid())
         threading.Thread(target=self.heartbeat, daemon=True).start()
-        self.dispatch()
+        if self.threads == 1:
+            self.take_requests()
+        else:
+            ts = [threading.Thread(target=self.take_requests, daemon=True) for _ in range(self.threads)]
+            for t in ts:
+                t.start()
+            for t in ts:
+                while t.is_alive():
+                    # Joined with a timeout so that SIGTERM still reaches
+                    # the handler in this thread.
+                    t.join(0.5)
+        os._exit(0)
 
-    def dispatch(self):
-        """Waits on the listening socket and on every open connection, and
-        serves whichever connection has a request, so that an idle
-        connection (one an edged that is stopping still holds, say) never
-        keeps the worker from the others. A sync worker serves in this
-        thread. A threads worker hands the connection to its pool; the
-        connection is armed for one event at a time, so it is not seen
-        again until the thread that serves it re-arms it."""
-        ep = select.epoll()
-        lfd = self.listener.fileno()
-        ep.register(lfd, select.EPOLLIN)
-        conns = {}  # fd -> socket
-        mask = select.EPOLLIN
-        if self.threads > 1:
-            mask |= select.EPOLLONESHOT
-            jobs = queue.SimpleQueue()
-            for _ in range(self.threads):
-                threading.Thread(target=self.pool_thread, args=(jobs, ep, conns), daemon=True).start()
-        while True:
-            for fd, _ in ep.poll():
-                if fd == lfd:
-                    try:
-                        c, _ = self.listener.accept()
-                    except (BlockingIOError, InterruptedError):
-                        continue
-                    except OSError as e:
-                        event("log", level="error", message="accept failed", error=str(e))
-                        os._exit(1)
-                    conns[c.fileno()] = c
-                    ep.register(c.fileno(), mask)
-                elif self.threads == 1:
-                    conn = conns[fd]
-                    if not self.serve(conn):
-                        ep.unregister(fd)
-                        del conns[fd]
-                        conn.close()
-                else:
-                    jobs.put(conns[fd])
+    def take_requests(self):
+        """Takes one request at a time off the shared queue until the
+        worker stops. A thread asks for the next connection only when it
+        is free, so a request never waits behind a busy worker while
+        another is idle; and under load the next connection is already
+        waiting, so the thread does not sleep between requests.
 
-    def pool_thread(self, jobs, ep, conns):
-        while True:
-            conn = jobs.get()
-            if self.serve(conn):
-                ep.modify(conn.fileno(), select.EPOLLIN | select.EPOLLONESHOT)
-            else:
-                # Out of the table before the descriptor is closed: the
-                # number may be handed to the next connection at once.
-                conns.pop(conn.fileno(), None)
+        The accept blocks: the kernel then wakes exactly one waiting
+        thread per connection, and while every thread is busy nothing
+        waits on the socket, so edged's connect wakes no one. A receive
+        timeout on the socket (ACCEPT_WAIT) lets a thread notice a stop
+        when no request comes."""
+        accept = self.listener._accept
+        while not self.stopping:
+            try:
+                fd, _ = accept()
+            except BlockingIOError:
+                # The receive timeout passed with no request, or another
+                # holder made the socket non-blocking: wait for a request
+                # or a stop.
+                self.idle_wait.poll(ACCEPT_WAIT_MS)
+                continue
+            except InterruptedError:
+                continue
+            except OSError as e:
+                event("log", level="error", message="accept failed", error=str(e))
+                os._exit(1)
+            conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM, 0, fd)
+            try:
+                self.serve(conn)
+            finally:
                 conn.close()
 
     def heartbeat(self):
@@ -323,100 +351,97 @@ class Worker:
     def _begin(self, environ):
         with self.lock:
             self.busy += 1
-            self.inflight[threading.get_ident()] = (
+            self.inflight[threading.get_ident()] = [
                 time.monotonic(), environ.get("REQUEST_METHOD", ""),
-                environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", ""))
+                environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")]
+
+    def _progress(self):
+        """A streamed response that sends a chunk is not hung."""
+        with self.lock:
+            req = self.inflight.get(threading.get_ident())
+            if req is not None:
+                req[0] = time.monotonic()
 
     def _end(self):
         with self.lock:
             self.inflight.pop(threading.get_ident(), None)
             self.busy -= 1
             self.served += 1
-            # The request that reaches max_requests starts the stop; those
-            # still running finish, and the last one out ends the process.
-            # The event goes out under the lock, so that no thread can end
-            # the process before workerd has been told why.
+            # The request that reaches max_requests starts the stop: every
+            # thread finishes what it has and takes nothing new. The event
+            # goes out under the lock, so that workerd hears why before
+            # the process ends.
             if not self.stopping and self.max_requests and self.served >= self.max_requests:
-                self.stopping = True
                 event("recycle", served=self.served)
-            done = self.stopping and self.busy == 0
-        if done:
-            os._exit(0)
+                self.stop()
 
-    # -- one connection from edged -------------------------------------------
+    # -- one request from edged ----------------------------------------------
 
     def serve(self, conn):
-        """Serves the request waiting on conn (and any that follow it in
-        what was read). Returns whether conn is still open."""
+        """Serves the one request on conn."""
         try:
-            return self.serve_requests(conn)
-        except Exception as e:  # the connection broke; edged retries
+            self.serve_request(conn)
+        except Exception as e:  # the connection broke; edged decides
             event("log", level="warn", message="connection to edged failed", error=repr(e))
-            return False
 
-    def serve_requests(self, conn):
+    def serve_request(self, conn):
         recv = conn.recv
         buf = recv(1 << 16)
-        if not buf:
-            return False
-        while True:
-            while len(buf) < 12:
-                data = recv(1 << 16)
+        while len(buf) < 20:
+            data = recv(1 << 16)
+            if not data:
+                return
+            buf += data
+        env_len, body_len, deadline = REQ.unpack_from(buf)
+        if env_len == 0 and body_len == 0:
+            conn.sendall(PONG)
+            return
+        if deadline and time.time_ns() > deadline:
+            # It waited in the queue past limits.queue_timeout: edged has
+            # answered 503 (or is about to); running it now helps no one.
+            conn.sendall(EXPIRED)
+            return
+        need = 20 + env_len
+        while len(buf) < need:
+            data = recv(max(1 << 16, need - len(buf)))
+            if not data:
+                return
+            buf += data
+        parts = buf[20:need].decode("latin-1").split("\0")
+        if len(parts) % 2:
+            raise ValueError("bad request frame: odd number of environ fields")
+        environ = self.base.copy()
+        it = iter(parts)
+        environ.update(zip(it, it))
+        rest = buf[need:]
+        drain = None
+        if body_len <= len(rest):
+            environ["wsgi.input"] = io.BytesIO(rest[:body_len])
+        elif body_len <= MEMORY_BODY:
+            chunks = [rest]
+            have = len(rest)
+            while have < body_len:
+                data = recv(min(body_len - have, 1 << 20))
                 if not data:
-                    return False
-                buf += data
-            env_len, body_len = REQ.unpack_from(buf)
-            if env_len == 0 and body_len == 0:
-                buf = buf[12:]
-                conn.sendall(PONG)
-                if not buf:
-                    return True
-                continue
-            need = 12 + env_len
-            while len(buf) < need:
-                data = recv(max(1 << 16, need - len(buf)))
-                if not data:
-                    return False
-                buf += data
-            parts = buf[12:need].decode("latin-1").split("\0")
-            if len(parts) % 2:
-                raise ValueError("bad request frame: odd number of environ fields")
-            environ = self.base.copy()
-            it = iter(parts)
-            environ.update(zip(it, it))
-            rest = buf[need:]
-            drain = None
-            if body_len <= len(rest):
-                environ["wsgi.input"] = io.BytesIO(rest[:body_len])
-                buf = rest[body_len:]
-            elif body_len <= MEMORY_BODY:
-                chunks = [rest]
-                have = len(rest)
-                while have < body_len:
-                    data = recv(min(body_len - have, 1 << 20))
-                    if not data:
-                        return False
-                    chunks.append(data)
-                    have += len(data)
-                environ["wsgi.input"] = io.BytesIO(b"".join(chunks))
-                buf = b""
-            else:
-                drain = Input(conn, rest, body_len)
-                environ["wsgi.input"] = drain
-                buf = b""
-            self._begin(environ)
-            try:
-                self.respond(conn, environ, drain)
-            finally:
-                if drain is not None:
-                    drain.drain()
-                self._end()
-            if not buf:
-                return True
+                    return
+                chunks.append(data)
+                have += len(data)
+            environ["wsgi.input"] = io.BytesIO(b"".join(chunks))
+        else:
+            drain = Input(conn, rest, body_len)
+            environ["wsgi.input"] = drain
+        self._begin(environ)
+        try:
+            self.respond(conn, environ, drain)
+        finally:
+            if drain is not None:
+                drain.drain()
+            self._end()
 
     def respond(self, conn, environ, body=None):
         state = [None, None]  # [status, headers] set by start_response
         sent = [False]
+        stream = [False]
         out = []
         size = [0]
         sendall = conn.sendall
@@ -427,7 +452,7 @@ class Worker:
             for name, value in headers:
                 fields.append(name)
                 fields.append(value)
-            h = "\0".join(fields).encode("latin-1")
+            h = INSTANCE + "\0".join(fields).encode("latin-1")
             return U32.pack(len(h)) + h
 
         def flush(done=False):
@@ -452,6 +477,11 @@ class Worker:
             size[0] += len(data)
             if size[0] >= FLUSH_AT:
                 flush()
+            elif stream[0]:
+                # The app asked for its response to be streamed: each
+                # chunk goes out as it comes, and edged passes it on.
+                flush()
+                self._progress()
 
         def write(data):
             if state[0] is None:
@@ -489,6 +519,7 @@ class Worker:
                     raise AssertionError("header %r is not latin-1" % (h,))
             state[0] = status
             state[1] = headers
+            stream[0] = streamed(headers)
             return write
 
         result = None

@@ -1,0 +1,341 @@
+// Package upstream is edged's side of the hop to the workers. Every
+// worker takes requests from one listening Unix socket (systemd's
+// workerd.socket, or the one `edgectl run` binds): edged opens a
+// connection per request, and the kernel's accept queue hands it to
+// whichever worker asks next. A worker asks only when it is free, so a
+// request never waits behind a busy worker while another is idle, and
+// under load the next request is already waiting when a worker finishes.
+//
+// The Transport owns connecting, the frame I/O, the queue's time limit
+// and the decision whether a failed request may go again; it returns
+// typed errors. What they mean in HTTP is the edge's business.
+package upstream
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/edged/edged/pkg/wire"
+	"golang.org/x/sys/unix"
+)
+
+// Errors a round trip can end with. A failure after the request reached a
+// worker wraps the cause; errors.Is tells these apart.
+var (
+	// ErrQueueFull: the socket's accept queue (its backlog,
+	// limits.queue_length) is full.
+	ErrQueueFull = errors.New("every worker is busy and the queue is full")
+	// ErrQueueTimeout: no worker took the request within
+	// limits.queue_timeout. The app did not run it.
+	ErrQueueTimeout = errors.New("every worker stayed busy for the whole queue timeout")
+	// ErrNoWorkers: nothing listens on the worker socket.
+	ErrNoWorkers = errors.New("no worker socket to connect to")
+	// ErrTimeout: a worker took the request but did not answer within
+	// app.timeout.
+	ErrTimeout = errors.New("the app did not answer within app.timeout")
+)
+
+// Limits are the times a round trip may take; a reload can change them.
+type Limits struct {
+	// QueueTimeout bounds the wait for a free worker.
+	QueueTimeout time.Duration
+	// AppTimeout bounds the app's answer, from when a worker took the
+	// request (and, when streaming, between two chunks).
+	AppTimeout time.Duration
+}
+
+// Body is a buffered request body.
+type Body interface {
+	Len() int64
+	// InMemory returns the body when it is all in memory.
+	InMemory() ([]byte, bool)
+	WriteTo(io.Writer) (int64, error)
+}
+
+// Request is one request for the app: the environ frame and the body.
+type Request struct {
+	Frame *wire.Request
+	Body  Body
+	// Idempotent says the request may be sent again after a worker hung
+	// up without answering (it may have run it).
+	Idempotent bool
+}
+
+// Transport sends requests to the workers. It is safe for concurrent use.
+type Transport struct {
+	addr     *net.UnixAddr
+	limits   atomic.Pointer[Limits]
+	inFlight atomic.Int64
+}
+
+// New returns a transport to the worker socket at path.
+func New(path string, lim Limits) *Transport {
+	t := &Transport{addr: &net.UnixAddr{Name: path, Net: "unix"}}
+	t.SetLimits(lim)
+	return t
+}
+
+// SetLimits changes the limits for requests that start from now on.
+func (t *Transport) SetLimits(lim Limits) {
+	if lim.QueueTimeout <= 0 {
+		lim.QueueTimeout = time.Nanosecond
+	}
+	t.limits.Store(&lim)
+}
+
+// InFlight is how many requests are with the workers or queued for them.
+func (t *Transport) InFlight() int64 { return t.inFlight.Load() }
+
+// Path is the worker socket.
+func (t *Transport) Path() string { return t.addr.Name }
+
+// sendAgainMax bounds how often one request is sent again after a worker
+// hung up on it unseen.
+const sendAgainMax = 3
+
+// fullBodyAt is the body size up to which a worker reads the whole body
+// before the app starts (MEMORY_BODY in the Python side): a connection
+// that breaks while such a body is going in was never seen by the app.
+const fullBodyAt = 1 << 20
+
+// RoundTrip sends req and reads the answer's head into resp. On success
+// the caller reads the body with resp.ReadBody and must call resp.Close.
+// A request goes again, on a new connection, only when the app cannot
+// have seen it, or may have but it is idempotent.
+func (t *Transport) RoundTrip(ctx context.Context, req *Request, resp *Response) error {
+	lim := *t.limits.Load()
+	t.inFlight.Add(1)
+	sent := time.Now()
+	queueEnd := sent.Add(lim.QueueTimeout)
+	frame := req.Frame.Frame(req.Body.Len(), queueEnd)
+	for attempt := 1; ; attempt++ {
+		c, err := t.dial()
+		if err != nil {
+			t.inFlight.Add(-1)
+			return err
+		}
+		again, err := c.exchange(ctx, frame, req, lim, queueEnd, &resp.Head)
+		if err == nil {
+			resp.c, resp.lim, resp.t = c, lim, t
+			return nil
+		}
+		c.close()
+		if !again || attempt >= sendAgainMax || ctx.Err() != nil {
+			t.inFlight.Add(-1)
+			return err
+		}
+	}
+}
+
+func (t *Transport) dial() (*conn, error) {
+	nc, err := net.DialUnix("unix", nil, t.addr)
+	if err != nil {
+		switch {
+		case errors.Is(err, syscall.EAGAIN):
+			return nil, ErrQueueFull
+		case errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ENOENT):
+			return nil, &Error{Op: "connect", Err: ErrNoWorkers, Cause: err}
+		}
+		return nil, &Error{Op: "connect", Cause: err}
+	}
+	c := conns.Get().(*conn)
+	c.nc = nc
+	c.r.Reset(nc)
+	return c, nil
+}
+
+// Error is a failure on the way to or from a worker. Err, when set, is the
+// sentinel it amounts to; Cause is what the system said.
+type Error struct {
+	Op    string
+	Err   error
+	Cause error
+}
+
+func (e *Error) Error() string {
+	switch {
+	case e.Err != nil && e.Cause != nil:
+		return e.Op + ": " + e.Err.Error() + ": " + e.Cause.Error()
+	case e.Err != nil:
+		return e.Op + ": " + e.Err.Error()
+	}
+	return e.Op + ": " + e.Cause.Error()
+}
+
+// Is makes errors.Is see the sentinel as well as the cause.
+func (e *Error) Is(target error) bool { return e.Err != nil && e.Err == target }
+
+func (e *Error) Unwrap() error { return e.Cause }
+
+type conn struct {
+	nc *net.UnixConn
+	r  *bufio.Reader
+}
+
+var conns = sync.Pool{New: func() any { return &conn{r: bufio.NewReaderSize(nil, 64<<10)} }}
+
+func (c *conn) close() {
+	c.nc.Close()
+	c.nc = nil
+	c.r.Reset(nil)
+	conns.Put(c)
+}
+
+// exchange writes the request and waits for the head. again says the
+// request may go once more.
+func (c *conn) exchange(ctx context.Context, frame []byte, req *Request, lim Limits, queueEnd time.Time, h *wire.Head) (again bool, err error) {
+	if done := ctx.Done(); done != nil {
+		stop := context.AfterFunc(ctx, func() { c.nc.SetDeadline(time.Unix(1, 0)) })
+		defer stop()
+	}
+	c.nc.SetWriteDeadline(queueEnd.Add(lim.AppTimeout))
+	if mem, ok := req.Body.InMemory(); ok {
+		// One writev, the body not copied again.
+		bufs := net.Buffers{frame, mem}
+		_, err = bufs.WriteTo(c.nc)
+	} else if _, err = c.nc.Write(frame); err == nil {
+		_, err = req.Body.WriteTo(c.nc)
+	}
+	if err != nil {
+		if timedOut(err) {
+			return false, &Error{Op: "send", Err: ErrTimeout, Cause: err}
+		}
+		// The worker hung up while the request was going in: unless the
+		// body was big enough for the app to start on part of it, the
+		// app has not run.
+		unseen := hungUp(err) && (req.Body.Len() <= fullBodyAt || req.Idempotent)
+		return unseen, &Error{Op: "send", Cause: err}
+	}
+	if err := c.await(queueEnd, lim); err != nil {
+		if errors.Is(err, ErrQueueTimeout) {
+			return false, err
+		}
+		if timedOut(err) {
+			return false, &Error{Op: "wait", Err: ErrTimeout, Cause: err}
+		}
+		// Hung up before a byte of answer: the worker may have run it.
+		return hungUp(err) && req.Idempotent, &Error{Op: "wait", Cause: err}
+	}
+	if err := wire.ReadHead(c.r, h); err != nil {
+		if errors.Is(err, wire.ErrExpired) {
+			return false, ErrQueueTimeout
+		}
+		if timedOut(err) {
+			return false, &Error{Op: "read head", Err: ErrTimeout, Cause: err}
+		}
+		return false, &Error{Op: "read head", Cause: err}
+	}
+	return false, nil
+}
+
+// queuePoll is how often a request that has no answer yet is checked for
+// having been taken by a worker.
+const queuePoll = 250 * time.Millisecond
+
+// await waits for the first byte of the answer. While no worker has taken
+// the request (the bytes written are all still in the socket), the wait is
+// bounded by queueEnd; once one has, by app.timeout from then.
+func (c *conn) await(queueEnd time.Time, lim Limits) error {
+	q0 := c.unread()
+	var taken time.Time
+	if q0 == 0 {
+		taken = time.Now()
+	}
+	for {
+		now := time.Now()
+		dl := taken.Add(lim.AppTimeout)
+		if taken.IsZero() {
+			dl = now.Add(queuePoll)
+			if queueEnd.Before(dl) {
+				dl = queueEnd
+			}
+		}
+		c.nc.SetReadDeadline(dl)
+		_, err := c.r.Peek(1)
+		if err == nil || !timedOut(err) || !taken.IsZero() {
+			return err
+		}
+		if q := c.unread(); q < q0 {
+			taken = time.Now()
+			continue
+		}
+		if !time.Now().Before(queueEnd) {
+			// The worker that takes it later finds its deadline passed
+			// and does not run it.
+			return ErrQueueTimeout
+		}
+	}
+}
+
+// unread is how much of what was written the worker has not read yet
+// (SIOCOUTQ: on a Unix socket, the bytes still queued at the peer).
+func (c *conn) unread() int {
+	rc, err := c.nc.SyscallConn()
+	if err != nil {
+		return 0
+	}
+	n := 0
+	rc.Control(func(fd uintptr) {
+		n, err = unix.IoctlGetInt(int(fd), unix.SIOCOUTQ)
+	})
+	if err != nil {
+		return 0
+	}
+	return n
+}
+
+// Response is a worker's answer. Its Head is read by RoundTrip.
+type Response struct {
+	wire.Head
+	c   *conn
+	lim Limits
+	t   *Transport
+}
+
+// ReadBody passes the body to sink, a chunk at a time, as wire.ReadBody
+// does. When stream is set, each chunk may take up to app.timeout after
+// the one before (a response passed on as it comes); otherwise the whole
+// body shares the request's deadline.
+func (r *Response) ReadBody(stream bool, sink func([]byte) error) error {
+	if stream {
+		inner := sink
+		sink = func(b []byte) error {
+			err := inner(b)
+			r.c.nc.SetReadDeadline(time.Now().Add(r.lim.AppTimeout))
+			return err
+		}
+		r.c.nc.SetReadDeadline(time.Now().Add(r.lim.AppTimeout))
+	}
+	err := wire.ReadBody(r.c.r, sink)
+	if err != nil && timedOut(err) {
+		return &Error{Op: "read body", Err: ErrTimeout, Cause: err}
+	}
+	return err
+}
+
+// Close ends the exchange; the connection is not reused.
+func (r *Response) Close() {
+	if r.c != nil {
+		r.c.close()
+		r.c = nil
+		r.t.inFlight.Add(-1)
+	}
+}
+
+func timedOut(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// hungUp reports an error that means the worker closed the connection.
+func hungUp(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
+}
