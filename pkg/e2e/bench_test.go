@@ -7,18 +7,61 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strconv"
-	"strings"
-	"syscall"
 	"testing"
 	"time"
 )
 
+// The sides: a whole stack each, started once and kept for every scenario.
+const (
+	edgedSync      = "edged sync"
+	edgedThreads   = "edged threads"
+	edgedGevent    = "edged gevent"
+	gunicornSync   = "nginx+gunicorn sync"
+	gunicornGevent = "nginx+gunicorn gevent"
+	uwsgi          = "nginx+uWSGI"
+	nginxAlone     = "nginx"
+)
+
+// benchWorkers is the worker (or process) count of every side.
+const benchWorkers = 5
+
+// benchScenario is one row group of the matrix: a wrk load and the sides
+// that take it.
+type benchScenario struct {
+	name  string
+	path  string
+	conns int
+	body  int      // bytes POSTed by a wrk script; 0 for GET
+	sides []string // in the order run and shown
+	vs    []string // the incumbents every side gets a ratio to
+}
+
+var benchScenarios = []benchScenario{
+	{name: "Flask GET /hello (JSON)", path: "/hello", conns: 64,
+		sides: []string{edgedSync, edgedThreads, gunicornSync, uwsgi}, vs: []string{gunicornSync, uwsgi}},
+	{name: "Flask GET /sleep?s=0.1 (100 ms asleep; sync sides for reference)", path: "/sleep?s=0.1", conns: 200,
+		sides: []string{edgedGevent, gunicornGevent, edgedSync, gunicornSync}, vs: []string{gunicornGevent}},
+	{name: "Flask POST /length, a 64 KiB body", path: "/length", conns: 32, body: 64 << 10,
+		sides: []string{edgedSync, gunicornSync, uwsgi}, vs: []string{gunicornSync, uwsgi}},
+	{name: "static 4 KiB file", path: "/static/4k.bin", conns: 64,
+		sides: []string{edgedSync, nginxAlone}, vs: []string{nginxAlone}},
+	{name: "static 1 MiB file", path: "/static/1m.bin", conns: 16,
+		sides: []string{edgedSync, nginxAlone}, vs: []string{nginxAlone}},
+}
+
+// benchFiles are the static scenarios' files, of fixed bytes, and an index
+// that edged and nginx both answer once up.
+var benchFiles = map[string]int{"index.html": 16, "4k.bin": 4 << 10, "1m.bin": 1 << 20}
+
 // TestBench is `make bench`: the same Flask app behind edged + workerd,
-// behind nginx + gunicorn and behind nginx + uWSGI, same worker count,
-// same wrk load, run one after the other in rounds so that all see the
-// same machine. It prints each figure and its ratio to each incumbent. It
-// is not a pass/fail test: speed on a shared machine is shown, never
+// behind nginx + gunicorn and behind nginx + uWSGI, and the same files
+// served by edged and by nginx alone, with the same worker count and the
+// same wrk load, run in alternating rounds so that all see the same
+// machine. It writes the medians, the peak memory of each stack and the
+// ratios to each incumbent to docs/benchmarks.md and prints them. It is
+// not a pass/fail test: speed on a shared machine is shown, never
 // asserted.
 func TestBench(t *testing.T) {
 	if os.Getenv("EDGED_BENCH") == "" {
@@ -30,60 +73,146 @@ func TestBench(t *testing.T) {
 			t.Fatalf("%s is not installed: run `make bench-deps`", tool)
 		}
 	}
-	const workers = 5
-	dur := os.Getenv("BENCH_DURATION")
-	if dur == "" {
-		dur = "10s"
+	if err := exec.Command(python, "-c", "import gevent").Run(); err != nil {
+		t.Fatalf("%s cannot import gevent: run `make bench-deps`", python)
 	}
-	rounds := 2
+	load := benchLoadFromEnv(t)
+	sides := startSides(t, writeBenchFiles(t))
 
-	type scenario struct {
-		name, path string
-		conns      int
+	results := make([]map[string]*sideResult, len(benchScenarios))
+	for i, sc := range benchScenarios {
+		results[i] = runScenario(t, sc, sides, load)
 	}
-	scenarios := []scenario{{"Flask GET /hello", "/hello", 64}}
-
-	e := startSuite(t, suiteOpts{workers: workers, extra: "access = false"})
-	sides := []struct{ name, base string }{
-		{"edged", e.http},
-		{"nginx+gunicorn", startGunicorn(t, workers)},
-		{"nginx+uWSGI", startUWSGI(t, workers)},
+	report := benchReport(load, sides, results)
+	fmt.Print(report)
+	if err := os.WriteFile(filepath.Join(repoRoot, "docs", "benchmarks.md"), []byte(report), 0o644); err != nil {
+		t.Fatal(err)
 	}
+}
 
-	type result struct{ rps, p50, p99, errors float64 }
-	best := map[string]map[string]result{}
-	for _, sc := range scenarios {
-		best[sc.name] = map[string]result{}
-		for r := 0; r < rounds; r++ {
-			for _, side := range sides {
-				out, err := exec.Command("wrk", "-t2", fmt.Sprintf("-c%d", sc.conns), "-d"+dur, "--latency", side.base+sc.path).CombinedOutput()
-				if err != nil {
-					t.Fatalf("wrk: %v\n%s", err, out)
-				}
-				res := result{
-					rps:    wrkFloat(string(out), `Requests/sec:\s+([0-9.]+)`),
-					p50:    wrkMillis(string(out), `50%\s+([0-9.]+\w+)`),
-					p99:    wrkMillis(string(out), `99%\s+([0-9.]+\w+)`),
-					errors: wrkFloat(string(out), `Non-2xx or 3xx responses: (\d+)`) + wrkSocketErrors(string(out)),
-				}
-				if b, ok := best[sc.name][side.name]; !ok || res.rps > b.rps {
-					best[sc.name][side.name] = res
-				}
+// benchLoad is how long and how often each side is run.
+type benchLoad struct {
+	duration string // as wrk takes it
+	rounds   int
+}
+
+func benchLoadFromEnv(t *testing.T) benchLoad {
+	l := benchLoad{duration: os.Getenv("BENCH_DURATION"), rounds: 3}
+	if l.duration == "" {
+		l.duration = "10s"
+	}
+	if s := os.Getenv("BENCH_ROUNDS"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 {
+			t.Fatalf("BENCH_ROUNDS=%q: want a count of rounds, 1 or more", s)
+		}
+		l.rounds = n
+	}
+	return l
+}
+
+func writeBenchFiles(t *testing.T) string {
+	dir := t.TempDir()
+	for name, size := range benchFiles {
+		b := make([]byte, size)
+		for i := range b {
+			b[i] = 'a' + byte(i%26)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// sideResult is what one side did in one scenario.
+type sideResult struct {
+	runs    []wrkResult
+	peakRSS int64 // bytes, the highest over the runs
+}
+
+// wrkResult is one wrk run: req/s, latency percentiles in ms, and errors
+// (non-2xx answers and socket errors, timeouts included).
+type wrkResult struct{ rps, p50, p99, errors float64 }
+
+// runScenario runs each available side of sc in turn, sc's rounds times.
+func runScenario(t *testing.T, sc benchScenario, sides map[string]benchSide, load benchLoad) map[string]*sideResult {
+	args := []string{"-t2", fmt.Sprintf("-c%d", sc.conns), "-d" + load.duration, "--latency"}
+	if sc.body > 0 {
+		args = append(args, "-s", writePostScript(t, sc.body))
+	}
+	results := map[string]*sideResult{}
+	for r := 0; r < load.rounds; r++ {
+		for _, name := range sc.sides {
+			side := sides[name]
+			if side.base == "" {
+				continue
 			}
+			if results[name] == nil {
+				results[name] = &sideResult{}
+			}
+			res := results[name]
+			settle(t, name, side.base+sc.path)
+			var run wrkResult
+			peak := peakRSS(side.procs, func() { run = runWrk(t, append(args, side.base+sc.path)...) })
+			res.runs = append(res.runs, run)
+			res.peakRSS = max(res.peakRSS, peak)
 		}
 	}
+	return results
+}
 
-	var b strings.Builder
-	fmt.Fprintf(&b, "\nbench: %d sync workers each, wrk -t2 %s, best of %d alternating rounds, access logs off everywhere\n", workers, dur, rounds)
-	fmt.Fprintf(&b, "%-18s %-16s %10s %9s %9s %7s %12s %12s\n", "scenario", "server", "req/s", "p50 ms", "p99 ms", "errors", "x gunicorn", "x uWSGI")
-	for _, sc := range scenarios {
-		g, u := best[sc.name]["nginx+gunicorn"], best[sc.name]["nginx+uWSGI"]
-		for _, side := range sides {
-			r := best[sc.name][side.name]
-			fmt.Fprintf(&b, "%-18s %-16s %10.0f %9.2f %9.2f %7.0f %11.2fx %11.2fx\n", sc.name, side.name, r.rps, r.p50, r.p99, r.errors, r.rps/g.rps, r.rps/u.rps)
-		}
+// settle waits for one answer from url, so that a run does not start
+// behind the requests still queued from the last one: a sync server works
+// through those whose clients have gone.
+func settle(t *testing.T, side, url string) {
+	c := &http.Client{Timeout: time.Minute}
+	resp, err := c.Get(url)
+	if err != nil {
+		t.Fatalf("%s, before a run: %v", side, err)
 	}
-	fmt.Print(b.String())
+	resp.Body.Close()
+}
+
+// writePostScript writes a wrk script that POSTs size bytes, and returns
+// its path.
+func writePostScript(t *testing.T, size int) string {
+	p := filepath.Join(t.TempDir(), "post.lua")
+	lua := fmt.Sprintf("wrk.method = \"POST\"\nwrk.headers[\"Content-Type\"] = \"application/octet-stream\"\nwrk.body = string.rep(\"x\", %d)\n", size)
+	if err := os.WriteFile(p, []byte(lua), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func runWrk(t *testing.T, args ...string) wrkResult {
+	out, err := exec.Command("wrk", args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("wrk %v: %v\n%s", args, err, out)
+	}
+	s := string(out)
+	return wrkResult{
+		rps:    wrkFloat(s, `Requests/sec:\s+([0-9.]+)`),
+		p50:    wrkMillis(s, `50%\s+([0-9.]+\w+)`),
+		p99:    wrkMillis(s, `99%\s+([0-9.]+\w+)`),
+		errors: wrkFloat(s, `Non-2xx or 3xx responses: (\d+)`) + wrkSocketErrors(s),
+	}
+}
+
+// median is the run of medians: each figure is the median of that figure
+// over the runs.
+func (r *sideResult) median() wrkResult {
+	var m wrkResult
+	fields := func(w *wrkResult) []*float64 { return []*float64{&w.rps, &w.p50, &w.p99, &w.errors} }
+	for i, dst := range fields(&m) {
+		xs := make([]float64, len(r.runs))
+		for j := range r.runs {
+			xs[j] = *fields(&r.runs[j])[i]
+		}
+		sort.Float64s(xs)
+		*dst = (xs[(len(xs)-1)/2] + xs[len(xs)/2]) / 2
+	}
+	return m
 }
 
 func wrkFloat(out, re string) float64 {
@@ -118,113 +247,4 @@ func wrkSocketErrors(out string) float64 {
 		total += f
 	}
 	return total
-}
-
-// startGunicorn runs gunicorn (sync workers) behind nginx, configured as
-// the usual deployment guides do, and returns nginx's base URL.
-func startGunicorn(t *testing.T, workers int) string {
-	dir := t.TempDir()
-	sock := filepath.Join(dir, "gunicorn.sock")
-	startBackend(t, dir, "gunicorn", "--workers", strconv.Itoa(workers), "--worker-class", "sync",
-		"--bind", "unix:"+sock, "--chdir", filepath.Join(repoRoot, "testdata", "apps"), "--log-level", "warning", "flaskapp:app")
-	return startNginx(t, dir, fmt.Sprintf(`
-        upstream app { server unix:%s fail_timeout=0; }
-        server {
-            listen %%s;
-            location / {
-                proxy_set_header Host $http_host;
-                proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-                proxy_set_header X-Forwarded-Proto $scheme;
-                proxy_redirect off;
-                proxy_pass http://app;
-            }
-        }`, sock))
-}
-
-// startUWSGI runs uWSGI (a master and prefork processes, the Debian
-// python3 plugin) behind nginx's uwsgi_pass, and returns nginx's base URL.
-func startUWSGI(t *testing.T, workers int) string {
-	dir := t.TempDir()
-	sock := filepath.Join(dir, "uwsgi.sock")
-	startBackend(t, dir, "uwsgi", "--plugin", "python3", "--master", "--processes", strconv.Itoa(workers),
-		"--uwsgi-socket", sock, "--chdir", filepath.Join(repoRoot, "testdata", "apps"),
-		"--module", "flaskapp:app", "--need-app", "--die-on-term", "--disable-logging")
-	return startNginx(t, dir, fmt.Sprintf(`
-        upstream app { server unix:%s fail_timeout=0; }
-        server {
-            listen %%s;
-            location / {
-                include /etc/nginx/uwsgi_params;
-                uwsgi_pass app;
-            }
-        }`, sock))
-}
-
-// startBackend starts an app server that ends with the test. What it
-// prints goes to dir/backend.log, shown if nginx cannot reach it.
-func startBackend(t *testing.T, dir, name string, args ...string) {
-	t.Helper()
-	log, err := os.Create(filepath.Join(dir, "backend.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer log.Close()
-	cmd := exec.Command(name, args...)
-	cmd.Stdout, cmd.Stderr = log, log
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("%s: %v", name, err)
-	}
-	t.Cleanup(func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() })
-}
-
-// startNginx runs nginx with server (a format with one %s for the listen
-// address) in its http block, and waits until /hello answers through it.
-func startNginx(t *testing.T, dir, server string) string {
-	t.Helper()
-	addr := freePort(t)
-	user := ""
-	if os.Getuid() == 0 {
-		user = "user root;"
-	}
-	conf := fmt.Sprintf(`%s
-worker_processes auto;
-daemon off;
-pid %[2]s/nginx.pid;
-error_log %[2]s/error.log warn;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    client_body_temp_path %[2]s/body;
-    proxy_temp_path %[2]s/proxy;
-    fastcgi_temp_path %[2]s/fastcgi;
-    uwsgi_temp_path %[2]s/uwsgi;
-    scgi_temp_path %[2]s/scgi;
-%[3]s
-}
-`, user, dir, fmt.Sprintf(server, addr))
-	cf := filepath.Join(dir, "nginx.conf")
-	os.WriteFile(cf, []byte(conf), 0o644)
-	n := exec.Command("nginx", "-c", cf, "-p", dir)
-	n.Stdout, n.Stderr = os.Stderr, os.Stderr
-	n.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := n.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { n.Process.Signal(syscall.SIGQUIT); n.Wait() })
-
-	base := "http://" + addr
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		if resp, err := http.Get(base + "/hello"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return base
-			}
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	backend, _ := os.ReadFile(filepath.Join(dir, "backend.log"))
-	t.Fatalf("nginx on %s did not come up behind its app server:\n%s", addr, backend)
-	return ""
 }

@@ -82,6 +82,7 @@ type suite struct {
 	done   chan error
 	certs  *x509.CertPool
 	socket string
+	static string // the [[static]] root
 }
 
 type syncBuffer struct {
@@ -111,6 +112,9 @@ type suiteOpts struct {
 	class  string
 	// app and pool are more of the [app] and [pool] tables.
 	app, pool string
+	// static is the [[static]] root; default an empty directory of the
+	// suite's own.
+	static string
 }
 
 func freePort(t testing.TB) string {
@@ -126,6 +130,18 @@ func freePort(t testing.TB) string {
 // startSuite writes a config, starts `edgectl run`, and waits until the app
 // answers.
 func startSuite(t testing.TB, o suiteOpts) *suite {
+	t.Helper()
+	s, err := trySuite(t, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// trySuite is startSuite for a caller that handles the suite not coming up
+// (edgectl run refusing the config, say): that is its error, with what
+// edgectl printed.
+func trySuite(t testing.TB, o suiteOpts) (*suite, error) {
 	t.Helper()
 	if o.module == "" {
 		o.module = "flaskapp:app"
@@ -155,9 +171,12 @@ func startSuite(t testing.TB, o suiteOpts) *suite {
 			fmt.Fprintf(&b, "[[tls]]\ncert = %q\nkey = %q\n", cert, key)
 		}
 	}
-	static := filepath.Join(dir, "static")
-	os.MkdirAll(static, 0o755)
-	fmt.Fprintf(&b, "[[static]]\nprefix = \"/static/\"\nroot = %q\nindex = \"index.html\"\n", static)
+	s.static = o.static
+	if s.static == "" {
+		s.static = filepath.Join(dir, "static")
+		os.MkdirAll(s.static, 0o755)
+	}
+	fmt.Fprintf(&b, "[[static]]\nprefix = \"/static/\"\nroot = %q\nindex = \"index.html\"\n", s.static)
 	fmt.Fprintf(&b, "[app]\nmodule = %q\ndirectory = %q\npython = %q\n%s\n", o.module, filepath.Join(repoRoot, "testdata", "apps"), python, o.app)
 	fmt.Fprintf(&b, "[pool]\nclass = %q\nthreads = 4\nworkers = %d\n%s\n", o.class, o.workers, o.pool)
 	if o.limits != "" {
@@ -177,44 +196,45 @@ func startSuite(t testing.TB, o suiteOpts) *suite {
 	}
 	go func() { s.done <- s.cmd.Wait() }()
 	t.Cleanup(s.stop)
-	s.waitReady(o.workers)
-	return s
+	return s, s.waitReady(o.workers)
 }
 
 // waitReady waits until every worker has loaded the app and edged answers.
-func (s *suite) waitReady(workers int) {
-	s.t.Helper()
+// Its error says whether edgectl run exited first or was still not ready
+// after 30s.
+func (s *suite) waitReady(workers int) error {
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
 		select {
 		case err := <-s.done:
-			s.t.Fatalf("edgectl run exited early: %v\n%s", err, s.out.String())
+			return fmt.Errorf("edgectl run exited early: %v\n%s", err, s.out.String())
 		default:
 		}
 		if strings.Count(s.out.String(), "app loaded, serving") >= workers {
 			if resp, err := http.Get(s.http + "/static/"); err == nil {
 				resp.Body.Close()
-				return
+				return nil
 			}
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	s.t.Fatalf("suite not ready after 30s:\n%s", s.out.String())
+	return fmt.Errorf("suite not ready after 30s:\n%s", s.out.String())
 }
 
+// stop ends edgectl run, unless it has ended already, and shows its
+// output when the test failed: one that died mid-test says why there.
 func (s *suite) stop() {
-	if s.cmd.ProcessState != nil {
-		return
-	}
-	s.cmd.Process.Signal(syscall.SIGINT)
-	select {
-	case <-s.done:
-	case <-time.After(20 * time.Second):
-		s.cmd.Process.Kill()
-		s.t.Errorf("edgectl run did not stop within 20s of SIGINT")
+	if s.cmd.ProcessState == nil {
+		s.cmd.Process.Signal(syscall.SIGINT)
+		select {
+		case <-s.done:
+		case <-time.After(20 * time.Second):
+			s.cmd.Process.Kill()
+			s.t.Errorf("edgectl run did not stop within 20s of SIGINT")
+		}
 	}
 	if s.t.Failed() {
-		s.t.Logf("suite output:\n%s", tail(s.out.String(), 60))
+		s.t.Logf("edgectl run ended (%v); its output:\n%s", s.cmd.ProcessState, tail(s.out.String(), 60))
 	}
 }
 
@@ -228,7 +248,7 @@ func tail(s string, n int) string {
 
 // writeStatic puts a file under the static root.
 func (s *suite) writeStatic(name string, data []byte) string {
-	p := filepath.Join(s.dir, "static", name)
+	p := filepath.Join(s.static, name)
 	os.MkdirAll(filepath.Dir(p), 0o755)
 	if err := os.WriteFile(p, data, 0o644); err != nil {
 		s.t.Fatal(err)

@@ -36,6 +36,12 @@ def slurp():
     return jsonify(size=len(body), sha256=hashlib.sha256(body).hexdigest())
 
 
+@app.post("/length")
+def length():
+    # The bench's POST: reads the whole body, answers only its size.
+    return jsonify(length=len(request.get_data()))
+
+
 @app.get("/stream")
 def stream():
     n = int(request.args.get("n", "10"))

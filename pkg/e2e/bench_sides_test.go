@@ -1,0 +1,186 @@
+package e2e
+
+import (
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// benchSide is one stack under test.
+type benchSide struct {
+	base  string                // URL; "" when the side is not available
+	why   string                // why it is not available
+	procs func(procTable) []int // the stack's processes, for its memory
+}
+
+// gunicornConnections is gunicorn's default for an async worker, given
+// to both gevent sides.
+const gunicornConnections = 1000
+
+// startSides starts every stack of the matrix; static is the directory
+// the static scenarios serve.
+func startSides(t *testing.T, static string) map[string]benchSide {
+	return map[string]benchSide{
+		edgedSync:      startEdged(t, "sync", static),
+		edgedThreads:   startEdged(t, "threads", static),
+		edgedGevent:    startEdged(t, "gevent", static),
+		gunicornSync:   startGunicorn(t, "sync"),
+		gunicornGevent: startGunicorn(t, "gevent", "--worker-connections", strconv.Itoa(gunicornConnections)),
+		uwsgi:          startUWSGI(t),
+		nginxAlone:     startStaticNginx(t, static),
+	}
+}
+
+// startEdged runs edged with workers of class, its access log off as on
+// the other sides. When edgectl run refuses the class (one not written
+// yet), the side is not available; any other failure ends the test.
+func startEdged(t *testing.T, class, static string) benchSide {
+	pool := ""
+	if class == "gevent" {
+		pool = fmt.Sprintf("connections = %d", gunicornConnections)
+	}
+	s, err := trySuite(t, suiteOpts{workers: benchWorkers, class: class, pool: pool, static: static, extra: "access = false"})
+	if err != nil && strings.Contains(err.Error(), fmt.Sprintf("pool.class: %q", class)) {
+		t.Logf("edged %s is not available: %v", class, err)
+		return benchSide{why: fmt.Sprintf("not available: the config refuses pool.class %q", class)}
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	// edgectl run stands in for systemd: what runs below it is the stack.
+	pid := s.cmd.Process.Pid
+	return benchSide{base: s.http, procs: func(p procTable) []int { return p.tree(pid)[1:] }}
+}
+
+// startGunicorn runs gunicorn with workers of class behind nginx,
+// configured as the usual deployment guides do.
+func startGunicorn(t *testing.T, class string, more ...string) benchSide {
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "gunicorn.sock")
+	args := append([]string{"--workers", strconv.Itoa(benchWorkers), "--worker-class", class,
+		"--bind", "unix:" + sock, "--chdir", filepath.Join(repoRoot, "testdata", "apps"), "--log-level", "warning"}, more...)
+	backend := startBackend(t, dir, "gunicorn", append(args, "flaskapp:app")...)
+	return startNginx(t, dir, fmt.Sprintf(`
+        upstream app { server unix:%s fail_timeout=0; }
+        server {
+            listen %%s;
+            location / {
+                proxy_set_header Host $http_host;
+                proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+                proxy_set_header X-Forwarded-Proto $scheme;
+                proxy_redirect off;
+                proxy_pass http://app;
+            }
+        }`, sock), "/hello", backend)
+}
+
+// startUWSGI runs uWSGI (a master and prefork processes, the Debian
+// python3 plugin) behind nginx's uwsgi_pass.
+func startUWSGI(t *testing.T) benchSide {
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "uwsgi.sock")
+	backend := startBackend(t, dir, "uwsgi", "--plugin", "python3", "--master", "--processes", strconv.Itoa(benchWorkers),
+		"--uwsgi-socket", sock, "--chdir", filepath.Join(repoRoot, "testdata", "apps"),
+		"--module", "flaskapp:app", "--need-app", "--die-on-term", "--disable-logging")
+	return startNginx(t, dir, fmt.Sprintf(`
+        upstream app { server unix:%s fail_timeout=0; }
+        server {
+            listen %%s;
+            location / {
+                include /etc/nginx/uwsgi_params;
+                uwsgi_pass app;
+            }
+        }`, sock), "/hello", backend)
+}
+
+// startStaticNginx runs nginx alone serving static under /static/, with
+// sendfile as Debian's nginx.conf has it.
+func startStaticNginx(t *testing.T, static string) benchSide {
+	return startNginx(t, t.TempDir(), fmt.Sprintf(`
+        sendfile on;
+        tcp_nopush on;
+        server {
+            listen %%s;
+            location /static/ { alias %s/; }
+        }`, static), "/static/")
+}
+
+// startBackend starts an app server that ends with the test, and returns
+// its pid. What it prints goes to dir/backend.log, shown if nginx cannot
+// reach it.
+func startBackend(t *testing.T, dir, name string, args ...string) int {
+	t.Helper()
+	log, err := os.Create(filepath.Join(dir, "backend.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer log.Close()
+	cmd := exec.Command(name, args...)
+	cmd.Stdout, cmd.Stderr = log, log
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	t.Cleanup(func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() })
+	return cmd.Process.Pid
+}
+
+// startNginx runs nginx with server (a format with one %s for the listen
+// address) in its http block, and waits until probe answers 200 through
+// it. The side's processes are nginx's and those of backends (pids).
+func startNginx(t *testing.T, dir, server, probe string, backends ...int) benchSide {
+	t.Helper()
+	addr := freePort(t)
+	user := ""
+	if os.Getuid() == 0 {
+		user = "user root;"
+	}
+	conf := fmt.Sprintf(`%s
+worker_processes auto;
+daemon off;
+pid %[2]s/nginx.pid;
+error_log %[2]s/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path %[2]s/body;
+    proxy_temp_path %[2]s/proxy;
+    fastcgi_temp_path %[2]s/fastcgi;
+    uwsgi_temp_path %[2]s/uwsgi;
+    scgi_temp_path %[2]s/scgi;
+%[3]s
+}
+`, user, dir, fmt.Sprintf(server, addr))
+	cf := filepath.Join(dir, "nginx.conf")
+	os.WriteFile(cf, []byte(conf), 0o644)
+	n := exec.Command("nginx", "-c", cf, "-p", dir)
+	n.Stdout, n.Stderr = os.Stderr, os.Stderr
+	n.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := n.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Process.Signal(syscall.SIGQUIT); n.Wait() })
+
+	base := "http://" + addr
+	roots := append([]int{n.Process.Pid}, backends...)
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		if resp, err := http.Get(base + probe); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return benchSide{base: base, procs: func(p procTable) []int { return p.trees(roots) }}
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	backend, _ := os.ReadFile(filepath.Join(dir, "backend.log"))
+	t.Fatalf("nginx on %s did not answer %s with 200 (its app server's output follows):\n%s", addr, probe, backend)
+	return benchSide{}
+}
