@@ -84,12 +84,19 @@ type App struct {
 const (
 	ClassSync    = "sync"
 	ClassThreads = "threads"
+	// ClassGevent runs each request in a greenlet, the standard library
+	// monkey-patched before the app is imported (gunicorn's gevent
+	// worker): for apps that spend their time waiting on I/O.
+	ClassGevent = "gevent"
 )
 
 // Pool is the set of workerd instances.
 type Pool struct {
 	Class   string `toml:"class"`
 	Threads int    `toml:"threads"`
+	// Connections is how many requests one gevent worker runs at once
+	// (gunicorn's worker_connections).
+	Connections int `toml:"connections"`
 	// Workers is the instance count; 0 means (2 x cores) + 1.
 	Workers   int    `toml:"workers"`
 	SocketDir string `toml:"socket_dir"`
@@ -119,8 +126,11 @@ func (p Pool) Socket() string {
 
 // Capacity is how many requests one worker serves at once.
 func (p Pool) Capacity() int {
-	if p.Class == ClassThreads {
+	switch p.Class {
+	case ClassThreads:
 		return p.Threads
+	case ClassGevent:
+		return p.Connections
 	}
 	return 1
 }
@@ -176,6 +186,7 @@ func Default() *Config {
 		Pool: Pool{
 			Class:           ClassSync,
 			Threads:         4,
+			Connections:     1000,
 			SocketDir:       "/run/edged/workers",
 			GracefulTimeout: Duration(30 * time.Second),
 		},
@@ -326,11 +337,16 @@ func (c *Config) validate(v *validator) {
 
 	p := &c.Pool
 	switch p.Class {
-	case ClassSync, ClassThreads:
-	case "gevent", "eventlet", "gthread":
-		v.fail([]string{"pool", "class"}, fmt.Sprintf("%q is not available yet: use \"sync\" or \"threads\"", p.Class))
+	case ClassSync, ClassThreads, ClassGevent:
+	case "gthread":
+		v.fail([]string{"pool", "class"}, "\"gthread\" is gunicorn's name: write \"threads\"")
+	case "eventlet":
+		v.fail([]string{"pool", "class"}, "\"eventlet\" is not available: use \"gevent\" for I/O-bound apps")
 	default:
-		v.fail([]string{"pool", "class"}, fmt.Sprintf("unknown worker class %q: use \"sync\" or \"threads\"", p.Class))
+		v.fail([]string{"pool", "class"}, fmt.Sprintf("unknown worker class %q: use \"sync\", \"threads\" or \"gevent\"", p.Class))
+	}
+	if p.Connections < 1 || p.Connections > 100000 {
+		v.fail([]string{"pool", "connections"}, fmt.Sprintf("%d is out of range: use 1 to 100000", p.Connections))
 	}
 	if p.Threads < 1 || p.Threads > 1024 {
 		v.fail([]string{"pool", "threads"}, fmt.Sprintf("%d is out of range: use 1 to 1024", p.Threads))

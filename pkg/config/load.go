@@ -226,7 +226,7 @@ func unknownAdvice(k toml.Key) string {
 		"tls":     {"cert", "key"},
 		"static":  {"prefix", "root", "max_age", "index"},
 		"app":     {"module", "python", "virtualenv", "directory", "env", "credentials", "script_name", "timeout"},
-		"pool":    {"class", "threads", "workers", "socket_dir", "graceful_timeout", "max_requests"},
+		"pool":    {"class", "threads", "connections", "workers", "socket_dir", "graceful_timeout", "max_requests"},
 		"limits":  {"max_body", "max_header", "header_timeout", "body_timeout", "send_timeout", "idle_timeout", "queue_length", "queue_timeout"},
 		"buffers": {"request_memory", "response_memory", "temp_dir"},
 		"proxy":   {"trusted"},

@@ -119,6 +119,7 @@ func dump(c *config.Config, dir string) string {
 	p("app.credentials", sortedMap(a.Credentials))
 	p("pool.class", c.Pool.Class)
 	p("pool.threads", c.Pool.Threads)
+	p("pool.connections", c.Pool.Connections)
 	p("pool.workers", c.Pool.Workers)
 	p("pool.capacity", c.Pool.Capacity())
 	p("pool.socket_dir", rel(c.Pool.SocketDir))

@@ -70,6 +70,11 @@ func needFlask(t testing.TB) {
 	}
 }
 
+// execPython runs code with the Python the tests use.
+func execPython(code string) error {
+	return exec.Command(python, "-c", code).Run()
+}
+
 // suite is edged and its workers, run by `edgectl run` as `make run` does.
 type suite struct {
 	t      testing.TB

@@ -76,7 +76,7 @@ func TestPackageContents(t *testing.T) {
 	want := []string{
 		"/usr/bin/edged", "/usr/bin/workerd", "/usr/bin/edgectl",
 		"/usr/lib/systemd/system/edged.socket", "/usr/lib/systemd/system/edged-https.socket",
-		"/usr/lib/systemd/system/edged.service", "/usr/lib/systemd/system/workerd@.socket",
+		"/usr/lib/systemd/system/edged.service", "/usr/lib/systemd/system/workerd.socket",
 		"/usr/lib/systemd/system/workerd@.service", "/usr/lib/sysusers.d/edged.conf",
 		"/usr/lib/tmpfiles.d/edged.conf", "/usr/lib/sysctl.d/60-edged.conf",
 		"/usr/share/polkit-1/rules.d/50-edged.rules", "/etc/edged/edged.toml",
@@ -278,7 +278,7 @@ func TestDebInstall(t *testing.T) {
 
 	t.Run("remove stops and disables, purge leaves nothing", func(t *testing.T) {
 		m.mustExec("apt-get", "remove", "-y", "-q", "edged")
-		for _, u := range []string{"edged.socket", "edged.service", "workerd@1.service", "workerd@1.socket"} {
+		for _, u := range []string{"edged.socket", "edged.service", "workerd@1.service", "workerd.socket"} {
 			if st, _ := m.exec("systemctl", "is-active", u); strings.TrimSpace(st) == "active" {
 				t.Errorf("%s is still active after apt remove", u)
 			}

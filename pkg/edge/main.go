@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strings"
@@ -248,6 +249,28 @@ func Check(cfg *config.Config) error {
 		return err
 	}
 	st.close()
+	if cfg.Pool.Class == config.ClassGevent {
+		return gevent(cfg.App.Interpreter())
+	}
+	return nil
+}
+
+// gevent checks that python can import gevent, which the gevent class
+// needs before anything else.
+func gevent(python string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, python, "-c", "import gevent").CombinedOutput()
+	if err != nil {
+		last := strings.TrimSpace(string(out))
+		if i := strings.LastIndexByte(last, '\n'); i >= 0 {
+			last = last[i+1:]
+		}
+		if last == "" {
+			last = err.Error()
+		}
+		return fmt.Errorf("pool.class = \"gevent\" needs gevent, and %s cannot import it (%s): install it (Debian: apt install python3-gevent; in a virtualenv: pip install gevent)", python, last)
+	}
 	return nil
 }
 

@@ -110,7 +110,9 @@ var errRecycled = errors.New("python process recycled after pool.max_requests")
 type childConf struct {
 	Module      string `json:"module"`
 	Directory   string `json:"directory"`
-	Threads     int    `json:"threads"` // requests served at once: 1 for sync
+	Class       string `json:"class"`
+	Threads     int    `json:"threads"`     // threads taking requests: 1 but for the threads class
+	Connections int    `json:"connections"` // greenlets at once, for the gevent class
 	MaxRequests int    `json:"max_requests"`
 	// Timeout is how long, in seconds, a request may run before the
 	// process is declared hung: one second past edged's own deadline, so
@@ -121,10 +123,15 @@ type childConf struct {
 // runChild starts one Python process and waits for it to end.
 func (w *Worker) runChild(ctx context.Context, lf *os.File) error {
 	a := w.cfg.App
+	threads := 1
+	if w.cfg.Pool.Class == config.ClassThreads {
+		threads = w.cfg.Pool.Threads
+	}
 	conf, _ := json.Marshal(childConf{
 		Module: a.Module, Directory: a.Directory,
-		Threads: w.cfg.Pool.Capacity(), MaxRequests: w.cfg.Pool.MaxRequests,
-		Timeout: a.Timeout.D().Seconds() + 1,
+		Class: w.cfg.Pool.Class, Threads: threads, Connections: w.cfg.Pool.Connections,
+		MaxRequests: w.cfg.Pool.MaxRequests,
+		Timeout:     a.Timeout.D().Seconds() + 1,
 	})
 	env, err := w.environ(string(conf))
 	if err != nil {
@@ -291,8 +298,11 @@ func (w *Worker) Alive(d time.Duration) bool {
 // flight and the Python process's resident memory.
 func (w *Worker) Status() string {
 	class := w.cfg.Pool.Class
-	if class == config.ClassThreads {
+	switch class {
+	case config.ClassThreads:
 		class = fmt.Sprintf("threads x%d", w.cfg.Pool.Threads)
+	case config.ClassGevent:
+		class = fmt.Sprintf("gevent x%d", w.cfg.Pool.Connections)
 	}
 	if !w.loaded.Load() {
 		return fmt.Sprintf("%s, loading %s", class, w.cfg.App.Module)

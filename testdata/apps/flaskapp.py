@@ -76,6 +76,33 @@ def environ():
     return jsonify(env)
 
 
+@app.get("/drip")
+def drip():
+    # Five chunks 300 ms apart, asked to be passed on as they come.
+    def gen():
+        for i in range(5):
+            yield "drip %d\n" % i
+            time.sleep(0.3)
+
+    return Response(gen(), mimetype="text/plain", headers={"X-Accel-Buffering": "no"})
+
+
+@app.get("/events")
+def events():
+    # Server-sent events: streamed without being asked twice.
+    def gen():
+        for i in range(5):
+            yield "data: %d\n\n" % i
+            time.sleep(0.3)
+
+    return Response(gen(), mimetype="text/event-stream")
+
+
+@app.get("/whoami")
+def whoami():
+    return jsonify(worker=os.environ.get("EDGED_INSTANCE", ""), pid=os.getpid())
+
+
 @app.get("/gone")
 def gone():
     abort(410)

@@ -24,10 +24,34 @@ Response frames: <u32 n> head    ("WORKER\\0200 OK\\0Name\\0Value\\0...")
 Events to workerd: ready, stats, hung, recycle, import_failed, log.
 """
 
-import faulthandler
-import io
 import json
 import os
+
+
+def _gevent_class():
+    """Whether workerd asked for the gevent class. It must be known before
+    the modules that gevent patches are imported, here or by the app."""
+    try:
+        return json.loads(os.environ.get("EDGED_WORKER", "{}")).get("class") == "gevent"
+    except ValueError:
+        return False
+
+
+if __name__ == "__edged_worker__" and _gevent_class():
+    try:
+        from gevent import monkey
+    except ImportError as e:
+        line = json.dumps({"event": "import_failed", "module": "gevent",
+                           "summary": "pool.class = \"gevent\" needs gevent, which this Python cannot import (%s): "
+                                      "install it (Debian: apt install python3-gevent; a virtualenv: pip install gevent)" % e})
+        os.write(5, (line + "\n").encode())
+        os._exit(3)
+    # As gunicorn's gevent worker does: everything the app may block on
+    # (sockets, sleep, locks, threads) yields to the other greenlets.
+    monkey.patch_all()
+
+import faulthandler
+import io
 import re
 import select
 import signal
@@ -171,6 +195,10 @@ class Input:
             self._recv()
 
 
+class HungRequest(Exception):
+    """Raised in a greenlet whose request ran past app.timeout."""
+
+
 class FileWrapper:
     """wsgi.file_wrapper: iterates a file in blocks."""
 
@@ -232,6 +260,13 @@ class Worker:
         self.app = app
         self.listener = listener
         self.threads = conf["threads"]  # 1 for the sync class
+        self.gevent = conf.get("class") == "gevent"
+        self.connections = conf.get("connections", 1000)
+        self.acceptor = None  # the greenlet that takes requests (gevent)
+        self.current = None  # the greenlet running this code (gevent)
+        if self.gevent:
+            from gevent import getcurrent
+            self.current = getcurrent
         self.max_requests = conf.get("max_requests", 0)
         # A request still running this long after it began is hung: the
         # process reports where it is stuck and exits, and workerd starts a
@@ -241,7 +276,7 @@ class Worker:
         self.base = {
             "wsgi.version": (1, 0),
             "wsgi.errors": Errors(),
-            "wsgi.multithread": self.threads > 1,
+            "wsgi.multithread": self.threads > 1 or self.gevent,
             "wsgi.multiprocess": True,
             "wsgi.run_once": False,
             "wsgi.file_wrapper": FileWrapper,
@@ -267,10 +302,17 @@ class Worker:
             os.write(self.wake_w, b"x")
         except OSError:
             pass
+        if self.acceptor is not None:
+            # Parked in accept() or waiting for a free slot: no request
+            # is in its hands, so ending it loses none.
+            self.acceptor.kill(block=False)
 
     def run(self):
-        signal.signal(signal.SIGTERM, self.stop)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        if self.gevent:
+            self.run_greenlets()
+            return
+        signal.signal(signal.SIGTERM, self.stop)
         # The socket is shared with the other workers (and systemd): the
         # settings are the same for every worker.
         self.listener.setblocking(True)
@@ -292,6 +334,36 @@ class Worker:
                     # the handler in this thread.
                     t.join(0.5)
         os._exit(0)
+
+    def run_greenlets(self):
+        """The gevent class: one greenlet per request, up to connections at
+        once. The acceptor takes the next request only while a slot is
+        free, so the rest wait in the shared queue for another worker."""
+        import gevent
+        import gevent.pool
+        gevent.signal_handler(signal.SIGTERM, self.stop)
+        event("ready", pid=os.getpid())
+        threading.Thread(target=self.heartbeat, daemon=True).start()
+        pool = gevent.pool.Pool(self.connections)
+        self.acceptor = gevent.getcurrent()
+        try:
+            while not self.stopping:
+                pool.wait_available()
+                if self.stopping:
+                    break
+                conn, _ = self.listener.accept()
+                pool.spawn(self.serve_and_close, conn)
+        except gevent.GreenletExit:
+            pass
+        self.acceptor = None
+        pool.join()
+        os._exit(0)
+
+    def serve_and_close(self, conn):
+        try:
+            self.serve(conn)
+        finally:
+            conn.close()
 
     def take_requests(self):
         """Takes one request at a time off the shared queue until the
@@ -340,20 +412,27 @@ class Worker:
             time.sleep(1)
 
     def hung(self, ident, info):
-        started, method, path = info
-        frame = sys._current_frames().get(ident)
+        started, method, path, task = info
+        frame = task.gr_frame if task is not None else sys._current_frames().get(ident)
         stack = "".join(traceback.format_stack(frame)) if frame is not None else "(no stack)"
         event("hung", method=method, path=path, seconds=round(time.monotonic() - started, 1),
-              timeout=self.timeout, traceback=stack)
+              timeout=self.timeout, traceback=stack, greenlet=task is not None)
+        if task is not None:
+            # A greenlet can be ended alone: the others go on.
+            with self.lock:
+                self.inflight.pop(ident, None)
+            task.kill(HungRequest("request ran past app.timeout"), block=False)
+            return
         EVENTS.flush()
         os._exit(70)
 
     def _begin(self, environ):
+        task = self.current() if self.current is not None else None
         with self.lock:
             self.busy += 1
             self.inflight[threading.get_ident()] = [
                 time.monotonic(), environ.get("REQUEST_METHOD", ""),
-                environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")]
+                environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", ""), task]
 
     def _progress(self):
         """A streamed response that sends a chunk is not hung."""
