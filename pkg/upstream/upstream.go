@@ -16,7 +16,7 @@ import (
 	"context"
 	"errors"
 	"io"
-	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -70,14 +70,14 @@ type Request struct {
 
 // Transport sends requests to the workers. It is safe for concurrent use.
 type Transport struct {
-	addr     *net.UnixAddr
+	sa       *unix.SockaddrUnix
 	limits   atomic.Pointer[Limits]
 	inFlight atomic.Int64
 }
 
 // New returns a transport to the worker socket at path.
 func New(path string, lim Limits) *Transport {
-	t := &Transport{addr: &net.UnixAddr{Name: path, Net: "unix"}}
+	t := &Transport{sa: &unix.SockaddrUnix{Name: path}}
 	t.SetLimits(lim)
 	return t
 }
@@ -94,7 +94,7 @@ func (t *Transport) SetLimits(lim Limits) {
 func (t *Transport) InFlight() int64 { return t.inFlight.Load() }
 
 // Path is the worker socket.
-func (t *Transport) Path() string { return t.addr.Name }
+func (t *Transport) Path() string { return t.sa.Name }
 
 // sendAgainMax bounds how often one request is sent again after a worker
 // hung up on it unseen.
@@ -121,7 +121,7 @@ func (t *Transport) RoundTrip(ctx context.Context, req *Request, resp *Response)
 			t.inFlight.Add(-1)
 			return err
 		}
-		again, err := c.exchange(ctx, frame, req, lim, queueEnd, &resp.Head)
+		again, err := c.exchange(frame, req, lim, queueEnd, &resp.Head)
 		if err == nil {
 			resp.c, resp.lim, resp.t = c, lim, t
 			return nil
@@ -135,19 +135,27 @@ func (t *Transport) RoundTrip(ctx context.Context, req *Request, resp *Response)
 }
 
 func (t *Transport) dial() (*conn, error) {
-	nc, err := net.DialUnix("unix", nil, t.addr)
+	// By hand rather than net.Dial, which also asks the kernel for both
+	// addresses: two system calls per request that nothing here reads.
+	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
-		switch {
-		case errors.Is(err, syscall.EAGAIN):
+		return nil, &Error{Op: "connect", Cause: os.NewSyscallError("socket", err)}
+	}
+	// A Unix socket connects at once or not at all: EAGAIN means its
+	// accept queue is full.
+	if err := unix.Connect(fd, t.sa); err != nil {
+		unix.Close(fd)
+		switch err {
+		case unix.EAGAIN:
 			return nil, ErrQueueFull
-		case errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ENOENT):
-			return nil, &Error{Op: "connect", Err: ErrNoWorkers, Cause: err}
+		case unix.ECONNREFUSED, unix.ENOENT:
+			return nil, &Error{Op: "connect", Err: ErrNoWorkers, Cause: &os.PathError{Op: "connect", Path: t.sa.Name, Err: err}}
 		}
-		return nil, &Error{Op: "connect", Cause: err}
+		return nil, &Error{Op: "connect", Cause: &os.PathError{Op: "connect", Path: t.sa.Name, Err: err}}
 	}
 	c := conns.Get().(*conn)
-	c.nc = nc
-	c.r.Reset(nc)
+	c.f = os.NewFile(uintptr(fd), t.sa.Name) // non-blocking: in the poller
+	c.r.Reset(c.f)
 	return c, nil
 }
 
@@ -175,33 +183,28 @@ func (e *Error) Is(target error) bool { return e.Err != nil && e.Err == target }
 func (e *Error) Unwrap() error { return e.Cause }
 
 type conn struct {
-	nc *net.UnixConn
-	r  *bufio.Reader
+	f *os.File
+	r *bufio.Reader
 }
 
 var conns = sync.Pool{New: func() any { return &conn{r: bufio.NewReaderSize(nil, 64<<10)} }}
 
 func (c *conn) close() {
-	c.nc.Close()
-	c.nc = nil
+	c.f.Close()
+	c.f = nil
 	c.r.Reset(nil)
 	conns.Put(c)
 }
 
 // exchange writes the request and waits for the head. again says the
 // request may go once more.
-func (c *conn) exchange(ctx context.Context, frame []byte, req *Request, lim Limits, queueEnd time.Time, h *wire.Head) (again bool, err error) {
-	if done := ctx.Done(); done != nil {
-		stop := context.AfterFunc(ctx, func() { c.nc.SetDeadline(time.Unix(1, 0)) })
-		defer stop()
-	}
-	c.nc.SetWriteDeadline(queueEnd.Add(lim.AppTimeout))
+func (c *conn) exchange(frame []byte, req *Request, lim Limits, queueEnd time.Time, h *wire.Head) (again bool, err error) {
+	c.f.SetWriteDeadline(queueEnd.Add(lim.AppTimeout))
 	if mem, ok := req.Body.InMemory(); ok {
 		// One writev, the body not copied again.
-		bufs := net.Buffers{frame, mem}
-		_, err = bufs.WriteTo(c.nc)
-	} else if _, err = c.nc.Write(frame); err == nil {
-		_, err = req.Body.WriteTo(c.nc)
+		err = c.writev(frame, mem)
+	} else if _, err = c.f.Write(frame); err == nil {
+		_, err = req.Body.WriteTo(c.f)
 	}
 	if err != nil {
 		if timedOut(err) {
@@ -240,14 +243,13 @@ func (c *conn) exchange(ctx context.Context, frame []byte, req *Request, lim Lim
 const queuePoll = 250 * time.Millisecond
 
 // await waits for the first byte of the answer. While no worker has taken
-// the request (the bytes written are all still in the socket), the wait is
-// bounded by queueEnd; once one has, by app.timeout from then.
+// the request (what was written still lies unread in the socket), the
+// wait is bounded by queueEnd; once one has, by app.timeout from then.
+// Whether it was taken is asked only of a request still unanswered after
+// queuePoll, so a quick answer costs no more than the read.
 func (c *conn) await(queueEnd time.Time, lim Limits) error {
-	q0 := c.unread()
 	var taken time.Time
-	if q0 == 0 {
-		taken = time.Now()
-	}
+	left := -1 // unread bytes at the last look; -1: not looked yet
 	for {
 		now := time.Now()
 		dl := taken.Add(lim.AppTimeout)
@@ -257,14 +259,19 @@ func (c *conn) await(queueEnd time.Time, lim Limits) error {
 				dl = queueEnd
 			}
 		}
-		c.nc.SetReadDeadline(dl)
+		c.f.SetReadDeadline(dl)
 		_, err := c.r.Peek(1)
 		if err == nil || !timedOut(err) || !taken.IsZero() {
 			return err
 		}
-		if q := c.unread(); q < q0 {
+		// A worker reads the whole request before the app starts (up to
+		// fullBodyAt; a larger body, at least its first part), so none
+		// left, or less than at the last look, means it was taken.
+		if q := c.unread(); q == 0 || left >= 0 && q < left {
 			taken = time.Now()
 			continue
+		} else {
+			left = q
 		}
 		if !time.Now().Before(queueEnd) {
 			// The worker that takes it later finds its deadline passed
@@ -274,10 +281,53 @@ func (c *conn) await(queueEnd time.Time, lim Limits) error {
 	}
 }
 
+// writev writes the frame and the body with one system call where the
+// socket takes them whole.
+func (c *conn) writev(frame, body []byte) error {
+	rc, err := c.f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	bufs := [][]byte{frame, body}
+	var werr error
+	err = rc.Write(func(fd uintptr) bool {
+		for len(bufs) > 0 {
+			n, err := unix.Writev(int(fd), bufs)
+			if err == unix.EAGAIN {
+				return false // wait until the socket takes more
+			}
+			if err == unix.EINTR {
+				continue
+			}
+			if err != nil {
+				werr = os.NewSyscallError("writev", err)
+				return true
+			}
+			for n > 0 && len(bufs) > 0 {
+				if n >= len(bufs[0]) {
+					n -= len(bufs[0])
+					bufs = bufs[1:]
+				} else {
+					bufs[0] = bufs[0][n:]
+					n = 0
+				}
+			}
+			for len(bufs) > 0 && len(bufs[0]) == 0 {
+				bufs = bufs[1:]
+			}
+		}
+		return true
+	})
+	if werr != nil {
+		return werr
+	}
+	return err
+}
+
 // unread is how much of what was written the worker has not read yet
 // (SIOCOUTQ: on a Unix socket, the bytes still queued at the peer).
 func (c *conn) unread() int {
-	rc, err := c.nc.SyscallConn()
+	rc, err := c.f.SyscallConn()
 	if err != nil {
 		return 0
 	}
@@ -308,10 +358,10 @@ func (r *Response) ReadBody(stream bool, sink func([]byte) error) error {
 		inner := sink
 		sink = func(b []byte) error {
 			err := inner(b)
-			r.c.nc.SetReadDeadline(time.Now().Add(r.lim.AppTimeout))
+			r.c.f.SetReadDeadline(time.Now().Add(r.lim.AppTimeout))
 			return err
 		}
-		r.c.nc.SetReadDeadline(time.Now().Add(r.lim.AppTimeout))
+		r.c.f.SetReadDeadline(time.Now().Add(r.lim.AppTimeout))
 	}
 	err := wire.ReadBody(r.c.r, sink)
 	if err != nil && timedOut(err) {
@@ -330,8 +380,7 @@ func (r *Response) Close() {
 }
 
 func timedOut(err error) bool {
-	var ne net.Error
-	return errors.As(err, &ne) && ne.Timeout()
+	return errors.Is(err, os.ErrDeadlineExceeded)
 }
 
 // hungUp reports an error that means the worker closed the connection.
