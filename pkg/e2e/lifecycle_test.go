@@ -177,19 +177,26 @@ func TestHungRequest(t *testing.T) {
 	if status, _ := get(t, c, s.http+"/sleep?60"); status != 504 {
 		t.Errorf("a request sleeping past app.timeout = %d, want 504", status)
 	}
-	waitFor(t, "the hung-request report", func() bool {
-		return strings.Contains(s.out.String(), "request hung past app.timeout")
-	})
-	out := s.out.String()
-	for _, want := range []string{"sample.py", "time.sleep", `"path":"/sleep"`} {
-		if !strings.Contains(out, want) {
-			t.Errorf("the report lacks %q", want)
-		}
-	}
+	s.waitHungReport(t, "sample.py", "time.sleep", `"path":"/sleep"`)
 	waitFor(t, "a new Python process", func() bool {
 		status, body := get(t, c, s.http+"/whoami")
 		return status == 200 && jsonInt(body, "pid") != pid
 	})
+}
+
+// waitHungReport waits for the log to report a hung request, and checks
+// that the report names each of wants (its stack, its path).
+func (s *suite) waitHungReport(t *testing.T, wants ...string) {
+	t.Helper()
+	waitFor(t, "the hung-request report", func() bool {
+		return strings.Contains(s.out.String(), "request hung past app.timeout")
+	})
+	out := s.out.String()
+	for _, want := range wants {
+		if !strings.Contains(out, want) {
+			t.Errorf("the report lacks %q", want)
+		}
+	}
 }
 
 // TestMaxRequests: a worker's Python process is replaced after

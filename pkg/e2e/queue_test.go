@@ -120,15 +120,7 @@ func TestGeventHungGreenlet(t *testing.T) {
 	if status, _ := get(t, c, s.http+"/sleep?s=60"); status != 504 {
 		t.Errorf("a greenlet sleeping past app.timeout = %d, want 504", status)
 	}
-	waitFor(t, "the hung-request report", func() bool {
-		return strings.Contains(s.out.String(), "request hung past app.timeout")
-	})
-	out := s.out.String()
-	for _, want := range []string{"flaskapp.py", "sleep", `"path":"/sleep"`} {
-		if !strings.Contains(out, want) {
-			t.Errorf("the report lacks %q", want)
-		}
-	}
+	s.waitHungReport(t, "flaskapp.py", "sleep", `"path":"/sleep"`)
 	if status, body := get(t, c, s.http+"/whoami"); status != 200 || jsonInt(body, "pid") != pid {
 		t.Errorf("after the stuck greenlet: %d %q, want 200 from the same process (pid %d)", status, body, pid)
 	}

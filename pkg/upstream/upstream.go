@@ -70,14 +70,14 @@ type Request struct {
 
 // Transport sends requests to the workers. It is safe for concurrent use.
 type Transport struct {
-	sa       *unix.SockaddrUnix
+	path     string
 	limits   atomic.Pointer[Limits]
 	inFlight atomic.Int64
 }
 
 // New returns a transport to the worker socket at path.
 func New(path string, lim Limits) *Transport {
-	t := &Transport{sa: &unix.SockaddrUnix{Name: path}}
+	t := &Transport{path: path}
 	t.SetLimits(lim)
 	return t
 }
@@ -94,7 +94,7 @@ func (t *Transport) SetLimits(lim Limits) {
 func (t *Transport) InFlight() int64 { return t.inFlight.Load() }
 
 // Path is the worker socket.
-func (t *Transport) Path() string { return t.sa.Name }
+func (t *Transport) Path() string { return t.path }
 
 // sendAgainMax bounds how often one request is sent again after a worker
 // hung up on it unseen.
@@ -143,18 +143,19 @@ func (t *Transport) dial() (*conn, error) {
 	}
 	// A Unix socket connects at once or not at all: EAGAIN means its
 	// accept queue is full.
-	if err := unix.Connect(fd, t.sa); err != nil {
+	// A SockaddrUnix is written to while connecting: one per call.
+	if err := unix.Connect(fd, &unix.SockaddrUnix{Name: t.path}); err != nil {
 		unix.Close(fd)
 		switch err {
 		case unix.EAGAIN:
 			return nil, ErrQueueFull
 		case unix.ECONNREFUSED, unix.ENOENT:
-			return nil, &Error{Op: "connect", Err: ErrNoWorkers, Cause: &os.PathError{Op: "connect", Path: t.sa.Name, Err: err}}
+			return nil, &Error{Op: "connect", Err: ErrNoWorkers, Cause: &os.PathError{Op: "connect", Path: t.path, Err: err}}
 		}
-		return nil, &Error{Op: "connect", Cause: &os.PathError{Op: "connect", Path: t.sa.Name, Err: err}}
+		return nil, &Error{Op: "connect", Cause: &os.PathError{Op: "connect", Path: t.path, Err: err}}
 	}
 	c := conns.Get().(*conn)
-	c.f = os.NewFile(uintptr(fd), t.sa.Name) // non-blocking: in the poller
+	c.f = os.NewFile(uintptr(fd), t.path) // non-blocking: in the poller
 	c.r.Reset(c.f)
 	return c, nil
 }

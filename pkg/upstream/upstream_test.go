@@ -1,0 +1,209 @@
+package upstream
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/edged/edged/pkg/sd"
+	"github.com/edged/edged/pkg/wire"
+)
+
+// memBody is a request body held in memory.
+type memBody []byte
+
+func (b memBody) Len() int64                         { return int64(len(b)) }
+func (b memBody) InMemory() ([]byte, bool)           { return b, true }
+func (b memBody) WriteTo(w io.Writer) (int64, error) { n, err := w.Write(b); return int64(n), err }
+
+// listen binds a worker socket with the given backlog in a fresh directory.
+func listen(t *testing.T, backlog int) (*net.UnixListener, string) {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "up")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	path := filepath.Join(dir, "q.sock")
+	f, err := sd.ListenUnix(path, backlog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	l, err := net.FileListener(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	return l.(*net.UnixListener), path
+}
+
+// serve answers every connection on ln with answer(frame count so far).
+func serve(ln *net.UnixListener, answer func(n int32, c net.Conn)) *atomic.Int32 {
+	var frames atomic.Int32
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				r := bufio.NewReader(c)
+				prefix := make([]byte, 20)
+				if _, err := io.ReadFull(r, prefix); err != nil {
+					return
+				}
+				n := int64(binary.LittleEndian.Uint32(prefix)) + int64(binary.LittleEndian.Uint64(prefix[4:]))
+				if _, err := io.CopyN(io.Discard, r, n); err != nil {
+					return
+				}
+				answer(frames.Add(1), c)
+			}()
+		}
+	}()
+	return &frames
+}
+
+func frame(worker, status string, body string) []byte {
+	h := worker + "\x00" + status
+	out := binary.LittleEndian.AppendUint32(nil, uint32(len(h)))
+	out = append(out, h...)
+	if body != "" {
+		out = binary.LittleEndian.AppendUint32(out, uint32(len(body)))
+		out = append(out, body...)
+	}
+	return binary.LittleEndian.AppendUint32(out, 0)
+}
+
+func request(idempotent bool) *Request {
+	var f wire.Request
+	f.Add("REQUEST_METHOD", "GET")
+	return &Request{Frame: &f, Body: memBody("body"), Idempotent: idempotent}
+}
+
+var limits = Limits{QueueTimeout: 2 * time.Second, AppTimeout: 2 * time.Second}
+
+// Many requests at once, each on its own connection: every one gets its
+// own answer (run with -race).
+func TestRoundTripConcurrent(t *testing.T) {
+	ln, path := listen(t, 64)
+	serve(ln, func(n int32, c net.Conn) { c.Write(frame("4", "200 OK", "hello")) })
+	tr := New(path, limits)
+	var wg sync.WaitGroup
+	for i := 0; i < 50; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var resp Response
+			if err := tr.RoundTrip(context.Background(), request(true), &resp); err != nil {
+				t.Errorf("RoundTrip: %v", err)
+				return
+			}
+			defer resp.Close()
+			var body []byte
+			if err := resp.ReadBody(false, func(b []byte) error { body = append(body, b...); return nil }); err != nil {
+				t.Errorf("ReadBody: %v", err)
+			}
+			if resp.Worker != "4" || resp.Status != 200 || string(body) != "hello" {
+				t.Errorf("got worker %q status %d body %q", resp.Worker, resp.Status, body)
+			}
+		}()
+	}
+	wg.Wait()
+	if n := tr.InFlight(); n != 0 {
+		t.Errorf("InFlight() = %d after every response was closed, want 0", n)
+	}
+}
+
+func TestRoundTripErrors(t *testing.T) {
+	tests := []struct {
+		name       string
+		setup      func(t *testing.T) string // returns the socket path
+		idempotent bool
+		want       error
+		wantFrames int32
+	}{
+		{"no socket", func(t *testing.T) string { return filepath.Join(t.TempDir(), "none.sock") }, true, ErrNoWorkers, 0},
+		{"queue full", func(t *testing.T) string {
+			_, path := listen(t, 0)
+			// The one place the backlog has is taken.
+			c, err := net.Dial("unix", path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { c.Close() })
+			return path
+		}, true, ErrQueueFull, 0},
+		{"expired in the queue", func(t *testing.T) string {
+			ln, path := listen(t, 8)
+			serve(ln, func(n int32, c net.Conn) { c.Write(binary.LittleEndian.AppendUint32(nil, 0xFFFFFFFE)) })
+			return path
+		}, true, ErrQueueTimeout, 1},
+		{"hung up, safe to repeat: three tries", func(t *testing.T) string {
+			ln, path := listen(t, 8)
+			serve(ln, func(n int32, c net.Conn) {})
+			return path
+		}, true, io.EOF, 3},
+		{"hung up, not safe to repeat: one", func(t *testing.T) string {
+			ln, path := listen(t, 8)
+			serve(ln, func(n int32, c net.Conn) {})
+			return path
+		}, false, io.EOF, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := tt.setup(t)
+			tr := New(path, limits)
+			var resp Response
+			err := tr.RoundTrip(context.Background(), request(tt.idempotent), &resp)
+			if !errors.Is(err, tt.want) {
+				t.Errorf("RoundTrip = %v, want %v", err, tt.want)
+			}
+			if n := tr.InFlight(); n != 0 {
+				t.Errorf("InFlight() = %d after a failed round trip, want 0", n)
+			}
+		})
+	}
+}
+
+// A request no worker takes is given up at the queue timeout, even
+// though its connection was accepted into the backlog.
+func TestRoundTripQueueTimeout(t *testing.T) {
+	_, path := listen(t, 8) // nobody accepts
+	tr := New(path, Limits{QueueTimeout: 300 * time.Millisecond, AppTimeout: 10 * time.Second})
+	start := time.Now()
+	var resp Response
+	err := tr.RoundTrip(context.Background(), request(true), &resp)
+	if !errors.Is(err, ErrQueueTimeout) {
+		t.Errorf("RoundTrip = %v, want %v", err, ErrQueueTimeout)
+	}
+	if took := time.Since(start); took < 250*time.Millisecond || took > 3*time.Second {
+		t.Errorf("took %v, want about the 300ms queue timeout", took)
+	}
+}
+
+// A request a worker took is given app.timeout from then, not the queue
+// timeout.
+func TestRoundTripTakenThenSlow(t *testing.T) {
+	ln, path := listen(t, 8)
+	serve(ln, func(n int32, c net.Conn) {
+		time.Sleep(700 * time.Millisecond) // past the queue timeout, within the app's
+		c.Write(frame("1", "200 OK", "late"))
+	})
+	tr := New(path, Limits{QueueTimeout: 300 * time.Millisecond, AppTimeout: 5 * time.Second})
+	var resp Response
+	if err := tr.RoundTrip(context.Background(), request(true), &resp); err != nil {
+		t.Fatalf("RoundTrip = %v, want the late answer", err)
+	}
+	resp.Close()
+}
