@@ -92,7 +92,7 @@ func (s *site) trusted(host string) bool {
 // environ writes the WSGI environ of r into f. bodyLen is the buffered
 // body's length. It reports false when the request cannot be expressed
 // (a NUL byte in the decoded path).
-func (s *site) environ(f *wire.Request, r *http.Request, c client, bodyLen int64, localPort string) bool {
+func (s *site) environ(f *wire.Request, r *http.Request, c client, bodyLen int64) bool {
 	path := r.URL.Path
 	if strings.IndexByte(path, 0) >= 0 {
 		return false
@@ -111,9 +111,16 @@ func (s *site) environ(f *wire.Request, r *http.Request, c client, bodyLen int64
 	f.Add("RAW_URI", r.RequestURI)
 	f.Add("REQUEST_URI", r.RequestURI)
 	f.Add("SERVER_PROTOCOL", r.Proto)
+	localName, localPort := localAddr(r)
 	name, port := c.host, ""
 	if h, p, err := net.SplitHostPort(c.host); err == nil {
 		name, port = h, p
+	}
+	if name == "" {
+		// No Host from the client (HTTP/1.0, an empty Host, HTTP/2 with
+		// no :authority): SERVER_NAME may not be empty (PEP 3333), so it
+		// is the address the request came in on, as gunicorn does.
+		name, port = localName, ""
 	}
 	if port == "" {
 		port = localPort
@@ -139,10 +146,14 @@ func (s *site) environ(f *wire.Request, r *http.Request, c client, bodyLen int64
 	if bodyLen > 0 || r.Header.Get("Content-Length") != "" {
 		f.Add("CONTENT_LENGTH", strconv.FormatInt(bodyLen, 10))
 	}
-	f.Add("HTTP_HOST", r.Host)
+	if r.Host != "" {
+		f.Add("HTTP_HOST", r.Host)
+	}
 	f.Add("HTTP_X_FORWARDED_FOR", c.xff)
 	f.Add("HTTP_X_FORWARDED_PROTO", c.proto)
-	f.Add("HTTP_X_FORWARDED_HOST", c.host)
+	if c.host != "" {
+		f.Add("HTTP_X_FORWARDED_HOST", c.host)
+	}
 
 	conn := r.Header["Connection"]
 	for name, vs := range r.Header {

@@ -3,6 +3,7 @@ package edge
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -47,7 +48,7 @@ func (s *site) serveApp(w http.ResponseWriter, r *http.Request, lr *logRecord) {
 
 	x := exchanges.Get().(*exchange)
 	defer exchanges.Put(x)
-	if !s.environ(&x.frame, r, s.client(r), body.Len(), localPort(r)) {
+	if !s.environ(&x.frame, r, s.client(r), body.Len()) {
 		s.fail(w, lr, http.StatusBadRequest, "NUL byte in the path")
 		return
 	}
@@ -58,6 +59,13 @@ func (s *site) serveApp(w http.ResponseWriter, r *http.Request, lr *logRecord) {
 	}
 	defer x.resp.Close()
 	lr.worker = x.resp.Worker
+	if x.resp.Status < 200 {
+		// An interim status as the final answer: passed on, it would
+		// leave the client (or a proxy in front) expecting another
+		// response, or a protocol switch that never happened.
+		s.fail(w, lr, http.StatusBadGateway, fmt.Sprintf("the app answered with status %d: a final status must be 200 or more", x.resp.Status))
+		return
+	}
 	if streamed(x.resp.Fields) {
 		s.stream(w, r, lr, &x.resp)
 		return
@@ -211,7 +219,8 @@ func (s *site) writeResponse(w http.ResponseWriter, r *http.Request, lr *logReco
 	switch {
 	case bodyless:
 	case r.Method == http.MethodHead && n == 0:
-		if l := appLength(head.Fields); l != "" {
+		// The length a GET would have, when the app gave a valid one.
+		if l := appLength(head.Fields); validLength(l) {
 			h["Content-Length"] = []string{l}
 		}
 	default:
@@ -229,6 +238,19 @@ func (s *site) writeResponse(w http.ResponseWriter, r *http.Request, lr *logReco
 	if err != nil {
 		lr.err = err
 	}
+}
+
+// validLength says l is a Content-Length: digits only, no sign, no list.
+func validLength(l string) bool {
+	if l == "" || len(l) > 18 {
+		return false
+	}
+	for i := 0; i < len(l); i++ {
+		if l[i] < '0' || l[i] > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // appLength is the Content-Length the app gave, for a HEAD answer.
@@ -264,11 +286,13 @@ func (d *deadlineWriter) Write(p []byte) (int, error) {
 	return total, nil
 }
 
-func localPort(r *http.Request) string {
+// localAddr is the address the request came in on: the server's name
+// and port when the client named no host.
+func localAddr(r *http.Request) (host, port string) {
 	if a, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
-		if _, p, err := net.SplitHostPort(a.String()); err == nil {
-			return p
+		if h, p, err := net.SplitHostPort(a.String()); err == nil {
+			return h, p
 		}
 	}
-	return ""
+	return "", ""
 }

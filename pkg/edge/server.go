@@ -154,6 +154,15 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (st *site) serve(w http.ResponseWriter, r *http.Request, lr *logRecord) {
+	if r.Method == http.MethodOptions && r.RequestURI == "*" {
+		// The server as a whole, not a resource of the app: answered
+		// here, as net/http would, but as a request of ours, so that the
+		// connection goes on as after any other.
+		w.Header()["Content-Length"] = []string{"0"}
+		w.WriteHeader(http.StatusOK)
+		lr.status = http.StatusOK
+		return
+	}
 	for _, rt := range st.statics {
 		if strings.HasPrefix(r.URL.Path, rt.prefix) {
 			sw := &statusWriter{ResponseWriter: w}
@@ -286,6 +295,10 @@ func (s *Server) Serve(ctx context.Context, ls *Listeners) error {
 			MaxHeaderBytes:    int(lim.MaxHeader),
 			ConnContext:       connContext,
 			ErrorLog:          errLog,
+			// OPTIONS * comes to ServeHTTP like any request: answered
+			// inside net/http, it went round the connection's phases and
+			// a 408 followed it.
+			DisableGeneralOptionsHandler: true,
 		}
 		srv.Protocols = new(http.Protocols)
 		srv.Protocols.SetHTTP1(true)

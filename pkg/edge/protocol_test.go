@@ -1,0 +1,159 @@
+package edge
+
+import (
+	"bufio"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+// rawExchange sends raw to a server in front of a worker that answers with
+// serve, and returns what came back until the server closed the
+// connection or went quiet for a while.
+func rawExchange(t *testing.T, serve serveFunc, raw string, kv ...string) (string, *fakeWorker) {
+	t.Helper()
+	dir := socketDir(t)
+	fw := startWorker(t, dir, "1", serve)
+	s := newServer(t, dir, kv...)
+	c, _ := connect(t, s)
+	if _, err := c.Write([]byte(raw)); err != nil {
+		t.Fatal(err)
+	}
+	return readUntilQuiet(t, c, 500*time.Millisecond), fw
+}
+
+// readUntilQuiet reads what c sends until it closes or sends nothing for
+// quiet.
+func readUntilQuiet(t *testing.T, c net.Conn, quiet time.Duration) string {
+	t.Helper()
+	var b strings.Builder
+	buf := make([]byte, 4096)
+	for {
+		c.SetReadDeadline(time.Now().Add(quiet))
+		n, err := c.Read(buf)
+		b.Write(buf[:n])
+		if err != nil {
+			return b.String()
+		}
+	}
+}
+
+// Regression: OPTIONS * was answered inside net/http, outside the
+// connection's phases, and the pending read's cancellation then looked
+// like a stalled head: an unrequested 408 followed, and every later
+// answer on the connection was dropped while the app still ran it.
+func TestOptionsStar(t *testing.T) {
+	dir := socketDir(t)
+	fw := startWorker(t, dir, "1", replyOK)
+	s := newServer(t, dir, "limits.header_timeout", `"300ms"`, "limits.idle_timeout", `"5s"`)
+	c, _ := connect(t, s)
+	br := bufio.NewReader(c)
+	c.Write([]byte("OPTIONS * HTTP/1.1\r\nHost: example.com\r\n\r\n"))
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatalf("OPTIONS *: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Errorf("OPTIONS *: status %d, want 200", resp.StatusCode)
+	}
+	// Past the header timeout, on the same connection: a POST.
+	time.Sleep(500 * time.Millisecond)
+	c.Write([]byte("POST /after HTTP/1.1\r\nHost: example.com\r\nContent-Length: 2\r\n\r\nhi"))
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	resp, err = http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatalf("the POST after OPTIONS *: %v (its answer was dropped)", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Errorf("the POST after OPTIONS *: status %d, want 200 (a 408 came instead?)", resp.StatusCode)
+	}
+	if n := len(fw.requests()); n != 1 {
+		t.Errorf("the app saw %d requests, want 1 (OPTIONS * is the server's)", n)
+	}
+}
+
+// Regression: a request with no Host gave the app an empty SERVER_NAME,
+// which PEP 3333 forbids, and an HTTP_HOST the client never sent. Now the
+// name is the address the request came in on; HTTP/1.1 without Host is
+// still a 400.
+func TestNoHost(t *testing.T) {
+	tests := []struct {
+		name   string
+		raw    string
+		status string
+	}{
+		{"HTTP/1.0 without Host", "GET /x HTTP/1.0\r\n\r\n", "200"},
+		{"HTTP/1.1 with an empty Host", "GET /x HTTP/1.1\r\nHost:\r\nConnection: close\r\n\r\n", "200"},
+		{"HTTP/1.1 without Host", "GET /x HTTP/1.1\r\nConnection: close\r\n\r\n", "400"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out, fw := rawExchange(t, replyOK, tt.raw)
+			if !strings.HasPrefix(out, "HTTP/1.1 "+tt.status+" ") && !strings.HasPrefix(out, "HTTP/1.0 "+tt.status+" ") {
+				t.Fatalf("got %.80q, want status %s", out, tt.status)
+			}
+			if tt.status != "200" {
+				if n := len(fw.requests()); n != 0 {
+					t.Errorf("the app saw %d requests, want none", n)
+				}
+				return
+			}
+			env := fw.only(t).env
+			if env["SERVER_NAME"] != "127.0.0.1" || env["SERVER_PORT"] == "" {
+				t.Errorf("SERVER_NAME %q SERVER_PORT %q, want the listening address 127.0.0.1 and its port", env["SERVER_NAME"], env["SERVER_PORT"])
+			}
+			for _, k := range []string{"HTTP_HOST", "HTTP_X_FORWARDED_HOST"} {
+				if v, ok := env[k]; ok {
+					t.Errorf("%s = %q, want it absent: the client sent no host", k, v)
+				}
+			}
+		})
+	}
+}
+
+// Regression: an interim status as the app's answer became a 1xx
+// followed by a made-up 200 (a 101 without an upgrade then left the
+// connection open as HTTP/1.1, the request smuggling pattern behind a
+// front proxy). It is a 502, and the connection stays usable.
+func TestAppInterimStatus(t *testing.T) {
+	for _, status := range []string{"100 Continue", "101 Switching Protocols", "103 Early Hints"} {
+		t.Run(status, func(t *testing.T) {
+			out, _ := rawExchange(t, answer(status, []string{"Upgrade", "websocket", "Connection", "Upgrade"}),
+				"GET / HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n")
+			if got := strings.Count(out, "HTTP/1.1 502 Bad Gateway\r\n"); got != 2 || strings.Contains(out, "HTTP/1.1 1") || strings.Contains(out, " 200 ") {
+				t.Errorf("got %q, want two 502s and nothing else", out)
+			}
+		})
+	}
+}
+
+// Regression: on HEAD, the app's Content-Length went out whatever it
+// held. Only a valid length does.
+func TestHeadContentLength(t *testing.T) {
+	tests := []struct{ app, want string }{
+		{"42", "42"},
+		{"0", "0"},
+		{"abc", ""},
+		{"-1", ""},
+		{"1, 2", ""},
+		{"+5", ""},
+		{" 7", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.app, func(t *testing.T) {
+			out, _ := rawExchange(t, answer("200 OK", []string{"Content-Length", tt.app, "Content-Type", "text/plain"}),
+				"HEAD / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+			resp, err := http.ReadResponse(bufio.NewReader(strings.NewReader(out)), &http.Request{Method: "HEAD"})
+			if err != nil {
+				t.Fatalf("reading %q: %v", out, err)
+			}
+			if got := resp.Header.Get("Content-Length"); got != tt.want {
+				t.Errorf("Content-Length %q, want %q (raw: %q)", got, tt.want, out)
+			}
+		})
+	}
+}
