@@ -222,4 +222,28 @@ func TestHTTPS(t *testing.T) {
 			t.Errorf("a TLS 1.1 handshake succeeded")
 		}
 	})
+	// TLS 1.2 offers AEAD suites only (Mozilla's intermediate set): a
+	// client that knows only CBC suites (LUCKY13's ground) is refused,
+	// one with GCM or ChaCha20 is served.
+	for _, tt := range []struct {
+		name  string
+		suite uint16
+		ok    bool
+	}{
+		{"TLS 1.2 CBC refused", tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA, false},
+		{"TLS 1.2 CBC-SHA256 refused", tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256, false},
+		{"TLS 1.2 GCM served", tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, true},
+		{"TLS 1.2 ChaCha20 served", tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			conn, err := tls.Dial("tcp", strings.TrimPrefix(s.https, "https://"), &tls.Config{
+				RootCAs: s.certs, ServerName: "localhost", MaxVersion: tls.VersionTLS12, CipherSuites: []uint16{tt.suite}})
+			if err == nil {
+				conn.Close()
+			}
+			if (err == nil) != tt.ok {
+				t.Errorf("handshake with only %s: error %v, want success %v", tls.CipherSuiteName(tt.suite), err, tt.ok)
+			}
+		})
+	}
 }

@@ -27,11 +27,12 @@ var hopHeaders = map[string]bool{
 // client is who sent a request, after believing X-Forwarded-* only from
 // trusted proxies.
 type client struct {
-	addr  string // REMOTE_ADDR
-	port  string
-	proto string // "http" or "https"
-	host  string
-	xff   string // X-Forwarded-For to pass on
+	addr    string // REMOTE_ADDR
+	port    string
+	proto   string // "http" or "https"
+	host    string
+	xff     string // X-Forwarded-For to pass on
+	trusted bool   // the peer is a trusted proxy
 }
 
 func (s *site) client(r *http.Request) client {
@@ -44,6 +45,7 @@ func (s *site) client(r *http.Request) client {
 		c.xff = host
 		return c
 	}
+	c.trusted = true
 	incoming := strings.Join(r.Header.Values("X-Forwarded-For"), ", ")
 	// A trusted proxy: walk X-Forwarded-For from the right, past every
 	// trusted hop, to the first address a stranger could have set.
@@ -156,10 +158,20 @@ func (s *site) environ(f *wire.Request, r *http.Request, c client, bodyLen int64
 	}
 
 	conn := r.Header["Connection"]
+	trusted := c.trusted
 	for name, vs := range r.Header {
 		switch name {
 		case "Content-Type", "Content-Length", "Host", "X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host":
 			continue
+		case "Proxy", "Expect":
+			// Proxy would become HTTP_PROXY, which libraries read as the
+			// proxy to use (httpoxy); Expect is edged's to answer.
+			continue
+		case "X-Real-Ip", "X-Forwarded-Port", "X-Forwarded-Prefix", "Forwarded":
+			// Claims about the client that only a trusted proxy makes.
+			if !trusted {
+				continue
+			}
 		}
 		// A header spelled with "_" would land on the same environ key as
 		// one spelled with "-", letting a client forge a trusted header.

@@ -126,9 +126,30 @@ func TestEnviron(t *testing.T) {
 		},
 		{
 			name:   "headers spelled with underscores dropped",
-			header: http.Header{"X_Real_Ip": {"6.6.6.6"}, "X-Real-Ip": {"1.1.1.1"}, "Remote_User": {"admin"}},
-			want:   map[string]string{"HTTP_X_REAL_IP": "1.1.1.1"},
+			header: http.Header{"X_Request_Id": {"6.6.6.6"}, "X-Request-Id": {"1.1.1.1"}, "Remote_User": {"admin"}},
+			want:   map[string]string{"HTTP_X_REQUEST_ID": "1.1.1.1"},
 			absent: []string{"HTTP_REMOTE_USER"},
+		},
+		{
+			name:   "httpoxy: Proxy never reaches the app, nor Expect",
+			header: http.Header{"Proxy": {"http://evil.example:8080"}, "Expect": {"100-continue"}},
+			absent: []string{"HTTP_PROXY", "HTTP_EXPECT"},
+		},
+		{
+			name: "claims about the client dropped from a stranger",
+			header: http.Header{"X-Real-Ip": {"1.1.1.1"}, "X-Forwarded-Port": {"443"},
+				"X-Forwarded-Prefix": {"/admin"}, "Forwarded": {"for=1.1.1.1"}, "X-Kept": {"yes"}},
+			want:   map[string]string{"HTTP_X_KEPT": "yes"},
+			absent: []string{"HTTP_X_REAL_IP", "HTTP_X_FORWARDED_PORT", "HTTP_X_FORWARDED_PREFIX", "HTTP_FORWARDED"},
+		},
+		{
+			name:   "claims about the client kept from a trusted proxy",
+			config: trusted,
+			peer:   "10.1.2.3:5555",
+			header: http.Header{"X-Real-Ip": {"1.1.1.1"}, "X-Forwarded-Port": {"443"},
+				"X-Forwarded-Prefix": {"/app"}, "Forwarded": {"for=1.1.1.1"}},
+			want: map[string]string{"HTTP_X_REAL_IP": "1.1.1.1", "HTTP_X_FORWARDED_PORT": "443",
+				"HTTP_X_FORWARDED_PREFIX": "/app", "HTTP_FORWARDED": "for=1.1.1.1"},
 		},
 		{
 			name: "hop-by-hop and Connection-listed headers dropped",

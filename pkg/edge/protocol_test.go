@@ -157,3 +157,30 @@ func TestHeadContentLength(t *testing.T) {
 		})
 	}
 }
+
+// Methods as nginx takes them: CONNECT is refused (edged is no forward
+// proxy), a method that is not upper-case letters is a 400; neither
+// reaches the app.
+func TestMethods(t *testing.T) {
+	tests := []struct{ raw, want string }{
+		{"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n", "405"},
+		{"get / HTTP/1.1\r\nHost: x\r\n\r\n", "400"},
+		{"G3T / HTTP/1.1\r\nHost: x\r\n\r\n", "400"},
+		{"PROPFIND / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", "200"},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Fields(tt.raw)[0], func(t *testing.T) {
+			out, fw := rawExchange(t, replyOK, tt.raw)
+			if !strings.HasPrefix(out, "HTTP/1.1 "+tt.want+" ") {
+				t.Fatalf("got %.80q, want %s", out, tt.want)
+			}
+			want := 0
+			if tt.want == "200" {
+				want = 1
+			}
+			if n := len(fw.requests()); n != want {
+				t.Errorf("the app saw %d requests, want %d", n, want)
+			}
+		})
+	}
+}

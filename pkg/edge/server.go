@@ -154,6 +154,16 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (st *site) serve(w http.ResponseWriter, r *http.Request, lr *logRecord) {
+	if !upperToken(r.Method) {
+		st.fail(w, lr, http.StatusBadRequest, "method is not a token of upper-case letters")
+		return
+	}
+	if r.Method == http.MethodConnect {
+		// edged is no forward proxy.
+		w.Header()["Allow"] = []string{"GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"}
+		st.fail(w, lr, http.StatusMethodNotAllowed, "CONNECT is not served")
+		return
+	}
 	if r.Method == http.MethodOptions && r.RequestURI == "*" {
 		// The server as a whole, not a resource of the app: answered
 		// here, as net/http would, but as a request of ours, so that the
@@ -174,6 +184,20 @@ func (st *site) serve(w http.ResponseWriter, r *http.Request, lr *logRecord) {
 	st.serveApp(w, r, lr)
 }
 
+// upperToken says m is a method as nginx takes them: upper-case letters,
+// "_" and "-".
+func upperToken(m string) bool {
+	if m == "" {
+		return false
+	}
+	for i := 0; i < len(m); i++ {
+		if c := m[i]; (c < 'A' || c > 'Z') && c != '_' && c != '-' {
+			return false
+		}
+	}
+	return true
+}
+
 // fail answers with an error page edged writes itself.
 func (s *site) fail(w http.ResponseWriter, lr *logRecord, status int, why string) {
 	lr.status = status
@@ -187,7 +211,7 @@ func (s *site) fail(w http.ResponseWriter, lr *logRecord, status int, why string
 	switch status {
 	case http.StatusServiceUnavailable:
 		h["Retry-After"] = []string{"1"}
-	case http.StatusRequestEntityTooLarge, http.StatusRequestTimeout, http.StatusBadRequest:
+	case http.StatusRequestEntityTooLarge, http.StatusRequestTimeout, http.StatusBadRequest, http.StatusMethodNotAllowed:
 		h["Connection"] = []string{"close"}
 		// net/http reads what is left of the body before it closes: bound
 		// that, or a client that stalls holds the connection for ever.
@@ -269,6 +293,17 @@ func (cs *certSet) pick(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
 func (s *Server) tlsConfig() *tls.Config {
 	return &tls.Config{
 		MinVersion: tls.VersionTLS12,
+		// TLS 1.2 with AEAD suites only, Mozilla's intermediate set as
+		// far as Go has it: no CBC (LUCKY13), no RSA key exchange. TLS
+		// 1.3's suites are not configurable, and all are AEAD.
+		CipherSuites: []uint16{
+			tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+			tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+			tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+			tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+			tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+			tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+		},
 		NextProtos: []string{"h2", "http/1.1"},
 		GetCertificate: func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
 			return s.cur.Load().certs.pick(hello)
