@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"sync"
 	"sync/atomic"
 )
 
@@ -21,6 +22,11 @@ type trackedConn struct {
 	net.Conn
 	phase   atomic.Int32
 	replied atomic.Bool
+
+	// scan judges each request head as it arrives (see headScanner);
+	// the handler asks for its request's verdict.
+	mu   sync.Mutex
+	scan headScanner
 }
 
 const response408 = "HTTP/1.1 408 Request Timeout\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 16\r\nConnection: close\r\n\r\nRequest Timeout\n"
@@ -29,6 +35,9 @@ func (c *trackedConn) Read(b []byte) (int, error) {
 	n, err := c.Conn.Read(b)
 	if n > 0 {
 		c.phase.CompareAndSwap(phaseIdle, phaseHeaders)
+		c.mu.Lock()
+		c.scan.feed(b[:n])
+		c.mu.Unlock()
 	}
 	if err != nil && c.phase.Load() == phaseHeaders {
 		if timedOut(err) && c.replied.CompareAndSwap(false, true) {
@@ -49,15 +58,27 @@ func (c *trackedConn) Write(b []byte) (int, error) {
 
 type connKey struct{}
 
-// trackedListener wraps accepted plain-HTTP connections in trackedConn.
-type trackedListener struct{ net.Listener }
+// verdict is the scanner's word on the oldest request not yet asked
+// about; ok is false when it has none.
+func (c *trackedConn) verdict() (verdict, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.scan.next()
+}
+
+// trackedListener wraps accepted plain-HTTP connections in trackedConn;
+// maxHeader is limits.max_header.
+type trackedListener struct {
+	net.Listener
+	maxHeader int
+}
 
 func (l trackedListener) Accept() (net.Conn, error) {
 	c, err := l.Listener.Accept()
 	if err != nil {
 		return nil, err
 	}
-	return &trackedConn{Conn: c}, nil
+	return &trackedConn{Conn: c, scan: headScanner{max: l.maxHeader}}, nil
 }
 
 // connContext lets a handler find its trackedConn.
@@ -69,14 +90,16 @@ func connContext(ctx context.Context, c net.Conn) context.Context {
 }
 
 // enterHandler marks the connection busy and returns the function that
-// marks it idle again.
-func enterHandler(ctx context.Context) func() {
+// marks it idle again, with the head scanner's verdict on the request (a
+// zero one where the connection has no scanner).
+func enterHandler(ctx context.Context) (func(), verdict) {
 	tc, ok := ctx.Value(connKey{}).(*trackedConn)
 	if !ok {
-		return func() {}
+		return func() {}, verdict{}
 	}
 	tc.phase.Store(phaseHandler)
-	return func() { tc.phase.Store(phaseIdle) }
+	v, _ := tc.verdict()
+	return func() { tc.phase.Store(phaseIdle) }, v
 }
 
 // timedOut reports whether err is a deadline passing on a connection.

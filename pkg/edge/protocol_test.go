@@ -184,3 +184,58 @@ func TestMethods(t *testing.T) {
 		})
 	}
 }
+
+// Strict framing, as nginx has it: each case is a 400 (431 for the head
+// size), the app never sees the request, and the connection closes.
+func TestStrictFraming(t *testing.T) {
+	pad := func(n int) string { // a head of exactly n bytes
+		pre := "GET / HTTP/1.1\r\nHost: x\r\nX-Pad: "
+		return pre + strings.Repeat("a", n-len(pre)-4) + "\r\n\r\n"
+	}
+	tests := []struct {
+		name, raw, want string
+		reqs            int
+	}{
+		{"Content-Length and Transfer-Encoding",
+			"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n", "400", 0},
+		{"obs-fold", "GET / HTTP/1.1\r\nHost: x\r\nX-Long: one\r\n two\r\n\r\n", "400", 0},
+		{"Transfer-Encoding on HTTP/1.0", "POST / HTTP/1.0\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n", "400", 0},
+		{"a head of exactly limits.max_header", pad(1024), "200", 1},
+		{"a head one byte over limits.max_header", pad(1025), "431", 0},
+		{"a head 3 KiB over limits.max_header", pad(4096), "431", 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out, fw := rawExchange(t, replyOK, tt.raw, "limits.max_header", `"1k"`)
+			if !strings.HasPrefix(out, "HTTP/1.1 "+tt.want+" ") && !strings.HasPrefix(out, "HTTP/1.0 "+tt.want+" ") {
+				t.Fatalf("got %.100q, want %s", out, tt.want)
+			}
+			if n := len(fw.requests()); n != tt.reqs {
+				t.Errorf("the app saw %d requests, want %d", n, tt.reqs)
+			}
+			if tt.want != "200" && strings.Count(out, "HTTP/1.") != 1 {
+				t.Errorf("more than one answer: %q; the connection should close after the first", out)
+			}
+		})
+	}
+}
+
+// Pipelined requests, with a fixed and a chunked body among them, are all
+// answered in order: the head check follows the framing.
+func TestPipelined(t *testing.T) {
+	raw := "GET /1 HTTP/1.1\r\nHost: x\r\n\r\n" +
+		"POST /2 HTTP/1.1\r\nHost: x\r\nContent-Length: 30\r\n\r\nGET /fake HTTP/1.1\r\nHost: y\r\n\r\n" +
+		"POST /3 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nbody\r\n0\r\n\r\n" +
+		"GET /4 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+	out, fw := rawExchange(t, replyOK, raw)
+	if n := strings.Count(out, "HTTP/1.1 200 OK\r\n"); n != 4 {
+		t.Errorf("got %d answers of 200, want 4:\n%s", n, out)
+	}
+	var paths []string
+	for _, r := range fw.requests() {
+		paths = append(paths, r.env["PATH_INFO"])
+	}
+	if got := strings.Join(paths, " "); got != "/1 /2 /3 /4" {
+		t.Errorf("the app saw %q, want /1 /2 /3 /4", got)
+	}
+}

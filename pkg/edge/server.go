@@ -140,11 +140,16 @@ func (s *Server) Close() {
 
 // ServeHTTP routes a request to a static root or to the app.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	defer enterHandler(r.Context())()
+	leave, v := enterHandler(r.Context())
+	defer leave()
 	s.inFlight.Add(1)
 	lr := logRecord{start: time.Now()}
 	st := s.cur.Load()
-	st.serve(w, r, &lr)
+	if v.status != 0 {
+		st.fail(w, &lr, v.status, v.reason)
+	} else {
+		st.serve(w, r, &lr)
+	}
 	st.logAccess(r, &lr)
 	s.inFlight.Add(-1)
 	s.requests.Add(1)
@@ -211,7 +216,8 @@ func (s *site) fail(w http.ResponseWriter, lr *logRecord, status int, why string
 	switch status {
 	case http.StatusServiceUnavailable:
 		h["Retry-After"] = []string{"1"}
-	case http.StatusRequestEntityTooLarge, http.StatusRequestTimeout, http.StatusBadRequest, http.StatusMethodNotAllowed:
+	case http.StatusRequestEntityTooLarge, http.StatusRequestTimeout, http.StatusBadRequest, http.StatusMethodNotAllowed,
+		http.StatusRequestHeaderFieldsTooLarge:
 		h["Connection"] = []string{"close"}
 		// net/http reads what is left of the body before it closes: bound
 		// that, or a client that stalls holds the connection for ever.
@@ -350,7 +356,7 @@ func (s *Server) Serve(ctx context.Context, ls *Listeners) error {
 		go func(l net.Listener) {
 			defer wg.Done()
 			s.log.Info().Str("addr", l.Addr().String()).Msg("serving http")
-			if err := plain.Serve(trackedListener{l}); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			if err := plain.Serve(trackedListener{l, int(lim.MaxHeader)}); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				errs <- err
 			}
 		}(l)
