@@ -3,11 +3,13 @@ package e2e
 import (
 	"bytes"
 	"compress/gzip"
+	"context"
 	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"os"
 	"path/filepath"
 	"strings"
@@ -200,6 +202,40 @@ func TestHTTPS(t *testing.T) {
 		}
 		if resp.TLS.Version < tls.VersionTLS12 {
 			t.Errorf("TLS version %x, want 1.2 or newer", resp.TLS.Version)
+		}
+	})
+	t.Run("HTTP/2: a 4xx ends its stream, not the connection", func(t *testing.T) {
+		c := s.tlsClient("localhost")
+		var conns []string
+		trace := &httptrace.ClientTrace{GotConn: func(i httptrace.GotConnInfo) {
+			conns = append(conns, i.Conn.LocalAddr().String())
+		}}
+		do := func(method, path string, body io.Reader) int {
+			req, _ := http.NewRequestWithContext(httptrace.WithClientTrace(context.Background(), trace), method, s.https+path, body)
+			resp, err := c.Do(req)
+			if err != nil {
+				t.Fatalf("%s %s: %v", method, path, err)
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.ProtoMajor != 2 {
+				t.Fatalf("%s %s over %s, want HTTP/2", method, path, resp.Proto)
+			}
+			return resp.StatusCode
+		}
+		if st := do("GET", "/environ", nil); st != 200 {
+			t.Fatalf("GET: %d", st)
+		}
+		if st := do("POST", "/echo", bytes.NewReader(make([]byte, 2<<20))); st != 413 {
+			t.Errorf("a body over limits.max_body: %d, want 413", st)
+		}
+		// Time for a GOAWAY, were one sent, to reach the client.
+		time.Sleep(200 * time.Millisecond)
+		if st := do("GET", "/environ", nil); st != 200 {
+			t.Errorf("GET after the 413: %d", st)
+		}
+		if len(conns) != 3 || conns[0] != conns[1] || conns[1] != conns[2] {
+			t.Errorf("connections used: %v, want one for all three requests", conns)
 		}
 	})
 	t.Run("SNI picks the certificate", func(t *testing.T) {

@@ -12,12 +12,15 @@ import (
 
 // logRecord is what one request leaves in the access log.
 type logRecord struct {
-	start  time.Time
-	status int
-	bytes  int64
-	worker string
-	reason string
-	err    error
+	start time.Time
+	// multiplexed: the request is one stream of an HTTP/2 connection,
+	// which an error on it must not end.
+	multiplexed bool
+	status      int
+	bytes       int64
+	worker      string
+	reason      string
+	err         error
 }
 
 // logAccess writes one structured event per request: fields, never a

@@ -143,7 +143,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	leave, v := enterHandler(r.Context())
 	defer leave()
 	s.inFlight.Add(1)
-	lr := logRecord{start: time.Now()}
+	lr := logRecord{start: time.Now(), multiplexed: r.ProtoMajor == 2}
 	st := s.cur.Load()
 	if v.status != 0 {
 		st.fail(w, &lr, v.status, v.reason)
@@ -218,6 +218,11 @@ func (s *site) fail(w http.ResponseWriter, lr *logRecord, status int, why string
 		h["Retry-After"] = []string{"1"}
 	case http.StatusRequestEntityTooLarge, http.StatusRequestTimeout, http.StatusBadRequest, http.StatusMethodNotAllowed,
 		http.StatusRequestHeaderFieldsTooLarge:
+		if lr.multiplexed {
+			// Over HTTP/2 the stream ends with its answer; Connection:
+			// close there would end the other streams too.
+			break
+		}
 		h["Connection"] = []string{"close"}
 		// net/http reads what is left of the body before it closes: bound
 		// that, or a client that stalls holds the connection for ever.
