@@ -136,7 +136,8 @@ func (p Pool) Capacity() int {
 }
 
 // Backlog is the listen backlog that lets QueueLength connections wait
-// on the worker socket: the kernel admits one more than the backlog.
+// on the worker socket: the kernel admits one more than the backlog, so
+// a QueueLength of 0 still lets one wait.
 func (l Limits) Backlog() int {
 	return max(l.QueueLength-1, 0)
 }
@@ -158,6 +159,10 @@ type Limits struct {
 type Buffers struct {
 	RequestMemory  Size   `toml:"request_memory"`
 	ResponseMemory Size   `toml:"response_memory"`
+	// ResponseMax bounds a buffered response, memory and temp file
+	// together (nginx's proxy_max_temp_file_size): past it the rest is
+	// passed to the client as it comes, the worker held meanwhile.
+	ResponseMax Size `toml:"response_max"`
 	TempDir        string `toml:"temp_dir"`
 }
 
@@ -203,6 +208,7 @@ func Default() *Config {
 		Buffers: Buffers{
 			RequestMemory:  16 << 10,
 			ResponseMemory: 1 << 20,
+			ResponseMax:    1 << 30,
 		},
 		Log: Log{Level: "info", Format: "auto", Access: true},
 	}
@@ -379,7 +385,10 @@ func (c *Config) validate(v *validator) {
 		}
 	}
 	if l.QueueLength < 0 {
-		v.fail([]string{"limits", "queue_length"}, "must not be negative (0 answers 503 as soon as every worker is busy)")
+		v.fail([]string{"limits", "queue_length"}, "must not be negative (0 or 1: one request waits while every worker is busy, the kernel's least)")
+	}
+	if c.Buffers.ResponseMax < c.Buffers.ResponseMemory {
+		v.fail([]string{"buffers", "response_max"}, fmt.Sprintf("%s is less than buffers.response_memory (%s): give at least that much", c.Buffers.ResponseMax, c.Buffers.ResponseMemory))
 	}
 	if c.Buffers.RequestMemory < 0 || c.Buffers.ResponseMemory < 0 {
 		v.fail([]string{"buffers"}, "buffer sizes must not be negative")

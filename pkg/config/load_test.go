@@ -136,6 +136,7 @@ func dump(c *config.Config, dir string) string {
 	p("limits.queue_timeout", l.QueueTimeout.String())
 	p("buffers.request_memory", c.Buffers.RequestMemory.String())
 	p("buffers.response_memory", c.Buffers.ResponseMemory.String())
+	p("buffers.response_max", c.Buffers.ResponseMax.String())
 	p("buffers.temp_dir", rel(c.Buffers.TempDir))
 	nets := make([]string, len(c.Proxy.Nets))
 	for i, n := range c.Proxy.Nets {

@@ -72,16 +72,73 @@ func (s *site) serveApp(w http.ResponseWriter, r *http.Request, lr *logRecord) {
 	}
 	resp := newSpool(int(s.cfg.Buffers.ResponseMemory), s.cfg.Buffers.TempDir)
 	defer resp.Close()
+	over := overflow{s: s, w: w, r: r, lr: lr, head: &x.resp.Head, spool: resp}
 	if err := x.resp.ReadBody(false, func(b []byte) error {
+		if over.streaming || resp.Len()+int64(len(b)) > int64(s.cfg.Buffers.ResponseMax) {
+			return over.write(b)
+		}
 		_, err := resp.Write(b)
 		return err
 	}); err != nil {
+		if over.streaming {
+			if errors.Is(err, errBodyless) {
+				return
+			}
+			// The head is out: cut the response short, so that the
+			// client sees it is incomplete.
+			lr.err = err
+			panic(http.ErrAbortHandler)
+		}
 		s.fail(w, lr, s.upstreamStatus(r.Context(), err), err.Error())
+		return
+	}
+	if over.streaming {
 		return
 	}
 	x.resp.Close() // the worker is done: free it before the client reads
 	s.writeResponse(w, r, lr, &x.resp.Head, resp)
 }
+
+// overflow passes on a response that outgrew buffers.response_max: what
+// was buffered first, then the rest as it comes, the worker held, as
+// nginx does past proxy_max_temp_file_size. The disk never fills.
+type overflow struct {
+	s         *site
+	w         http.ResponseWriter
+	r         *http.Request
+	lr        *logRecord
+	head      *wire.Head
+	spool     *spool
+	sw        *deadlineWriter
+	streaming bool
+}
+
+func (o *overflow) write(b []byte) error {
+	if !o.streaming {
+		o.streaming = true
+		o.s.log.Warn().Str("path", o.r.URL.Path).Int64("buffered", o.spool.Len()).
+			Msg("response over buffers.response_max: passed on as it comes, its worker held")
+		status := o.head.Status
+		bodyless := o.s.header(o.w, o.head, status)
+		o.w.WriteHeader(status)
+		o.lr.status = status
+		if bodyless || o.r.Method == http.MethodHead {
+			return errBodyless
+		}
+		o.sw = &deadlineWriter{w: o.w, rc: http.NewResponseController(o.w), timeout: o.s.cfg.Limits.SendTimeout.D()}
+		n, err := o.spool.WriteTo(o.sw)
+		o.lr.bytes += n
+		if err != nil {
+			return err
+		}
+	}
+	n, err := o.sw.Write(b)
+	o.lr.bytes += int64(n)
+	return err
+}
+
+// errBodyless ends reading an answer whose body the client must not get.
+var errBodyless = errors.New("no body for this answer")
 
 // readBody reads the whole request body into sp, each read bounded by the
 // body timeout. It returns a non-zero status on failure.

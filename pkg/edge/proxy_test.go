@@ -582,13 +582,17 @@ func TestResponseBody(t *testing.T) {
 	tests := []struct {
 		name   string
 		memory string
+		max    string // buffers.response_max; "" the default
 		size   int
 		chunk  int
 	}{
-		{"in memory", "1m", 100 << 10, 8 << 10},
-		{"spilled to disk", "64k", 3 << 20, 100000},
-		{"spilled in one big chunk", "64k", 2 << 20, 2 << 20},
-		{"no memory at all", "0", 300 << 10, 4096},
+		{"in memory", "1m", "", 100 << 10, 8 << 10},
+		{"spilled to disk", "64k", "", 3 << 20, 100000},
+		{"spilled in one big chunk", "64k", "", 2 << 20, 2 << 20},
+		{"no memory at all", "0", "", 300 << 10, 4096},
+		// Past response_max the rest goes as it comes, chunked.
+		{"over response_max", "64k", "1m", 3 << 20, 100000},
+		{"over response_max in one chunk", "64k", "1m", 2 << 20, 2 << 20},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -600,9 +604,13 @@ func TestResponseBody(t *testing.T) {
 				chunks = append(chunks, b[:min(len(b), tt.chunk)])
 			}
 			startWorker(t, dir, "1", answer("200 OK", []string{"Content-Type", "application/octet-stream"}, chunks...))
-			s := newServer(t, dir,
-				"buffers.response_memory", strconv.Quote(tt.memory),
-				"buffers.temp_dir", strconv.Quote(tmp))
+			kv := []string{"buffers.response_memory", strconv.Quote(tt.memory), "buffers.temp_dir", strconv.Quote(tmp)}
+			wantLength := strconv.Itoa(tt.size)
+			if tt.max != "" {
+				kv = append(kv, "buffers.response_max", strconv.Quote(tt.max))
+				wantLength = ""
+			}
+			s := newServer(t, dir, kv...)
 			base := httpServer(t, s)
 			resp, got := fetch(t, base, "GET", "/download", nil)
 			if resp.StatusCode != 200 {
@@ -611,8 +619,8 @@ func TestResponseBody(t *testing.T) {
 			if !bytes.Equal(got, payload) {
 				t.Errorf("body: got %d bytes, want the %d the app sent (or different ones)", len(got), len(payload))
 			}
-			if got, want := resp.Header.Get("Content-Length"), strconv.Itoa(tt.size); got != want {
-				t.Errorf("Content-Length: got %q, want %q", got, want)
+			if got := resp.Header.Get("Content-Length"); got != wantLength {
+				t.Errorf("Content-Length: got %q, want %q", got, wantLength)
 			}
 			if ents, _ := os.ReadDir(tmp); len(ents) != 0 {
 				t.Errorf("temp dir after the response: got %d entries, want none", len(ents))
