@@ -11,6 +11,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/netip"
 	"os"
@@ -152,18 +153,25 @@ type Limits struct {
 	IdleTimeout   Duration `toml:"idle_timeout"`
 	QueueLength   int      `toml:"queue_length"`
 	QueueTimeout  Duration `toml:"queue_timeout"`
+	// Rate and Burst limit each client's requests (nginx's limit_req):
+	// Burst requests at once, then Rate; past it, 429. A zero Rate: none.
+	Rate  Rate `toml:"rate"`
+	Burst int  `toml:"burst"`
+	// ConnectionsPerClient bounds the requests one client has in hand at
+	// once (nginx's limit_conn); past it, 503. Zero: none.
+	ConnectionsPerClient int `toml:"connections_per_client"`
 }
 
 // Buffers say how much of a request or response body edged keeps in memory
 // before it spills the rest to a temporary file.
 type Buffers struct {
-	RequestMemory  Size   `toml:"request_memory"`
-	ResponseMemory Size   `toml:"response_memory"`
+	RequestMemory  Size `toml:"request_memory"`
+	ResponseMemory Size `toml:"response_memory"`
 	// ResponseMax bounds a buffered response, memory and temp file
 	// together (nginx's proxy_max_temp_file_size): past it the rest is
 	// passed to the client as it comes, the worker held meanwhile.
-	ResponseMax Size `toml:"response_max"`
-	TempDir        string `toml:"temp_dir"`
+	ResponseMax Size   `toml:"response_max"`
+	TempDir     string `toml:"temp_dir"`
 }
 
 // Proxy lists the peers whose X-Forwarded-* headers are believed.
@@ -383,6 +391,15 @@ func (c *Config) validate(v *validator) {
 		if d.val <= 0 {
 			v.fail([]string{"limits", d.name}, "must be more than 0")
 		}
+	}
+	if l.Burst < 0 {
+		v.fail([]string{"limits", "burst"}, "must not be negative")
+	}
+	if l.Rate > 0 && l.Burst == 0 {
+		l.Burst = int(math.Ceil(l.Rate.PerSecond()))
+	}
+	if l.ConnectionsPerClient < 0 {
+		v.fail([]string{"limits", "connections_per_client"}, "must not be negative (0: no limit)")
 	}
 	if l.QueueLength < 0 {
 		v.fail([]string{"limits", "queue_length"}, "must not be negative (0 or 1: one request waits while every worker is busy, the kernel's least)")

@@ -155,3 +155,50 @@ func goTypeName(t string) string {
 	}
 	return t
 }
+
+// Rate is a request rate written as nginx's limit_req writes it: "20r/s"
+// or "600r/m". Zero means no limit.
+type Rate float64
+
+// PerSecond is the rate in requests per second.
+func (r Rate) PerSecond() float64 { return float64(r) }
+
+// UnmarshalText parses a rate; the error names the bad value.
+func (r *Rate) UnmarshalText(b []byte) error {
+	v, err := ParseRate(string(b))
+	if err != nil {
+		return err
+	}
+	*r = v
+	return nil
+}
+
+// ParseRate parses "20r/s", "600r/m" or "" (no limit).
+func ParseRate(in string) (Rate, error) {
+	s := strings.TrimSpace(in)
+	if s == "" {
+		return 0, nil
+	}
+	num, unit, ok := strings.Cut(s, "r/")
+	n, err := strconv.ParseUint(num, 10, 32)
+	if !ok || err != nil || n == 0 {
+		return 0, fmt.Errorf("bad rate %q: write requests per second or minute, such as \"20r/s\" or \"600r/m\"", in)
+	}
+	switch unit {
+	case "s":
+		return Rate(n), nil
+	case "m":
+		return Rate(float64(n) / 60), nil
+	}
+	return 0, fmt.Errorf("bad rate %q: the unit is r/s or r/m, such as \"20r/s\"", in)
+}
+
+func (r Rate) String() string {
+	if r == 0 {
+		return ""
+	}
+	if r >= 1 && r == Rate(math.Trunc(float64(r))) {
+		return strconv.FormatFloat(float64(r), 'f', -1, 64) + "r/s"
+	}
+	return strconv.FormatFloat(float64(r)*60, 'f', 0, 64) + "r/m"
+}

@@ -10,8 +10,10 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -47,6 +49,7 @@ type site struct {
 	upstream *upstream.Transport
 	statics  []route
 	certs    *certSet
+	limits   *clientLimits // nil: no per-client limits
 }
 
 type route struct {
@@ -83,6 +86,7 @@ func (s *Server) newSite(cfg *config.Config) (*site, error) {
 		log:      s.log,
 		access:   s.log.With().Str("log", "access").Logger(),
 		upstream: s.upstream,
+		limits:   newClientLimits(cfg.Limits),
 	}
 	if len(cfg.TLS) > 0 {
 		cs, err := loadCerts(cfg)
@@ -169,6 +173,13 @@ func (st *site) serve(w http.ResponseWriter, r *http.Request, lr *logRecord) {
 		st.fail(w, lr, http.StatusMethodNotAllowed, "CONNECT is not served")
 		return
 	}
+	if st.limits != nil {
+		release, ok := st.admit(w, r, lr)
+		if !ok {
+			return
+		}
+		defer release()
+	}
 	if r.Method == http.MethodOptions && r.RequestURI == "*" {
 		// The server as a whole, not a resource of the app: answered
 		// here, as net/http would, but as a request of ours, so that the
@@ -187,6 +198,27 @@ func (st *site) serve(w http.ResponseWriter, r *http.Request, lr *logRecord) {
 		}
 	}
 	st.serveApp(w, r, lr)
+}
+
+// admit applies the per-client limits to r, keyed by the real client
+// address (after proxy.trusted). When it turns r away it has answered:
+// 429 with Retry-After over the rate, 503 over the requests in hand.
+func (st *site) admit(w http.ResponseWriter, r *http.Request, lr *logRecord) (release func(), ok bool) {
+	addr, err := netip.ParseAddr(st.client(r).addr)
+	if err != nil {
+		return func() {}, true
+	}
+	release, why, retry := st.limits.admit(addr.Unmap(), time.Now())
+	switch why {
+	case "":
+		return release, true
+	case overRate:
+		w.Header()["Retry-After"] = []string{strconv.Itoa(retryAfter(retry))}
+		st.fail(w, lr, http.StatusTooManyRequests, why)
+	default:
+		st.fail(w, lr, http.StatusServiceUnavailable, why)
+	}
+	return nil, false
 }
 
 // upperToken says m is a method as nginx takes them: upper-case letters,
