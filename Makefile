@@ -5,7 +5,7 @@ BIN     ?= bin
 DIST    ?= dist
 PYTHON  ?= /usr/bin/python3
 # Debian packages the tests and the bench use (real peers, not mocks).
-TEST_DEBS := python3 python3-flask python3-gevent curl lintian rpm rpmlint debootstrap
+TEST_DEBS := python3 python3-flask python3-gevent curl strace lintian rpm rpmlint debootstrap
 BENCH_DEBS := nginx-light gunicorn uwsgi-core uwsgi-plugin-python3 wrk python3-gevent
 
 .PHONY: help build run test deps bench-deps bench fuzz lint clean install deb rpm packages lint-packages

@@ -3,6 +3,7 @@ package edge
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -54,6 +55,19 @@ func (c *trackedConn) Write(b []byte) (int, error) {
 		return len(b), nil
 	}
 	return c.Conn.Write(b)
+}
+
+// ReadFrom hands a file to the connection's own ReadFrom, which sends it
+// with sendfile: net/http uses it only when the connection has it, and
+// the wrapper would otherwise hide it.
+func (c *trackedConn) ReadFrom(r io.Reader) (int64, error) {
+	if c.replied.Load() {
+		return io.Copy(io.Discard, r)
+	}
+	if rf, ok := c.Conn.(io.ReaderFrom); ok {
+		return rf.ReadFrom(r)
+	}
+	return io.Copy(struct{ io.Writer }{c.Conn}, r)
 }
 
 type connKey struct{}

@@ -39,6 +39,8 @@ type Handler struct {
 	// ctypes caches the final Content-Type (charset included) per file
 	// extension, so the common case costs one map lookup and no allocation.
 	ctypes sync.Map // string -> string
+
+	small smallFiles
 }
 
 var _ http.Handler = (*Handler)(nil)
@@ -66,7 +68,7 @@ func New(o Options) (*Handler, error) {
 		root.Close()
 		return nil, fmt.Errorf("static: root %q is not a directory", o.Root)
 	}
-	h := &Handler{prefix: o.Prefix, index: o.Index, root: root}
+	h := &Handler{prefix: o.Prefix, index: o.Index, root: root, small: smallFiles{ttl: smallFileTTL, max: smallCacheMax}}
 	if o.MaxAge > 0 {
 		h.cacheControl = "public, max-age=" + strconv.FormatInt(int64(o.MaxAge/time.Second), 10)
 	}
@@ -99,6 +101,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	name := strings.Trim(rest, "/")
 	if name == "" {
 		name = "."
+	}
+	acc := acceptedEncodings(r.Header["Accept-Encoding"])
+	now := time.Now()
+	if sf := h.small.get(rest, acc, now); sf != nil {
+		h.serve(w, r, sf.name, sf.reader(), sf.modTime, sf.etag, sf.ctype, sf.enc, sf.vary)
+		return
 	}
 
 	f, fi, err := h.open(name)
@@ -145,18 +153,30 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	ctype := h.contentType(name)
 	enc, suffix, vary := "", "", false
-	if sf, sfi, e, sx, v := h.pickSibling(name, acceptedEncodings(r.Header["Accept-Encoding"])); sf != nil {
+	if sf, sfi, e, sx, v := h.pickSibling(name, acc); sf != nil {
 		f.Close()
 		f, fi, enc, suffix, vary = sf, sfi, e, sx, v
 	} else {
 		vary = v
 	}
 	defer f.Close()
+	tag := etag(fi, suffix)
+	if sf := h.small.add(rest, acc, now, f, fi, name, tag, ctype, enc, vary); sf != nil {
+		h.serve(w, r, name, sf.reader(), fi.ModTime(), tag, ctype, enc, vary)
+		return
+	}
+	// The *os.File goes to ServeContent as it is, so that the server can
+	// use sendfile.
+	h.serve(w, r, name, f, fi.ModTime(), tag, ctype, enc, vary)
+}
 
+// serve sends content with the headers every answer of a file carries;
+// ServeContent does the rest (conditional requests, ranges, HEAD).
+func (h *Handler) serve(w http.ResponseWriter, r *http.Request, name string, content io.ReadSeeker, modTime time.Time, tag, ctype, enc string, vary bool) {
 	hdr := w.Header()
 	// One backing array for all header values set here.
 	vals := make([]string, 0, 4)
-	vals = append(vals, ctype, etag(fi, suffix))
+	vals = append(vals, ctype, tag)
 	hdr["Content-Type"] = vals[0:1:1]
 	hdr["Etag"] = vals[1:2:2]
 	if h.cacheControl != "" {
@@ -166,14 +186,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if vary {
 		hdr.Add("Vary", "Accept-Encoding")
 	}
-
 	if enc == "" {
-		// The *os.File goes to ServeContent unwrapped so the server can
-		// use sendfile.
-		http.ServeContent(w, r, name, fi.ModTime(), f)
+		http.ServeContent(w, r, name, modTime, content)
 		return
 	}
-	http.ServeContent(&encodingWriter{ResponseWriter: w, enc: enc}, r, name, fi.ModTime(), f)
+	http.ServeContent(&encodingWriter{ResponseWriter: w, enc: enc}, r, name, modTime, content)
 }
 
 // open opens name below the root and stats the open file, so the result
