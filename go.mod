@@ -6,6 +6,7 @@ require (
 	github.com/BurntSushi/toml v1.6.0
 	github.com/coreos/go-systemd/v22 v22.7.0
 	github.com/godbus/dbus/v5 v5.1.0
+	github.com/klauspost/compress v1.20.4
 	github.com/rs/zerolog v1.35.1
 	golang.org/x/sys v0.50.0
 	golang.org/x/time v0.16.0

@@ -26,15 +26,16 @@ const DefaultPath = "/etc/edged/edged.toml"
 
 // Config is the whole file, after defaults and validation.
 type Config struct {
-	Listen  Listen   `toml:"listen"`
-	TLS     []TLS    `toml:"tls"`
-	Static  []Static `toml:"static"`
-	App     App      `toml:"app"`
-	Pool    Pool     `toml:"pool"`
-	Limits  Limits   `toml:"limits"`
-	Buffers Buffers  `toml:"buffers"`
-	Proxy   Proxy    `toml:"proxy"`
-	Log     Log      `toml:"log"`
+	Listen   Listen   `toml:"listen"`
+	TLS      []TLS    `toml:"tls"`
+	Static   []Static `toml:"static"`
+	App      App      `toml:"app"`
+	Pool     Pool     `toml:"pool"`
+	Limits   Limits   `toml:"limits"`
+	Buffers  Buffers  `toml:"buffers"`
+	Proxy    Proxy    `toml:"proxy"`
+	Log      Log      `toml:"log"`
+	Compress Compress `toml:"compress"`
 
 	// File is the absolute path the config was read from ("" for Default).
 	File string `toml:"-"`
@@ -180,6 +181,19 @@ type Proxy struct {
 	Nets    []netip.Prefix `toml:"-"`
 }
 
+// Compress configures the compression of app responses, as nginx's
+// gzip module: the answer is buffered anyway, so it is compressed once,
+// after the worker is free.
+type Compress struct {
+	Enabled bool `toml:"enabled"`
+	// Types are the media types compressed: "text/html", or "text/*".
+	Types []string `toml:"types"`
+	// MinSize is the smallest body compressed.
+	MinSize   Size `toml:"min_size"`
+	GzipLevel int  `toml:"gzip_level"` // 1 (fastest) to 9
+	ZstdLevel int  `toml:"zstd_level"` // 1 to 22, as zstd counts them
+}
+
 // Log configures the logs of every binary.
 type Log struct {
 	Level  string `toml:"level"`
@@ -219,6 +233,13 @@ func Default() *Config {
 			ResponseMax:    1 << 30,
 		},
 		Log: Log{Level: "info", Format: "auto", Access: true},
+		Compress: Compress{
+			Types: []string{"text/*", "application/json", "application/javascript", "application/xml",
+				"application/xhtml+xml", "application/rss+xml", "application/atom+xml", "image/svg+xml"},
+			MinSize:   1 << 10,
+			GzipLevel: 1, // nginx's gzip_comp_level
+			ZstdLevel: 3, // zstd's own default
+		},
 	}
 }
 
@@ -404,6 +425,7 @@ func (c *Config) validate(v *validator) {
 	if l.QueueLength < 0 {
 		v.fail([]string{"limits", "queue_length"}, "must not be negative (0 or 1: one request waits while every worker is busy, the kernel's least)")
 	}
+	c.Compress.validate(v)
 	if c.Buffers.ResponseMax < c.Buffers.ResponseMemory {
 		v.fail([]string{"buffers", "response_max"}, fmt.Sprintf("%s is less than buffers.response_memory (%s): give at least that much", c.Buffers.ResponseMax, c.Buffers.ResponseMemory))
 	}
@@ -486,4 +508,20 @@ func splitHostPort(a string) error {
 		return fmt.Errorf("bad port %q", port)
 	}
 	return nil
+}
+
+func (cp *Compress) validate(v *validator) {
+	if cp.GzipLevel < 1 || cp.GzipLevel > 9 {
+		v.fail([]string{"compress", "gzip_level"}, fmt.Sprintf("%d is out of range: use 1 (fastest) to 9 (smallest)", cp.GzipLevel))
+	}
+	if cp.ZstdLevel < 1 || cp.ZstdLevel > 22 {
+		v.fail([]string{"compress", "zstd_level"}, fmt.Sprintf("%d is out of range: use 1 to 22", cp.ZstdLevel))
+	}
+	for i, t := range cp.Types {
+		typ, sub, ok := strings.Cut(t, "/")
+		if !ok || typ == "" || sub == "" || strings.ContainsAny(t, " ;,") || typ == "*" {
+			v.fail([]string{"compress", fmt.Sprintf("types[%d]", i)}, fmt.Sprintf("%q is not a media type such as \"application/json\" or \"text/*\"", t))
+		}
+		cp.Types[i] = strings.ToLower(t)
+	}
 }

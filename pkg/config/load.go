@@ -221,16 +221,17 @@ func secretAdvice(k toml.Key) string {
 
 func unknownAdvice(k toml.Key) string {
 	known := map[string][]string{
-		"":        {"listen", "tls", "static", "app", "pool", "limits", "buffers", "proxy", "log"},
-		"listen":  {"http", "https"},
-		"tls":     {"cert", "key"},
-		"static":  {"prefix", "root", "max_age", "index"},
-		"app":     {"module", "python", "virtualenv", "directory", "env", "credentials", "script_name", "timeout"},
-		"pool":    {"class", "threads", "connections", "workers", "socket_dir", "graceful_timeout", "max_requests"},
-		"limits":  {"max_body", "max_header", "header_timeout", "body_timeout", "send_timeout", "idle_timeout", "queue_length", "queue_timeout", "rate", "burst", "connections_per_client"},
-		"buffers": {"request_memory", "response_memory", "response_max", "temp_dir"},
-		"proxy":   {"trusted"},
-		"log":     {"level", "format", "access"},
+		"":         {"listen", "tls", "static", "app", "pool", "limits", "buffers", "proxy", "log", "compress"},
+		"listen":   {"http", "https"},
+		"tls":      {"cert", "key"},
+		"static":   {"prefix", "root", "max_age", "index"},
+		"app":      {"module", "python", "virtualenv", "directory", "env", "credentials", "script_name", "timeout"},
+		"pool":     {"class", "threads", "connections", "workers", "socket_dir", "graceful_timeout", "max_requests"},
+		"limits":   {"max_body", "max_header", "header_timeout", "body_timeout", "send_timeout", "idle_timeout", "queue_length", "queue_timeout", "rate", "burst", "connections_per_client"},
+		"buffers":  {"request_memory", "response_memory", "response_max", "temp_dir"},
+		"proxy":    {"trusted"},
+		"log":      {"level", "format", "access"},
+		"compress": {"enabled", "types", "min_size", "gzip_level", "zstd_level"},
 	}
 	table := ""
 	if len(k) > 1 {

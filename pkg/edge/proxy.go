@@ -273,6 +273,15 @@ func (s *site) writeResponse(w http.ResponseWriter, r *http.Request, lr *logReco
 	bodyless := s.header(w, head, status)
 	n := resp.Len()
 	h := w.Header()
+	if r.Method == http.MethodGet && s.compress.eligible(status, h, n) {
+		h["Vary"] = append(h["Vary"], "Accept-Encoding")
+		if mem, ok := resp.InMemory(); ok {
+			if enc := chooseEncoding(r.Header["Accept-Encoding"]); enc != "" {
+				s.writeCompressed(w, lr, status, enc, s.compress.compress(enc, mem))
+				return
+			}
+		}
+	}
 	switch {
 	case bodyless:
 	case r.Method == http.MethodHead && n == 0:
@@ -308,6 +317,22 @@ func validLength(l string) bool {
 		}
 	}
 	return true
+}
+
+// writeCompressed sends a compressed answer.
+func (s *site) writeCompressed(w http.ResponseWriter, lr *logRecord, status int, enc string, body []byte) {
+	h := w.Header()
+	h["Content-Encoding"] = []string{enc}
+	if tag := h["Etag"]; len(tag) == 1 {
+		h["Etag"] = []string{weak(tag[0])}
+	}
+	h["Content-Length"] = []string{strconv.Itoa(len(body))}
+	w.WriteHeader(status)
+	lr.status = status
+	sw := &deadlineWriter{w: w, rc: http.NewResponseController(w), timeout: s.cfg.Limits.SendTimeout.D()}
+	n, err := sw.Write(body)
+	lr.bytes = int64(n)
+	lr.err = err
 }
 
 // appLength is the Content-Length the app gave, for a HEAD answer.

@@ -50,6 +50,7 @@ type site struct {
 	statics  []route
 	certs    *certSet
 	limits   *clientLimits // nil: no per-client limits
+	compress *compressor   // nil: [compress] is off
 }
 
 type route struct {
@@ -88,6 +89,11 @@ func (s *Server) newSite(cfg *config.Config) (*site, error) {
 		upstream: s.upstream,
 		limits:   newClientLimits(cfg.Limits),
 	}
+	cp, err := newCompressor(cfg.Compress)
+	if err != nil {
+		return nil, fmt.Errorf("compress: %w", err)
+	}
+	st.compress = cp
 	if len(cfg.TLS) > 0 {
 		cs, err := loadCerts(cfg)
 		if err != nil {
