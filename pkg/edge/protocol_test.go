@@ -2,7 +2,6 @@ package edge
 
 import (
 	"bufio"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -11,7 +10,8 @@ import (
 
 // rawExchange sends raw to a server in front of a worker that answers with
 // serve, and returns what came back until the server closed the
-// connection or went quiet for a while.
+// connection (raw must make it close: an error answer, or Connection:
+// close on the last request).
 func rawExchange(t *testing.T, serve serveFunc, raw string, kv ...string) (string, *fakeWorker) {
 	t.Helper()
 	dir := socketDir(t)
@@ -21,23 +21,7 @@ func rawExchange(t *testing.T, serve serveFunc, raw string, kv ...string) (strin
 	if _, err := c.Write([]byte(raw)); err != nil {
 		t.Fatal(err)
 	}
-	return readUntilQuiet(t, c, 500*time.Millisecond), fw
-}
-
-// readUntilQuiet reads what c sends until it closes or sends nothing for
-// quiet.
-func readUntilQuiet(t *testing.T, c net.Conn, quiet time.Duration) string {
-	t.Helper()
-	var b strings.Builder
-	buf := make([]byte, 4096)
-	for {
-		c.SetReadDeadline(time.Now().Add(quiet))
-		n, err := c.Read(buf)
-		b.Write(buf[:n])
-		if err != nil {
-			return b.String()
-		}
-	}
+	return readAll(t, c), fw
 }
 
 // Regression: OPTIONS * was answered inside net/http, outside the
@@ -123,7 +107,7 @@ func TestAppInterimStatus(t *testing.T) {
 	for _, status := range []string{"100 Continue", "101 Switching Protocols", "103 Early Hints"} {
 		t.Run(status, func(t *testing.T) {
 			out, _ := rawExchange(t, answer(status, []string{"Upgrade", "websocket", "Connection", "Upgrade"}),
-				"GET / HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n")
+				"GET / HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
 			if got := strings.Count(out, "HTTP/1.1 502 Bad Gateway\r\n"); got != 2 || strings.Contains(out, "HTTP/1.1 1") || strings.Contains(out, " 200 ") {
 				t.Errorf("got %q, want two 502s and nothing else", out)
 			}
@@ -189,7 +173,7 @@ func TestMethods(t *testing.T) {
 // size), the app never sees the request, and the connection closes.
 func TestStrictFraming(t *testing.T) {
 	pad := func(n int) string { // a head of exactly n bytes
-		pre := "GET / HTTP/1.1\r\nHost: x\r\nX-Pad: "
+		pre := "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Pad: "
 		return pre + strings.Repeat("a", n-len(pre)-4) + "\r\n\r\n"
 	}
 	tests := []struct {
