@@ -109,8 +109,7 @@ type Pool struct {
 	MaxRequests int `toml:"max_requests"`
 }
 
-// Instance parses an instance number, the N of workerd@N and of its socket
-// N.sock. Only the one spelling of a positive number counts: systemd takes
+// Instance parses an instance number, the N of workerd@N. Only the one spelling of a positive number counts: systemd takes
 // workerd@03 and workerd@+3 for other units than workerd@3.
 func Instance(s string) (int, bool) {
 	n, err := strconv.Atoi(s)

@@ -273,17 +273,3 @@ func (r *Request) AddHeader(name string, values []string, sep string) {
 		r.buf = append(r.buf, v...)
 	}
 }
-
-// Ping asks a worker whether its app is loaded: a frame with no environ and
-// no body, answered with a bodiless head once the app is imported.
-func Ping(rw io.ReadWriter) error {
-	if _, err := rw.Write(make([]byte, prefix)); err != nil {
-		return err
-	}
-	r := bufio.NewReaderSize(rw, 64)
-	var h Head
-	if err := ReadHead(r, &h); err != nil {
-		return err
-	}
-	return ReadBody(r, func([]byte) error { return errors.New("ping answered with a body") })
-}
