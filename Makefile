@@ -6,7 +6,7 @@ DIST    ?= dist
 PYTHON  ?= /usr/bin/python3
 # Debian packages the tests and the bench use (real peers, not mocks).
 TEST_DEBS := python3 python3-flask python3-gevent curl strace lintian rpm rpmlint debootstrap
-BENCH_DEBS := nginx-light gunicorn uwsgi-core uwsgi-plugin-python3 wrk python3-gevent
+BENCH_DEBS := nginx-light gunicorn uwsgi-core uwsgi-plugin-python3 wrk nghttp2-client python3-gevent
 
 .PHONY: help build run test deps bench-deps bench fuzz lint clean install deb rpm packages lint-packages
 

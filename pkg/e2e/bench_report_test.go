@@ -18,7 +18,8 @@ func benchReport(load benchLoad, sides map[string]benchSide, results []map[strin
 	fmt.Fprintf(&b, "- Machine: %s\n", host())
 	fmt.Fprintf(&b, "- Versions: %s\n", versions())
 	fmt.Fprintf(&b, "- Workers: %[1]d a side. edged: sync (a request at a time), threads (4 threads each), gevent (%[2]d connections each); gunicorn: sync, gevent (`--worker-connections %[2]d`); uWSGI: a master and %[1]d processes. nginx: `worker_processes auto`. Access logs off everywhere; the app is testdata/apps/flaskapp.py.\n", benchWorkers, gunicornConnections)
-	fmt.Fprintf(&b, "- Load: `wrk -t2`, %s a run; rounds: %d, each taking the sides in turn; each figure is the median over the rounds. Errors are non-2xx answers plus socket errors (wrk gives up on a request after 2 s). Peak RSS is the highest sum of VmRSS over the stack's processes (edged, workerd and the Python workers; nginx's master and workers and the app server's), read every 200 ms during the runs.\n", load.duration, load.rounds)
+	fmt.Fprintf(&b, "- Load: `wrk -t2` (HTTP/1.1 keep-alive), `h2load -t2` for HTTP/2, %s a run; rounds: %d, each taking the sides in turn; each figure is the median over the rounds. Latency is wrk's p50 and p99; h2load gives no percentiles, so its rows show the mean and max of its \"time for request\". Errors are non-2xx answers plus socket errors (wrk gives up on a request after 2 s); for h2load, its failed requests. Peak RSS is the highest sum of VmRSS over the stack's processes (edged, workerd and the Python workers; nginx's master and workers and the app server's), read every 200 ms during the runs.\n", load.duration, load.rounds)
+	b.WriteString("- TLS: edged and nginx serve the same self-signed ECDSA P-256 certificate, TLS 1.2 with AEAD suites only and TLS 1.3, HTTP/2 by ALPN; nginx with `ssl_session_cache shared:SSL:10m` and, as edged, no cap on the requests of a connection (h2load does not reconnect after nginx's GOAWAY at its default 1000). Neither wrk nor h2load verifies the certificate.\n")
 	for i, sc := range benchScenarios {
 		writeScenario(&b, sc, sides, results[i])
 	}
@@ -26,7 +27,8 @@ func benchReport(load benchLoad, sides map[string]benchSide, results []map[strin
 }
 
 func writeScenario(b *strings.Builder, sc benchScenario, sides map[string]benchSide, res map[string]*sideResult) {
-	fmt.Fprintf(b, "\n## %s: wrk -c%d\n\n| side | req/s | p50 ms | p99 ms | errors | peak RSS MiB |", sc.name, sc.conns)
+	lat := sc.tool().latency
+	fmt.Fprintf(b, "\n## %s: %s\n\n| side | req/s | %s | %s | errors | peak RSS MiB |", sc.name, sc.load(), lat[0], lat[1])
 	for _, inc := range sc.vs {
 		fmt.Fprintf(b, " x %s |", strings.TrimPrefix(inc, "nginx+"))
 	}
@@ -38,7 +40,7 @@ func writeScenario(b *strings.Builder, sc benchScenario, sides map[string]benchS
 			continue
 		}
 		m := r.median()
-		fmt.Fprintf(b, "| %s | %.0f | %.2f | %.2f | %.0f | %.0f |", name, m.rps, m.p50, m.p99, m.errors, float64(r.peakRSS)/(1<<20))
+		fmt.Fprintf(b, "| %s | %.0f | %.2f | %.2f | %.0f | %.0f |", name, m.rps, m.lat[0], m.lat[1], m.errors, float64(r.peakRSS)/(1<<20))
 		for _, inc := range sc.vs {
 			fmt.Fprintf(b, " %s |", ratio(m.rps, res[inc]))
 		}
@@ -81,6 +83,7 @@ func versions() string {
 		{"gunicorn", []string{"gunicorn", "--version"}},
 		{"uWSGI", []string{"uwsgi", "--version"}},
 		{"wrk", []string{"wrk", "--version"}},
+		{"h2load", []string{"h2load", "--version"}},
 	} {
 		b, _ := exec.Command(v.argv[0], v.argv[1:]...).CombinedOutput()
 		out = append(out, v.name+" "+versionNumber.FindString(string(b)))

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"math"
 	"net/http"
 	"os"
 	"os/exec"
@@ -15,9 +16,11 @@ import (
 
 // benchSide is one stack under test.
 type benchSide struct {
-	base  string                // URL; "" when the side is not available
-	why   string                // why it is not available
-	procs func(procTable) []int // the stack's processes, for its memory
+	base      string                // URL; "" when the side is not available
+	https     string                // URL over TLS, on the sides that serve it
+	cert, key string                // the files of its certificate, on edged's sides
+	why       string                // why it is not available
+	procs     func(procTable) []int // the stack's processes, for its memory
 }
 
 // gunicornConnections is gunicorn's default for an async worker, given
@@ -25,28 +28,32 @@ type benchSide struct {
 const gunicornConnections = 1000
 
 // startSides starts every stack of the matrix; static is the directory
-// the static scenarios serve.
+// the static scenarios serve. nginx serves TLS with edged sync's
+// certificate.
 func startSides(t *testing.T, static string) map[string]benchSide {
+	sync := startEdged(t, "sync", static)
 	return map[string]benchSide{
-		edgedSync:      startEdged(t, "sync", static),
+		edgedSync:      sync,
 		edgedThreads:   startEdged(t, "threads", static),
 		edgedGevent:    startEdged(t, "gevent", static),
 		gunicornSync:   startGunicorn(t, "sync"),
 		gunicornGevent: startGunicorn(t, "gevent", "--worker-connections", strconv.Itoa(gunicornConnections)),
 		uwsgi:          startUWSGI(t),
-		nginxAlone:     startStaticNginx(t, static),
+		nginxAlone:     startStaticNginx(t, static, sync),
 	}
 }
 
 // startEdged runs edged with workers of class, its access log off as on
-// the other sides. When edgectl run refuses the class (one not written
-// yet), the side is not available; any other failure ends the test.
+// the other sides, over HTTP and HTTPS (the harness's self-signed ECDSA
+// P-256 certificates, localhost's the first). When edgectl run refuses
+// the class (one not written yet), the side is not available; any other
+// failure ends the test.
 func startEdged(t *testing.T, class, static string) benchSide {
 	pool := ""
 	if class == "gevent" {
 		pool = fmt.Sprintf("connections = %d", gunicornConnections)
 	}
-	s, err := trySuite(t, suiteOpts{workers: benchWorkers, class: class, pool: pool, static: static, extra: "access = false"})
+	s, err := trySuite(t, suiteOpts{workers: benchWorkers, class: class, pool: pool, static: static, tls: true, extra: "access = false"})
 	if err != nil && strings.Contains(err.Error(), fmt.Sprintf("pool.class: %q", class)) {
 		t.Logf("edged %s is not available: %v", class, err)
 		return benchSide{why: fmt.Sprintf("not available: the config refuses pool.class %q", class)}
@@ -56,7 +63,9 @@ func startEdged(t *testing.T, class, static string) benchSide {
 	}
 	// edgectl run stands in for systemd: what runs below it is the stack.
 	pid := s.cmd.Process.Pid
-	return benchSide{base: s.http, procs: func(p procTable) []int { return p.tree(pid)[1:] }}
+	return benchSide{base: s.http, https: s.https,
+		cert: filepath.Join(s.dir, "localhost.crt"), key: filepath.Join(s.dir, "localhost.key"),
+		procs: func(p procTable) []int { return p.tree(pid)[1:] }}
 }
 
 // startGunicorn runs gunicorn with workers of class behind nginx,
@@ -101,15 +110,33 @@ func startUWSGI(t *testing.T) benchSide {
 }
 
 // startStaticNginx runs nginx alone serving static under /static/, with
-// sendfile as Debian's nginx.conf has it.
-func startStaticNginx(t *testing.T, static string) benchSide {
-	return startNginx(t, t.TempDir(), fmt.Sprintf(`
+// sendfile as Debian's nginx.conf has it, over HTTP and over HTTPS (with
+// HTTP/2) with the certificate of edged and its TLS settings: 1.2 with
+// AEAD suites only, and 1.3. Over HTTPS a connection is not closed after
+// nginx's default of 1000 requests: edged sets no such cap, and h2load
+// does not reconnect after the GOAWAY, so its connections would idle out
+// the rest of the run.
+func startStaticNginx(t *testing.T, static string, edged benchSide) benchSide {
+	tlsAddr := freePort(t)
+	side := startNginx(t, t.TempDir(), fmt.Sprintf(`
         sendfile on;
         tcp_nopush on;
         server {
             listen %%s;
-            location /static/ { alias %s/; }
-        }`, static), "/static/")
+            location /static/ { alias %[4]s/; }
+        }
+        server {
+            listen %[1]s ssl http2;
+            ssl_certificate %[2]s;
+            ssl_certificate_key %[3]s;
+            ssl_protocols TLSv1.2 TLSv1.3;
+            ssl_ciphers ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305;
+            ssl_session_cache shared:SSL:10m;
+            keepalive_requests %[5]d;
+            location /static/ { alias %[4]s/; }
+        }`, tlsAddr, edged.cert, edged.key, static, math.MaxInt32), "/static/")
+	side.https = "https://" + tlsAddr
+	return side
 }
 
 // startBackend starts an app server that ends with the test, and returns

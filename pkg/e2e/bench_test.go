@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"crypto/tls"
 	"fmt"
 	"net/http"
 	"os"
@@ -9,6 +10,7 @@ import (
 	"regexp"
 	"sort"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -27,15 +29,45 @@ const (
 // benchWorkers is the worker (or process) count of every side.
 const benchWorkers = 5
 
-// benchScenario is one row group of the matrix: a wrk load and the sides
-// that take it.
+// benchScenario is one row group of the matrix: a load and the sides that
+// take it.
 type benchScenario struct {
-	name  string
-	path  string
-	conns int
-	body  int      // bytes POSTed by a wrk script; 0 for GET
-	sides []string // in the order run and shown
-	vs    []string // the incumbents every side gets a ratio to
+	name    string
+	path    string
+	conns   int
+	streams int      // HTTP/2 streams a connection, with h2load; 0 is HTTP/1.1 keep-alive with wrk
+	tls     bool     // over https: every side has the same certificate and TLS settings
+	body    int      // bytes POSTed by a wrk script; 0 for GET
+	sides   []string // in the order run and shown
+	vs      []string // the incumbents every side gets a ratio to
+}
+
+// tool is the load generator of sc.
+func (sc benchScenario) tool() benchTool {
+	if sc.streams > 0 {
+		return h2load
+	}
+	return wrk
+}
+
+// load is sc's load as its table's title gives it.
+func (sc benchScenario) load() string {
+	s := fmt.Sprintf("%s -c%d", sc.tool().name, sc.conns)
+	if sc.streams > 0 {
+		s += fmt.Sprintf(" -m%d", sc.streams)
+	}
+	if sc.tls {
+		s += ", https"
+	}
+	return s
+}
+
+// url is where side takes sc's load.
+func (sc benchScenario) url(side benchSide) string {
+	if sc.tls {
+		return side.https + sc.path
+	}
+	return side.base + sc.path
 }
 
 var benchScenarios = []benchScenario{
@@ -46,6 +78,10 @@ var benchScenarios = []benchScenario{
 	{name: "Flask POST /length, a 64 KiB body", path: "/length", conns: 32, body: 64 << 10,
 		sides: []string{edgedSync, gunicornSync, uwsgi}, vs: []string{gunicornSync, uwsgi}},
 	{name: "static 4 KiB file", path: "/static/4k.bin", conns: 64,
+		sides: []string{edgedSync, nginxAlone}, vs: []string{nginxAlone}},
+	{name: "static 4 KiB file, HTTPS keep-alive", path: "/static/4k.bin", conns: 64, tls: true,
+		sides: []string{edgedSync, nginxAlone}, vs: []string{nginxAlone}},
+	{name: "static 4 KiB file, HTTP/2", path: "/static/4k.bin", conns: 16, streams: 10, tls: true,
 		sides: []string{edgedSync, nginxAlone}, vs: []string{nginxAlone}},
 	{name: "static 1 MiB file", path: "/static/1m.bin", conns: 16,
 		sides: []string{edgedSync, nginxAlone}, vs: []string{nginxAlone}},
@@ -58,8 +94,8 @@ var benchFiles = map[string]int{"index.html": 16, "4k.bin": 4 << 10, "1m.bin": 1
 // TestBench is `make bench`: the same Flask app behind edged + workerd,
 // behind nginx + gunicorn and behind nginx + uWSGI, and the same files
 // served by edged and by nginx alone, with the same worker count and the
-// same wrk load, run in alternating rounds so that all see the same
-// machine. It writes the medians, the peak memory of each stack and the
+// same load (wrk; h2load for HTTP/2), run in alternating rounds so that
+// all see the same machine. It writes the medians, the peak memory of each stack and the
 // ratios to each incumbent to docs/benchmarks.md and prints them. It is
 // not a pass/fail test: speed on a shared machine is shown, never
 // asserted.
@@ -68,7 +104,7 @@ func TestBench(t *testing.T) {
 		t.Skip("run with `make bench`")
 	}
 	needFlask(t)
-	for _, tool := range []string{"wrk", "nginx", "gunicorn", "uwsgi"} {
+	for _, tool := range []string{"wrk", "h2load", "nginx", "gunicorn", "uwsgi"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Fatalf("%s is not installed: run `make bench-deps`", tool)
 		}
@@ -92,7 +128,7 @@ func TestBench(t *testing.T) {
 
 // benchLoad is how long and how often each side is run.
 type benchLoad struct {
-	duration string // as wrk takes it
+	duration string // as wrk and h2load take it
 	rounds   int
 }
 
@@ -127,20 +163,78 @@ func writeBenchFiles(t *testing.T) string {
 
 // sideResult is what one side did in one scenario.
 type sideResult struct {
-	runs    []wrkResult
+	runs    []loadResult
 	peakRSS int64 // bytes, the highest over the runs
 }
 
-// wrkResult is one wrk run: req/s, latency percentiles in ms, and errors
-// (non-2xx answers and socket errors, timeouts included).
-type wrkResult struct{ rps, p50, p99, errors float64 }
+// loadResult is one run: req/s, the tool's two latency figures in ms, and
+// errors.
+type loadResult struct {
+	rps    float64
+	lat    [2]float64
+	errors float64
+}
+
+// benchTool is a load generator.
+type benchTool struct {
+	name    string
+	latency [2]string // what its two latency figures are, as the table heads them
+	// args is its command line for sc, less the URL.
+	args  func(t *testing.T, sc benchScenario, load benchLoad) []string
+	parse func(t *testing.T, out string) loadResult
+}
+
+// wrk loads HTTP/1.1 keep-alive connections; its errors are non-2xx
+// answers and socket errors, timeouts (2 s) included.
+var wrk = benchTool{
+	name:    "wrk",
+	latency: [2]string{"p50 ms", "p99 ms"},
+	args: func(t *testing.T, sc benchScenario, load benchLoad) []string {
+		args := []string{"-t2", fmt.Sprintf("-c%d", sc.conns), "-d" + load.duration, "--latency"}
+		if sc.body > 0 {
+			args = append(args, "-s", writePostScript(t, sc.body))
+		}
+		return args
+	},
+	parse: func(t *testing.T, out string) loadResult {
+		return loadResult{
+			rps:    matchFloat(out, `Requests/sec:\s+([0-9.]+)`),
+			lat:    [2]float64{matchMillis(out, `50%\s+([0-9.]+\w+)`), matchMillis(out, `99%\s+([0-9.]+\w+)`)},
+			errors: matchFloat(out, `Non-2xx or 3xx responses: (\d+)`) + wrkSocketErrors(out),
+		}
+	},
+}
+
+// h2load loads HTTP/2 connections, sc.streams requests in flight on each.
+// It gives no latency percentiles, only the min, max, mean and sd of its
+// "time for request"; its errors are its failed requests (non-2xx answers
+// included).
+var h2load = benchTool{
+	name:    "h2load",
+	latency: [2]string{"mean ms", "max ms"},
+	args: func(t *testing.T, sc benchScenario, load benchLoad) []string {
+		return []string{"-t2", fmt.Sprintf("-c%d", sc.conns), fmt.Sprintf("-m%d", sc.streams), "-D", load.duration}
+	},
+	parse: func(t *testing.T, out string) loadResult {
+		if !strings.Contains(out, "Application protocol: h2\n") {
+			t.Fatalf("h2load did not speak HTTP/2:\n%s", out)
+		}
+		var lat [2]float64 // min, max, mean: the mean, then the max
+		if m := regexp.MustCompile(`time for request:\s+\S+\s+(\S+)\s+(\S+)`).FindStringSubmatch(out); m != nil {
+			lat = [2]float64{millis(m[2]), millis(m[1])}
+		}
+		return loadResult{
+			rps:    matchFloat(out, `finished in \S+, ([0-9.]+) req/s`),
+			lat:    lat,
+			errors: matchFloat(out, `requests: .* (\d+) failed`),
+		}
+	},
+}
 
 // runScenario runs each available side of sc in turn, sc's rounds times.
 func runScenario(t *testing.T, sc benchScenario, sides map[string]benchSide, load benchLoad) map[string]*sideResult {
-	args := []string{"-t2", fmt.Sprintf("-c%d", sc.conns), "-d" + load.duration, "--latency"}
-	if sc.body > 0 {
-		args = append(args, "-s", writePostScript(t, sc.body))
-	}
+	tool := sc.tool()
+	args := tool.args(t, sc, load)
 	results := map[string]*sideResult{}
 	for r := 0; r < load.rounds; r++ {
 		for _, name := range sc.sides {
@@ -152,9 +246,10 @@ func runScenario(t *testing.T, sc benchScenario, sides map[string]benchSide, loa
 				results[name] = &sideResult{}
 			}
 			res := results[name]
-			settle(t, name, side.base+sc.path)
-			var run wrkResult
-			peak := peakRSS(side.procs, func() { run = runWrk(t, append(args, side.base+sc.path)...) })
+			url := sc.url(side)
+			settle(t, name, url)
+			var run loadResult
+			peak := peakRSS(side.procs, func() { run = runLoad(t, tool, append(args, url)...) })
 			res.runs = append(res.runs, run)
 			res.peakRSS = max(res.peakRSS, peak)
 		}
@@ -164,9 +259,10 @@ func runScenario(t *testing.T, sc benchScenario, sides map[string]benchSide, loa
 
 // settle waits for one answer from url, so that a run does not start
 // behind the requests still queued from the last one: a sync server works
-// through those whose clients have gone.
+// through those whose clients have gone. Like the load tools, it does not
+// verify certificates.
 func settle(t *testing.T, side, url string) {
-	c := &http.Client{Timeout: time.Minute}
+	c := &http.Client{Timeout: time.Minute, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
 	resp, err := c.Get(url)
 	if err != nil {
 		t.Fatalf("%s, before a run: %v", side, err)
@@ -185,25 +281,19 @@ func writePostScript(t *testing.T, size int) string {
 	return p
 }
 
-func runWrk(t *testing.T, args ...string) wrkResult {
-	out, err := exec.Command("wrk", args...).CombinedOutput()
+func runLoad(t *testing.T, tool benchTool, args ...string) loadResult {
+	out, err := exec.Command(tool.name, args...).CombinedOutput()
 	if err != nil {
-		t.Fatalf("wrk %v: %v\n%s", args, err, out)
+		t.Fatalf("%s %v: %v\n%s", tool.name, args, err, out)
 	}
-	s := string(out)
-	return wrkResult{
-		rps:    wrkFloat(s, `Requests/sec:\s+([0-9.]+)`),
-		p50:    wrkMillis(s, `50%\s+([0-9.]+\w+)`),
-		p99:    wrkMillis(s, `99%\s+([0-9.]+\w+)`),
-		errors: wrkFloat(s, `Non-2xx or 3xx responses: (\d+)`) + wrkSocketErrors(s),
-	}
+	return tool.parse(t, string(out))
 }
 
 // median is the run of medians: each figure is the median of that figure
 // over the runs.
-func (r *sideResult) median() wrkResult {
-	var m wrkResult
-	fields := func(w *wrkResult) []*float64 { return []*float64{&w.rps, &w.p50, &w.p99, &w.errors} }
+func (r *sideResult) median() loadResult {
+	var m loadResult
+	fields := func(w *loadResult) []*float64 { return []*float64{&w.rps, &w.lat[0], &w.lat[1], &w.errors} }
 	for i, dst := range fields(&m) {
 		xs := make([]float64, len(r.runs))
 		for j := range r.runs {
@@ -215,7 +305,7 @@ func (r *sideResult) median() wrkResult {
 	return m
 }
 
-func wrkFloat(out, re string) float64 {
+func matchFloat(out, re string) float64 {
 	m := regexp.MustCompile(re).FindStringSubmatch(out)
 	if m == nil {
 		return 0
@@ -224,12 +314,18 @@ func wrkFloat(out, re string) float64 {
 	return f
 }
 
-func wrkMillis(out, re string) float64 {
+func matchMillis(out, re string) float64 {
 	m := regexp.MustCompile(re).FindStringSubmatch(out)
 	if m == nil {
 		return 0
 	}
-	d, err := time.ParseDuration(m[1])
+	return millis(m[1])
+}
+
+// millis reads a duration as wrk and h2load print it (850us, 1.23ms, 2.00s)
+// in ms; 0 if it cannot.
+func millis(s string) float64 {
+	d, err := time.ParseDuration(s)
 	if err != nil {
 		return 0
 	}
