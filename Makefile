@@ -7,8 +7,9 @@ PYTHON  ?= /usr/bin/python3
 # Debian packages the tests and the bench use (real peers, not mocks).
 TEST_DEBS := python3 python3-flask python3-gevent curl strace lintian rpm rpmlint debootstrap
 BENCH_DEBS := nginx-light gunicorn uwsgi-core uwsgi-plugin-python3 wrk nghttp2-client python3-gevent
+TESTSSL_DEBS := python3 testssl.sh
 
-.PHONY: help build run test deps bench-deps bench fuzz lint clean install deb rpm packages lint-packages
+.PHONY: help build run test deps bench-deps bench h2spec testssl-deps testssl fuzz lint clean install deb rpm packages lint-packages
 
 VERSION := $(shell packaging/version.sh)
 ARCH    ?= amd64
@@ -19,7 +20,7 @@ DESTDIR ?=
 UNITDIR := /usr/lib/systemd/system
 
 help: ## list the targets
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
 build: ## build edged, workerd and edgectl into bin/
 	$(GO) build -o $(BIN)/ ./cmd/...
@@ -39,6 +40,16 @@ test: deps ## run every test (vet, unit, end to end, fuzz seeds) with -race
 
 bench: bench-deps build ## edged vs nginx + gunicorn and nginx + uWSGI side by side, with ratios
 	EDGED_PYTHON=$(PYTHON) EDGED_BENCH=1 $(GO) test -run '^TestBench$$' -v -timeout 20m ./pkg/e2e/
+
+h2spec: ## HTTP/2 conformance: h2spec (pinned in packaging/tools) against edged over TLS; also in make test
+	@.ci/deps python3
+	EDGED_PYTHON=$(PYTHON) $(GO) test -run '^TestH2spec$$' -count=1 -v -timeout 5m ./pkg/e2e/
+
+testssl-deps:
+	@.ci/deps $(TESTSSL_DEBS)
+
+testssl: testssl-deps ## scan edged's TLS with Debian's testssl.sh; fails on findings of LOW or above (minutes)
+	EDGED_PYTHON=$(PYTHON) EDGED_TESTSSL=1 $(GO) test -run '^TestTestssl$$' -count=1 -v -timeout 15m ./pkg/e2e/
 
 fuzz: ## run each fuzz target for a while (FUZZTIME=30s)
 	$(GO) test -run '^$$' -fuzz '^FuzzLoad$$' -fuzztime $${FUZZTIME:-30s} ./pkg/config/

@@ -292,7 +292,7 @@ func writeCert(t testing.TB, dir, name string, pool *x509.CertPool) (certFile, k
 		Subject:               pkix.Name{CommonName: name},
 		DNSNames:              []string{name},
 		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
+		NotAfter:              time.Now().Add(90 * 24 * time.Hour), // a Let's Encrypt life: make testssl judges edged, not the test's certificate
 		KeyUsage:              x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 		BasicConstraintsValid: true,
