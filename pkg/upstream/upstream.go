@@ -249,6 +249,7 @@ const queuePoll = 250 * time.Millisecond
 // Whether it was taken is asked only of a request still unanswered after
 // queuePoll, so a quick answer costs no more than the read.
 func (c *conn) await(queueEnd time.Time, lim Limits) error {
+	start := time.Now()
 	var taken time.Time
 	left := -1 // unread bytes at the last look; -1: not looked yet
 	for {
@@ -262,7 +263,17 @@ func (c *conn) await(queueEnd time.Time, lim Limits) error {
 		}
 		c.f.SetReadDeadline(dl)
 		_, err := c.r.Peek(1)
-		if err == nil || !timedOut(err) || !taken.IsZero() {
+		if err == nil {
+			// The rest of the answer has what is left of app.timeout,
+			// counted from when the worker took the request (at the
+			// latest; before the first look, from when it was sent).
+			if taken.IsZero() {
+				taken = start
+			}
+			c.f.SetReadDeadline(taken.Add(lim.AppTimeout))
+			return nil
+		}
+		if !timedOut(err) || !taken.IsZero() {
 			return err
 		}
 		// A worker reads the whole request before the app starts (up to

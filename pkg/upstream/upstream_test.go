@@ -207,3 +207,27 @@ func TestRoundTripTakenThenSlow(t *testing.T) {
 	}
 	resp.Close()
 }
+
+// Regression: the read deadline of a quick first byte was the queue's
+// look-again interval (250 ms), so an answer whose body took longer than
+// that to arrive was cut off with a timeout. The body has app.timeout.
+func TestRoundTripSlowBody(t *testing.T) {
+	ln, path := listen(t, 8)
+	serve(ln, func(n int32, c net.Conn) {
+		h := "1\x00200 OK"
+		c.Write(append(binary.LittleEndian.AppendUint32(nil, uint32(len(h))), h...))
+		time.Sleep(600 * time.Millisecond) // past queuePoll, within app.timeout
+		c.Write(append(binary.LittleEndian.AppendUint32(nil, 4), "late"...))
+		c.Write(binary.LittleEndian.AppendUint32(nil, 0))
+	})
+	tr := New(path, Limits{QueueTimeout: 5 * time.Second, AppTimeout: 5 * time.Second})
+	var resp Response
+	if err := tr.RoundTrip(context.Background(), request(true), &resp); err != nil {
+		t.Fatalf("RoundTrip: %v", err)
+	}
+	defer resp.Close()
+	var body []byte
+	if err := resp.ReadBody(false, func(b []byte) error { body = append(body, b...); return nil }); err != nil || string(body) != "late" {
+		t.Errorf("ReadBody: %q, %v; want \"late\"", body, err)
+	}
+}
