@@ -31,7 +31,7 @@ var exchanges = sync.Pool{New: func() any { return new(exchange) }}
 // worker. An answer the app asks to stream is passed on as it comes
 // instead, holding its worker. What it sent goes into lr, for the access
 // log.
-func (s *site) serveApp(w http.ResponseWriter, r *http.Request, lr *logRecord) {
+func (s *site) serveApp(w http.ResponseWriter, r *http.Request, c client, lr *logRecord) {
 	limit := int64(s.cfg.Limits.MaxBody)
 	if r.ContentLength > limit {
 		s.fail(w, lr, http.StatusRequestEntityTooLarge, "request body over limits.max_body")
@@ -48,7 +48,7 @@ func (s *site) serveApp(w http.ResponseWriter, r *http.Request, lr *logRecord) {
 
 	x := exchanges.Get().(*exchange)
 	defer exchanges.Put(x)
-	if !s.environ(&x.frame, r, s.client(r), body.Len()) {
+	if !s.environ(&x.frame, r, c, body.Len()) {
 		s.fail(w, lr, http.StatusBadRequest, "NUL byte in the path")
 		return
 	}

@@ -179,8 +179,11 @@ func (st *site) serve(w http.ResponseWriter, r *http.Request, lr *logRecord) {
 		st.fail(w, lr, http.StatusMethodNotAllowed, "CONNECT is not served")
 		return
 	}
+	// Who sent it, after proxy.trusted: the limits and the environ both
+	// need it, so it is worked out once.
+	c := st.client(r)
 	if st.limits != nil {
-		release, ok := st.admit(w, r, lr)
+		release, ok := st.admit(w, c, lr)
 		if !ok {
 			return
 		}
@@ -203,14 +206,14 @@ func (st *site) serve(w http.ResponseWriter, r *http.Request, lr *logRecord) {
 			return
 		}
 	}
-	st.serveApp(w, r, lr)
+	st.serveApp(w, r, c, lr)
 }
 
 // admit applies the per-client limits to r, keyed by the real client
 // address (after proxy.trusted). When it turns r away it has answered:
 // 429 with Retry-After over the rate, 503 over the requests in hand.
-func (st *site) admit(w http.ResponseWriter, r *http.Request, lr *logRecord) (release func(), ok bool) {
-	addr, err := netip.ParseAddr(st.client(r).addr)
+func (st *site) admit(w http.ResponseWriter, c client, lr *logRecord) (release func(), ok bool) {
+	addr, err := netip.ParseAddr(c.addr)
 	if err != nil {
 		return func() {}, true
 	}
