@@ -1,6 +1,7 @@
 package edge
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -66,75 +67,99 @@ func (s *site) serveApp(w http.ResponseWriter, r *http.Request, c client, lr *lo
 		s.fail(w, lr, http.StatusBadGateway, fmt.Sprintf("the app answered with status %d: a final status must be 200 or more", x.resp.Status))
 		return
 	}
+	out := passOn{s: s, w: w, r: r, lr: lr, head: &x.resp.Head}
 	if streamed(x.resp.Fields) {
-		s.stream(w, r, lr, &x.resp)
+		// Each chunk to the client as the app sends it, flushed.
+		out.flush = true
+		if out.start() {
+			out.end(x.resp.ReadBody(true, out.write))
+		}
 		return
 	}
 	resp := newSpool(int(s.cfg.Buffers.ResponseMemory), s.cfg.Buffers.TempDir)
 	defer resp.Close()
-	over := overflow{s: s, w: w, r: r, lr: lr, head: &x.resp.Head, spool: resp}
-	if err := x.resp.ReadBody(false, func(b []byte) error {
-		if over.streaming || resp.Len()+int64(len(b)) > int64(s.cfg.Buffers.ResponseMax) {
-			return over.write(b)
+	err := x.resp.ReadBody(false, func(b []byte) error {
+		if !out.started && resp.Len()+int64(len(b)) <= int64(s.cfg.Buffers.ResponseMax) {
+			_, err := resp.Write(b)
+			return err
 		}
-		_, err := resp.Write(b)
-		return err
-	}); err != nil {
-		if over.streaming {
-			if errors.Is(err, errBodyless) {
-				return
+		if !out.started {
+			// Over buffers.response_max: what was buffered, then the
+			// rest as it comes, the worker held, as nginx does past
+			// proxy_max_temp_file_size. The disk never fills.
+			s.log.Warn().Str("path", r.URL.Path).Int64("buffered", resp.Len()).
+				Msg("response over buffers.response_max: passed on as it comes, its worker held")
+			if !out.start() {
+				return errBodyless
 			}
-			// The head is out: cut the response short, so that the
-			// client sees it is incomplete.
-			lr.err = err
-			panic(http.ErrAbortHandler)
+			n, err := resp.WriteTo(out.sw)
+			lr.bytes += n
+			if err != nil {
+				return err
+			}
 		}
-		s.fail(w, lr, s.upstreamStatus(r.Context(), err), err.Error())
+		return out.write(b)
+	})
+	if out.started {
+		out.end(err)
 		return
 	}
-	if over.streaming {
+	if err != nil {
+		s.fail(w, lr, s.upstreamStatus(r.Context(), err), err.Error())
 		return
 	}
 	x.resp.Close() // the worker is done: free it before the client reads
 	s.writeResponse(w, r, lr, &x.resp.Head, resp)
 }
 
-// overflow passes on a response that outgrew buffers.response_max: what
-// was buffered first, then the rest as it comes, the worker held, as
-// nginx does past proxy_max_temp_file_size. The disk never fills.
-type overflow struct {
-	s         *site
-	w         http.ResponseWriter
-	r         *http.Request
-	lr        *logRecord
-	head      *wire.Head
-	spool     *spool
-	sw        *deadlineWriter
-	streaming bool
+// passOn sends an answer to the client as the app sends it, its worker
+// held: a streamed answer, or the rest of one over buffers.response_max.
+type passOn struct {
+	s       *site
+	w       http.ResponseWriter
+	r       *http.Request
+	lr      *logRecord
+	head    *wire.Head
+	flush   bool // after every chunk (and the head): the app asked to stream
+	started bool // the head is out
+	sw      *deadlineWriter
 }
 
-func (o *overflow) write(b []byte) error {
-	if !o.streaming {
-		o.streaming = true
-		o.s.log.Warn().Str("path", o.r.URL.Path).Int64("buffered", o.spool.Len()).
-			Msg("response over buffers.response_max: passed on as it comes, its worker held")
-		status := o.head.Status
-		bodyless := o.s.header(o.w, o.head, status)
-		o.w.WriteHeader(status)
-		o.lr.status = status
-		if bodyless || o.r.Method == http.MethodHead {
-			return errBodyless
-		}
-		o.sw = &deadlineWriter{w: o.w, rc: http.NewResponseController(o.w), timeout: o.s.cfg.Limits.SendTimeout.D()}
-		n, err := o.spool.WriteTo(o.sw)
-		o.lr.bytes += n
-		if err != nil {
-			return err
-		}
+// start sends the head; it says whether a body follows.
+func (p *passOn) start() bool {
+	p.started = true
+	status := p.head.Status
+	bodyless := p.s.header(p.w, p.head, status)
+	p.w.WriteHeader(status)
+	p.lr.status = status
+	rc := http.NewResponseController(p.w)
+	if p.flush {
+		rc.Flush()
 	}
-	n, err := o.sw.Write(b)
-	o.lr.bytes += int64(n)
+	p.sw = &deadlineWriter{w: p.w, rc: rc, timeout: p.s.cfg.Limits.SendTimeout.D()}
+	return !bodyless && p.r.Method != http.MethodHead
+}
+
+// write sends one piece of the body; a client that stops reading for
+// limits.send_timeout ends it.
+func (p *passOn) write(b []byte) error {
+	n, err := p.sw.Write(b)
+	p.lr.bytes += int64(n)
+	if err == nil && p.flush {
+		err = p.sw.rc.Flush()
+	}
 	return err
+}
+
+// end finishes after the body: on an error the head is out, so all that
+// is left is to cut the answer short, for the client to see it is
+// incomplete.
+func (p *passOn) end(err error) {
+	if err == nil || errors.Is(err, errBodyless) {
+		return
+	}
+	p.lr.err = err
+	panic(http.ErrAbortHandler)
 }
 
 // errBodyless ends reading an answer whose body the client must not get.
@@ -217,36 +242,6 @@ func streamed(fields []string) bool {
 	return false
 }
 
-// stream passes the answer to the client chunk by chunk as the app sends
-// it. The worker stays held until the app is done; a client that stops
-// reading for limits.send_timeout ends it.
-func (s *site) stream(w http.ResponseWriter, r *http.Request, lr *logRecord, resp *upstream.Response) {
-	status := resp.Status
-	bodyless := s.header(w, &resp.Head, status)
-	w.WriteHeader(status)
-	lr.status = status
-	rc := http.NewResponseController(w)
-	rc.Flush()
-	if bodyless || r.Method == http.MethodHead {
-		return
-	}
-	sw := &deadlineWriter{w: w, rc: rc, timeout: s.cfg.Limits.SendTimeout.D()}
-	err := resp.ReadBody(true, func(b []byte) error {
-		n, err := sw.Write(b)
-		lr.bytes += int64(n)
-		if err == nil {
-			err = rc.Flush()
-		}
-		return err
-	})
-	if err != nil {
-		lr.err = err
-		// The head is out: all that is left is to cut the response short,
-		// so that the client sees it is incomplete.
-		panic(http.ErrAbortHandler)
-	}
-}
-
 // header copies the app's headers to w, less hop-by-hop ones and those
 // edged sets itself, and says whether the status has no body.
 func (s *site) header(w http.ResponseWriter, head *wire.Head, status int) (bodyless bool) {
@@ -267,18 +262,24 @@ func (s *site) header(w http.ResponseWriter, head *wire.Head, status int) (bodyl
 	return bodyless
 }
 
-// writeResponse sends the buffered response to the client.
+// writeResponse sends the buffered response to the client, compressed
+// when [compress] and the client agree.
 func (s *site) writeResponse(w http.ResponseWriter, r *http.Request, lr *logRecord, head *wire.Head, resp *spool) {
 	status := head.Status
 	bodyless := s.header(w, head, status)
 	n := resp.Len()
+	var body io.WriterTo = resp
 	h := w.Header()
 	if r.Method == http.MethodGet && s.compress.eligible(status, h, n) {
 		h["Vary"] = append(h["Vary"], "Accept-Encoding")
 		if mem, ok := resp.InMemory(); ok {
 			if enc := chooseEncoding(r.Header["Accept-Encoding"]); enc != "" {
-				s.writeCompressed(w, lr, status, enc, s.compress.compress(enc, mem))
-				return
+				z := s.compress.compress(enc, mem)
+				h["Content-Encoding"] = []string{enc}
+				if tag := h["Etag"]; len(tag) == 1 {
+					h["Etag"] = []string{weak(tag[0])}
+				}
+				body, n = bytes.NewReader(z), int64(len(z))
 			}
 		}
 	}
@@ -299,7 +300,7 @@ func (s *site) writeResponse(w http.ResponseWriter, r *http.Request, lr *logReco
 	}
 	rc := http.NewResponseController(w)
 	sw := &deadlineWriter{w: w, rc: rc, timeout: s.cfg.Limits.SendTimeout.D()}
-	written, err := resp.WriteTo(sw)
+	written, err := body.WriteTo(sw)
 	lr.bytes = written
 	if err != nil {
 		lr.err = err
@@ -317,22 +318,6 @@ func validLength(l string) bool {
 		}
 	}
 	return true
-}
-
-// writeCompressed sends a compressed answer.
-func (s *site) writeCompressed(w http.ResponseWriter, lr *logRecord, status int, enc string, body []byte) {
-	h := w.Header()
-	h["Content-Encoding"] = []string{enc}
-	if tag := h["Etag"]; len(tag) == 1 {
-		h["Etag"] = []string{weak(tag[0])}
-	}
-	h["Content-Length"] = []string{strconv.Itoa(len(body))}
-	w.WriteHeader(status)
-	lr.status = status
-	sw := &deadlineWriter{w: w, rc: http.NewResponseController(w), timeout: s.cfg.Limits.SendTimeout.D()}
-	n, err := sw.Write(body)
-	lr.bytes = int64(n)
-	lr.err = err
 }
 
 // appLength is the Content-Length the app gave, for a HEAD answer.
