@@ -125,17 +125,6 @@ func (p Pool) Socket() string {
 	return filepath.Join(p.SocketDir, QueueSocket)
 }
 
-// Capacity is how many requests one worker serves at once.
-func (p Pool) Capacity() int {
-	switch p.Class {
-	case ClassThreads:
-		return p.Threads
-	case ClassGevent:
-		return p.Connections
-	}
-	return 1
-}
-
 // Backlog is the listen backlog that lets QueueLength connections wait
 // on the worker socket: the kernel admits one more than the backlog, so
 // a QueueLength of 0 still lets one wait.

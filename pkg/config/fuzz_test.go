@@ -23,8 +23,8 @@ func FuzzLoad(f *testing.F) {
 			if c == nil {
 				t.Fatal("Parse returned neither a config nor an error")
 			}
-			if c.Pool.Capacity() < 1 {
-				t.Errorf("loaded a config with capacity %d", c.Pool.Capacity())
+			if c.Pool.Threads < 1 || c.Pool.Connections < 1 {
+				t.Errorf("loaded a config with %d threads and %d connections a worker", c.Pool.Threads, c.Pool.Connections)
 			}
 			return
 		}

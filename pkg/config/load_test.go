@@ -121,7 +121,6 @@ func dump(c *config.Config, dir string) string {
 	p("pool.threads", c.Pool.Threads)
 	p("pool.connections", c.Pool.Connections)
 	p("pool.workers", c.Pool.Workers)
-	p("pool.capacity", c.Pool.Capacity())
 	p("pool.socket_dir", rel(c.Pool.SocketDir))
 	p("pool.graceful_timeout", c.Pool.GracefulTimeout)
 	p("pool.max_requests", c.Pool.MaxRequests)

@@ -57,23 +57,25 @@ func (s *headScanner) feed(b []byte) {
 		case inHead:
 			b = s.feedHead(b)
 		case inBody:
-			n := min(int64(len(b)), s.left)
-			b = b[n:]
-			if s.left -= n; s.left == 0 {
-				s.state = inHead
-			}
+			b = s.skip(b, inHead)
 		case inChunkSize, inTrailer, inChunkEnd:
 			b = s.feedLine(b)
 		case inChunkData:
-			n := min(int64(len(b)), s.left)
-			b = b[n:]
-			if s.left -= n; s.left == 0 {
-				s.state = inChunkEnd
-			}
+			b = s.skip(b, inChunkEnd)
 		case off:
 			return
 		}
 	}
+}
+
+// skip passes over the left bytes of a body or a chunk, then goes on to
+// next.
+func (s *headScanner) skip(b []byte, next scanState) []byte {
+	n := min(int64(len(b)), s.left)
+	if s.left -= n; s.left == 0 {
+		s.state = next
+	}
+	return b[n:]
 }
 
 // feedHead adds to the head until it ends, judges it, and returns what

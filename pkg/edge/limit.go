@@ -64,14 +64,14 @@ const (
 
 // admit takes a request from addr. It returns a release func to call when
 // the request is done, or a reason and, for the rate, how long until the
-// client may come back.
+// client may come back (zero otherwise).
 func (c *clientLimits) admit(addr netip.Addr, now time.Time) (release func(), why string, retry time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	st := c.clients[addr]
 	if st == nil {
 		if len(c.clients) >= c.max && !c.evictLocked() {
-			return nil, overTable, time.Second
+			return nil, overTable, 0
 		}
 		st = &clientState{addr: addr}
 		if c.rate > 0 {

@@ -112,6 +112,9 @@ func ListenUnix(path string, backlog int) (*os.File, error) {
 func Inherited(fd int) (*os.File, error) {
 	what := fmt.Sprintf("inherited fd %d", fd)
 	if fd == 0 {
+		// Read by hand: go-systemd's activation wraps each descriptor
+		// in an *os.File while it is still non-blocking, which puts it
+		// in this process's poller for good.
 		if os.Getenv("LISTEN_PID") != strconv.Itoa(os.Getpid()) || os.Getenv("LISTEN_FDS") == "" {
 			return nil, nil
 		}

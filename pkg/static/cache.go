@@ -28,7 +28,7 @@ type smallKey struct {
 }
 
 type smallFile struct {
-	name    string // below the root, for ServeContent's type guess (unused: the type is set)
+	name    string // below the root: ServeContent wants a name
 	data    []byte
 	modTime time.Time
 	etag    string
@@ -69,10 +69,7 @@ func (c *smallFiles) add(path string, acc encodings, now time.Time, file *os.Fil
 	}
 	data := make([]byte, size)
 	if _, err := io.ReadFull(file, data); err != nil {
-		return nil // changed under us: serve it from the file
-	}
-	if _, err := file.Seek(0, io.SeekStart); err != nil {
-		return nil
+		return nil // changed under us: serve it from the file (ServeContent seeks)
 	}
 	f := &smallFile{name: name, data: data, modTime: fi.ModTime(), etag: tag, ctype: ctype, enc: enc, vary: vary, loaded: now}
 	k := smallKey{path, acc}

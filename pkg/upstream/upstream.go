@@ -93,9 +93,6 @@ func (t *Transport) SetLimits(lim Limits) {
 // InFlight is how many requests are with the workers or queued for them.
 func (t *Transport) InFlight() int64 { return t.inFlight.Load() }
 
-// Path is the worker socket.
-func (t *Transport) Path() string { return t.path }
-
 // sendAgainMax bounds how often one request is sent again after a worker
 // hung up on it unseen.
 const sendAgainMax = 3

@@ -293,7 +293,7 @@ class Worker:
         # process reports where it is stuck and exits, and workerd starts a
         # new one (gunicorn's --timeout, with the stack trace it lacks).
         self.timeout = conf.get("timeout", 0)
-        self.inflight = {}  # thread ident -> [started, method, path]
+        self.inflight = {}  # thread ident -> [started, method, path, greenlet or None]
         self.base = {
             "wsgi.version": (1, 0),
             "wsgi.errors": Errors(),
