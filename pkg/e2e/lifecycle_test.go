@@ -172,22 +172,25 @@ func waitFor(t *testing.T, what string, ok func() bool) {
 func TestHungRequest(t *testing.T) {
 	s := startSuite(t, suiteOpts{module: "sample:app", workers: 1, app: `timeout = "1s"`})
 	c := s.client()
-	_, body := get(t, c, s.http+"/whoami")
-	pid := jsonInt(body, "pid")
-	if status, _ := get(t, c, s.http+"/sleep?60"); status != 504 {
-		t.Errorf("a request sleeping past app.timeout = %d, want 504", status)
-	}
-	s.waitHungReport(t, "sample.py", "time.sleep", `"path":"/sleep"`)
+	pid := s.hang(t, "/sleep?60", "sample.py", "time.sleep", `"path":"/sleep"`)
 	waitFor(t, "a new Python process", func() bool {
 		status, body := get(t, c, s.http+"/whoami")
 		return status == 200 && jsonInt(body, "pid") != pid
 	})
 }
 
-// waitHungReport waits for the log to report a hung request, and checks
-// that the report names each of wants (its stack, its path).
-func (s *suite) waitHungReport(t *testing.T, wants ...string) {
+// hang sends a request to path that runs past app.timeout (a suite of
+// one worker, its app.timeout short), checks its 504, and waits for the
+// log to report it hung, naming each of wants (its stack, its path). It
+// returns the pid of the Python process that served the suite before.
+func (s *suite) hang(t *testing.T, path string, wants ...string) (pid int) {
 	t.Helper()
+	c := s.client()
+	_, body := get(t, c, s.http+"/whoami")
+	pid = jsonInt(body, "pid")
+	if status, _ := get(t, c, s.http+path); status != 504 {
+		t.Errorf("GET %s, past app.timeout: %d, want 504", path, status)
+	}
 	waitFor(t, "the hung-request report", func() bool {
 		return strings.Contains(s.out.String(), "request hung past app.timeout")
 	})
@@ -197,6 +200,7 @@ func (s *suite) waitHungReport(t *testing.T, wants ...string) {
 			t.Errorf("the report lacks %q", want)
 		}
 	}
+	return pid
 }
 
 // TestMaxRequests: a worker's Python process is replaced after

@@ -115,12 +115,7 @@ func TestGeventHungGreenlet(t *testing.T) {
 	needGevent(t)
 	s := startSuite(t, suiteOpts{class: "gevent", workers: 1, app: `timeout = "1s"`})
 	c := s.client()
-	_, body := get(t, c, s.http+"/whoami")
-	pid := jsonInt(body, "pid")
-	if status, _ := get(t, c, s.http+"/sleep?s=60"); status != 504 {
-		t.Errorf("a greenlet sleeping past app.timeout = %d, want 504", status)
-	}
-	s.waitHungReport(t, "flaskapp.py", "sleep", `"path":"/sleep"`)
+	pid := s.hang(t, "/sleep?s=60", "flaskapp.py", "sleep", `"path":"/sleep"`)
 	if status, body := get(t, c, s.http+"/whoami"); status != 200 || jsonInt(body, "pid") != pid {
 		t.Errorf("after the stuck greenlet: %d %q, want 200 from the same process (pid %d)", status, body, pid)
 	}

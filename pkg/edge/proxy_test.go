@@ -20,6 +20,14 @@ import (
 	"github.com/edged/edged/pkg/config"
 )
 
+// timedGET serves GET / and says how long it took.
+func timedGET(s *Server) (*httptest.ResponseRecorder, time.Duration) {
+	rec := httptest.NewRecorder()
+	start := time.Now()
+	s.ServeHTTP(rec, environRequest("GET", "/", nil))
+	return rec, time.Since(start)
+}
+
 // answer returns a serveFunc that sends the same response every time.
 func answer(status string, fields []string, chunks ...[]byte) serveFunc {
 	return func(c *fconn, _ *wreq) {
@@ -294,10 +302,7 @@ func TestUpstreamTimeout(t *testing.T) {
 			dir := socketDir(t)
 			startWorker(t, dir, "1", tt.serve)
 			s := newServer(t, dir, "app.timeout", `"300ms"`)
-			rec := httptest.NewRecorder()
-			start := time.Now()
-			s.ServeHTTP(rec, environRequest("GET", "/", nil))
-			took := time.Since(start)
+			rec, took := timedGET(s)
 			if rec.Code != http.StatusGatewayTimeout {
 				t.Errorf("status: got %d, want 504", rec.Code)
 			}
@@ -327,10 +332,7 @@ func TestNoWorkerSocket(t *testing.T) {
 			tt.setup(t, dir)
 			s := newServer(t, dir, "limits.queue_timeout", `"10s"`)
 			for i := 0; i < 3; i++ {
-				rec := httptest.NewRecorder()
-				start := time.Now()
-				s.ServeHTTP(rec, environRequest("GET", "/", nil))
-				took := time.Since(start)
+				rec, took := timedGET(s)
 				if rec.Code != http.StatusBadGateway {
 					t.Errorf("request %d: status got %d, want 502", i+1, rec.Code)
 				}
@@ -350,10 +352,8 @@ func TestNoWorkerTakes(t *testing.T) {
 	dir := socketDir(t)
 	q := listenQueue(t, dir, 4)
 	s := newServer(t, dir, "limits.queue_timeout", `"300ms"`)
-	rec := httptest.NewRecorder()
 	start := time.Now()
-	s.ServeHTTP(rec, environRequest("GET", "/", nil))
-	took := time.Since(start)
+	rec, took := timedGET(s)
 	if rec.Code != http.StatusServiceUnavailable {
 		t.Errorf("status: got %d, want 503", rec.Code)
 	}
@@ -478,10 +478,7 @@ func TestQueue(t *testing.T) {
 				defer c.Close()
 			}
 
-			rec := httptest.NewRecorder()
-			start := time.Now()
-			s.ServeHTTP(rec, environRequest("GET", "/", nil))
-			took := time.Since(start)
+			rec, took := timedGET(s)
 			close(release)
 			if rec.Code != http.StatusServiceUnavailable {
 				t.Errorf("status: got %d, want 503", rec.Code)
