@@ -283,3 +283,38 @@ func TestHTTPS(t *testing.T) {
 		})
 	}
 }
+
+// TestKeepAliveOutlivesSendTimeout: an app answer bounds its writes by
+// limits.send_timeout; the next answer on the same connection, after an
+// idle pause longer than that, must not inherit the passed deadline.
+func TestKeepAliveOutlivesSendTimeout(t *testing.T) {
+	s := startSuite(t, suiteOpts{workers: 1, limits: `send_timeout = "1s"
+idle_timeout = "30s"`})
+	s.writeStatic("page.txt", bytes.Repeat([]byte("x"), 4096))
+	var conns []string
+	trace := &httptrace.ClientTrace{GotConn: func(i httptrace.GotConnInfo) {
+		conns = append(conns, i.Conn.LocalAddr().String())
+	}}
+	c := s.client()
+	for i, path := range []string{"/environ", "/static/page.txt", "/static/nothing-here", "/environ"} {
+		if i > 0 {
+			time.Sleep(1500 * time.Millisecond)
+		}
+		req, _ := http.NewRequestWithContext(httptrace.WithClientTrace(context.Background(), trace), "GET", s.http+path, nil)
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatalf("GET %s after %d answers: %v", path, i, err)
+		}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode >= 500 {
+			t.Fatalf("GET %s after %d answers: %d, %d bytes, %v", path, i, resp.StatusCode, len(b), err)
+		}
+	}
+	for _, c := range conns[1:] {
+		if c != conns[0] {
+			t.Errorf("connections used: %v, want one for every request", conns)
+			break
+		}
+	}
+}

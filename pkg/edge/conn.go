@@ -2,11 +2,15 @@ package edge
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
+	"net/http"
+	"os"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Connection phases, for telling a stalled request (408) from an idle
@@ -17,22 +21,54 @@ const (
 	phaseHandler              // a handler owns the connection
 )
 
-// trackedConn answers 408 when a client stalls part way through a request
-// head. net/http would close such a connection without a word.
+// trackedConn is an HTTP/1.x connection, plain or over TLS, as edged
+// serves it. It answers 408 when a client stalls part way through a
+// request head (net/http would close such a connection without a word),
+// has every head judged before net/http parses it (headScanner), and
+// gathers an answer's writes into one.
+//
+// Gathering: net/http writes an answer in pieces (its 4 KiB buffer takes
+// the head, then a body of a few KiB overflows it: two writes, and over
+// TLS two records, for a 4 KiB file). Small writes are held and go out
+// together when the server next waits for the client (Read), changes a
+// deadline (net/http does both as an answer ends), closes, or when they
+// outgrow holdMax. A handler that streams flushes them itself
+// (flushClient).
 type trackedConn struct {
 	net.Conn
 	phase   atomic.Int32
 	replied atomic.Bool
+	// tls is the handshake's outcome for HTTP/1.1 over TLS, nil for plain
+	// HTTP: the handler's request gets it as r.TLS.
+	tls *tls.ConnectionState
 
 	// scan judges each request head as it arrives (see headScanner);
 	// the handler asks for its request's verdict.
 	mu   sync.Mutex
 	scan headScanner
+
+	wmu  sync.Mutex
+	held *[]byte // writes not yet sent, from heldPool; nil when none
+	werr error   // why sending failed: every later read and write fails so
 }
+
+// holdMax is the most output held back: a TLS record's worth.
+const holdMax = 16 << 10
+
+var heldPool = sync.Pool{New: func() any { b := make([]byte, 0, holdMax); return &b }}
 
 const response408 = "HTTP/1.1 408 Request Timeout\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 16\r\nConnection: close\r\n\r\nRequest Timeout\n"
 
 func (c *trackedConn) Read(b []byte) (int, error) {
+	// Waiting for the client: what is held must go first. Except for the
+	// one-byte read net/http keeps pending while a handler runs, to see
+	// the client go away: flushing there would split the answer being
+	// written, which ends with a deadline change and goes out then.
+	if len(b) > 1 || c.phase.Load() != phaseHandler {
+		if err := c.flush(); err != nil {
+			return 0, err
+		}
+	}
 	n, err := c.Conn.Read(b)
 	if n > 0 {
 		c.phase.CompareAndSwap(phaseIdle, phaseHeaders)
@@ -48,26 +84,148 @@ func (c *trackedConn) Read(b []byte) (int, error) {
 	return n, err
 }
 
-// Write drops what net/http would send after the 408, such as a 400 for
-// the request line cut short: the client has had its answer.
+// Write holds b back while it and what is already held fit in holdMax,
+// and sends it with them otherwise. It drops what net/http would send
+// after the 408, such as a 400 for the request line cut short: the
+// client has had its answer.
 func (c *trackedConn) Write(b []byte) (int, error) {
 	if c.replied.Load() {
 		return len(b), nil
 	}
-	return c.Conn.Write(b)
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.werr != nil {
+		return 0, c.werr
+	}
+	if c.held == nil && len(b) < holdMax {
+		c.held = heldPool.Get().(*[]byte)
+	}
+	if c.held != nil && len(*c.held)+len(b) <= holdMax {
+		*c.held = append(*c.held, b...)
+		return len(b), nil
+	}
+	if c.held == nil {
+		return c.send(b)
+	}
+	if c.tls == nil {
+		// Plain TCP: one writev for both.
+		held := len(*c.held)
+		bufs := net.Buffers{*c.held, b}
+		n, err := bufs.WriteTo(c.Conn)
+		c.release()
+		if err != nil {
+			c.werr = err
+		}
+		return int(max(n-int64(held), 0)), err
+	}
+	if err := c.flushLocked(); err != nil {
+		return 0, err
+	}
+	return c.send(b)
 }
 
-// ReadFrom hands a file to the connection's own ReadFrom, which sends it
-// with sendfile: net/http uses it only when the connection has it, and
-// the wrapper would otherwise hide it.
+func (c *trackedConn) send(b []byte) (int, error) {
+	n, err := c.Conn.Write(b)
+	if err != nil {
+		c.werr = err
+	}
+	return n, err
+}
+
+// flush sends what is held; its error is also that of every later read
+// and write.
+func (c *trackedConn) flush() error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	return c.flushLocked()
+}
+
+func (c *trackedConn) flushLocked() error {
+	if c.held == nil || c.werr != nil {
+		return c.werr
+	}
+	_, err := c.Conn.Write(*c.held)
+	c.release()
+	if err != nil {
+		c.werr = err
+	}
+	return err
+}
+
+func (c *trackedConn) release() {
+	*c.held = (*c.held)[:0]
+	heldPool.Put(c.held)
+	c.held = nil
+}
+
+// A deadline applies to what was written before it changed.
+func (c *trackedConn) SetDeadline(t time.Time) error {
+	c.flush()
+	return c.Conn.SetDeadline(t)
+}
+
+func (c *trackedConn) SetReadDeadline(t time.Time) error {
+	c.flush()
+	return c.Conn.SetReadDeadline(t)
+}
+
+func (c *trackedConn) SetWriteDeadline(t time.Time) error {
+	c.flush()
+	return c.Conn.SetWriteDeadline(t)
+}
+
+func (c *trackedConn) Close() error {
+	c.flush()
+	return c.Conn.Close()
+}
+
+// CloseWrite lets net/http half-close after an answer that ends the
+// connection, as it does on a bare connection.
+func (c *trackedConn) CloseWrite() error {
+	if err := c.flush(); err != nil {
+		return err
+	}
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}
+
+// ReadFrom sends a file with sendfile (net/http hands a body to it when
+// the connection has ReadFrom, and the wrapper would otherwise hide the
+// socket's); anything else, a cached small file say, goes through Write
+// and is gathered with the head.
 func (c *trackedConn) ReadFrom(r io.Reader) (int64, error) {
 	if c.replied.Load() {
 		return io.Copy(io.Discard, r)
 	}
-	if rf, ok := c.Conn.(io.ReaderFrom); ok {
+	if rf, ok := c.Conn.(io.ReaderFrom); ok && fileBacked(r) {
+		if err := c.flush(); err != nil {
+			return 0, err
+		}
 		return rf.ReadFrom(r)
 	}
-	return io.Copy(struct{ io.Writer }{c.Conn}, r)
+	buf := bufPool.Get().(*[]byte)
+	defer bufPool.Put(buf)
+	return io.CopyBuffer(struct{ io.Writer }{c}, r, *buf)
+}
+
+// fileBacked says r reads a file, maybe limited to a part of it.
+func fileBacked(r io.Reader) bool {
+	if lr, ok := r.(*io.LimitedReader); ok {
+		r = lr.R
+	}
+	_, ok := r.(*os.File)
+	return ok
+}
+
+// flushClient sends what the request's connection holds: a handler that
+// streams calls it after each piece.
+func flushClient(r *http.Request) error {
+	if tc, ok := r.Context().Value(connKey{}).(*trackedConn); ok {
+		return tc.flush()
+	}
+	return nil
 }
 
 type connKey struct{}
@@ -105,11 +263,15 @@ func connContext(ctx context.Context, c net.Conn) context.Context {
 
 // enterHandler marks the connection busy and returns the function that
 // marks it idle again, with the head scanner's verdict on the request (a
-// zero one where the connection has no scanner).
-func enterHandler(ctx context.Context) (func(), verdict) {
-	tc, ok := ctx.Value(connKey{}).(*trackedConn)
+// zero one where the connection has no scanner). It gives r the TLS state
+// of HTTP/1.1 over TLS, which net/http sees as a plain connection.
+func enterHandler(r *http.Request) (func(), verdict) {
+	tc, ok := r.Context().Value(connKey{}).(*trackedConn)
 	if !ok {
 		return func() {}, verdict{}
+	}
+	if r.TLS == nil {
+		r.TLS = tc.tls
 	}
 	tc.phase.Store(phaseHandler)
 	v, _ := tc.verdict()

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -170,4 +171,96 @@ func TestTrackedConnServes(t *testing.T) {
 	if rs[0].env["REMOTE_PORT"] == "" || rs[0].env["REMOTE_PORT"] == port {
 		t.Errorf("REMOTE_PORT: got %q, want the client's port", rs[0].env["REMOTE_PORT"])
 	}
+}
+
+// countingConn counts the writes that reach the socket.
+type countingConn struct {
+	net.Conn
+	writes atomic.Int32
+}
+
+func (c *countingConn) Write(b []byte) (int, error) {
+	c.writes.Add(1)
+	return c.Conn.Write(b)
+}
+
+// An answer of a few KiB goes out in one write, where net/http alone
+// makes two; a handler that streams still gets each piece out at once.
+func TestGatheredWrites(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	conns := make(chan *countingConn, 1)
+	body := strings.Repeat("x", 4096)
+	srv := &http.Server{
+		ConnContext: connContext,
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			leave, _ := enterHandler(r)
+			defer leave()
+			if r.URL.Path == "/stream" {
+				io.WriteString(w, "first")
+				http.NewResponseController(w).Flush()
+				flushClient(r)
+				time.Sleep(time.Second)
+				io.WriteString(w, "second")
+				return
+			}
+			w.Header().Set("Content-Length", "4096")
+			io.CopyN(w, strings.NewReader(body), 4096) // as http.ServeContent does
+		}),
+	}
+	go srv.Serve(listenerFunc{l, func(c net.Conn) net.Conn {
+		cc := &countingConn{Conn: c}
+		conns <- cc
+		return &trackedConn{Conn: cc, scan: headScanner{max: 8192}}
+	}})
+	t.Cleanup(func() { srv.Close() })
+
+	c, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	cc := <-conns
+	br := bufio.NewReader(c)
+	for i := range 3 {
+		io.WriteString(c, "GET /file HTTP/1.1\r\nHost: x\r\n\r\n")
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		if len(b) != 4096 {
+			t.Fatalf("body of %d bytes, want 4096", len(b))
+		}
+		if got := cc.writes.Load(); got != int32(i+1) {
+			t.Errorf("after %d answers of 4 KiB: %d writes, want %d", i+1, got, i+1)
+		}
+	}
+
+	io.WriteString(c, "GET /stream HTTP/1.1\r\nHost: x\r\n\r\n")
+	c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatalf("the streamed answer's head did not come before the handler's pause: %v", err)
+	}
+	first := make([]byte, 5)
+	if _, err := io.ReadFull(resp.Body, first); err != nil || string(first) != "first" {
+		t.Fatalf("the first piece did not come before the handler's pause: %q, %v", first, err)
+	}
+}
+
+// listenerFunc wraps each accepted connection with wrap.
+type listenerFunc struct {
+	net.Listener
+	wrap func(net.Conn) net.Conn
+}
+
+func (l listenerFunc) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return l.wrap(c), nil
 }

@@ -374,6 +374,13 @@ func newServerLog(t *testing.T, dir string, log zerolog.Logger, kv ...string) *S
 // listener's address.
 func serve(t *testing.T, s *Server) string {
 	t.Helper()
+	return serveAll(t, s).HTTP[0].Addr().String()
+}
+
+// serveAll is serve for a test that needs more than the first HTTP
+// listener.
+func serveAll(t *testing.T, s *Server) *Listeners {
+	t.Helper()
 	ls, err := Listen(s.Config())
 	if err != nil {
 		t.Fatalf("Listen: %v", err)
@@ -393,7 +400,7 @@ func serve(t *testing.T, s *Server) string {
 		}
 		ls.Close()
 	})
-	return ls.HTTP[0].Addr().String()
+	return ls
 }
 
 // wait receives from ch or fails after a while.

@@ -2,6 +2,8 @@ package edge
 
 import (
 	"bufio"
+	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -221,5 +223,37 @@ func TestPipelined(t *testing.T) {
 	}
 	if got := strings.Join(paths, " "); got != "/1 /2 /3 /4" {
 		t.Errorf("the app saw %q, want /1 /2 /3 /4", got)
+	}
+}
+
+// A client that sends Expect: 100-continue gets its 100 before it sends
+// the body, over HTTP and over HTTPS: the interim answer is not held back
+// with the final one.
+func TestExpectContinue(t *testing.T) {
+	for _, scheme := range []string{"http", "https"} {
+		t.Run(scheme, func(t *testing.T) {
+			var c net.Conn
+			if scheme == "http" {
+				dir := socketDir(t)
+				startWorker(t, dir, "1", replyOK)
+				c, _ = connect(t, newServer(t, dir))
+			} else {
+				addr, conf, _ := serveTLS(t, replyOK)
+				c = dialTLS(t, addr, conf, "http/1.1")
+			}
+			io.WriteString(c, "POST / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5\r\nConnection: close\r\n\r\n")
+			br := bufio.NewReader(c)
+			c.SetReadDeadline(time.Now().Add(2 * time.Second))
+			line, err := br.ReadString('\n')
+			if err != nil || line != "HTTP/1.1 100 Continue\r\n" {
+				t.Fatalf("before the body: %q, %v; want HTTP/1.1 100 Continue", line, err)
+			}
+			io.WriteString(c, "hello")
+			c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			rest, _ := io.ReadAll(br)
+			if !strings.Contains(string(rest), "HTTP/1.1 200 OK\r\n") {
+				t.Errorf("after the body: %.100q, want a 200", rest)
+			}
+		})
 	}
 }

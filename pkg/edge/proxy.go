@@ -135,6 +135,7 @@ func (p *passOn) start() bool {
 	rc := http.NewResponseController(p.w)
 	if p.flush {
 		rc.Flush()
+		flushClient(p.r)
 	}
 	p.sw = &deadlineWriter{w: p.w, rc: rc, timeout: p.s.cfg.Limits.SendTimeout.D()}
 	return !bodyless && p.r.Method != http.MethodHead
@@ -146,7 +147,9 @@ func (p *passOn) write(b []byte) error {
 	n, err := p.sw.Write(b)
 	p.lr.bytes += int64(n)
 	if err == nil && p.flush {
-		err = p.sw.rc.Flush()
+		if err = p.sw.rc.Flush(); err == nil {
+			err = flushClient(p.r)
+		}
 	}
 	return err
 }

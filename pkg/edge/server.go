@@ -150,7 +150,7 @@ func (s *Server) Close() {
 
 // ServeHTTP routes a request to a static root or to the app.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	leave, v := enterHandler(r.Context())
+	leave, v := enterHandler(r)
 	defer leave()
 	s.inFlight.Add(1)
 	lr := logRecord{start: time.Now(), multiplexed: r.ProtoMajor == 2}
@@ -395,27 +395,36 @@ func (s *Server) Serve(ctx context.Context, ls *Listeners) error {
 	plain, secure := newSrv(), newSrv()
 	secure.TLSConfig = s.tlsConfig()
 
-	errs := make(chan error, len(ls.HTTP)+len(ls.HTTPS))
+	errs := make(chan error, len(ls.HTTP)+2*len(ls.HTTPS))
 	var wg sync.WaitGroup
-	for _, l := range ls.HTTP {
+	serve := func(srv *http.Server, l net.Listener, what string) {
 		wg.Add(1)
-		go func(l net.Listener) {
+		go func() {
 			defer wg.Done()
-			s.log.Info().Str("addr", l.Addr().String()).Msg("serving http")
-			if err := plain.Serve(trackedListener{l, int(lim.MaxHeader)}); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Info().Str("addr", l.Addr().String()).Msg("serving " + what)
+			err := srv.Serve(l)
+			// Either view of an HTTPS listener closes both: the other
+			// server's shutdown is not an error.
+			if err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
 				errs <- err
 			}
-		}(l)
+		}()
+	}
+	for _, l := range ls.HTTP {
+		serve(plain, trackedListener{l, int(lim.MaxHeader)}, "http")
 	}
 	for _, l := range ls.HTTPS {
+		// HTTP/1.1 over TLS is served as plain HTTP/1.1 is (see
+		// tlsListener); HTTP/2 by net/http's own server.
+		tl := newTLSListener(l, secure.TLSConfig, lim.HeaderTimeout.D(), int(lim.MaxHeader), s.log)
+		serve(plain, tl.HTTP1(), "https")
 		wg.Add(1)
-		go func(l net.Listener) {
+		go func() {
 			defer wg.Done()
-			s.log.Info().Str("addr", l.Addr().String()).Msg("serving https")
-			if err := secure.ServeTLS(l, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			if err := secure.Serve(tl.HTTP2()); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
 				errs <- err
 			}
-		}(l)
+		}()
 	}
 
 	var err error

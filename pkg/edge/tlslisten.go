@@ -1,0 +1,115 @@
+package edge
+
+import (
+	"crypto/tls"
+	"errors"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// tlsListener takes HTTPS connections and does the TLS handshake itself,
+// then parts them by the protocol the client chose. HTTP/1.1 over TLS goes
+// on as a trackedConn, served like plain HTTP/1.1: the same 408 for a
+// stalled head, the same head checks, the same gathered writes. net/http
+// cannot give it those if it does the handshake, because it serves TLS
+// only on a bare *tls.Conn. HTTP/2 goes on as the *tls.Conn its server
+// needs.
+type tlsListener struct {
+	raw       net.Listener
+	conf      *tls.Config
+	timeout   time.Duration // limits.header_timeout, for the handshake
+	maxHeader int
+	log       zerolog.Logger
+
+	http1, http2 chan net.Conn
+	done         chan struct{} // closed when raw is
+	closeOnce    sync.Once
+}
+
+func newTLSListener(raw net.Listener, conf *tls.Config, timeout time.Duration, maxHeader int, log zerolog.Logger) *tlsListener {
+	l := &tlsListener{
+		raw: raw, conf: conf, timeout: timeout, maxHeader: maxHeader, log: log,
+		http1: make(chan net.Conn), http2: make(chan net.Conn),
+		done: make(chan struct{}),
+	}
+	go l.accept()
+	return l
+}
+
+func (l *tlsListener) accept() {
+	var delay time.Duration
+	for {
+		c, err := l.raw.Accept()
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				// Out of file descriptors and the like: wait, as net/http does.
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				time.Sleep(delay)
+				continue
+			}
+			l.close()
+			return
+		}
+		delay = 0
+		go l.handshake(c)
+	}
+}
+
+// handshake hands c on once its handshake is done, or closes it.
+func (l *tlsListener) handshake(c net.Conn) {
+	tc := tls.Server(c, l.conf)
+	if l.timeout > 0 {
+		c.SetDeadline(time.Now().Add(l.timeout))
+	}
+	if err := tc.Handshake(); err != nil {
+		l.log.Debug().Str("from", "tls").Str("client", c.RemoteAddr().String()).Err(err).Msg("TLS handshake failed")
+		c.Close()
+		return
+	}
+	c.SetDeadline(time.Time{})
+	var next net.Conn = tc
+	ch := l.http2
+	if state := tc.ConnectionState(); state.NegotiatedProtocol != "h2" {
+		next, ch = &trackedConn{Conn: tc, tls: &state, scan: headScanner{max: l.maxHeader}}, l.http1
+	}
+	select {
+	case ch <- next:
+	case <-l.done:
+		c.Close()
+	}
+}
+
+func (l *tlsListener) close() error {
+	var err error
+	l.closeOnce.Do(func() {
+		err = l.raw.Close()
+		close(l.done)
+	})
+	return err
+}
+
+// HTTP1 and HTTP2 are the connections of each protocol, as listeners for
+// an http.Server; closing either closes both.
+func (l *tlsListener) HTTP1() net.Listener { return tlsView{l, l.http1} }
+func (l *tlsListener) HTTP2() net.Listener { return tlsView{l, l.http2} }
+
+type tlsView struct {
+	l  *tlsListener
+	ch chan net.Conn
+}
+
+func (v tlsView) Accept() (net.Conn, error) {
+	select {
+	case c := <-v.ch:
+		return c, nil
+	case <-v.l.done:
+		return nil, &net.OpError{Op: "accept", Net: "tcp", Addr: v.l.raw.Addr(), Err: net.ErrClosed}
+	}
+}
+
+func (v tlsView) Close() error   { return v.l.close() }
+func (v tlsView) Addr() net.Addr { return v.l.raw.Addr() }
