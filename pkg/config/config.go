@@ -64,7 +64,10 @@ type Static struct {
 
 // App is the WSGI application that every worker hosts.
 type App struct {
-	// Module is "package.module:callable", as gunicorn takes it.
+	// Module names the WSGI callable as gunicorn does: "pkg.module"
+	// (its "application"), "pkg.module:name", "pkg.module:obj.attr", or
+	// a factory to call, "pkg.module:create_app()", with Python literals
+	// as arguments. The Python side parses the call; nothing is eval'ed.
 	Module string `toml:"module"`
 	// Python is the interpreter; Virtualenv, when set, wins and means
 	// Virtualenv/bin/python.
@@ -107,6 +110,10 @@ type Pool struct {
 	// MaxRequests recycles a worker's Python process after this many
 	// requests; 0 never.
 	MaxRequests int `toml:"max_requests"`
+	// MaxRequestsJitter adds to max_requests a random 0 to this many for
+	// each Python process, so that workers started together are not all
+	// recycled together (gunicorn's max_requests_jitter).
+	MaxRequestsJitter int `toml:"max_requests_jitter"`
 }
 
 // Instance parses an instance number, the N of workerd@N. Only the one spelling of a positive number counts: systemd takes
@@ -323,8 +330,8 @@ func (c *Config) validate(v *validator) {
 	a := &c.App
 	if a.Module == "" {
 		v.fail([]string{"app", "module"}, "missing: name the WSGI callable as \"module:callable\", for example module = \"myapp.wsgi:application\"")
-	} else if mod, fn, ok := strings.Cut(a.Module, ":"); !ok || mod == "" || fn == "" || strings.ContainsAny(a.Module, " /") {
-		v.fail([]string{"app", "module"}, fmt.Sprintf("%q is not \"module:callable\", write it as gunicorn takes it, for example \"myapp.wsgi:application\"", a.Module))
+	} else if err := checkAppSpec(a.Module); err != nil {
+		v.fail([]string{"app", "module"}, fmt.Sprintf("%q %v; write it as gunicorn takes it: \"module\" (its \"application\"), \"module:name\", \"module:factory()\" or \"module:factory('arg', key=1)\"", a.Module, err))
 	}
 	if a.Directory == "" {
 		a.Directory = "."
@@ -376,6 +383,9 @@ func (c *Config) validate(v *validator) {
 	}
 	if p.Workers < 0 || p.Workers > 1024 {
 		v.fail([]string{"pool", "workers"}, fmt.Sprintf("%d is out of range: use 1 to 1024, or 0 for (2 x cores) + 1", p.Workers))
+	}
+	if p.MaxRequestsJitter < 0 {
+		v.fail([]string{"pool", "max_requests_jitter"}, "must not be negative")
 	}
 	if p.MaxRequests < 0 {
 		v.fail([]string{"pool", "max_requests"}, "must not be negative (0 means never recycle)")

@@ -45,17 +45,25 @@ func Parse(name, dir string, data []byte) (*Config, error) {
 		return nil, Errors{v.decodeError(err)}
 	}
 
-	for _, k := range md.Keys() {
-		if looksSecret(k) {
-			v.fail(k, secretAdvice(k))
+	var doc map[string]any
+	toml.Decode(string(data), &doc)
+	refused := map[string]bool{}
+	secrets(doc, func(k toml.Key, why string) {
+		if k[0] == "tls" {
+			return // paths; a key pasted there is checkPEM's
 		}
-	}
+		if !refused[k.String()] {
+			refused[k.String()] = true
+			v.fail(k, secretAdvice(k, why))
+			v.pem = v.pem || why == whyPrivateKey
+		}
+	})
 	unknown := map[string]bool{}
 	for _, k := range md.Undecoded() {
 		unknown[k.String()] = true
 	}
 	for _, k := range md.Undecoded() {
-		if looksSecret(k) {
+		if refused[k.String()] {
 			continue // already reported, with better advice
 		}
 		if underUnknown(k, unknown) {
@@ -88,6 +96,10 @@ func underUnknown(k toml.Key, unknown map[string]bool) bool {
 	return false
 }
 
+// unquotedUnit is a line such as `max_body = 10mb`: a number with a unit
+// and no quotes.
+var unquotedUnit = regexp.MustCompile(`^\s*([A-Za-z0-9_-]+)\s*=\s*([0-9][0-9.]*[A-Za-zµ]+)\s*(#.*)?$`)
+
 // decodeError turns an error from toml.Decode into an Error with the line
 // and key. The library reports a bad value through a ParseError, but a value
 // of the wrong type through a plain error that has the line and key only in
@@ -97,13 +109,25 @@ func (v *validator) decodeError(err error) *Error {
 	var pe toml.ParseError
 	if errors.As(err, &pe) {
 		e.Line, e.Key, e.Msg = pe.Position.Line, pe.LastKey, pe.Message
+		if l := pe.Position.Line; l > 0 && l <= len(v.lines) {
+			if m := unquotedUnit.FindStringSubmatch(v.lines[l-1]); m != nil {
+				// max_body = 10m: TOML reads a number, then stumbles.
+				if e.Key != "" {
+					e.Key += "."
+				}
+				e.Key += m[1]
+				e.Msg = fmt.Sprintf("%s is a size or a duration, which TOML takes as a string: quote it, %s = %q", m[2], m[1], m[2])
+			}
+		}
 	} else {
 		e.Line, e.Key, e.Msg = splitDecodeMsg(err.Error())
 		e.Msg = typeAdvice(e.Key, e.Msg)
 	}
 	if e.Key != "" {
-		if l := v.elementLine(strings.Split(e.Key, "."), err); l > 0 {
-			e.Line = l
+		if l, i := v.elementLine(strings.Split(e.Key, "."), err); l > 0 {
+			// Named as the validation names an element: static[1].max_age.
+			first, rest, _ := strings.Cut(e.Key, ".")
+			e.Line, e.Key = l, fmt.Sprintf("%s[%d].%s", first, i, rest)
 		} else if e.Line == 0 {
 			e.Line = v.line(strings.Split(e.Key, "."), -1)
 		}
@@ -159,9 +183,9 @@ func typeAdvice(key, msg string) string {
 // ([[static]]): the library reports the line of the key's last occurrence,
 // whichever element held the bad value. It decodes each occurrence alone
 // and returns the line of the first that fails; 0 when none does.
-func (v *validator) elementLine(key []string, decodeErr error) int {
+func (v *validator) elementLine(key []string, decodeErr error) (line, index int) {
 	if len(key) != 2 || !arrayTables[key[0]] {
-		return 0
+		return 0, 0
 	}
 	want, full := errorText(decodeErr), strings.Join(key, ".")
 	for _, e := range v.scan() {
@@ -170,10 +194,10 @@ func (v *validator) elementLine(key []string, decodeErr error) int {
 		}
 		src := "[[" + key[0] + "]]\n" + v.lines[e.line-1]
 		if _, err := toml.Decode(src, Default()); err != nil && errorText(err) == want {
-			return e.line
+			return e.line, e.elem[key[0]]
 		}
 	}
-	return 0
+	return 0, 0
 }
 
 // arrayTables are the top-level keys written as [[name]].
@@ -189,36 +213,6 @@ func errorText(err error) string {
 	return msg
 }
 
-// secretWords are parts of key names that hold secrets rather than settings.
-var secretWords = []string{"secret", "password", "passwd", "token", "api_key", "apikey", "private_key", "access_key"}
-
-func looksSecret(k toml.Key) bool {
-	if len(k) == 0 {
-		return false
-	}
-	if k[0] == "app" && len(k) >= 2 && k[1] == "credentials" {
-		return false // names of credentials, never values
-	}
-	last := strings.ToLower(k[len(k)-1])
-	for _, w := range secretWords {
-		if strings.Contains(last, w) {
-			return true
-		}
-	}
-	return false
-}
-
-func secretAdvice(k toml.Key) string {
-	name := k[len(k)-1]
-	env := strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
-	cred := strings.ToLower(strings.ReplaceAll(name, "_", "-"))
-	return fmt.Sprintf("looks like a secret, and secrets do not belong in the config file (it is world-readable and ends up in backups): "+
-		"put the value in a file readable only by root, say /etc/edged/credentials/%s, "+
-		"pass it to the workers with LoadCredential=%s:/etc/edged/credentials/%s in a drop-in for workerd@.service, "+
-		"and write [app.credentials] %s = %q here; the app then reads it from the environment as %s",
-		cred, cred, cred, env, cred, env)
-}
-
 func unknownAdvice(k toml.Key) string {
 	known := map[string][]string{
 		"":         {"listen", "tls", "static", "app", "pool", "limits", "buffers", "proxy", "log", "compress"},
@@ -226,7 +220,7 @@ func unknownAdvice(k toml.Key) string {
 		"tls":      {"cert", "key"},
 		"static":   {"prefix", "root", "max_age", "index"},
 		"app":      {"module", "python", "virtualenv", "directory", "env", "credentials", "script_name", "timeout"},
-		"pool":     {"class", "threads", "connections", "workers", "socket_dir", "graceful_timeout", "max_requests"},
+		"pool":     {"class", "threads", "connections", "workers", "socket_dir", "graceful_timeout", "max_requests", "max_requests_jitter"},
 		"limits":   {"max_body", "max_header", "header_timeout", "body_timeout", "send_timeout", "idle_timeout", "queue_length", "queue_timeout", "rate", "burst", "connections_per_client"},
 		"buffers":  {"request_memory", "response_memory", "response_max", "temp_dir"},
 		"proxy":    {"trusted"},
@@ -362,6 +356,9 @@ func (v *validator) addr(display string, key []string, a string) {
 
 // checkPEM refuses private key material pasted into the file.
 func (v *validator) checkPEM(data []byte) {
+	if v.pem {
+		return // refused under its key
+	}
 	for i, l := range v.lines {
 		if strings.Contains(l, "-----BEGIN") && strings.Contains(l, "PRIVATE KEY") {
 			v.errs = append(v.errs, &Error{File: v.file, Line: i + 1,

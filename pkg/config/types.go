@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"math"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -91,9 +92,9 @@ type Duration time.Duration
 
 // UnmarshalText parses a duration; the error names the bad value.
 func (d *Duration) UnmarshalText(b []byte) error {
-	v, err := time.ParseDuration(strings.TrimSpace(string(b)))
+	v, err := time.ParseDuration(daysAndWeeks(strings.TrimSpace(string(b))))
 	if err != nil {
-		return fmt.Errorf("bad duration %q: write a number with a unit, such as \"30s\", \"1m30s\" or \"500ms\"", string(b))
+		return fmt.Errorf("bad duration %q: write a number with a unit, such as \"30s\", \"1m30s\", \"500ms\" or \"7d\"", string(b))
 	}
 	if v < 0 {
 		return fmt.Errorf("bad duration %q: must not be negative", string(b))
@@ -122,6 +123,24 @@ func (d *Duration) UnmarshalTOML(v any) error {
 }
 
 // D returns the value as a time.Duration.
+// dayOrWeek is a count of days or weeks, which Go's durations lack.
+var dayOrWeek = regexp.MustCompile(`([0-9]+(?:\.[0-9]*)?)([dw])`)
+
+// daysAndWeeks writes the days ("d", 24h) and weeks ("w", 7d) of s in
+// hours, for time.ParseDuration.
+func daysAndWeeks(s string) string {
+	return dayOrWeek.ReplaceAllStringFunc(s, func(m string) string {
+		n, err := strconv.ParseFloat(m[:len(m)-1], 64)
+		if err != nil {
+			return m
+		}
+		if m[len(m)-1] == 'w' {
+			n *= 7
+		}
+		return strconv.FormatFloat(n*24, 'f', -1, 64) + "h"
+	})
+}
+
 func (d Duration) D() time.Duration { return time.Duration(d) }
 
 func (d Duration) String() string { return time.Duration(d).String() }

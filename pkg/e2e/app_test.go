@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 func TestFlaskApp(t *testing.T) {
@@ -121,8 +122,29 @@ func TestFlaskApp(t *testing.T) {
 				t.Errorf("GET /hello after /boom = %d, want 200", status)
 			}
 		}
-		if !strings.Contains(s.out.String(), "boom: the app failed on purpose") {
-			t.Errorf("the traceback is not in the log")
+		// The app's traceback, one event of the worker's log (written
+		// once the app's output goes quiet).
+		deadline := time.Now().Add(5 * time.Second)
+		for !strings.Contains(s.out.String(), "boom: the app failed on purpose") && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+		}
+		var found bool
+		for _, line := range strings.Split(s.out.String(), "\n") {
+			if !strings.Contains(line, "boom: the app failed on purpose") {
+				continue
+			}
+			var ev map[string]any
+			if err := json.Unmarshal([]byte(line), &ev); err != nil {
+				t.Errorf("the traceback is not in a JSON event: %q", line)
+				continue
+			}
+			tb, _ := ev["traceback"].(string)
+			if ev["level"] == "error" && strings.Contains(tb, "Traceback (most recent call last)") && ev["worker"] != nil {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("the traceback is not one error event of a worker in the log")
 		}
 	})
 	t.Run("environ", func(t *testing.T) {
@@ -238,4 +260,21 @@ func appEnviron(t *testing.T, c *http.Client, req *http.Request) map[string]stri
 		t.Fatalf("%s %s: %d, not an environ: %v", req.Method, req.URL, resp.StatusCode, err)
 	}
 	return env
+}
+
+// TestAppFactory: app.module takes gunicorn's forms, a factory with
+// literal arguments and a module alone (its "application") among them.
+func TestAppFactory(t *testing.T) {
+	for _, tt := range []struct{ module, want string }{
+		{"factory:create_app('from the factory')", "from the factory"},
+		{"factory:create_app()", "hello"},
+		{"factory", "application"},
+	} {
+		t.Run(tt.module, func(t *testing.T) {
+			s := startSuite(t, suiteOpts{module: tt.module, workers: 1})
+			if code, body := get(t, s.client(), s.http+"/"); code != 200 || body != tt.want {
+				t.Errorf("GET / = %d %q, want 200 %q", code, body, tt.want)
+			}
+		})
+	}
 }

@@ -30,6 +30,26 @@ func TestCheck(t *testing.T) {
 		{"secret", "[listen]\nhttp = [\"127.0.0.1:0\"]\n[app]\nmodule = \"sample:app\"\ndirectory = \"" + apps + "\"\n[app.env]\nSECRET_KEY = \"hunter2\"\n", false,
 			[]string{"secret.toml:7", "app.env.SECRET_KEY", "LoadCredential=", "[app.credentials]"}},
 	}
+	closed := filepath.Join(dir, "closed")
+	os.Mkdir(closed, 0o755)
+	os.Chmod(closed, 0)
+	app := func(module string) string {
+		return "[listen]\nhttp = [\"127.0.0.1:0\"]\n[app]\nmodule = \"" + module + "\"\ndirectory = \"" + apps + "\"\n"
+	}
+	cases = append(cases, []struct {
+		name, toml string
+		ok         bool
+		want       []string
+	}{
+		{"factory", app("factory:create_app('hi', )"), true, []string{"imports, ok"}},
+		{"module alone", app("factory"), true, []string{"imports, ok"}},
+		{"missing module", app("nosuchmodule:app"), false, []string{"ModuleNotFoundError", "nosuchmodule"}},
+		{"missing callable", app("factory:make_app()"), false, []string{"module factory has no make_app"}},
+		{"factory raises", app("factory:broken()"), false, []string{"RuntimeError: DATABASE_URL is not set", "Traceback"}},
+		{"factory with a name", app("factory:create_app(os.environ)"), false, []string{"Python literals"}},
+		{"unreadable static root", app("factory") + "[[static]]\nprefix = \"/s/\"\nroot = \"" + closed + "\"\n", false,
+			[]string{"static[0].root", "cannot"}},
+	}...)
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			f := filepath.Join(dir, c.name+".toml")

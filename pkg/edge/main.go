@@ -25,7 +25,8 @@ import (
 func Main(args []string) error {
 	fs := flag.NewFlagSet("edged", flag.ContinueOnError)
 	file := fs.String("c", config.DefaultPath, "config `file`")
-	check := fs.Bool("check", false, "validate the config (and certificates) and exit")
+	check := fs.Bool("check", false, "validate the config, open the certificates and static roots, import the app as a worker would, and exit")
+	configOnly := fs.Bool("config-only", false, "with --check: leave the app out (edged.service's ExecStartPre; the workers import it themselves)")
 	reload := fs.Bool("reload", false, "ask the running edged to re-read its config, and wait for the outcome (systemctl reload runs this)")
 	sockDir := fs.String("socket-dir", "", "override pool.socket_dir")
 	if err := fs.Parse(args); err != nil {
@@ -41,6 +42,11 @@ func Main(args []string) error {
 	if *check {
 		if err := Check(cfg); err != nil {
 			return err
+		}
+		if !*configOnly {
+			if err := checkApp(*file); err != nil {
+				return err
+			}
 		}
 		fmt.Printf("%s: ok\n", cfg.File)
 		return nil
@@ -249,10 +255,56 @@ func Check(cfg *config.Config) error {
 		return err
 	}
 	st.close()
+	// Opened above as whoever runs the check: root opens anything, so
+	// also judge for the user edged will serve as.
+	for i, sc := range cfg.Static {
+		if why := unreadable(sc.Root); why != "" {
+			return fmt.Errorf("static[%d].root %s: %s", i, sc.Root, why)
+		}
+	}
+	for i, t := range cfg.TLS {
+		for _, f := range []struct{ key, path string }{{"cert", t.Cert}, {"key", t.Key}} {
+			if strings.Contains(f.path, "-----BEGIN") || os.Geteuid() == 0 && filepath.Dir(f.path) == TLSCredentials {
+				continue // systemd reads it, as root (LoadCredential=)
+			}
+			if why := unreadable(config.Credential("tls", f.path)); why != "" {
+				return fmt.Errorf("tls[%d].%s %s: %s", i, f.key, f.path, why)
+			}
+		}
+	}
 	if cfg.Pool.Class == config.ClassGevent {
 		return gevent(cfg.App.Interpreter())
 	}
 	return nil
+}
+
+// TLSCredentials is the directory edged.service loads TLS files from
+// (LoadCredential=tls:/etc/edged/tls): systemd reads them as root.
+const TLSCredentials = "/etc/edged/tls"
+
+// checkApp has workerd import the app as a worker would (workerd
+// --check): edged itself never runs the app's code.
+func checkApp(file string) error {
+	workerd := "workerd"
+	if exe, err := os.Executable(); err == nil {
+		if p := filepath.Join(filepath.Dir(exe), "workerd"); fileExists(p) {
+			workerd = p
+		}
+	}
+	if _, err := exec.LookPath(workerd); err != nil {
+		return fmt.Errorf("cannot check that the app imports: no workerd beside edged or on PATH (--config-only checks the rest alone)")
+	}
+	cmd := exec.Command(workerd, "--check", "-c", file)
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("the app would not start (workerd --check: %v)", err)
+	}
+	return nil
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
 }
 
 // gevent checks that python can import gevent, which the gevent class

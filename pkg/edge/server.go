@@ -432,11 +432,22 @@ func (s *Server) Serve(ctx context.Context, ls *Listeners) error {
 	case <-ctx.Done():
 	case err = <-errs:
 	}
-	grace, cancel := context.WithTimeout(context.Background(), s.Config().Pool.GracefulTimeout.D())
+	timeout := s.Config().Pool.GracefulTimeout.D()
+	s.log.Info().Int64("in_flight", s.inFlight.Load()).Dur("graceful_timeout", timeout).Msg("stopping: no new connections; finishing the requests in flight")
+	grace, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	plain.Shutdown(grace)
-	secure.Shutdown(grace)
+	var unfinished error
+	for _, srv := range []*http.Server{plain, secure} {
+		if e := srv.Shutdown(grace); e != nil {
+			unfinished = e
+		}
+	}
 	wg.Wait()
+	if unfinished != nil {
+		s.log.Warn().Int64("in_flight", s.inFlight.Load()).Msg("stopped: pool.graceful_timeout passed with requests unfinished")
+	} else {
+		s.log.Info().Int64("requests", s.requests.Load()).Msg("stopped")
+	}
 	return err
 }
 

@@ -3,8 +3,10 @@
 package logging
 
 import (
+	"bytes"
 	"io"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -30,7 +32,8 @@ func New(w io.Writer, level, format string) zerolog.Logger {
 		}
 	}
 	if format == "console" {
-		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.TimeOnly}
+		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.TimeOnly,
+			FieldsExclude: []string{TracebackField}, FormatExtra: traceback}
 	}
 	return zerolog.New(w).Level(lvl).With().Timestamp().Logger()
 }
@@ -39,4 +42,18 @@ func New(w io.Writer, level, format string) zerolog.Logger {
 func IsTerminal(f *os.File) bool {
 	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
 	return err == nil
+}
+
+// TracebackField is the field that holds a Python traceback. A terminal
+// shows it as the lines it is, under its event; JSON keeps it in the
+// event as one string.
+const TracebackField = "traceback"
+
+func traceback(evt map[string]any, buf *bytes.Buffer) error {
+	tb, _ := evt[TracebackField].(string)
+	if tb = strings.TrimRight(tb, "\n"); tb != "" {
+		buf.WriteString("\n  ")
+		buf.WriteString(strings.ReplaceAll(tb, "\n", "\n  "))
+	}
+	return nil
 }

@@ -181,3 +181,20 @@ func TestIsTerminal(t *testing.T) {
 		})
 	}
 }
+
+// A traceback shows as lines on a terminal, not as one quoted line.
+func TestConsoleTraceback(t *testing.T) {
+	var buf bytes.Buffer
+	log := New(&buf, "info", "console")
+	tb := "Traceback (most recent call last):\n  File \"app.py\", line 3, in index\nValueError: boom\n"
+	log.Error().Str(TracebackField, tb).Str("path", "/").Msg("app raised")
+	out := buf.String()
+	if strings.Contains(out, `\n`) {
+		t.Errorf("the traceback is escaped onto one line:\n%s", out)
+	}
+	for _, want := range []string{"app raised", "\n  Traceback (most recent call last):\n    File \"app.py\", line 3, in index\n  ValueError: boom\n"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("console output lacks %q:\n%s", want, out)
+		}
+	}
+}

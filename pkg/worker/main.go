@@ -21,9 +21,13 @@ func Main(args []string) error {
 	file := fs.String("c", config.DefaultPath, "config `file`")
 	instance := fs.String("i", "", "instance `number` (the N of workerd@N)")
 	sockDir := fs.String("socket-dir", "", "override pool.socket_dir")
+	check := fs.Bool("check", false, "import the app as a worker would, report, and exit (edged --check runs this)")
 	queueFD := fs.Int("queue-fd", 0, "take requests from the listening socket on this inherited `fd` (edgectl run passes it; systemd passes it by socket activation)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *check {
+		return checkApp(*file)
 	}
 	if _, ok := config.Instance(*instance); !ok {
 		return fmt.Errorf("-i %q: give the instance number, such as -i 1", *instance)
@@ -59,6 +63,9 @@ func Main(args []string) error {
 	}()
 	err = w.Run(ctx, ln)
 	sd.Notify("STOPPING=1")
+	if ctx.Err() != nil && err == nil {
+		log.Info().Msg("stopped")
+	}
 	var ie *ImportError
 	if errors.As(err, &ie) {
 		if ie.Traceback != "" {
@@ -67,6 +74,24 @@ func Main(args []string) error {
 		return ie
 	}
 	return err
+}
+
+// checkApp is workerd --check.
+func checkApp(file string) error {
+	cfg, err := config.Load(file)
+	if err != nil {
+		return err
+	}
+	timeout := max(cfg.App.Timeout.D(), 30*time.Second)
+	if err := CheckApp(context.Background(), cfg, timeout); err != nil {
+		var ie *ImportError
+		if errors.As(err, &ie) && ie.Traceback != "" {
+			fmt.Fprint(os.Stderr, ie.Traceback)
+		}
+		return err
+	}
+	fmt.Printf("app %s (%s): imports, ok\n", cfg.App.Module, cfg.App.Interpreter())
+	return nil
 }
 
 // keepSystemdInformed refreshes the status line and pets the watchdog

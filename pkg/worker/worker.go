@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -57,7 +58,16 @@ type Worker struct {
 	base     atomic.Int64 // served by the processes before this one
 	busy     atomic.Int64
 	recycled atomic.Bool // it reached pool.max_requests and is ending
+
+	// credentials is where to read app.credentials when systemd passed
+	// none (CREDENTIALS_DIRECTORY unset): the check reads them where
+	// workerd@.service loads them from.
+	credentials string
 }
+
+// CredentialsDir is where workerd@.service loads the app's credentials
+// from (LoadCredential=app:/etc/edged/credentials).
+const CredentialsDir = "/etc/edged/credentials"
 
 // New returns a worker for the instance name (the N of workerd@N).
 func New(cfg *config.Config, instance string, log zerolog.Logger) *Worker {
@@ -107,7 +117,72 @@ func (w *Worker) Run(ctx context.Context, lf *os.File) error {
 // asked, ends.
 var errRecycled = errors.New("python process recycled after pool.max_requests")
 
+// start starts a Python process with conf (the module and directory
+// filled in here) and lf as its fd 3, and returns it with the read end of
+// its events.
+func (w *Worker) start(conf childConf, lf *os.File) (*exec.Cmd, *os.File, error) {
+	a := w.cfg.App
+	conf.Module, conf.Directory = a.Module, a.Directory
+	js, _ := json.Marshal(conf)
+	env, err := w.environ(string(js))
+	if err != nil {
+		return nil, nil, &ImportError{Module: a.Module, Summary: err.Error()}
+	}
+	srcR, srcW, err := os.Pipe()
+	if err != nil {
+		return nil, nil, err
+	}
+	evR, evW, err := os.Pipe()
+	if err != nil {
+		srcR.Close()
+		srcW.Close()
+		return nil, nil, err
+	}
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		return nil, nil, err
+	}
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		return nil, nil, err
+	}
+	cmd := exec.Command(a.Interpreter(), "-c", python.Bootstrap)
+	cmd.Dir = a.Directory
+	cmd.Env = env
+	cmd.Stdout = outW
+	cmd.Stderr = errW
+	cmd.ExtraFiles = []*os.File{lf, srcR, evW}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	err = cmd.Start()
+	for _, f := range []*os.File{srcR, evW, outW, errW} {
+		f.Close()
+	}
+	if err != nil {
+		for _, f := range []*os.File{srcW, evR, outR, errR} {
+			f.Close()
+		}
+		return nil, nil, &ImportError{Module: a.Module, Summary: fmt.Sprintf("cannot start %s: %v (set app.python or app.virtualenv)", a.Interpreter(), err)}
+	}
+	log := w.log.With().Int("pid", cmd.Process.Pid).Logger()
+	for _, o := range []struct {
+		r    *os.File
+		name string
+	}{{outR, "stdout"}, {errR, "stderr"}} {
+		go func() {
+			defer o.r.Close()
+			appOutput(o.r, o.name, log)
+		}()
+	}
+	go func() {
+		srcW.Write(python.Source)
+		srcW.Close()
+	}()
+	return cmd, evR, nil
+}
+
 type childConf struct {
+	// Check asks the process to import the app, report, and exit.
+	Check       bool   `json:"check,omitempty"`
 	Module      string `json:"module"`
 	Directory   string `json:"directory"`
 	Class       string `json:"class"`
@@ -120,57 +195,33 @@ type childConf struct {
 	Timeout float64 `json:"timeout"`
 }
 
+// maxRequests is pool.max_requests for one Python process, with its
+// jitter.
+func maxRequests(p config.Pool) int {
+	if p.MaxRequests == 0 || p.MaxRequestsJitter == 0 {
+		return p.MaxRequests
+	}
+	return p.MaxRequests + rand.IntN(p.MaxRequestsJitter+1)
+}
+
 // runChild starts one Python process and waits for it to end.
 func (w *Worker) runChild(ctx context.Context, lf *os.File) error {
-	a := w.cfg.App
 	threads := 1
 	if w.cfg.Pool.Class == config.ClassThreads {
 		threads = w.cfg.Pool.Threads
 	}
-	conf, _ := json.Marshal(childConf{
-		Module: a.Module, Directory: a.Directory,
+	cmd, evR, err := w.start(childConf{
 		Class: w.cfg.Pool.Class, Threads: threads, Connections: w.cfg.Pool.Connections,
-		MaxRequests: w.cfg.Pool.MaxRequests,
-		Timeout:     a.Timeout.D().Seconds() + 1,
-	})
-	env, err := w.environ(string(conf))
-	if err != nil {
-		return &ImportError{Module: a.Module, Summary: err.Error()}
-	}
-
-	srcR, srcW, err := os.Pipe()
+		MaxRequests: maxRequests(w.cfg.Pool),
+		Timeout:     w.cfg.App.Timeout.D().Seconds() + 1,
+	}, lf)
 	if err != nil {
 		return err
 	}
-	evR, evW, err := os.Pipe()
-	if err != nil {
-		srcR.Close()
-		srcW.Close()
-		return err
-	}
-	cmd := exec.Command(a.Interpreter(), "-c", python.Bootstrap)
-	cmd.Dir = a.Directory
-	cmd.Env = env
-	cmd.Stdout = os.Stdout
-	cmd.Stderr = os.Stderr
-	cmd.ExtraFiles = []*os.File{lf, srcR, evW}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	w.loaded.Store(false)
 	w.recycled.Store(false)
 	w.base.Store(w.served.Load())
 	w.busy.Store(0)
-	err = cmd.Start()
-	srcR.Close()
-	evW.Close()
-	if err != nil {
-		srcW.Close()
-		evR.Close()
-		return &ImportError{Module: a.Module, Summary: fmt.Sprintf("cannot start %s: %v (set app.python or app.virtualenv)", a.Interpreter(), err)}
-	}
-	go func() {
-		srcW.Write(python.Source)
-		srcW.Close()
-	}()
 
 	var importErr atomic.Pointer[ImportError]
 	events := make(chan struct{})
@@ -208,6 +259,7 @@ wait:
 	case <-ctx.Done():
 		cmd.Process.Signal(syscall.SIGTERM)
 		grace := w.cfg.Pool.GracefulTimeout.D()
+		log.Info().Int64("busy", w.busy.Load()).Dur("graceful_timeout", grace).Msg("stopping: the python process takes no new requests and finishes its own")
 		select {
 		case werr = <-waited:
 		case <-time.After(grace):
@@ -346,6 +398,9 @@ func (w *Worker) environ(conf string) ([]string, error) {
 	if len(w.cfg.App.Credentials) > 0 {
 		dir := os.Getenv("CREDENTIALS_DIRECTORY")
 		if dir == "" {
+			dir = w.credentials
+		}
+		if dir == "" {
 			return nil, errors.New("app.credentials is set but CREDENTIALS_DIRECTORY is not: run under systemd with LoadCredential=, or set CREDENTIALS_DIRECTORY to a directory holding the credential files")
 		}
 		for name, cred := range w.cfg.App.Credentials {
@@ -364,5 +419,7 @@ func (w *Worker) environ(conf string) ([]string, error) {
 	if w.cfg.App.Virtualenv != "" {
 		env = append(env, "VIRTUAL_ENV="+w.cfg.App.Virtualenv)
 	}
+	// print() reaches the log as it is called, not a pipe's buffer later.
+	env = append(env, "PYTHONUNBUFFERED=1")
 	return append(env, "EDGED_INSTANCE="+w.instance, "EDGED_WORKER="+conf), nil
 }

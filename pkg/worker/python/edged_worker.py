@@ -50,7 +50,9 @@ if __name__ == "__edged_worker__" and _gevent_class():
     # (sockets, sleep, locks, threads) yields to the other greenlets.
     monkey.patch_all()
 
+import ast
 import faulthandler
+import importlib
 import io
 import re
 import select
@@ -662,17 +664,76 @@ class Worker:
               traceback=traceback.format_exc())
 
 
+class AppNotFound(Exception):
+    """app.module names nothing callable: the message says what to write."""
+
+
 def load(spec, directory):
+    """Imports the WSGI callable spec names, as gunicorn reads it:
+    "module" (its "application"), "module:name", "module:obj.attr", or a
+    factory called with literal arguments, "module:create_app('x', k=1)".
+    The call is parsed, never eval'ed."""
     sys.path.insert(0, directory)
     os.chdir(directory)
-    module, _, name = spec.partition(":")
-    mod = __import__(module, fromlist=["_"])
-    obj = mod
-    for part in name.split("."):
-        obj = getattr(obj, part)
+    module, _, expr = spec.partition(":")
+    expr = expr or "application"
+    try:
+        tree = ast.parse(expr, mode="eval").body
+    except SyntaxError:
+        raise AppNotFound("%r is not a name or a call of one" % expr) from None
+    call = None
+    if isinstance(tree, ast.Call):
+        call, tree = tree, tree.func
+    names = []
+    while isinstance(tree, ast.Attribute):
+        names.insert(0, tree.attr)
+        tree = tree.value
+    if not isinstance(tree, ast.Name):
+        raise AppNotFound("%r is not a name or a call of one" % expr)
+    names.insert(0, tree.id)
+    args, kwargs = [], {}
+    if call is not None:
+        try:
+            args = [ast.literal_eval(a) for a in call.args]
+            for k in call.keywords:
+                if k.arg is None:
+                    raise ValueError("**")
+                kwargs[k.arg] = ast.literal_eval(k.value)
+        except ValueError:
+            raise AppNotFound("the arguments of %s must be Python literals (strings, numbers, "
+                              "True/False/None, lists, dicts)" % expr) from None
+    obj = importlib.import_module(module)
+    for i, name in enumerate(names):
+        try:
+            obj = getattr(obj, name)
+        except AttributeError:
+            raise AppNotFound("module %s has no %s: name the WSGI callable, as in %s:app or %s:create_app()"
+                              % (module, ".".join(names[:i + 1]), module, module)) from None
+    if call is not None:
+        if not callable(obj):
+            raise AppNotFound("%s:%s is %s, not a factory to call" % (module, ".".join(names), type(obj).__name__))
+        obj = obj(*args, **kwargs)
     if not callable(obj):
-        raise TypeError("%s is %s, not a WSGI callable" % (spec, type(obj).__name__))
+        raise AppNotFound("%s gave %s, not a WSGI callable" % (spec, type(obj).__name__))
     return obj
+
+
+def set_title(title):
+    """Names the process in ps and top, as gunicorn's setproctitle does:
+    the kernel shows the process's argument area, rewritten here in place
+    (the bootstrap's long -c argument leaves room), and its short name."""
+    try:
+        import ctypes
+        with open("/proc/self/stat", "rb") as f:
+            stat = f.read()
+        fields = stat[stat.rindex(b")") + 2:].split()
+        start, end = int(fields[45]), int(fields[46])  # arg_start, arg_end
+        size = end - start
+        b = title.encode()[:size - 1]
+        ctypes.memmove(start, b + b"\0" * (size - len(b)), size)
+        ctypes.CDLL(None).prctl(15, b"edged-worker", 0, 0, 0)  # PR_SET_NAME
+    except Exception:
+        pass  # only cosmetic
 
 
 def main():
@@ -680,17 +741,29 @@ def main():
     # prints every thread's stack even with the GIL held.
     faulthandler.register(signal.SIGUSR1, all_threads=True)
     conf = json.loads(os.environ.pop("EDGED_WORKER"))
-    listener = socket.socket(fileno=3)
+    set_title("edged-worker %s %s" % (os.environ.get("EDGED_INSTANCE", ""), conf["module"]))
     try:
         app = load(conf["module"], conf["directory"])
     except BaseException as e:
-        tb = traceback.format_exc()
-        sys.stderr.write(tb)
-        summary = "".join(traceback.format_exception_only(type(e), e)).strip().splitlines()[-1]
+        # Reported once, as an event: workerd logs it.
+        if isinstance(e, AppNotFound):
+            summary, tb = str(e), ""
+        else:
+            summary = "".join(traceback.format_exception_only(type(e), e)).strip().splitlines()[-1]
+            # The app's frames only: not this file's, not importlib's.
+            te = traceback.TracebackException.from_exception(e)
+            te.stack = traceback.StackSummary.from_list(
+                [f for f in te.stack if f.filename != "edged_worker.py" and "importlib" not in f.filename])
+            # With no frame of the app's, the summary says it all; a
+            # syntax error's location is in its own lines.
+            tb = "".join(te.format()) if te.stack or isinstance(e, SyntaxError) else ""
         event("import_failed", module=conf["module"], summary=summary, traceback=tb)
-        sys.stderr.flush()
         os._exit(3)
-    Worker(app, conf, listener).run()
+    if conf.get("check"):
+        # edged --check: the app imports; nothing is served.
+        event("ready", pid=os.getpid())
+        os._exit(0)
+    Worker(app, conf, socket.socket(fileno=3)).run()
 
 
 main()

@@ -1,0 +1,66 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sync/atomic"
+	"time"
+
+	"github.com/edged/edged/pkg/config"
+	"github.com/rs/zerolog"
+)
+
+// ErrCheckTimeout is CheckApp's error when the import did not finish in
+// time.
+var ErrCheckTimeout = errors.New("the app did not finish importing in time")
+
+// CheckApp imports the app as a worker would: the same interpreter,
+// virtualenv, directory, environment and credentials, and the worker
+// class's preparation (gevent's patching). The Python process exits once
+// it has; nothing is served. It returns nil when a worker would start, an
+// *ImportError saying why it would not, or an error wrapping
+// ErrCheckTimeout after timeout.
+func CheckApp(ctx context.Context, cfg *config.Config, timeout time.Duration) error {
+	devnull, err := os.Open(os.DevNull)
+	if err != nil {
+		return err
+	}
+	defer devnull.Close()
+	w := New(cfg, "check", zerolog.Nop())
+	w.credentials = CredentialsDir
+	cmd, evR, err := w.start(childConf{Check: true, Class: cfg.Pool.Class}, devnull)
+	if err != nil {
+		return err
+	}
+	defer evR.Close()
+	var importErr atomic.Pointer[ImportError]
+	events := make(chan struct{})
+	go func() {
+		defer close(events)
+		w.readEvents(evR, &importErr)
+	}()
+	waited := make(chan error, 1)
+	go func() { waited <- cmd.Wait() }()
+	var werr error
+	select {
+	case werr = <-waited:
+	case <-time.After(timeout):
+		cmd.Process.Kill()
+		<-waited
+		return fmt.Errorf("%w: importing %q took over %v (is it waiting on a database or the network at import time?)", ErrCheckTimeout, cfg.App.Module, timeout)
+	case <-ctx.Done():
+		cmd.Process.Kill()
+		<-waited
+		return ctx.Err()
+	}
+	<-events
+	if ie := importErr.Load(); ie != nil {
+		return ie
+	}
+	if werr != nil || !w.loaded.Load() {
+		return &ImportError{Module: cfg.App.Module, Summary: fmt.Sprintf("the Python process ended without loading the app (%v)", werr)}
+	}
+	return nil
+}
