@@ -19,8 +19,11 @@ type logRecord struct {
 	status      int
 	bytes       int64
 	worker      string
-	reason      string
-	err         error
+	// client is the real client as a trusted proxy named it; "" when
+	// the peer is the client.
+	client string
+	reason string
+	err    error
 }
 
 // logAccess writes one structured event per request: fields, never a
@@ -33,13 +36,17 @@ func (s *site) logAccess(r *http.Request, lr *logRecord) {
 	if lr.status >= 500 {
 		e = s.access.Warn()
 	}
-	e = e.Str("client", r.RemoteAddr).
+	// What people scan for first.
+	e = e.Int("status", lr.status).
 		Str("method", r.Method).
 		Str("path", r.URL.Path).
-		Str("proto", r.Proto).
-		Int("status", lr.status).
-		Int64("bytes", lr.bytes).
-		Dur("duration", time.Since(lr.start))
+		Float64("duration_ms", float64(time.Since(lr.start).Microseconds())/1000)
+	if lr.client != "" {
+		e = e.Str("client", lr.client).Str("proxy", r.RemoteAddr)
+	} else {
+		e = e.Str("client", r.RemoteAddr)
+	}
+	e = e.Str("proto", r.Proto).Int64("bytes", lr.bytes)
 	if r.URL.RawQuery != "" {
 		e = e.Str("query", r.URL.RawQuery)
 	}

@@ -96,3 +96,48 @@ func TestAccessLogWorker(t *testing.T) {
 		})
 	}
 }
+
+// The entry leads with what people scan for, says its unit, and names the
+// real client behind a trusted proxy, the proxy in its own field.
+func TestAccessLogFields(t *testing.T) {
+	dir := socketDir(t)
+	startWorker(t, dir, "1", replyOK)
+	var logs logBuffer
+	s := newServerLog(t, dir, zerolog.New(&logs), "proxy.trusted", `["10.0.0.0/8"]`)
+	direct := environRequest("GET", "/direct", nil)
+	proxied := environRequest("GET", "/proxied", nil)
+	proxied.RemoteAddr = "10.0.0.2:5555"
+	proxied.Header.Set("X-Forwarded-For", "198.51.100.7")
+	for _, r := range []*http.Request{direct, proxied} {
+		s.ServeHTTP(httptest.NewRecorder(), r)
+	}
+	lines := strings.Split(strings.TrimSpace(logs.b.String()), "\n")
+	var access []string
+	for _, l := range lines {
+		if strings.Contains(l, `"log":"access"`) {
+			access = append(access, l)
+		}
+	}
+	if len(access) != 2 {
+		t.Fatalf("got %d access entries, want 2:\n%s", len(access), logs.b.String())
+	}
+	for _, l := range access {
+		i := strings.Index(l, `"status"`)
+		for _, k := range []string{`"method"`, `"path"`, `"duration_ms"`, `"client"`} {
+			if j := strings.Index(l, k); j < i {
+				t.Errorf("%s comes before status, or is missing: %s", k, l)
+			}
+			i = strings.Index(l, k)
+		}
+	}
+	entries := logs.access(t)
+	if entries[0]["client"] != "203.0.113.5:4000" || entries[0]["proxy"] != nil {
+		t.Errorf("direct: client %v proxy %v, want the peer and no proxy", entries[0]["client"], entries[0]["proxy"])
+	}
+	if entries[1]["client"] != "198.51.100.7" || entries[1]["proxy"] != "10.0.0.2:5555" {
+		t.Errorf("behind a trusted proxy: client %v proxy %v, want 198.51.100.7 and 10.0.0.2:5555", entries[1]["client"], entries[1]["proxy"])
+	}
+	if _, ok := entries[0]["duration_ms"].(float64); !ok {
+		t.Errorf("no duration_ms: %v", entries[0])
+	}
+}

@@ -55,7 +55,7 @@ func (s *site) serveApp(w http.ResponseWriter, r *http.Request, c client, lr *lo
 	}
 	req := upstream.Request{Frame: &x.frame, Body: body, Idempotent: idempotent(r.Method)}
 	if err := s.upstream.RoundTrip(r.Context(), &req, &x.resp); err != nil {
-		s.fail(w, lr, s.upstreamStatus(r.Context(), err), err.Error())
+		s.failUpstream(w, r, lr, err)
 		return
 	}
 	defer x.resp.Close()
@@ -105,7 +105,7 @@ func (s *site) serveApp(w http.ResponseWriter, r *http.Request, c client, lr *lo
 		return
 	}
 	if err != nil {
-		s.fail(w, lr, s.upstreamStatus(r.Context(), err), err.Error())
+		s.failUpstream(w, r, lr, err)
 		return
 	}
 	x.resp.Close() // the worker is done: free it before the client reads
@@ -202,19 +202,34 @@ func (s *site) readBody(w http.ResponseWriter, r *http.Request, sp *spool, limit
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
-// upstreamStatus is the answer for a failed trip to the app.
-func (s *site) upstreamStatus(ctx context.Context, err error) int {
+// failUpstream answers a failed trip to the app, with a reason for the
+// log in the config's terms.
+func (s *site) failUpstream(w http.ResponseWriter, r *http.Request, lr *logRecord, err error) {
+	status, why := s.upstreamStatus(r.Context(), err)
+	if status == http.StatusBadGateway {
+		lr.err = err // something unforeseen: the details may help
+	}
+	s.fail(w, lr, status, why)
+}
+
+// upstreamStatus is the answer for a failed trip to the app, and why.
+func (s *site) upstreamStatus(ctx context.Context, err error) (int, string) {
+	l := s.cfg.Limits
 	switch {
 	case ctx.Err() != nil:
-		return 499 // the client went away
-	case errors.Is(err, upstream.ErrQueueFull), errors.Is(err, upstream.ErrQueueTimeout):
-		return http.StatusServiceUnavailable
+		return 499, "the client went away"
+	case errors.Is(err, upstream.ErrQueueFull):
+		return http.StatusServiceUnavailable, fmt.Sprintf("every worker busy and limits.queue_length (%d) requests waiting already", l.QueueLength)
+	case errors.Is(err, upstream.ErrQueueTimeout):
+		return http.StatusServiceUnavailable, fmt.Sprintf("no worker free within limits.queue_timeout (%s)", l.QueueTimeout)
+	case errors.Is(err, upstream.ErrNoWorkers):
+		return http.StatusBadGateway, "no worker is running (edgectl scale starts some)"
 	case errors.Is(err, upstream.ErrTimeout):
-		return http.StatusGatewayTimeout
+		return http.StatusGatewayTimeout, fmt.Sprintf("app.timeout (%s) passed", s.cfg.App.Timeout)
 	case errors.Is(err, wire.ErrAborted):
-		return http.StatusInternalServerError
+		return http.StatusInternalServerError, "the app failed after its answer began"
 	}
-	return http.StatusBadGateway
+	return http.StatusBadGateway, "the worker's answer broke off"
 }
 
 func idempotent(m string) bool {

@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/edged/edged/pkg/config"
+
+	"github.com/rs/zerolog"
 )
 
 // timedGET serves GET / and says how long it took.
@@ -301,10 +303,14 @@ func TestUpstreamTimeout(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := socketDir(t)
 			startWorker(t, dir, "1", tt.serve)
-			s := newServer(t, dir, "app.timeout", `"300ms"`)
+			var logs logBuffer
+			s := newServerLog(t, dir, zerolog.New(&logs), "app.timeout", `"300ms"`)
 			rec, took := timedGET(s)
 			if rec.Code != http.StatusGatewayTimeout {
 				t.Errorf("status: got %d, want 504", rec.Code)
+			}
+			if e := logs.access(t); len(e) != 1 || e[0]["reason"] != "app.timeout (300ms) passed" || e[0]["error"] != nil {
+				t.Errorf("access log: %v, want the reason app.timeout (300ms) passed, and no error", e)
 			}
 			if took < 250*time.Millisecond || took > 3*time.Second {
 				t.Errorf("took %v, want about app.timeout (300ms)", took)

@@ -182,6 +182,9 @@ func (st *site) serve(w http.ResponseWriter, r *http.Request, lr *logRecord) {
 	// Who sent it, after proxy.trusted: the limits and the environ both
 	// need it, so it is worked out once.
 	c := st.client(r)
+	if c.trusted {
+		lr.client = c.addr // the real client; the proxy is r.RemoteAddr
+	}
 	if st.limits != nil {
 		release, ok := st.admit(w, c, lr)
 		if !ok {

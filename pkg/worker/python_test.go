@@ -851,10 +851,9 @@ func TestPythonExpired(t *testing.T) {
 // workerd killed it.
 func TestPythonStopUnderLock(t *testing.T) {
 	py := interpreter(t)
-	src, ok := strings.CutSuffix(string(python.Source), "\nmain()\n")
-	if !ok {
-		t.Fatal("the worker source no longer ends with main(): update this test")
-	}
+	// Imported under another name than the bootstrap's, the module
+	// only defines: nothing runs, no descriptor is opened.
+	src := string(python.Source)
 	tests := []struct {
 		name     string
 		busy     int
@@ -873,7 +872,6 @@ func TestPythonStopUnderLock(t *testing.T) {
 			}
 			script := fmt.Sprintf(`
 import os, sys
-os.dup2(os.open(os.devnull, os.O_WRONLY), 5)
 g = {"__name__": "edged_worker"}
 exec(compile(open(%q).read(), "edged_worker.py", "exec"), g)
 w = g["Worker"](None, {"threads": 1}, None)

@@ -92,7 +92,9 @@ FLUSH_AT = 256 << 10
 ACCEPT_WAIT_MS = 250
 MEMORY_BODY = 1 << 20
 
-EVENTS = os.fdopen(5, "w", buffering=1, encoding="utf-8", errors="replace")
+# The pipe to workerd (fd 5), opened by main(): events sent before that,
+# or with no workerd, go nowhere.
+EVENTS = None
 EVENTS_LOCK = threading.Lock()
 
 
@@ -102,7 +104,7 @@ def event(kind, **fields):
     with EVENTS_LOCK:
         try:
             EVENTS.write(line + "\n")
-        except (OSError, ValueError):
+        except (AttributeError, OSError, ValueError):
             pass
 
 
@@ -740,6 +742,8 @@ def main():
     # workerd sends SIGUSR1 when the heartbeats stop: the C-level handler
     # prints every thread's stack even with the GIL held.
     faulthandler.register(signal.SIGUSR1, all_threads=True)
+    global EVENTS
+    EVENTS = os.fdopen(5, "w", buffering=1, encoding="utf-8", errors="replace")
     conf = json.loads(os.environ.pop("EDGED_WORKER"))
     set_title("edged-worker %s %s" % (os.environ.get("EDGED_INSTANCE", ""), conf["module"]))
     try:
@@ -766,4 +770,7 @@ def main():
     Worker(app, conf, socket.socket(fileno=3)).run()
 
 
-main()
+# Run by workerd's bootstrap, which names the module so; imported under
+# any other name (by a test, say), it only defines.
+if __name__ == "__edged_worker__":
+    main()
