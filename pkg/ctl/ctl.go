@@ -62,6 +62,7 @@ type runOpts struct {
 	file    *string
 	workers *int
 	sockets *string
+	reload  *bool
 }
 
 var ro runOpts
@@ -71,6 +72,7 @@ func runFlags() *flag.FlagSet {
 	ro.file = fs.String("c", config.DefaultPath, "config `file`")
 	ro.workers = fs.Int("workers", 0, "worker count (0 = the config's pool.workers)")
 	ro.sockets = fs.String("socket-dir", "", "worker socket directory (default: a new temporary one)")
+	ro.reload = fs.Bool("reload", false, "restart the workers, one at a time, when a .py file under app.directory changes (for development)")
 	return fs
 }
 
@@ -79,5 +81,5 @@ func run(ctx context.Context, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	return local.Run(ctx, local.Options{Config: *ro.file, Workers: *ro.workers, SocketDir: *ro.sockets})
+	return local.Run(ctx, local.Options{Config: *ro.file, Workers: *ro.workers, SocketDir: *ro.sockets, Reload: *ro.reload})
 }

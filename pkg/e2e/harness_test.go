@@ -120,6 +120,10 @@ type suiteOpts struct {
 	// static is the [[static]] root; default an empty directory of the
 	// suite's own.
 	static string
+	// appDir is app.directory; default testdata/apps.
+	appDir string
+	// args are more arguments for edgectl run (--reload).
+	args []string
 }
 
 func freePort(t testing.TB) string {
@@ -182,7 +186,10 @@ func trySuite(t testing.TB, o suiteOpts) (*suite, error) {
 		os.MkdirAll(s.static, 0o755)
 	}
 	fmt.Fprintf(&b, "[[static]]\nprefix = \"/static/\"\nroot = %q\nindex = \"index.html\"\n", s.static)
-	fmt.Fprintf(&b, "[app]\nmodule = %q\ndirectory = %q\npython = %q\n%s\n", o.module, filepath.Join(repoRoot, "testdata", "apps"), python, o.app)
+	if o.appDir == "" {
+		o.appDir = filepath.Join(repoRoot, "testdata", "apps")
+	}
+	fmt.Fprintf(&b, "[app]\nmodule = %q\ndirectory = %q\npython = %q\n%s\n", o.module, o.appDir, python, o.app)
 	fmt.Fprintf(&b, "[pool]\nclass = %q\nthreads = 4\nworkers = %d\n%s\n", o.class, o.workers, o.pool)
 	if o.limits != "" {
 		fmt.Fprintf(&b, "[limits]\n%s\n", o.limits)
@@ -193,7 +200,7 @@ func trySuite(t testing.TB, o suiteOpts) (*suite, error) {
 		t.Fatal(err)
 	}
 
-	s.cmd = exec.Command(filepath.Join(binDir, "edgectl"), "run", "-c", s.cfg, "--socket-dir", s.socket)
+	s.cmd = exec.Command(filepath.Join(binDir, "edgectl"), append([]string{"run", "-c", s.cfg, "--socket-dir", s.socket}, o.args...)...)
 	s.cmd.Stdout, s.cmd.Stderr = s.out, s.out
 	s.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := s.cmd.Start(); err != nil {

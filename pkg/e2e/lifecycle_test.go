@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -75,7 +76,7 @@ func TestCheck(t *testing.T) {
 }
 
 // TestImportFailure: an app that cannot be imported makes workerd exit
-// non-zero with the traceback and a one-line summary.
+// non-zero, reporting it once, with the traceback and a one-line summary.
 func TestImportFailure(t *testing.T) {
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "broken.py"), []byte("import no_such_module_here\n"), 0o644)
@@ -88,10 +89,27 @@ func TestImportFailure(t *testing.T) {
 	if err == nil {
 		t.Fatalf("workerd exited 0 for an app that cannot import:\n%s", out.String())
 	}
-	for _, w := range []string{"Traceback", "workerd: cannot import app \"broken:app\": ModuleNotFoundError: No module named 'no_such_module_here'"} {
-		if !strings.Contains(out.String(), w) {
-			t.Errorf("output lacks %q:\n%s", w, out.String())
+	// One JSON event, not a traceback on stderr, an event and a line of
+	// text: the output stays one stream a log shipper can read.
+	const summary = "ModuleNotFoundError: No module named 'no_such_module_here'"
+	var reports int
+	for _, line := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+		var ev map[string]any
+		if err := json.Unmarshal([]byte(line), &ev); err != nil {
+			t.Errorf("a line of workerd's output is not JSON: %q", line)
+			continue
 		}
+		if !strings.Contains(line, "no_such_module_here") {
+			continue
+		}
+		reports++
+		tb, _ := ev["traceback"].(string)
+		if ev["level"] != "error" || ev["summary"] != summary || !strings.Contains(tb, `broken.py", line 1`) {
+			t.Errorf("the report: %s; want an error with the summary %q and the traceback", line, summary)
+		}
+	}
+	if reports != 1 {
+		t.Errorf("the failed import is reported %d times, want once:\n%s", reports, out.String())
 	}
 }
 

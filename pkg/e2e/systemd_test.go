@@ -272,6 +272,7 @@ func (m *machine) client() *http.Client {
 // answers by status and every transport error.
 type load struct {
 	ok, bad atomic.Int64
+	last    atomic.Value // the last answer's body, a string
 	mu      sync.Mutex
 	errs    []string
 	stop    chan struct{}
@@ -295,13 +296,14 @@ func startLoad(c *http.Client, url string, n int) *load {
 					l.fail(err.Error())
 					continue
 				}
-				io.Copy(io.Discard, resp.Body)
+				b, _ := io.ReadAll(resp.Body)
 				resp.Body.Close()
 				if resp.StatusCode != 200 {
 					l.fail(fmt.Sprintf("status %d", resp.StatusCode))
 					continue
 				}
 				l.ok.Add(1)
+				l.last.Store(string(b))
 			}
 		}()
 	}
@@ -315,6 +317,21 @@ func (l *load) fail(s string) {
 		l.errs = append(l.errs, s)
 	}
 	l.mu.Unlock()
+}
+
+// waitAnswer waits until the last answer is want, or fails after d; it
+// returns how long that took.
+func (l *load) waitAnswer(t *testing.T, want string, d time.Duration) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for time.Since(start) < d {
+		if v, _ := l.last.Load().(string); v == want {
+			return time.Since(start)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("the answer is still %q after %v, want %q", l.last.Load(), d, want)
+	return 0
 }
 
 func (l *load) finish() (ok, bad int64, errs []string) {

@@ -6,13 +6,11 @@ package local
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -20,6 +18,7 @@ import (
 
 	"github.com/edged/edged/pkg/config"
 	"github.com/edged/edged/pkg/cores"
+	"github.com/edged/edged/pkg/logging"
 	"github.com/edged/edged/pkg/sd"
 )
 
@@ -31,14 +30,18 @@ type Options struct {
 	// SocketDir overrides pool.socket_dir; "" = a new temporary directory,
 	// removed on exit, so no root is needed.
 	SocketDir string
-	Stdout    *os.File
-	Stderr    *os.File
+	// Reload restarts the workers, one at a time, when a .py file under
+	// app.directory changes (gunicorn's --reload).
+	Reload bool
+	Stdout *os.File
+	Stderr *os.File
 }
 
 // Run starts the suite and waits until ctx ends or edged exits. A worker
 // that exits is started again, as systemd's Restart= would, unless it
 // fails at once (an app that cannot import), which stops everything with
-// that error. SIGHUP to this process reloads edged's config.
+// that error. SIGHUP to this process reloads edged's config and restarts
+// the workers one at a time.
 func Run(ctx context.Context, o Options) error {
 	cfg, err := config.Load(o.Config)
 	if err != nil {
@@ -86,27 +89,17 @@ func Run(ctx context.Context, o Options) error {
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	var wg sync.WaitGroup
-	errc := make(chan error, n+1)
-	for i := 1; i <= n; i++ {
-		wg.Add(1)
-		go func(i int) {
-			defer wg.Done()
-			for {
-				start := time.Now()
-				err := o.run(ctx, nil, []*os.File{queue}, "workerd", "-c", o.Config, "-i", strconv.Itoa(i), "--socket-dir", o.SocketDir, "--queue-fd", "3")
-				if ctx.Err() != nil {
-					return
-				}
-				var ee *exec.ExitError
-				if errors.As(err, &ee) && time.Since(start) < 5*time.Second {
-					errc <- fmt.Errorf("workerd %d exited early (%v): see its log above", i, err)
-					return
-				}
-				time.Sleep(time.Second)
-			}
-		}(i)
+	log := logging.New(o.Stderr, cfg.Log.Level, cfg.Log.Format).With().Str("from", "edgectl run").Logger()
+	errc := make(chan error, n+2)
+	workers, err := newPool(ctx, o, queue, n, log, errc)
+	if err != nil {
+		return err
 	}
+	defer workers.wait()
+
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
 	var edged atomic.Pointer[os.Process]
 	wg.Add(1)
 	go func() {
@@ -116,7 +109,8 @@ func Run(ctx context.Context, o Options) error {
 			errc <- fmt.Errorf("edged exited: %v", err)
 		}
 	}()
-	// SIGHUP reloads edged's config, as `systemctl reload edged` does.
+	// SIGHUP reloads edged's config, as `systemctl reload edged` does,
+	// and restarts the workers one at a time, as `edgectl restart`.
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -129,16 +123,22 @@ func Run(ctx context.Context, o Options) error {
 				if p := edged.Load(); p != nil {
 					p.Signal(syscall.SIGHUP)
 				}
+				workers.roll("SIGHUP")
 			}
 		}
 	}()
+	if o.Reload {
+		skip := cfg.App.Virtualenv
+		log.Info().Str("directory", cfg.App.Directory).Msg("restarting the workers when a .py file there changes")
+		go watch(ctx, cfg.App.Directory, skip, func(file string) {
+			workers.roll("changed: " + file)
+		})
+	}
 
 	select {
 	case <-ctx.Done():
 	case err = <-errc:
 	}
-	cancel()
-	wg.Wait()
 	return err
 }
 

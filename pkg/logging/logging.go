@@ -57,3 +57,11 @@ func traceback(evt map[string]any, buf *bytes.Buffer) error {
 	}
 	return nil
 }
+
+// Reported wraps an error that has been logged as an event already: a
+// command's main exits non-zero without printing it again, so that the
+// output stays one stream of events.
+type Reported struct{ Err error }
+
+func (r Reported) Error() string { return r.Err.Error() }
+func (r Reported) Unwrap() error { return r.Err }

@@ -68,10 +68,12 @@ func Main(args []string) error {
 	}
 	var ie *ImportError
 	if errors.As(err, &ie) {
+		e := log.Error().Str("app", ie.Module).Str("summary", ie.Summary)
 		if ie.Traceback != "" {
-			log.Error().Str("traceback", ie.Traceback).Msg("app failed to import")
+			e = e.Str(logging.TracebackField, ie.Traceback)
 		}
-		return ie
+		e.Msg("cannot import the app: " + ie.Summary)
+		return logging.Reported{Err: ie}
 	}
 	return err
 }

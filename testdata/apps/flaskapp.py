@@ -64,6 +64,17 @@ def boom():
     raise RuntimeError("boom: the app failed on purpose")
 
 
+@app.get("/chatty")
+def chatty():
+    # What apps do: print, log through logging, and write stderr.
+    print("a line from print()")
+    print("two lines\nfrom one print()")
+    app.logger.warning("a warning from the app's logger")
+    import sys
+    sys.stderr.write("straight to stderr\n")
+    return "said\n"
+
+
 @app.get("/sleep")
 def sleep():
     time.sleep(float(request.args.get("s", "0.1")))
