@@ -9,6 +9,7 @@ import (
 	"io"
 	"mime/multipart"
 	"net/http"
+	"net/http/cookiejar"
 	"strings"
 	"sync"
 	"testing"
@@ -260,6 +261,20 @@ func appEnviron(t *testing.T, c *http.Client, req *http.Request) map[string]stri
 		t.Fatalf("%s %s: %d, not an environ: %v", req.Method, req.URL, resp.StatusCode, err)
 	}
 	return env
+}
+
+// TestFlaskFactory: a Flask app built by create_app(), as Flask's
+// tutorial builds one, with its session cookie and redirects.
+func TestFlaskFactory(t *testing.T) {
+	s := startSuite(t, suiteOpts{module: "flaskfactory:create_app('staging')", workers: 2})
+	jar, _ := cookiejar.New(nil)
+	c := &http.Client{Jar: jar}
+	for range 3 {
+		get(t, c, s.http+"/visit")
+	}
+	if code, body := get(t, c, s.http+"/"); code != 200 || !strings.Contains(body, `"env":"staging"`) || !strings.Contains(body, `"visits":3`) {
+		t.Errorf("GET / = %d %s, want the factory's env and 3 visits", code, body)
+	}
 }
 
 // TestAppFactory: app.module takes gunicorn's forms, a factory with
