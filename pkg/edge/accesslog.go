@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/edged/edged/pkg/static"
 	"github.com/rs/zerolog"
 )
 
@@ -70,7 +71,13 @@ type statusWriter struct {
 	http.ResponseWriter
 	status int
 	bytes  int64
+	reason string // why the handler refused the request, for the log
 }
+
+// SetReason keeps why a static root refused the request.
+func (w *statusWriter) SetReason(why string) { w.reason = why }
+
+var _ static.ReasonWriter = (*statusWriter)(nil)
 
 func (w *statusWriter) WriteHeader(code int) {
 	if w.status == 0 {

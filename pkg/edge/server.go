@@ -205,7 +205,7 @@ func (st *site) serve(w http.ResponseWriter, r *http.Request, lr *logRecord) {
 		if strings.HasPrefix(r.URL.Path, rt.prefix) {
 			sw := &statusWriter{ResponseWriter: w}
 			rt.h.ServeHTTP(sw, r)
-			lr.status, lr.bytes = sw.status, sw.bytes
+			lr.status, lr.bytes, lr.reason = sw.status, sw.bytes, sw.reason
 			return
 		}
 	}

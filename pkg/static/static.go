@@ -257,8 +257,18 @@ func (h *Handler) pickSibling(name string, acc encodings) (f *os.File, fi fs.Fil
 	return f, fi, enc, tag, vary
 }
 
+// ReasonWriter is a ResponseWriter that keeps why a request was refused,
+// for the access log: the client gets a bare status, the operator the
+// cause.
+type ReasonWriter interface {
+	SetReason(string)
+}
+
 func (h *Handler) openFailed(w http.ResponseWriter, r *http.Request, err error) {
 	if errors.Is(err, fs.ErrPermission) {
+		if rw, ok := w.(ReasonWriter); ok {
+			rw.SetReason(fmt.Sprintf("the file is there but edged (uid %d) may not read it: %v; edged --check names the missing permission bits", os.Geteuid(), err))
+		}
 		http.Error(w, "403 forbidden", http.StatusForbidden)
 		return
 	}

@@ -5,6 +5,7 @@ import (
 	"compress/gzip"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -903,5 +904,33 @@ func TestFixtureTree(t *testing.T) {
 				t.Errorf("body: got %q, want %q", got, tt.wantBody)
 			}
 		})
+	}
+}
+
+// reasonRecorder is an httptest.ResponseRecorder that keeps the reason.
+type reasonRecorder struct {
+	*httptest.ResponseRecorder
+	reason string
+}
+
+func (r *reasonRecorder) SetReason(why string) { r.reason = why }
+
+// A file edged may not read is a 403 with the cause for the log; one
+// that is not there a 404 with none.
+func TestOpenFailedReason(t *testing.T) {
+	h := &Handler{}
+	for _, tt := range []struct {
+		err    error
+		status int
+		reason string
+	}{
+		{&fs.PathError{Op: "openat", Path: "secret.txt", Err: fs.ErrPermission}, 403, "may not read it: openat secret.txt: permission denied"},
+		{&fs.PathError{Op: "openat", Path: "gone.txt", Err: fs.ErrNotExist}, 404, ""},
+	} {
+		w := &reasonRecorder{ResponseRecorder: httptest.NewRecorder()}
+		h.openFailed(w, httptest.NewRequest("GET", "/static/x", nil), tt.err)
+		if w.Code != tt.status || !strings.Contains(w.reason, tt.reason) || (tt.reason == "") != (w.reason == "") {
+			t.Errorf("%v: %d, reason %q; want %d, a reason with %q", tt.err, w.Code, w.reason, tt.status, tt.reason)
+		}
 	}
 }
