@@ -284,7 +284,26 @@ func (es Errors) Error() string {
 // ErrNotFound is wrapped by Load when the file does not exist.
 var ErrNotFound = errors.New("config file not found")
 
+// validate checks each section, and the rules that tie sections together.
 func (c *Config) validate(v *validator) {
+	c.validateListen(v)
+	for i := range c.TLS {
+		c.TLS[i].validate(v, i)
+	}
+	seen := map[string]bool{}
+	for i := range c.Static {
+		c.Static[i].validate(v, i, seen)
+	}
+	c.App.validate(v)
+	c.Pool.validate(v)
+	c.Limits.validate(v)
+	c.Compress.validate(v)
+	c.Buffers.validate(v)
+	c.Proxy.validate(v)
+	c.Log.validate(v)
+}
+
+func (c *Config) validateListen(v *validator) {
 	for i, a := range c.Listen.HTTP {
 		v.addr(fmt.Sprintf("listen.http[%d]", i), []string{"listen", "http"}, a)
 	}
@@ -297,37 +316,39 @@ func (c *Config) validate(v *validator) {
 	if len(c.Listen.HTTPS) > 0 && len(c.TLS) == 0 {
 		v.fail([]string{"listen", "https"}, "HTTPS addresses need at least one [[tls]] table with cert and key")
 	}
-	for i := range c.TLS {
-		t := &c.TLS[i]
-		t.Cert = v.path([]string{"tls", "cert"}, Credential("tls", v.abs(t.Cert)), fmt.Sprintf("tls[%d].cert", i), true)
-		t.Key = v.path([]string{"tls", "key"}, Credential("tls", v.abs(t.Key)), fmt.Sprintf("tls[%d].key", i), true)
+}
+
+func (t *TLS) validate(v *validator, i int) {
+	t.Cert = v.path([]string{"tls", "cert"}, Credential("tls", v.abs(t.Cert)), fmt.Sprintf("tls[%d].cert", i), true)
+	t.Key = v.path([]string{"tls", "key"}, Credential("tls", v.abs(t.Key)), fmt.Sprintf("tls[%d].key", i), true)
+}
+
+// validate checks the ith [[static]]; seen holds the prefixes before it.
+func (s *Static) validate(v *validator, i int, seen map[string]bool) {
+	key := []string{"static", "prefix"}
+	name := fmt.Sprintf("static[%d].prefix", i)
+	switch {
+	case s.Prefix == "":
+		v.failf(key, name, "missing: give the URL prefix, such as \"/static/\"")
+	case !strings.HasPrefix(s.Prefix, "/"):
+		v.failf(key, name, fmt.Sprintf("%q must start with \"/\"", s.Prefix))
 	}
-	seen := map[string]bool{}
-	for i := range c.Static {
-		s := &c.Static[i]
-		key := []string{"static", "prefix"}
-		name := fmt.Sprintf("static[%d].prefix", i)
-		switch {
-		case s.Prefix == "":
-			v.failf(key, name, "missing: give the URL prefix, such as \"/static/\"")
-		case !strings.HasPrefix(s.Prefix, "/"):
-			v.failf(key, name, fmt.Sprintf("%q must start with \"/\"", s.Prefix))
-		}
-		if s.Prefix != "" && !strings.HasSuffix(s.Prefix, "/") {
-			s.Prefix += "/"
-		}
-		if seen[s.Prefix] {
-			v.failf(key, name, fmt.Sprintf("%q is given twice", s.Prefix))
-		}
-		seen[s.Prefix] = true
-		s.Root = v.path([]string{"static", "root"}, s.Root, fmt.Sprintf("static[%d].root", i), true)
-		if s.Root != "" {
-			if fi, err := os.Stat(s.Root); err == nil && !fi.IsDir() {
-				v.failf([]string{"static", "root"}, fmt.Sprintf("static[%d].root", i), fmt.Sprintf("%q is not a directory", s.Root))
-			}
+	if s.Prefix != "" && !strings.HasSuffix(s.Prefix, "/") {
+		s.Prefix += "/"
+	}
+	if seen[s.Prefix] {
+		v.failf(key, name, fmt.Sprintf("%q is given twice", s.Prefix))
+	}
+	seen[s.Prefix] = true
+	s.Root = v.path([]string{"static", "root"}, s.Root, fmt.Sprintf("static[%d].root", i), true)
+	if s.Root != "" {
+		if fi, err := os.Stat(s.Root); err == nil && !fi.IsDir() {
+			v.failf([]string{"static", "root"}, fmt.Sprintf("static[%d].root", i), fmt.Sprintf("%q is not a directory", s.Root))
 		}
 	}
-	a := &c.App
+}
+
+func (a *App) validate(v *validator) {
 	if a.Module == "" {
 		v.fail([]string{"app", "module"}, "missing: name the WSGI callable as \"module:callable\", for example module = \"myapp.wsgi:application\"")
 	} else if err := checkAppSpec(a.Module); err != nil {
@@ -364,8 +385,9 @@ func (c *Config) validate(v *validator) {
 			v.fail([]string{"app", "credentials", name}, fmt.Sprintf("%q is not a credential name (a plain file name such as \"secret-key\")", cred))
 		}
 	}
+}
 
-	p := &c.Pool
+func (p *Pool) validate(v *validator) {
 	switch p.Class {
 	case ClassSync, ClassThreads, ClassGevent:
 	case "gthread":
@@ -395,8 +417,9 @@ func (c *Config) validate(v *validator) {
 	} else {
 		p.SocketDir = v.abs(p.SocketDir)
 	}
+}
 
-	l := &c.Limits
+func (l *Limits) validate(v *validator) {
 	if l.MaxBody <= 0 {
 		v.fail([]string{"limits", "max_body"}, "must be more than 0")
 	}
@@ -423,40 +446,46 @@ func (c *Config) validate(v *validator) {
 	if l.QueueLength < 0 {
 		v.fail([]string{"limits", "queue_length"}, "must not be negative (0 or 1: one request waits while every worker is busy, the kernel's least)")
 	}
-	c.Compress.validate(v)
-	if c.Buffers.ResponseMax < c.Buffers.ResponseMemory {
-		v.fail([]string{"buffers", "response_max"}, fmt.Sprintf("%s is less than buffers.response_memory (%s): give at least that much", c.Buffers.ResponseMax, c.Buffers.ResponseMemory))
+}
+
+func (b *Buffers) validate(v *validator) {
+	if b.ResponseMax < b.ResponseMemory {
+		v.fail([]string{"buffers", "response_max"}, fmt.Sprintf("%s is less than buffers.response_memory (%s): give at least that much", b.ResponseMax, b.ResponseMemory))
 	}
-	if c.Buffers.RequestMemory < 0 || c.Buffers.ResponseMemory < 0 {
+	if b.RequestMemory < 0 || b.ResponseMemory < 0 {
 		v.fail([]string{"buffers"}, "buffer sizes must not be negative")
 	}
-	if c.Buffers.TempDir != "" {
-		c.Buffers.TempDir = v.path([]string{"buffers", "temp_dir"}, c.Buffers.TempDir, "buffers.temp_dir", true)
+	if b.TempDir != "" {
+		b.TempDir = v.path([]string{"buffers", "temp_dir"}, b.TempDir, "buffers.temp_dir", true)
 	}
+}
 
-	c.Proxy.Nets = c.Proxy.Nets[:0]
-	for i, s := range c.Proxy.Trusted {
-		p, err := netip.ParsePrefix(s)
+func (p *Proxy) validate(v *validator) {
+	p.Nets = p.Nets[:0]
+	for i, s := range p.Trusted {
+		pre, err := netip.ParsePrefix(s)
 		if err != nil {
 			a, aerr := netip.ParseAddr(s)
 			if aerr != nil {
 				v.failElem([]string{"proxy", "trusted"}, fmt.Sprintf("proxy.trusted[%d]", i), s, fmt.Sprintf("%q is not an address or CIDR prefix such as \"10.0.0.0/8\"", s))
 				continue
 			}
-			p = netip.PrefixFrom(a, a.BitLen())
+			pre = netip.PrefixFrom(a, a.BitLen())
 		}
-		c.Proxy.Nets = append(c.Proxy.Nets, p.Masked())
+		p.Nets = append(p.Nets, pre.Masked())
 	}
+}
 
-	switch c.Log.Level {
+func (l *Log) validate(v *validator) {
+	switch l.Level {
 	case "debug", "info", "warn", "error":
 	default:
-		v.fail([]string{"log", "level"}, fmt.Sprintf("unknown level %q: use debug, info, warn or error", c.Log.Level))
+		v.fail([]string{"log", "level"}, fmt.Sprintf("unknown level %q: use debug, info, warn or error", l.Level))
 	}
-	switch c.Log.Format {
+	switch l.Format {
 	case "auto", "json", "console":
 	default:
-		v.fail([]string{"log", "format"}, fmt.Sprintf("unknown format %q: use auto, json or console", c.Log.Format))
+		v.fail([]string{"log", "format"}, fmt.Sprintf("unknown format %q: use auto, json or console", l.Format))
 	}
 }
 

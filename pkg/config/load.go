@@ -1,12 +1,14 @@
 package config
 
 import (
+	"encoding"
 	"errors"
 	"fmt"
 	"io/fs"
 	"maps"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"sort"
 	"strconv"
@@ -213,20 +215,36 @@ func errorText(err error) string {
 	return msg
 }
 
-func unknownAdvice(k toml.Key) string {
-	known := map[string][]string{
-		"":         {"listen", "tls", "static", "app", "pool", "limits", "buffers", "proxy", "log", "compress"},
-		"listen":   {"http", "https"},
-		"tls":      {"cert", "key"},
-		"static":   {"prefix", "root", "max_age", "index"},
-		"app":      {"module", "python", "virtualenv", "directory", "env", "credentials", "script_name", "timeout"},
-		"pool":     {"class", "threads", "connections", "workers", "socket_dir", "graceful_timeout", "max_requests", "max_requests_jitter"},
-		"limits":   {"max_body", "max_header", "header_timeout", "body_timeout", "send_timeout", "idle_timeout", "queue_length", "queue_timeout", "rate", "burst", "connections_per_client"},
-		"buffers":  {"request_memory", "response_memory", "response_max", "temp_dir"},
-		"proxy":    {"trusted"},
-		"log":      {"level", "format", "access"},
-		"compress": {"enabled", "types", "min_size", "gzip_level", "zstd_level"},
+// knownKeys lists the keys of each table, "" for the top level, from
+// Config's struct tags: a key added to a struct is known at once.
+func knownKeys() map[string][]string {
+	known := map[string][]string{}
+	var walk func(table string, t reflect.Type)
+	walk = func(table string, t reflect.Type) {
+		for i := 0; i < t.NumField(); i++ {
+			f := t.Field(i)
+			name := strings.Split(f.Tag.Get("toml"), ",")[0]
+			if name == "" || name == "-" || !f.IsExported() {
+				continue
+			}
+			known[table] = append(known[table], name)
+			ft := f.Type
+			if ft.Kind() == reflect.Slice {
+				ft = ft.Elem()
+			}
+			// A table of its own: a struct that is not a value type
+			// (Size, Duration and the like decode from strings).
+			if ft.Kind() == reflect.Struct && table == "" && !reflect.PointerTo(ft).Implements(reflect.TypeFor[encoding.TextUnmarshaler]()) {
+				walk(name, ft)
+			}
+		}
 	}
+	walk("", reflect.TypeFor[Config]())
+	return known
+}
+
+func unknownAdvice(k toml.Key) string {
+	known := knownKeys()
 	table := ""
 	if len(k) > 1 {
 		table = k[0]
