@@ -21,7 +21,16 @@ Response frames: <u32 n> head    ("WORKER\\0200 OK\\0Name\\0Value\\0...")
                  <u32 0xFFFFFFFF> the app failed after the head was sent
                  <u32 0xFFFFFFFE> (instead of a head) the request waited
                                   past its deadline and was not run
-Events to workerd: ready, stats, hung, recycle, import_failed, log.
+Events to workerd, one JSON object a line on fd 5, "event" naming it:
+  ready          {pid}: the app is imported, requests are taken
+  stats          {served, busy}: every second; also the heartbeat
+  hung           {method, path, seconds, timeout, traceback, greenlet}:
+                 a request ran past its timeout (the process ends, or,
+                 for a greenlet, only that greenlet)
+  recycle        {served}: pool.max_requests reached, the process ends
+  import_failed  {module, summary, traceback}: the app did not load
+  log            {level, message, ...}: the worker's own events
+What the app prints goes to stdout and stderr, which workerd reads too.
 """
 
 import json
@@ -123,7 +132,7 @@ class Input:
         else:
             data = self.sock.recv(min(self.left, 1 << 16))
         if not data:
-            raise IOError("edged closed the connection mid-body")
+            raise OSError("edged closed the connection mid-body")
         self.left -= len(data)
         return data
 
@@ -143,7 +152,7 @@ class Input:
         while left > 0:
             data = self.sock.recv(min(left, 1 << 16))
             if not data:
-                raise IOError("edged closed the connection mid-body")
+                raise OSError("edged closed the connection mid-body")
             spool.write(data)
             left -= len(data)
         spool.seek(0)
@@ -278,6 +287,103 @@ def latin1(s):
     except UnicodeEncodeError:
         return False
     return True
+
+
+class Response:
+    """One request's answer as the app gives it (start_response, write,
+    the iterable's chunks), sent to edged as frames: the head, then the
+    body in chunks, gathered up to FLUSH_AT, or each at once when the app
+    asked for its answer to be streamed."""
+
+    __slots__ = ("worker", "sendall", "body", "status", "headers", "sent", "stream", "out", "size")
+
+    def __init__(self, worker, conn, body):
+        self.worker = worker
+        self.sendall = conn.sendall
+        self.body = body  # the Input still in the socket, or None
+        self.status = None  # set by start_response, with headers
+        self.headers = None
+        self.sent = False  # the head is out: a failure now can only abort
+        self.stream = False
+        self.out = []  # frames not yet sent
+        self.size = 0  # body bytes in out
+
+    def start_response(self, status, headers, exc_info=None):
+        if exc_info:
+            try:
+                if self.sent:
+                    raise exc_info[1].with_traceback(exc_info[2])
+            finally:
+                exc_info = None
+        elif self.status is not None:
+            raise AssertionError("start_response() called twice without exc_info")
+        if type(status) is not str or not STATUS.match(status):
+            raise AssertionError("status must be a str like '200 OK', not %r" % (status,))
+        if "\0" in status or "\n" in status or "\r" in status:
+            raise AssertionError("status %r holds a control character" % (status,))
+        if not latin1(status):
+            raise AssertionError("status %r is not latin-1" % (status,))
+        if type(headers) is not list:
+            raise AssertionError("headers must be a list of (name, value) tuples")
+        for h in headers:
+            if type(h) is not tuple or len(h) != 2 or type(h[0]) is not str or type(h[1]) is not str:
+                raise AssertionError("header %r is not a (str, str) tuple" % (h,))
+            if not TOKEN.fullmatch(h[0]):
+                raise AssertionError("header name %r is not an HTTP token" % (h[0],))
+            if CONTROL.search(h[1]):
+                raise AssertionError("header %r holds a control character" % (h,))
+            if not latin1(h[1]):
+                raise AssertionError("header %r is not latin-1" % (h,))
+        self.status = status
+        self.headers = headers
+        self.stream = streamed(headers)
+        return self.write
+
+    def write(self, data):
+        """The writable start_response returns (PEP 3333's legacy API)."""
+        if self.status is None:
+            raise AssertionError("write() called before start_response()")
+        if type(data) is not bytes:
+            raise TypeError("write() takes bytes, not %s" % type(data).__name__)
+        if data:
+            self.add(data)
+
+    def add(self, data):
+        self.out.append(U32.pack(len(data)))
+        self.out.append(data)
+        self.size += len(data)
+        if self.size >= FLUSH_AT:
+            self.flush()
+        elif self.stream:
+            # The app asked for its response to be streamed: each chunk
+            # goes out as it comes, and edged passes it on.
+            self.flush()
+            self.worker._progress()
+
+    def head_first(self):
+        """Puts the head frame before what is gathered, once."""
+        if not self.sent:
+            fields = [self.status]
+            for name, value in self.headers:
+                fields.append(name)
+                fields.append(value)
+            h = INSTANCE + "\0".join(fields).encode("latin-1")
+            self.out.insert(0, U32.pack(len(h)) + h)
+            self.sent = True
+
+    def flush(self, done=False):
+        self.head_first()
+        if self.out:
+            if self.body is not None:
+                # Take the request body off the socket first (see
+                # Input.take); once the app is done, just drop it.
+                if done:
+                    self.body.drain()
+                else:
+                    self.body.take()
+            self.sendall(b"".join(self.out))
+            self.out.clear()
+            self.size = 0
 
 
 class Worker:
@@ -542,113 +648,26 @@ class Worker:
             self._end()
 
     def respond(self, conn, environ, body=None):
-        state = [None, None]  # [status, headers] set by start_response
-        sent = [False]
-        stream = [False]
-        out = []
-        size = [0]
-        sendall = conn.sendall
-
-        def head():
-            status, headers = state
-            fields = [status]
-            for name, value in headers:
-                fields.append(name)
-                fields.append(value)
-            h = INSTANCE + "\0".join(fields).encode("latin-1")
-            return U32.pack(len(h)) + h
-
-        def flush(done=False):
-            if not sent[0]:
-                out.insert(0, head())
-                sent[0] = True
-            if out:
-                if body is not None:
-                    # Take the request body off the socket first (see
-                    # Input.take); once the app is done, just drop it.
-                    if done:
-                        body.drain()
-                    else:
-                        body.take()
-                sendall(b"".join(out))
-                out.clear()
-                size[0] = 0
-
-        def add(data):
-            out.append(U32.pack(len(data)))
-            out.append(data)
-            size[0] += len(data)
-            if size[0] >= FLUSH_AT:
-                flush()
-            elif stream[0]:
-                # The app asked for its response to be streamed: each
-                # chunk goes out as it comes, and edged passes it on.
-                flush()
-                self._progress()
-
-        def write(data):
-            if state[0] is None:
-                raise AssertionError("write() called before start_response()")
-            if type(data) is not bytes:
-                raise TypeError("write() takes bytes, not %s" % type(data).__name__)
-            if data:
-                add(data)
-
-        def start_response(status, headers, exc_info=None):
-            if exc_info:
-                try:
-                    if sent[0]:
-                        raise exc_info[1].with_traceback(exc_info[2])
-                finally:
-                    exc_info = None
-            elif state[0] is not None:
-                raise AssertionError("start_response() called twice without exc_info")
-            if type(status) is not str or not STATUS.match(status):
-                raise AssertionError("status must be a str like '200 OK', not %r" % (status,))
-            if "\0" in status or "\n" in status or "\r" in status:
-                raise AssertionError("status %r holds a control character" % (status,))
-            if not latin1(status):
-                raise AssertionError("status %r is not latin-1" % (status,))
-            if type(headers) is not list:
-                raise AssertionError("headers must be a list of (name, value) tuples")
-            for h in headers:
-                if type(h) is not tuple or len(h) != 2 or type(h[0]) is not str or type(h[1]) is not str:
-                    raise AssertionError("header %r is not a (str, str) tuple" % (h,))
-                if not TOKEN.fullmatch(h[0]):
-                    raise AssertionError("header name %r is not an HTTP token" % (h[0],))
-                if CONTROL.search(h[1]):
-                    raise AssertionError("header %r holds a control character" % (h,))
-                if not latin1(h[1]):
-                    raise AssertionError("header %r is not latin-1" % (h,))
-            state[0] = status
-            state[1] = headers
-            stream[0] = streamed(headers)
-            return write
-
+        r = Response(self, conn, body)
         result = None
         try:
-            result = self.app(environ, start_response)
+            result = self.app(environ, r.start_response)
             for data in result:
                 if type(data) is not bytes:
                     raise TypeError("the app yielded %s, not bytes" % type(data).__name__)
                 if data:
-                    if state[0] is None:
+                    if r.status is None:
                         raise AssertionError("the app yielded body data before calling start_response()")
-                    add(data)
-            if state[0] is None:
+                    r.add(data)
+            if r.status is None:
                 raise AssertionError("the app returned without calling start_response()")
             # Built here, not in the final flush, so that headers the app
             # spoilt after start_response still give a 500.
-            if not sent[0]:
-                out.insert(0, head())
-                sent[0] = True
+            r.head_first()
         except Exception:
             self.failed(environ)
-            out.clear()
-            if sent[0]:
-                sendall(ABORT)
-            else:
-                sendall(ERROR_500)
+            r.out.clear()
+            r.sendall(ABORT if r.sent else ERROR_500)
             return
         finally:
             if result is not None and hasattr(result, "close"):
@@ -656,8 +675,8 @@ class Worker:
                     result.close()
                 except Exception:
                     self.failed(environ)
-        out.append(END)
-        flush(done=True)
+        r.out.append(END)
+        r.flush(done=True)
 
     def failed(self, environ):
         event("log", level="error", message="app raised",
