@@ -15,4 +15,5 @@ require (
 require (
 	github.com/mattn/go-colorable v0.1.14 // indirect
 	github.com/mattn/go-isatty v0.0.24 // indirect
+	github.com/prometheus/client_golang v1.25.0 // indirect
 )

@@ -36,6 +36,7 @@ type Config struct {
 	Proxy    Proxy    `toml:"proxy"`
 	Log      Log      `toml:"log"`
 	Compress Compress `toml:"compress"`
+	Metrics  Metrics  `toml:"metrics"`
 
 	// File is the absolute path the config was read from ("" for Default).
 	File string `toml:"-"`
@@ -176,6 +177,32 @@ type Proxy struct {
 	Nets    []netip.Prefix `toml:"-"`
 }
 
+// Metrics is where edged serves its Prometheus metrics: never on a
+// public listener.
+type Metrics struct {
+	// Listen is "host:port", or the path of a Unix socket (starting with
+	// "/"); "" serves none.
+	Listen string `toml:"listen"`
+}
+
+// Unix says Listen is a Unix socket path.
+func (m Metrics) Unix() bool { return strings.HasPrefix(m.Listen, "/") }
+
+func (m *Metrics) validate(v *validator, public []string) {
+	if m.Listen == "" || m.Unix() {
+		return
+	}
+	if err := splitHostPort(m.Listen); err != nil {
+		v.fail([]string{"metrics", "listen"}, fmt.Sprintf("bad address %q: %v; write host:port such as \"127.0.0.1:9180\", or a Unix socket path", m.Listen, err))
+		return
+	}
+	for _, a := range public {
+		if a == m.Listen {
+			v.fail([]string{"metrics", "listen"}, fmt.Sprintf("%q is a public listener too: the metrics go on an address of their own, such as \"127.0.0.1:9180\"", m.Listen))
+		}
+	}
+}
+
 // Compress configures the compression of app responses, as nginx's
 // gzip module: the answer is buffered anyway, so it is compressed once,
 // after the worker is free.
@@ -301,6 +328,7 @@ func (c *Config) validate(v *validator) {
 	c.Buffers.validate(v)
 	c.Proxy.validate(v)
 	c.Log.validate(v)
+	c.Metrics.validate(v, append(append([]string{}, c.Listen.HTTP...), c.Listen.HTTPS...))
 }
 
 func (c *Config) validateListen(v *validator) {

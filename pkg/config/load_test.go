@@ -147,6 +147,7 @@ func dump(c *config.Config, dir string) string {
 	p("proxy.nets", strings.Join(nets, " "))
 	p("log", fmt.Sprintf("level=%s format=%s access=%t", c.Log.Level, c.Log.Format, c.Log.Access))
 	p("compress", fmt.Sprintf("enabled=%t types=%s min_size=%s gzip_level=%d zstd_level=%d", c.Compress.Enabled, strings.Join(c.Compress.Types, ","), c.Compress.MinSize, c.Compress.GzipLevel, c.Compress.ZstdLevel))
+	p("metrics.listen", c.Metrics.Listen)
 	return b.String()
 }
 

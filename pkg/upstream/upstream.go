@@ -353,9 +353,12 @@ func (c *conn) unread() int {
 // Response is a worker's answer. Its Head is read by RoundTrip.
 type Response struct {
 	wire.Head
-	c   *conn
-	lim Limits
-	t   *Transport
+	// Stats is what the worker measured, once the body has been read
+	// (the zero Stats when it sent none).
+	Stats wire.Stats
+	c     *conn
+	lim   Limits
+	t     *Transport
 }
 
 // ReadBody passes the body to sink, a chunk at a time, as wire.ReadBody
@@ -372,7 +375,7 @@ func (r *Response) ReadBody(stream bool, sink func([]byte) error) error {
 		}
 		r.c.f.SetReadDeadline(time.Now().Add(r.lim.AppTimeout))
 	}
-	err := wire.ReadBody(r.c.r, sink)
+	err := wire.ReadBody(r.c.r, sink, &r.Stats)
 	if err != nil && timedOut(err) {
 		return &Error{Op: "read body", Err: ErrTimeout, Cause: err}
 	}

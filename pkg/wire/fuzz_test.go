@@ -39,6 +39,7 @@ func FuzzReadResponse(f *testing.F) {
 		var br *bufio.Reader
 		var h Head
 		var headErr, bodyErr error
+		var st Stats
 		var body int
 		read := func() {
 			br = bufio.NewReaderSize(bytes.NewReader(in), 4096) // counted: 4 KiB
@@ -52,7 +53,7 @@ func FuzzReadResponse(f *testing.F) {
 				}
 				body += len(b)
 				return nil
-			})
+			}, &st)
 		}
 		// What is kept is the head (at most the input) and its Fields, a
 		// slice of string headers that can be a few tens of times the

@@ -9,6 +9,8 @@
 //	response: u32 n | head             head = "WORKER\x00200 OK\x00Name\x00Value..."
 //	          u32 n | chunk            repeated, n > 0
 //	          u32 0                    end of body
+//	          u32 0xFFFFFFFD | stats   end of body, with what the worker
+//	                                   measured (Stats, 32 bytes)
 //	          u32 0xFFFFFFFF           the app failed after the head
 //	          u32 0xFFFFFFFE           instead of a head: the deadline had
 //	                                   passed, the app did not run
@@ -35,6 +37,9 @@ const (
 	MaxChunk = 1 << 30
 	abort    = 0xFFFFFFFF
 	expired  = 0xFFFFFFFE
+	measured = 0xFFFFFFFD
+	// statsLen is the size of Stats on the wire.
+	statsLen = 32
 	// prefix is the fixed part of a request frame.
 	prefix = 20
 )
@@ -178,17 +183,55 @@ func ReadHead(r *bufio.Reader, h *Head) error {
 	return nil
 }
 
+// Stats is what a worker measured of one request, sent with the end of
+// its answer: u64 taken | u64 wall | u64 cpu | u32 pid | u32 rss.
+type Stats struct {
+	// Taken is when the worker took the request off the queue (Unix
+	// nanoseconds); the zero Stats (Taken 0) means none came.
+	Taken int64
+	// Wall is how long the app took, from the call to the end of the
+	// answer; CPU the CPU time of the thread that ran it meanwhile, or -1
+	// where it cannot be told apart (the gevent class: one thread runs
+	// every greenlet).
+	Wall, CPU time.Duration
+	// PID and RSS (KiB) are the worker's Python process's.
+	PID, RSS uint32
+}
+
+// AppendStats appends the end frame carrying st.
+func AppendStats(b []byte, st Stats) []byte {
+	b = binary.LittleEndian.AppendUint32(b, measured)
+	b = binary.LittleEndian.AppendUint64(b, uint64(st.Taken))
+	b = binary.LittleEndian.AppendUint64(b, uint64(st.Wall))
+	b = binary.LittleEndian.AppendUint64(b, uint64(st.CPU))
+	b = binary.LittleEndian.AppendUint32(b, st.PID)
+	return binary.LittleEndian.AppendUint32(b, st.RSS)
+}
+
 // ReadBody passes each body chunk to sink until the end frame. The slice is
 // only valid during the call. It returns ErrAborted when the app failed
 // part way, and io.ErrUnexpectedEOF when the input ends before the end
-// frame.
-func ReadBody(r *bufio.Reader, sink func([]byte) error) error {
+// frame. An end frame with measurements fills st, when st is not nil.
+func ReadBody(r *bufio.Reader, sink func([]byte) error, st *Stats) error {
 	for {
 		n, err := readLen(r)
 		if err != nil {
 			return unexpected(err)
 		}
 		if n == 0 {
+			return nil
+		}
+		if n == measured {
+			b, err := r.Peek(statsLen)
+			if err != nil {
+				return unexpected(err)
+			}
+			if st != nil {
+				le := binary.LittleEndian
+				*st = Stats{Taken: int64(le.Uint64(b)), Wall: time.Duration(le.Uint64(b[8:])), CPU: time.Duration(int64(le.Uint64(b[16:]))),
+					PID: le.Uint32(b[24:]), RSS: le.Uint32(b[28:])}
+			}
+			r.Discard(statsLen)
 			return nil
 		}
 		if n == abort {

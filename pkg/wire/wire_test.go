@@ -386,7 +386,7 @@ func TestReadBody(t *testing.T) {
 					}
 					got = append(got, b...)
 					return nil
-				})
+				}, nil)
 				switch {
 				case tt.wantErr != nil:
 					if !errors.Is(err, tt.wantErr) {
@@ -417,7 +417,7 @@ func TestReadBodySinkError(t *testing.T) {
 	err := ReadBody(br, func(b []byte) error {
 		calls++
 		return stop
-	})
+	}, nil)
 	if !errors.Is(err, stop) {
 		t.Errorf("got error %v, want the sink's %v", err, stop)
 	}
@@ -455,7 +455,7 @@ func TestBackToBack(t *testing.T) {
 			t.Fatalf("response %d: ReadHead: %v", i, err)
 		}
 		var body []byte
-		err := ReadBody(br, func(b []byte) error { body = append(body, b...); return nil })
+		err := ReadBody(br, func(b []byte) error { body = append(body, b...); return nil }, nil)
 		if h.Status != w.status || !reflect.DeepEqual(h.Fields, w.fields) || string(body) != w.body || !errors.Is(err, w.err) {
 			t.Errorf("response %d: got %d %q body %d bytes err %v, want %d %q body %d bytes err %v",
 				i, h.Status, h.Fields, len(body), err, w.status, w.fields, len(w.body), w.err)
@@ -463,5 +463,29 @@ func TestBackToBack(t *testing.T) {
 	}
 	if err := ReadHead(br, &h); err != io.EOF {
 		t.Errorf("after the last response: got %v, want io.EOF", err)
+	}
+}
+
+// The end frame may carry what the worker measured; a short one is an
+// error like any cut answer.
+func TestReadBodyStats(t *testing.T) {
+	want := Stats{Taken: 1764662400123456789, Wall: 1500 * time.Microsecond, CPU: -1, PID: 4242, RSS: 51200}
+	in := cat(frame("hi"), AppendStats(nil, want), head("204 No Content"))
+	br := bufio.NewReader(iotest.OneByteReader(bytes.NewReader(in)))
+	var got Stats
+	var body []byte
+	if err := ReadBody(br, func(b []byte) error { body = append(body, b...); return nil }, &got); err != nil {
+		t.Fatal(err)
+	}
+	if got != want || string(body) != "hi" {
+		t.Errorf("got %+v %q, want %+v \"hi\"", got, body, want)
+	}
+	var h Head
+	if err := ReadHead(br, &h); err != nil || h.Status != 204 {
+		t.Errorf("the next frame after the stats: %v %d; the end frame took too much or too little", err, h.Status)
+	}
+	short := AppendStats(nil, want)[:20]
+	if err := ReadBody(bufio.NewReader(bytes.NewReader(short)), func([]byte) error { return nil }, &got); !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Errorf("a cut stats frame: %v, want io.ErrUnexpectedEOF", err)
 	}
 }

@@ -155,8 +155,9 @@ func dial(tb testing.TB, sock string) *client {
 
 type response struct {
 	wire.Head
-	body []byte
-	err  error // from ReadBody
+	stats wire.Stats
+	body  []byte
+	err   error // from ReadBody
 }
 
 func (r response) field(name string) []string {
@@ -218,7 +219,7 @@ func (c *client) roundTripBy(env []string, body []byte, deadline time.Time) (res
 	resp.err = wire.ReadBody(r, func(b []byte) error {
 		resp.body = append(resp.body, b...)
 		return nil
-	})
+	}, &resp.stats)
 	// One request per connection: the worker closes it after the answer.
 	if _, err := r.ReadByte(); err != io.EOF && resp.err == nil {
 		resp.err = fmt.Errorf("after the response: got %v, want the worker to close the connection", err)
@@ -774,7 +775,7 @@ func FuzzWorkerFrame(f *testing.F) {
 				t.Errorf("got status %d, want 200 or 500 (204 for a ping)", h.Status)
 			}
 			n := 0
-			if err := wire.ReadBody(r, func(b []byte) error { n += len(b); return nil }); err != nil && !errors.Is(err, wire.ErrAborted) {
+			if err := wire.ReadBody(r, func(b []byte) error { n += len(b); return nil }, nil); err != nil && !errors.Is(err, wire.ErrAborted) {
 				t.Errorf("after a %d head the body failed: %v", h.Status, err)
 			}
 		case closedErr(err):
@@ -899,5 +900,58 @@ sys.exit(3)
 				t.Errorf("got %q, exit %d; want %q, exit %d", out, code, tt.wantOut, tt.wantCode)
 			}
 		})
+	}
+}
+
+// Every answer ends with what the worker measured: when it took the
+// request, the app's wall and CPU time, its pid and RSS. CPU is the
+// thread's, so a request that waits shows wall time and next to no CPU;
+// under gevent, where one thread runs every greenlet, CPU is unknown (-1).
+func TestPythonMeasures(t *testing.T) {
+	for _, class := range []string{config.ClassSync, config.ClassThreads, config.ClassGevent} {
+		t.Run(class, func(t *testing.T) {
+			if class == config.ClassGevent {
+				needGevent(t)
+			}
+			p := startWorker(t, "testapp:app", class, zerolog.WarnLevel, nil)
+			c := dial(t, p.sock)
+			sent := time.Now()
+			wait := c.do(t, environ("wait"), nil)
+			spin := c.do(t, environ("spin"), nil)
+			var pid struct{ PID int }
+			c.do(t, environ("pid"), nil).json(t, &pid)
+			for _, r := range []response{wait, spin} {
+				st := r.stats
+				taken := time.Unix(0, st.Taken)
+				if taken.Before(sent.Add(-time.Second)) || taken.After(time.Now()) {
+					t.Errorf("taken at %v, want between the send (%v) and now", taken, sent)
+				}
+				if st.Wall < 190*time.Millisecond || st.Wall > 5*time.Second {
+					t.Errorf("wall %v, want about 200ms", st.Wall)
+				}
+				if int(st.PID) != pid.PID || st.RSS < 1024 {
+					t.Errorf("pid %d rss %d KiB, want pid %d and some memory", st.PID, st.RSS, pid.PID)
+				}
+			}
+			if class == config.ClassGevent {
+				if wait.stats.CPU != -1 || spin.stats.CPU != -1 {
+					t.Errorf("gevent CPU %v, %v; want -1 (unknown)", wait.stats.CPU, spin.stats.CPU)
+				}
+				return
+			}
+			if wait.stats.CPU > 50*time.Millisecond {
+				t.Errorf("a request asleep 200 ms used %v of CPU, want next to none", wait.stats.CPU)
+			}
+			if spin.stats.CPU < 150*time.Millisecond {
+				t.Errorf("a request spinning 200 ms used %v of CPU, want about 200ms", spin.stats.CPU)
+			}
+		})
+	}
+}
+
+func needGevent(t *testing.T) {
+	t.Helper()
+	if err := exec.Command(interpreter(t), "-c", "import gevent").Run(); err != nil {
+		t.Skipf("!!! SKIPPING: %s cannot import gevent (install python3-gevent: `make deps`) !!!", interpreter(t))
 	}
 }

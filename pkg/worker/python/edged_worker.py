@@ -76,6 +76,11 @@ import traceback
 
 REQ = struct.Struct("<IQQ")
 U32 = struct.Struct("<I")
+# The end frame with what the worker measured: 0xFFFFFFFD, when it took
+# the request (Unix ns), the app's wall and CPU time (ns; CPU -1 where one
+# thread runs every greenlet), the process's pid and RSS (KiB).
+MEASURED = struct.Struct("<IqqqII")
+PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
 END = U32.pack(0)
 ABORT = U32.pack(0xFFFFFFFF)
 EXPIRED = U32.pack(0xFFFFFFFE)
@@ -399,6 +404,9 @@ class Worker:
             from gevent import getcurrent
             self.current = getcurrent
         self.max_requests = conf.get("max_requests", 0)
+        self.pid = os.getpid()
+        self.rss_kib = 0
+        self.rss_at = 0.0
         # A request still running this long after it began is hung: the
         # process reports where it is stuck and exits, and workerd starts a
         # new one (gunicorn's --timeout, with the stack trace it lacks).
@@ -594,6 +602,7 @@ class Worker:
             event("log", level="warn", message="connection to edged failed", error=repr(e))
 
     def serve_request(self, conn):
+        taken = time.time_ns()
         recv = conn.recv
         buf = recv(1 << 16)
         while len(buf) < 20:
@@ -641,15 +650,17 @@ class Worker:
             environ["wsgi.input"] = drain
         self._begin(environ)
         try:
-            self.respond(conn, environ, drain)
+            self.respond(conn, environ, drain, taken)
         finally:
             if drain is not None:
                 drain.drain()
             self._end()
 
-    def respond(self, conn, environ, body=None):
+    def respond(self, conn, environ, body=None, taken=0):
         r = Response(self, conn, body)
         result = None
+        started = time.monotonic_ns()
+        cpu = None if self.gevent else time.thread_time_ns()
         try:
             result = self.app(environ, r.start_response)
             for data in result:
@@ -675,8 +686,22 @@ class Worker:
                     result.close()
                 except Exception:
                     self.failed(environ)
-        r.out.append(END)
+        r.out.append(self.measured(taken, started, cpu))
         r.flush(done=True)
+
+    def measured(self, taken, started, cpu):
+        """The end frame, with this request's measurements."""
+        wall = time.monotonic_ns() - started
+        cpu = -1 if cpu is None else time.thread_time_ns() - cpu
+        now = time.monotonic()
+        if now - self.rss_at >= 1.0:
+            self.rss_at = now
+            try:
+                with open("/proc/self/statm", "rb") as f:
+                    self.rss_kib = int(f.read().split()[1]) * PAGE_KIB
+            except (OSError, ValueError, IndexError):
+                pass
+        return MEASURED.pack(0xFFFFFFFD, taken, wall, cpu, self.pid, self.rss_kib)
 
     def failed(self, environ):
         event("log", level="error", message="app raised",

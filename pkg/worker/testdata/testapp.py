@@ -4,6 +4,7 @@ header (HTTP_X_TEST) picks what it does."""
 import hashlib
 import json
 import os
+import time
 import sys
 import threading
 
@@ -78,6 +79,14 @@ def app(environ, start_response):
         return echo(environ, start_response)
     if mode == "pid":
         return respond(start_response, {"pid": os.getpid()})
+    if mode == "wait":  # 200 ms asleep: wall time, next to no CPU
+        time.sleep(0.2)
+        return respond(start_response, {"waited": True})
+    if mode == "spin":  # 200 ms of CPU
+        end = time.thread_time() + 0.2
+        while time.thread_time() < end:
+            pass
+        return respond(start_response, {"spun": True})
     if mode == "exc_info":
         start_response("200 OK", [("X-First", "1")])
         try:
