@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/edged/edged/pkg/static"
+	"github.com/edged/edged/pkg/wire"
 	"github.com/rs/zerolog"
 )
 
@@ -24,7 +25,17 @@ type logRecord struct {
 	// the peer is the client.
 	client string
 	reason string
-	err    error
+
+	// For the metrics: what kind of request it was, what the worker
+	// measured and when the request was sent to it, the body received,
+	// what spilled to disk, how long an answer passed on held its worker.
+	kind        string
+	stats       wire.Stats
+	sent        time.Time
+	bodyIn      int64
+	spilled     []string
+	streamedFor time.Duration
+	err         error
 }
 
 // logAccess writes one structured event per request: fields, never a

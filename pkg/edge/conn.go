@@ -47,6 +47,8 @@ type trackedConn struct {
 	mu   sync.Mutex
 	scan headScanner
 
+	metrics *metrics // counts the 408s written here
+
 	wmu  sync.Mutex
 	held *[]byte // writes not yet sent, from heldPool; nil when none
 	werr error   // why sending failed: every later read and write fails so
@@ -79,6 +81,7 @@ func (c *trackedConn) Read(b []byte) (int, error) {
 	if err != nil && c.phase.Load() == phaseHeaders {
 		if timedOut(err) && c.replied.CompareAndSwap(false, true) {
 			c.Conn.Write([]byte(response408))
+			c.metrics.headerTimeout()
 		}
 	}
 	return n, err
@@ -243,6 +246,7 @@ func (c *trackedConn) verdict() (verdict, bool) {
 type trackedListener struct {
 	net.Listener
 	maxHeader int
+	metrics   *metrics
 }
 
 func (l trackedListener) Accept() (net.Conn, error) {
@@ -250,7 +254,7 @@ func (l trackedListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &trackedConn{Conn: c, scan: headScanner{max: l.maxHeader}}, nil
+	return &trackedConn{Conn: c, scan: headScanner{max: l.maxHeader}, metrics: l.metrics}, nil
 }
 
 // connContext lets a handler find its trackedConn.

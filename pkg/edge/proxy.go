@@ -33,6 +33,7 @@ var exchanges = sync.Pool{New: func() any { return new(exchange) }}
 // instead, holding its worker. What it sent goes into lr, for the access
 // log.
 func (s *site) serveApp(w http.ResponseWriter, r *http.Request, c client, lr *logRecord) {
+	lr.kind = kindApp
 	limit := int64(s.cfg.Limits.MaxBody)
 	if r.ContentLength > limit {
 		s.fail(w, lr, http.StatusRequestEntityTooLarge, "request body over limits.max_body")
@@ -41,7 +42,12 @@ func (s *site) serveApp(w http.ResponseWriter, r *http.Request, c client, lr *lo
 	body := newSpool(int(s.cfg.Buffers.RequestMemory), s.cfg.Buffers.TempDir)
 	defer body.Close()
 	if r.ContentLength != 0 {
-		if status, msg := s.readBody(w, r, body, limit); status != 0 {
+		status, msg := s.readBody(w, r, body, limit)
+		lr.bodyIn = body.Len()
+		if body.Spilled() {
+			lr.spilled = append(lr.spilled, "request")
+		}
+		if status != 0 {
 			s.fail(w, lr, status, msg)
 			return
 		}
@@ -54,6 +60,8 @@ func (s *site) serveApp(w http.ResponseWriter, r *http.Request, c client, lr *lo
 		return
 	}
 	req := upstream.Request{Frame: &x.frame, Body: body, Idempotent: idempotent(r.Method)}
+	lr.sent = time.Now()
+	x.resp.Stats = wire.Stats{}
 	if err := s.upstream.RoundTrip(r.Context(), &req, &x.resp); err != nil {
 		s.failUpstream(w, r, lr, err)
 		return
@@ -71,9 +79,11 @@ func (s *site) serveApp(w http.ResponseWriter, r *http.Request, c client, lr *lo
 	if streamed(x.resp.Fields) {
 		// Each chunk to the client as the app sends it, flushed.
 		out.flush = true
+		began := time.Now()
 		if out.start() {
 			out.end(x.resp.ReadBody(true, out.write))
 		}
+		lr.stats, lr.streamedFor = x.resp.Stats, time.Since(began)
 		return
 	}
 	resp := newSpool(int(s.cfg.Buffers.ResponseMemory), s.cfg.Buffers.TempDir)
@@ -100,7 +110,12 @@ func (s *site) serveApp(w http.ResponseWriter, r *http.Request, c client, lr *lo
 		}
 		return out.write(b)
 	})
+	lr.stats = x.resp.Stats
+	if resp.Spilled() {
+		lr.spilled = append(lr.spilled, "response")
+	}
 	if out.started {
+		lr.streamedFor = time.Since(lr.sent)
 		out.end(err)
 		return
 	}

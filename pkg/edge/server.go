@@ -33,6 +33,7 @@ type Server struct {
 	cur      atomic.Pointer[site]
 
 	// Counters for the status line.
+	metrics  *metrics
 	requests atomic.Int64
 	errors   atomic.Int64 // answers of 500 and above
 	inFlight atomic.Int64
@@ -51,6 +52,7 @@ type site struct {
 	certs    *certSet
 	limits   *clientLimits // nil: no per-client limits
 	compress *compressor   // nil: [compress] is off
+	metrics  *metrics      // nil under --check
 }
 
 type route struct {
@@ -66,6 +68,11 @@ func New(cfg *config.Config, log zerolog.Logger) (*Server, error) {
 	s := &Server{
 		log:      log,
 		upstream: upstream.New(cfg.Pool.Socket(), upstreamLimits(cfg)),
+	}
+	if cfg.Metrics.Listen != "" {
+		// Counted only when someone can read them: nothing is spent on
+		// metrics otherwise.
+		s.metrics = newMetrics()
 	}
 	st, err := s.newSite(cfg)
 	if err != nil {
@@ -88,6 +95,7 @@ func (s *Server) newSite(cfg *config.Config) (*site, error) {
 		access:   s.log.With().Str("log", "access").Logger(),
 		upstream: s.upstream,
 		limits:   newClientLimits(cfg.Limits),
+		metrics:  s.metrics,
 	}
 	cp, err := newCompressor(cfg.Compress)
 	if err != nil {
@@ -130,6 +138,9 @@ func (s *Server) Reload(cfg *config.Config) error {
 		return err
 	}
 	old := s.cur.Swap(st)
+	if cfg.Metrics.Listen != old.cfg.Metrics.Listen {
+		s.log.Warn().Str("metrics.listen", cfg.Metrics.Listen).Msg("metrics.listen changed: it takes effect at the next restart of edged")
+	}
 	s.upstream.SetLimits(upstreamLimits(cfg))
 	// Requests already routed may still read from the old roots.
 	time.AfterFunc(time.Minute, old.close)
@@ -161,6 +172,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		st.serve(w, r, &lr)
 	}
 	st.logAccess(r, &lr)
+	st.metrics.observe(r, &lr, time.Since(lr.start))
 	s.inFlight.Add(-1)
 	s.requests.Add(1)
 	if lr.status >= 500 {
@@ -204,6 +216,7 @@ func (st *site) serve(w http.ResponseWriter, r *http.Request, lr *logRecord) {
 	for _, rt := range st.statics {
 		if strings.HasPrefix(r.URL.Path, rt.prefix) {
 			sw := &statusWriter{ResponseWriter: w}
+			lr.kind = kindStatic
 			rt.h.ServeHTTP(sw, r)
 			lr.status, lr.bytes, lr.reason = sw.status, sw.bytes, sw.reason
 			return
@@ -414,12 +427,22 @@ func (s *Server) Serve(ctx context.Context, ls *Listeners) error {
 		}()
 	}
 	for _, l := range ls.HTTP {
-		serve(plain, trackedListener{l, int(lim.MaxHeader)}, "http")
+		serve(plain, trackedListener{l, int(lim.MaxHeader), s.metrics}, "http")
+	}
+	var metricsSrv *http.Server
+	if ml, err := listenMetrics(cfg); err != nil {
+		return err
+	} else if ml != nil && s.metrics != nil {
+		s.metrics.reg.MustRegister(newQueueCollector(s, ls, cfg.Pool.Socket()))
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", s.metrics.handler())
+		metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: errLog}
+		serve(metricsSrv, ml, "metrics")
 	}
 	for _, l := range ls.HTTPS {
 		// HTTP/1.1 over TLS is served as plain HTTP/1.1 is (see
 		// tlsListener); HTTP/2 by net/http's own server.
-		tl := newTLSListener(l, secure.TLSConfig, lim.HeaderTimeout.D(), int(lim.MaxHeader), s.log)
+		tl := newTLSListener(l, secure.TLSConfig, lim.HeaderTimeout.D(), int(lim.MaxHeader), s.log, s.metrics)
 		serve(plain, tl.HTTP1(), "https")
 		wg.Add(1)
 		go func() {
@@ -444,6 +467,9 @@ func (s *Server) Serve(ctx context.Context, ls *Listeners) error {
 		if e := srv.Shutdown(grace); e != nil {
 			unfinished = e
 		}
+	}
+	if metricsSrv != nil {
+		metricsSrv.Close()
 	}
 	wg.Wait()
 	if unfinished != nil {

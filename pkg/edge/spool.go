@@ -55,6 +55,9 @@ func (s *spool) Write(p []byte) (int, error) {
 // Len is the number of bytes written.
 func (s *spool) Len() int64 { return s.n }
 
+// Spilled says the body outgrew memory and went to a temporary file.
+func (s *spool) Spilled() bool { return s.f != nil }
+
 // InMemory returns the whole body when it never spilled.
 func (s *spool) InMemory() ([]byte, bool) {
 	return s.mem, s.f == nil

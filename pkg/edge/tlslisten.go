@@ -23,15 +23,16 @@ type tlsListener struct {
 	timeout   time.Duration // limits.header_timeout, for the handshake
 	maxHeader int
 	log       zerolog.Logger
+	metrics   *metrics
 
 	http1, http2 chan net.Conn
 	done         chan struct{} // closed when raw is
 	closeOnce    sync.Once
 }
 
-func newTLSListener(raw net.Listener, conf *tls.Config, timeout time.Duration, maxHeader int, log zerolog.Logger) *tlsListener {
+func newTLSListener(raw net.Listener, conf *tls.Config, timeout time.Duration, maxHeader int, log zerolog.Logger, m *metrics) *tlsListener {
 	l := &tlsListener{
-		raw: raw, conf: conf, timeout: timeout, maxHeader: maxHeader, log: log,
+		raw: raw, conf: conf, timeout: timeout, maxHeader: maxHeader, log: log, metrics: m,
 		http1: make(chan net.Conn), http2: make(chan net.Conn),
 		done: make(chan struct{}),
 	}
@@ -65,7 +66,9 @@ func (l *tlsListener) handshake(c net.Conn) {
 	if l.timeout > 0 {
 		c.SetDeadline(time.Now().Add(l.timeout))
 	}
-	if err := tc.Handshake(); err != nil {
+	err := tc.Handshake()
+	l.metrics.handshake(err == nil)
+	if err != nil {
 		l.log.Debug().Str("from", "tls").Str("client", c.RemoteAddr().String()).Err(err).Msg("TLS handshake failed")
 		c.Close()
 		return
@@ -74,7 +77,7 @@ func (l *tlsListener) handshake(c net.Conn) {
 	var next net.Conn = tc
 	ch := l.http2
 	if state := tc.ConnectionState(); state.NegotiatedProtocol != "h2" {
-		next, ch = &trackedConn{Conn: tc, tls: &state, scan: headScanner{max: l.maxHeader}}, l.http1
+		next, ch = &trackedConn{Conn: tc, tls: &state, scan: headScanner{max: l.maxHeader}, metrics: l.metrics}, l.http1
 	}
 	select {
 	case ch <- next:

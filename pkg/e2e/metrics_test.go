@@ -1,0 +1,133 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+)
+
+// scrape reads edged's metrics from its Unix socket and parses them with
+// Prometheus's own text parser.
+func scrape(t *testing.T, sock string) map[string]*dto.MetricFamily {
+	t.Helper()
+	c := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "unix", sock)
+	}}}
+	resp, err := c.Get("http://edged/metrics")
+	if err != nil {
+		t.Fatalf("scrape: %v", err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := parser.TextToMetricFamilies(bytes.NewReader(b))
+	if err != nil {
+		t.Fatalf("the metrics do not parse: %v\n%s", err, b)
+	}
+	return fams
+}
+
+// value sums the family's samples whose labels include want (a counter's
+// value, a histogram's count, a gauge's value).
+func value(fams map[string]*dto.MetricFamily, name string, want ...string) float64 {
+	f := fams[name]
+	if f == nil {
+		return -1
+	}
+	var sum float64
+	for _, m := range f.Metric {
+		labels := map[string]string{}
+		for _, l := range m.Label {
+			labels[l.GetName()] = l.GetValue()
+		}
+		ok := true
+		for i := 0; i+1 < len(want); i += 2 {
+			if labels[want[i]] != want[i+1] {
+				ok = false
+			}
+		}
+		if !ok {
+			continue
+		}
+		switch {
+		case m.Counter != nil:
+			sum += m.Counter.GetValue()
+		case m.Gauge != nil:
+			sum += m.Gauge.GetValue()
+		case m.Histogram != nil:
+			sum += float64(m.Histogram.GetSampleCount())
+		}
+	}
+	return sum
+}
+
+// TestMetrics: the metrics endpoint, scraped and parsed as Prometheus
+// would, counts what the load sent.
+func TestMetrics(t *testing.T) {
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "metrics.sock")
+	s := startSuite(t, suiteOpts{workers: 2, limits: `max_body = "1k"`, extra: fmt.Sprintf("[metrics]\nlisten = %q\n", sock)})
+	s.writeStatic("a.txt", []byte("static"))
+	c := s.client()
+	const hellos, sleeps, statics = 40, 5, 7
+	for range hellos {
+		get(t, c, s.http+"/hello")
+	}
+	for range sleeps {
+		get(t, c, s.http+"/sleep?s=0.1")
+	}
+	for range statics {
+		get(t, c, s.http+"/static/a.txt")
+	}
+	resp, err := c.Post(s.http+"/echo", "application/json", strings.NewReader(strings.Repeat("x", 2000)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+
+	m := scrape(t, sock)
+	check := func(what string, got, want float64) {
+		t.Helper()
+		if got != want {
+			t.Errorf("%s = %v, want %v", what, got, want)
+		}
+	}
+	// The suite's readiness probes count too: compare what is ours.
+	check("app GETs of /hello", value(m, "edged_app_duration_seconds", "route", "/hello"), hellos)
+	check("app GETs of /sleep", value(m, "edged_app_duration_seconds", "route", "/sleep"), sleeps)
+	check("static 2xx", value(m, "edged_requests_total", "kind", "static", "class", "2xx"), statics)
+	check("413s", value(m, "edged_rejected_total", "limit", "limits.max_body"), 1)
+	if served := value(m, "edged_worker_requests_total"); served < hellos+sleeps {
+		t.Errorf("workers served %v, want at least %d", served, hellos+sleeps)
+	}
+	wall := value(m, "edged_app_wall_seconds_total", "route", "/sleep")
+	cpu := value(m, "edged_app_cpu_seconds_total", "route", "/sleep")
+	if wall < 0.5 || cpu > wall/4 {
+		t.Errorf("/sleep: %.3fs of wall time and %.3fs of CPU, want at least 0.5s of wall and little CPU", wall, cpu)
+	}
+	if value(m, "edged_worker_rss_bytes") <= 0 {
+		t.Errorf("no worker RSS")
+	}
+	if value(m, "edged_listen_backlog", "socket", "workers "+filepath.Join(s.socket, "queue.sock")) <= 0 {
+		t.Errorf("no backlog for the workers' queue socket: %v", m["edged_listen_backlog"])
+	}
+	if value(m, "edged_listen_backlog", "socket", "http "+strings.TrimPrefix(s.http, "http://")) <= 0 {
+		t.Errorf("no backlog for the HTTP listener: %v", m["edged_listen_backlog"])
+	}
+	if value(m, "edged_queue_wait_seconds") < hellos+sleeps {
+		t.Errorf("queue waits observed: %v, want at least %d", value(m, "edged_queue_wait_seconds"), hellos+sleeps)
+	}
+	if value(m, "edged_kernel_listen_overflows_total") < 0 {
+		t.Errorf("no kernel listen-overflow count")
+	}
+}

@@ -1,0 +1,359 @@
+package edge
+
+import (
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/edged/edged/pkg/backlog"
+	"github.com/edged/edged/pkg/config"
+	"github.com/edged/edged/pkg/wire"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// metrics are edged's Prometheus metrics, served on [metrics] listen
+// only, never on a public listener. What the workers measure (the app's
+// wall and CPU time, when they took a request, their pid and memory)
+// comes back with each answer (wire.Stats), so the edge aggregates it by
+// route and by worker without asking anyone.
+type metrics struct {
+	reg *prometheus.Registry
+
+	requests  *prometheus.CounterVec   // by class, method, kind
+	duration  *prometheus.HistogramVec // edge total, by kind
+	queueWait prometheus.Histogram
+	appTime   *prometheus.HistogramVec // by route
+	appWall   *prometheus.CounterVec   // by route
+	appCPU    *prometheus.CounterVec   // by route
+	rejected  *prometheus.CounterVec   // by limit
+	bytesIn   prometheus.Counter
+	bytesOut  prometheus.Counter
+	spills    *prometheus.CounterVec // by what
+	streamed  prometheus.Counter
+	streamFor prometheus.Counter
+	tls       *prometheus.CounterVec // by result
+
+	served   *prometheus.CounterVec // by worker
+	busy     *prometheus.CounterVec // by worker
+	rss      *prometheus.GaugeVec   // by worker
+	restarts *prometheus.CounterVec // by worker
+
+	mu     sync.Mutex
+	pids   map[string]uint32 // worker -> its Python process's pid
+	routes routeTable
+}
+
+// Kinds of request, for the "kind" label.
+const (
+	kindStatic = "static"
+	kindApp    = "app"
+	kindEdge   = "edge" // answered by edged itself: an error, OPTIONS *
+)
+
+// latencyBuckets span 1 ms to 30 s (app.timeout's default).
+var latencyBuckets = []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}
+
+func newMetrics() *metrics {
+	m := &metrics{
+		reg:  prometheus.NewRegistry(),
+		pids: map[string]uint32{},
+	}
+	m.routes.max = maxRoutes
+	f := func(c prometheus.Collector) { m.reg.MustRegister(c) }
+	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "edged_requests_total",
+		Help: "Requests answered, by status class (2xx...), method and kind (static, app, edge)."}, []string{"class", "method", "kind"})
+	m.duration = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "edged_request_duration_seconds",
+		Help: "Time from a request's head to the end of its answer, at the edge.", Buckets: latencyBuckets}, []string{"kind"})
+	m.queueWait = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "edged_queue_wait_seconds",
+		Help: "Time a request waited in the worker queue before a worker took it.", Buckets: latencyBuckets})
+	m.appTime = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "edged_app_duration_seconds",
+		Help: "The app's wall time per request, as the worker measured it, by route.", Buckets: latencyBuckets}, []string{"route"})
+	m.appWall = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "edged_app_wall_seconds_total",
+		Help: "The app's wall time, summed, by route."}, []string{"route"})
+	m.appCPU = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "edged_app_cpu_seconds_total",
+		Help: "The CPU time of the thread that ran the app, summed, by route (sync and threads classes: gevent's greenlets share a thread)."}, []string{"route"})
+	m.rejected = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "edged_rejected_total",
+		Help: "Requests turned away, by the limit that did it (limits.max_body: 413, limits.header_timeout and body_timeout: 408, limits.max_header: 431, limits.rate: 429, limits.connections_per_client, queue_length, queue_timeout: 503, app.timeout: 504; protocol: a malformed request)."}, []string{"limit"})
+	m.bytesIn = prometheus.NewCounter(prometheus.CounterOpts{Name: "edged_received_body_bytes_total", Help: "Request body bytes received."})
+	m.bytesOut = prometheus.NewCounter(prometheus.CounterOpts{Name: "edged_sent_body_bytes_total", Help: "Response body bytes sent."})
+	m.spills = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "edged_spills_total",
+		Help: "Bodies that outgrew their memory buffer and went to a temporary file, by what (request, response)."}, []string{"what"})
+	m.streamed = prometheus.NewCounter(prometheus.CounterOpts{Name: "edged_streamed_total",
+		Help: "Answers passed on as the app sent them, their worker held (X-Accel-Buffering: no, text/event-stream, or over buffers.response_max)."})
+	m.streamFor = prometheus.NewCounter(prometheus.CounterOpts{Name: "edged_streamed_seconds_total",
+		Help: "Time streamed answers held their workers, summed."})
+	m.tls = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "edged_tls_handshakes_total",
+		Help: "TLS handshakes, by result (ok, failed)."}, []string{"result"})
+	m.served = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "edged_worker_requests_total",
+		Help: "Requests each worker answered."}, []string{"worker"})
+	m.busy = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "edged_worker_busy_seconds_total",
+		Help: "Time each worker spent in the app; its rate is the worker's busy ratio (per thread or greenlet: over 1 with threads or gevent)."}, []string{"worker"})
+	m.rss = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "edged_worker_rss_bytes",
+		Help: "Resident memory of each worker's Python process, as of its last answer."}, []string{"worker"})
+	m.restarts = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "edged_worker_restarts_total",
+		Help: "New Python processes seen answering for each worker, after its first."}, []string{"worker"})
+	for _, c := range []prometheus.Collector{m.requests, m.duration, m.queueWait, m.appTime, m.appWall, m.appCPU, m.rejected,
+		m.bytesIn, m.bytesOut, m.spills, m.streamed, m.streamFor, m.tls, m.served, m.busy, m.rss, m.restarts,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
+		f(c)
+	}
+	// Every limit from the start, at zero: a rate over nothing is 0, not
+	// an absent series.
+	for _, l := range []string{"limits.max_body", "limits.header_timeout", "limits.body_timeout", "limits.max_header",
+		"limits.rate", "limits.connections_per_client", "limits.queue_length", "limits.queue_timeout", "app.timeout", "protocol"} {
+		m.rejected.WithLabelValues(l)
+	}
+	m.spills.WithLabelValues("request")
+	m.spills.WithLabelValues("response")
+	return m
+}
+
+// handler serves the metrics in the Prometheus text format.
+func (m *metrics) handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
+}
+
+// observe counts one request, once answered.
+func (m *metrics) observe(r *http.Request, lr *logRecord, took time.Duration) {
+	if m == nil {
+		return
+	}
+	kind := lr.kind
+	if kind == "" {
+		kind = kindEdge
+	}
+	m.requests.WithLabelValues(statusClass(lr.status), methodLabel(r.Method), kind).Inc()
+	m.duration.WithLabelValues(kind).Observe(took.Seconds())
+	m.bytesOut.Add(float64(lr.bytes))
+	m.bytesIn.Add(float64(lr.bodyIn))
+	if lr.status >= 400 && lr.reason != "" {
+		if l := limitOf(lr.status, lr.reason); l != "" {
+			m.rejected.WithLabelValues(l).Inc()
+		}
+	}
+	for _, what := range lr.spilled {
+		m.spills.WithLabelValues(what).Inc()
+	}
+	if lr.streamedFor > 0 {
+		m.streamed.Inc()
+		m.streamFor.Add(lr.streamedFor.Seconds())
+	}
+	if lr.stats.Taken != 0 {
+		m.worker(lr.worker, r.URL.Path, lr.sent, lr.stats)
+	}
+}
+
+// worker takes in what a worker measured of one request.
+func (m *metrics) worker(worker, path string, sent time.Time, st wire.Stats) {
+	if !sent.IsZero() {
+		if wait := time.Unix(0, st.Taken).Sub(sent); wait >= 0 {
+			m.queueWait.Observe(wait.Seconds())
+		}
+	}
+	route := m.routes.name(path)
+	m.appTime.WithLabelValues(route).Observe(st.Wall.Seconds())
+	m.appWall.WithLabelValues(route).Add(st.Wall.Seconds())
+	if st.CPU >= 0 {
+		m.appCPU.WithLabelValues(route).Add(st.CPU.Seconds())
+	}
+	if worker == "" {
+		return
+	}
+	m.served.WithLabelValues(worker).Inc()
+	m.busy.WithLabelValues(worker).Add(st.Wall.Seconds())
+	m.rss.WithLabelValues(worker).Set(float64(st.RSS) * 1024)
+	m.mu.Lock()
+	last, seen := m.pids[worker]
+	m.pids[worker] = st.PID
+	m.mu.Unlock()
+	if seen && last != st.PID {
+		m.restarts.WithLabelValues(worker).Inc()
+	} else if !seen {
+		m.restarts.WithLabelValues(worker)
+	}
+}
+
+// handshake counts a TLS handshake.
+func (m *metrics) handshake(ok bool) {
+	if m == nil {
+		return
+	}
+	if ok {
+		m.tls.WithLabelValues("ok").Inc()
+	} else {
+		m.tls.WithLabelValues("failed").Inc()
+	}
+}
+
+// headerTimeout counts a 408 that edged wrote for a stalled head.
+func (m *metrics) headerTimeout() {
+	if m != nil {
+		m.rejected.WithLabelValues("limits.header_timeout").Inc()
+	}
+}
+
+func statusClass(code int) string {
+	if code < 100 || code > 599 {
+		return "other"
+	}
+	return strconv.Itoa(code/100) + "xx"
+}
+
+// methodLabel keeps the label's values few: a method of no importance
+// is "other".
+func methodLabel(m string) string {
+	switch m {
+	case "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS":
+		return m
+	}
+	return "other"
+}
+
+var limitKey = regexp.MustCompile(`\b(limits\.[a-z_]+|app\.timeout)\b`)
+
+// limitOf names the limit a refusal's reason cites, "protocol" for
+// another 4xx, or "" for a failure that is no refusal (a 502, say).
+func limitOf(status int, reason string) string {
+	if l := limitKey.FindString(reason); l != "" {
+		return l
+	}
+	if status < 500 && status != 404 && status != 499 {
+		return "protocol"
+	}
+	return ""
+}
+
+// maxRoutes bounds the route label: past it, new paths count as "other".
+const maxRoutes = 200
+
+// routeTable names the route of a path for the metrics: the path with
+// each segment that looks like an id (digits in it, or long) written
+// ":id", so /orders/1234 and /orders/1235 are one route, and at most max
+// distinct routes, so a scan of random paths cannot grow it without end.
+type routeTable struct {
+	mu    sync.Mutex
+	max   int
+	known map[string]bool
+}
+
+func (t *routeTable) name(path string) string {
+	r := routeOf(path)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.known == nil {
+		t.known = map[string]bool{}
+	}
+	if t.known[r] {
+		return r
+	}
+	if len(t.known) >= t.max {
+		return "other"
+	}
+	t.known[r] = true
+	return r
+}
+
+func routeOf(path string) string {
+	segs := strings.Split(path, "/")
+	if len(segs) > 5 {
+		segs = append(segs[:5], "...")
+	}
+	for i, s := range segs {
+		if len(s) > 24 || strings.ContainsAny(s, "0123456789") {
+			segs[i] = ":id"
+		}
+	}
+	return strings.Join(segs, "/")
+}
+
+// queueCollector reports, at each scrape, how full the accept queues are:
+// of each public listener, and of the socket the workers take requests
+// from; the kernel's listen-overflow count; requests in flight.
+type queueCollector struct {
+	listeners map[string]net.Listener // by name: "http 0.0.0.0:80"
+	workers   string                  // the workers' queue socket path
+	s         *Server
+
+	waiting, max, overflows, drops, inFlight, upstream *prometheus.Desc
+}
+
+func newQueueCollector(s *Server, ls *Listeners, workers string) *queueCollector {
+	c := &queueCollector{listeners: map[string]net.Listener{}, workers: workers, s: s,
+		waiting:   prometheus.NewDesc("edged_listen_queue", "Connections waiting in a listening socket's accept queue.", []string{"socket"}, nil),
+		max:       prometheus.NewDesc("edged_listen_backlog", "The most connections a listening socket's accept queue holds (its backlog).", []string{"socket"}, nil),
+		overflows: prometheus.NewDesc("edged_kernel_listen_overflows_total", "Connections the kernel turned away because an accept queue was full (ListenOverflows), in edged's network namespace, since boot.", nil, nil),
+		drops:     prometheus.NewDesc("edged_kernel_listen_drops_total", "Connections the kernel dropped at listen, overflows included (ListenDrops).", nil, nil),
+		inFlight:  prometheus.NewDesc("edged_in_flight_requests", "Requests edged is handling.", nil, nil),
+		upstream:  prometheus.NewDesc("edged_worker_in_flight_requests", "Requests with the workers: queued or being run.", nil, nil),
+	}
+	for _, l := range ls.HTTP {
+		c.listeners["http "+l.Addr().String()] = l
+	}
+	for _, l := range ls.HTTPS {
+		c.listeners["https "+l.Addr().String()] = l
+	}
+	return c
+}
+
+func (c *queueCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.waiting, c.max, c.overflows, c.drops, c.inFlight, c.upstream} {
+		ch <- d
+	}
+}
+
+func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
+	for name, l := range c.listeners {
+		sc, ok := l.(syscall.Conn)
+		if !ok {
+			continue
+		}
+		if q, err := backlog.TCP(sc); err == nil {
+			ch <- prometheus.MustNewConstMetric(c.waiting, prometheus.GaugeValue, float64(q.Waiting), name)
+			ch <- prometheus.MustNewConstMetric(c.max, prometheus.GaugeValue, float64(q.Max), name)
+		}
+	}
+	if qs, err := backlog.Unix(); err == nil {
+		if q, ok := qs[c.workers]; ok {
+			ch <- prometheus.MustNewConstMetric(c.waiting, prometheus.GaugeValue, float64(q.Waiting), "workers "+c.workers)
+			ch <- prometheus.MustNewConstMetric(c.max, prometheus.GaugeValue, float64(q.Max), "workers "+c.workers)
+		}
+	}
+	if o, d, err := backlog.Overflows(); err == nil {
+		ch <- prometheus.MustNewConstMetric(c.overflows, prometheus.CounterValue, float64(o))
+		ch <- prometheus.MustNewConstMetric(c.drops, prometheus.CounterValue, float64(d))
+	}
+	ch <- prometheus.MustNewConstMetric(c.inFlight, prometheus.GaugeValue, float64(c.s.inFlight.Load()))
+	ch <- prometheus.MustNewConstMetric(c.upstream, prometheus.GaugeValue, float64(c.s.upstream.InFlight()))
+}
+
+// listenMetrics opens [metrics] listen: an address, or a Unix socket
+// (mode 0660) in place of any stale one. nil when there is none.
+func listenMetrics(cfg *config.Config) (net.Listener, error) {
+	m := cfg.Metrics
+	if m.Listen == "" {
+		return nil, nil
+	}
+	if !m.Unix() {
+		l, err := net.Listen("tcp", m.Listen)
+		if err != nil {
+			return nil, fmt.Errorf("metrics.listen: %w", err)
+		}
+		return l, nil
+	}
+	os.Remove(m.Listen)
+	l, err := net.Listen("unix", m.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("metrics.listen: %w", err)
+	}
+	os.Chmod(m.Listen, 0o660)
+	return l, nil
+}
