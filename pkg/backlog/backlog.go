@@ -172,4 +172,3 @@ func Overflows() (overflows, drops uint64, err error) {
 	}
 	return 0, 0, errors.New("/proc/net/netstat has no TcpExt counters")
 }
-
