@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/edged/edged/pkg/config"
 	"io"
 	"os"
 	"os/exec"
@@ -224,24 +225,75 @@ func restartWorkers(ctx context.Context, m manager, out io.Writer) error {
 func status(ctx context.Context, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("edgectl status", flag.ContinueOnError)
 	asJSON := fs.Bool("json", false, "print JSON for scripts")
+	file := fs.String("c", config.DefaultPath, "config `file` (for [metrics] listen)")
+	watch := fs.Bool("watch", false, "refresh in place, like top, until Ctrl-C")
+	every := fs.Duration("interval", 2*time.Second, "how long the load is measured over")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	var rep *report
-	err := withSystemd(ctx, 30*time.Second, func(ctx context.Context, m manager) (err error) {
-		rep, err = collect(ctx, m)
-		return err
-	})
-	if err != nil {
-		return err
+	cfg, cfgErr := config.Load(*file)
+	for {
+		// The units, from systemd; the load, from edged's metrics. Either
+		// may be missing (no systemd under edgectl run, no [metrics]).
+		var rep *report
+		unitsErr := withSystemd(ctx, 10*time.Second, func(ctx context.Context, m manager) (err error) {
+			rep, err = collect(ctx, m)
+			return err
+		})
+		var lv *liveView
+		liveErr := cfgErr
+		if cfg != nil {
+			lv, liveErr = live(ctx, cfg, *every)
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		if rep == nil && lv == nil {
+			return fmt.Errorf("%v; and the load: %v", unitsErr, liveErr)
+		}
+		if *asJSON {
+			enc := json.NewEncoder(out)
+			enc.SetIndent("", "  ")
+			sj := statusJSON{report: rep, Live: lv}
+			if unitsErr != nil {
+				sj.UnitsError = unitsErr.Error()
+			}
+			if liveErr != nil {
+				sj.LiveError = liveErr.Error()
+			}
+			if err := enc.Encode(sj); err != nil {
+				return err
+			}
+		} else {
+			if *watch {
+				fmt.Fprint(out, "\033[H\033[2J") // home, clear: redrawn in place
+				fmt.Fprintf(out, "edgectl status, every %v (Ctrl-C ends)  %s\n\n", *every, time.Now().Format(time.TimeOnly))
+			}
+			if rep != nil {
+				rep.print(out)
+			} else {
+				fmt.Fprintf(out, "units: %v\n", unitsErr)
+			}
+			fmt.Fprintln(out)
+			if lv != nil {
+				lv.print(out)
+			} else {
+				fmt.Fprintf(out, "load: %v\n", liveErr)
+			}
+		}
+		if !*watch {
+			return nil
+		}
 	}
-	if *asJSON {
-		enc := json.NewEncoder(out)
-		enc.SetIndent("", "  ")
-		return enc.Encode(rep)
-	}
-	rep.print(out)
-	return nil
+}
+
+// statusJSON is `edgectl status --json`: the units' report as before,
+// and the load under "live".
+type statusJSON struct {
+	*report
+	UnitsError string    `json:"units_error,omitempty"`
+	Live       *liveView `json:"live,omitempty"`
+	LiveError  string    `json:"live_error,omitempty"`
 }
 
 // report is `edgectl status`.

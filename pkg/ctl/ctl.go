@@ -23,12 +23,18 @@ commands (over systemd's D-Bus API):
                  ready before the command returns
   scale --auto   (2 x cores) + 1 workers, and how that number was found
   status         edged and every worker: state, PID, uptime, memory, CPU,
-                 restarts and status line (--json for scripts)
+                 restarts and status line; then the load from edged's
+                 metrics ([metrics] listen): req/s, p50/p99, the worker
+                 queue, each worker's busy share, backlogs (--watch
+                 refreshes it in place, --json for scripts; the load
+                 part works under edgectl run too)
   restart        rolling restart of the workers, one at a time
 
 without systemd:
   run            run edged and the workers in the foreground (Ctrl-C stops
-                 everything, SIGHUP reloads edged's config)
+                 everything, SIGHUP reloads edged's config and restarts the
+                 workers one at a time; --reload restarts them when a .py
+                 file changes)
 
 run flags:
 `

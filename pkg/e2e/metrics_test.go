@@ -3,13 +3,17 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
@@ -129,5 +133,58 @@ func TestMetrics(t *testing.T) {
 	}
 	if value(m, "edged_kernel_listen_overflows_total") < 0 {
 		t.Errorf("no kernel listen-overflow count")
+	}
+}
+
+// TestStatusLive: `edgectl status` under edgectl run (no systemd) shows
+// the load from the metrics; --watch redraws it with the numbers moving.
+func TestStatusLive(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "metrics.sock")
+	s := startSuite(t, suiteOpts{workers: 2, extra: fmt.Sprintf("[metrics]\nlisten = %q\n", sock)})
+	l := startLoad(s.client(), s.http+"/sleep?s=0.02", 6)
+	defer l.finish()
+	time.Sleep(500 * time.Millisecond)
+
+	out, err := exec.Command(filepath.Join(binDir, "edgectl"), "status", "-c", s.cfg, "--json", "--interval", "1s").Output()
+	if err != nil {
+		t.Fatalf("edgectl status --json: %v\n%s", err, out)
+	}
+	var st struct {
+		UnitsError string `json:"units_error"`
+		Live       struct {
+			RequestsPerSecond float64 `json:"requests_per_second"`
+			P99ms             float64 `json:"p99_ms"`
+			Workers           []struct {
+				Worker string  `json:"worker"`
+				Busy   float64 `json:"busy"`
+			} `json:"workers"`
+			Sockets []struct{ Socket string } `json:"sockets"`
+		} `json:"live"`
+	}
+	if err := json.Unmarshal(out, &st); err != nil {
+		t.Fatalf("edgectl status --json: %v\n%s", err, out)
+	}
+	lv := st.Live
+	if lv.RequestsPerSecond < 20 || lv.P99ms < 15 || len(lv.Workers) != 2 || len(lv.Sockets) < 2 {
+		t.Errorf("under load: %+v; want requests, a p99 of 20 ms or so, 2 workers and 2 sockets\n%s", lv, out)
+	}
+	for _, w := range lv.Workers {
+		if w.Busy < 0.5 {
+			t.Errorf("worker %s busy %.2f, want most of the time (6 clients on 2 sync workers)", w.Worker, w.Busy)
+		}
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 3500*time.Millisecond)
+	defer cancel()
+	watch, _ := exec.CommandContext(ctx, filepath.Join(binDir, "edgectl"), "status", "-c", s.cfg, "--watch", "--interval", "1s").Output()
+	frames := strings.Split(string(watch), "\033[H\033[2J")
+	var rates []string
+	for _, f := range frames {
+		if m := regexp.MustCompile(`load over [0-9.]+s: ([0-9.]+) req/s`).FindStringSubmatch(f); m != nil {
+			rates = append(rates, m[1])
+		}
+	}
+	if len(rates) < 2 {
+		t.Errorf("--watch drew %d frames with a load line, want 2 or more:\n%s", len(rates), watch)
 	}
 }
