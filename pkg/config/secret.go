@@ -154,3 +154,9 @@ func secretAdvice(k toml.Key, why string) string {
 		"and write [app.credentials] %s = %q here; the app then reads it from the environment as %s",
 		why, cred, env, cred, env)
 }
+
+// SecretValue says what kind of secret s looks like (a URL with a
+// password, a DSN, a private key, a token), or "" when none: the judge
+// the config's values get, for other places values come from (edgectl
+// doctor reads the app's environment with it).
+func SecretValue(s string) string { return secretValue(s) }

@@ -29,6 +29,13 @@ commands (over systemd's D-Bus API):
                  refreshes it in place, --json for scripts; the load
                  part works under edgectl run too)
   restart        rolling restart of the workers, one at a time
+  doctor         look at the running suite for the classic mistakes (root
+                 processes, sync workers on I/O-bound routes, the worker
+                 count, an overflowing backlog, buffering off, secrets,
+                 CPU-heavy routes, memory caps, expiring certificates):
+                 ok / warn / fail with the evidence and the fix; exits
+                 non-zero on a fail (--json; under edgectl run too, the
+                 checks that need systemd say so)
 
 without systemd:
   run            run edged and the workers in the foreground (Ctrl-C stops
@@ -58,6 +65,8 @@ func Main(args []string) error {
 		return scale(ctx, args[1:], os.Stdout)
 	case "status":
 		return status(ctx, args[1:], os.Stdout)
+	case "doctor":
+		return doctor(ctx, args[1:], os.Stdout)
 	case "restart":
 		return restart(ctx, args[1:], os.Stdout)
 	}

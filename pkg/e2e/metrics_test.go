@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -186,5 +187,44 @@ func TestStatusLive(t *testing.T) {
 	}
 	if len(rates) < 2 {
 		t.Errorf("--watch drew %d frames with a load line, want 2 or more:\n%s", len(rates), watch)
+	}
+}
+
+// TestDoctor: a sync pool serving a route that sleeps 100 ms, under load:
+// edgectl doctor warns of an I/O-bound route, names it and suggests
+// gevent, with the share it measured.
+func TestDoctor(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "metrics.sock")
+	s := startSuite(t, suiteOpts{workers: 2, extra: fmt.Sprintf("[metrics]\nlisten = %q\n", sock)})
+	l := startLoad(s.client(), s.http+"/sleep?s=0.1", 8)
+	defer l.finish()
+	time.Sleep(3 * time.Second) // some 60 requests: past the 20 a route needs to be judged
+
+	cmd := exec.Command(filepath.Join(binDir, "edgectl"), "doctor", "-c", s.cfg, "--json", "--interval", "2s")
+	out, err := cmd.Output()
+	var findings []struct{ Check, Verdict, Evidence, Fix string }
+	if jerr := json.Unmarshal(out, &findings); jerr != nil {
+		t.Fatalf("edgectl doctor --json: %v, %v\n%s", err, jerr, out)
+	}
+	got := map[string]int{}
+	for i, f := range findings {
+		got[f.Check] = i
+	}
+	io := findings[got["io-bound"]]
+	if io.Verdict != "warn" || !strings.Contains(io.Evidence, "/sleep waits") || !strings.Contains(io.Evidence, "sync pool") || !strings.Contains(io.Fix, "gevent") {
+		t.Errorf("io-bound: %+v, want a warn naming /sleep and suggesting gevent", io)
+	}
+	root := findings[got["root"]]
+	if want := map[bool]string{true: "fail", false: "ok"}[os.Geteuid() == 0]; root.Verdict != want {
+		t.Errorf("root: %+v, want %s (the test runs as uid %d)", root, want, os.Geteuid())
+	}
+	if (err != nil) != (root.Verdict == "fail") {
+		t.Errorf("exit status %v with the root check %s: non-zero exactly when a check fails", err, root.Verdict)
+	}
+	if h := findings[got["hardening"]]; h.Verdict != "skip" || !strings.Contains(h.Evidence, "systemd") {
+		t.Errorf("hardening under edgectl run: %+v, want a skip that says it needs systemd", h)
+	}
+	if len(findings) != 10 {
+		t.Errorf("%d checks, want 10", len(findings))
 	}
 }

@@ -1,0 +1,676 @@
+package ctl
+
+import (
+	"bytes"
+	"context"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/edged/edged/pkg/backlog"
+	"github.com/edged/edged/pkg/config"
+	"github.com/edged/edged/pkg/cores"
+)
+
+// edgectl doctor looks at the suite as it runs, with numbers from its own
+// traffic, for the mistakes that hurt nginx + gunicorn deployments: root
+// processes, sync workers on I/O-bound routes, a worker count that does
+// not fit the cores, an overflowing backlog, buffering turned off,
+// secrets in the config or the environment, CPU-heavy routes, workers
+// near their memory cap, certificates about to expire.
+
+// Verdicts of a check.
+const (
+	verdictOK   = "ok"
+	verdictWarn = "warn"
+	verdictFail = "fail"
+	verdictSkip = "skip"
+)
+
+// finding is one check's line.
+type finding struct {
+	Check    string `json:"check"`
+	Verdict  string `json:"verdict"`
+	Evidence string `json:"evidence"`
+	Fix      string `json:"fix,omitempty"`
+}
+
+// patient is what the checks look at, gathered once.
+type patient struct {
+	cfg    *config.Config
+	cfgErr error
+	// before and after are two readings of edged's metrics, the check's
+	// interval apart (nil without [metrics], with the reason in metricsErr).
+	before, after *scrape
+	metricsErr    error
+	// overflows are the kernel's ListenOverflows at the two readings.
+	overflows [2]uint64
+	somaxconn int
+	// systemd is nil without it (edgectl run), systemdErr saying why.
+	systemd    manager
+	systemdErr error
+	ctx        context.Context
+	proc       string // "/proc", elsewhere in tests
+	now        time.Time
+}
+
+type check struct {
+	name string
+	run  func(*patient) finding
+}
+
+var checks = []check{
+	{"root", checkRoot},
+	{"hardening", checkHardening},
+	{"io-bound", checkIOBound},
+	{"workers", checkWorkers},
+	{"backlog", checkBacklog},
+	{"buffering", checkBuffering},
+	{"secrets", checkSecrets},
+	{"cpu-routes", checkCPURoutes},
+	{"memory", checkMemory},
+	{"tls", checkTLS},
+}
+
+func doctor(ctx context.Context, args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("edgectl doctor", flag.ContinueOnError)
+	asJSON := fs.Bool("json", false, "print JSON for scripts")
+	file := fs.String("c", config.DefaultPath, "config `file`")
+	every := fs.Duration("interval", 3*time.Second, "how long the load is watched for what changes (busy workers, overflows)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	p := examine(ctx, *file, *every)
+	if p.systemd != nil {
+		defer p.systemd.Close()
+	}
+	fs2 := diagnose(p)
+	if *asJSON {
+		enc := json.NewEncoder(out)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(fs2); err != nil {
+			return err
+		}
+	} else {
+		tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+		for _, f := range fs2 {
+			line := f.Evidence
+			if f.Fix != "" && f.Verdict != verdictOK {
+				line += " — " + f.Fix
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\n", f.Verdict, f.Check, line)
+		}
+		tw.Flush()
+	}
+	for _, f := range fs2 {
+		if f.Verdict == verdictFail {
+			return errors.New("doctor: some checks failed")
+		}
+	}
+	return nil
+}
+
+// examine gathers what the checks need.
+func examine(ctx context.Context, file string, every time.Duration) *patient {
+	p := &patient{ctx: ctx, proc: "/proc", now: time.Now()}
+	p.cfg, p.cfgErr = config.Load(file)
+	if p.cfgErr != nil {
+		// Judge what can be judged: the checks that need the config say so.
+		p.cfg = nil
+	}
+	if m, err := connect(ctx); err == nil {
+		p.systemd = m
+	} else {
+		p.systemdErr = err
+	}
+	if b, err := os.ReadFile("/proc/sys/net/core/somaxconn"); err == nil {
+		p.somaxconn, _ = strconv.Atoi(strings.TrimSpace(string(b)))
+	}
+	p.overflows[0], _, _ = backlog.Overflows()
+	if p.cfg != nil {
+		p.before, p.metricsErr = readMetrics(ctx, p.cfg)
+	} else {
+		p.metricsErr = p.cfgErr
+	}
+	select {
+	case <-ctx.Done():
+	case <-time.After(every):
+	}
+	if p.before != nil {
+		p.after, p.metricsErr = readMetrics(ctx, p.cfg)
+		if p.after == nil {
+			p.before = nil
+		}
+	}
+	p.overflows[1], _, _ = backlog.Overflows()
+	return p
+}
+
+func diagnose(p *patient) []finding {
+	out := make([]finding, 0, len(checks))
+	for _, c := range checks {
+		f := c.run(p)
+		f.Check = c.name
+		out = append(out, f)
+	}
+	return out
+}
+
+func ok(evidence string) finding { return finding{Verdict: verdictOK, Evidence: evidence} }
+func skip(why string) finding    { return finding{Verdict: verdictSkip, Evidence: why} }
+
+// needMetrics says why a check that reads the metrics cannot run.
+func (p *patient) needMetrics() (finding, bool) {
+	if p.after == nil {
+		return skip(fmt.Sprintf("needs edged's metrics: %v", p.metricsErr)), false
+	}
+	return finding{}, true
+}
+
+// suiteProcess says whether a process is one of the suite's, by its
+// name: edged, workerd, or a worker's Python process.
+func suiteProcess(comm string) bool {
+	return comm == "edged" || comm == "workerd" || comm == "edged-worker"
+}
+
+// processes lists the suite's processes: pid -> name.
+func (p *patient) processes() map[int]string {
+	out := map[int]string{}
+	ents, _ := os.ReadDir(p.proc)
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(p.proc, e.Name(), "comm"))
+		if err != nil {
+			continue
+		}
+		if comm := strings.TrimSpace(string(b)); suiteProcess(comm) {
+			out[pid] = comm
+		}
+	}
+	return out
+}
+
+// uid reads a process's real user id; -1 when it cannot.
+func (p *patient) uid(pid int) int {
+	b, err := os.ReadFile(filepath.Join(p.proc, strconv.Itoa(pid), "status"))
+	if err != nil {
+		return -1
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, found := strings.CutPrefix(line, "Uid:"); found {
+			if f := strings.Fields(rest); len(f) > 0 {
+				n, _ := strconv.Atoi(f[0])
+				return n
+			}
+		}
+	}
+	return -1
+}
+
+func checkRoot(p *patient) finding {
+	procs := p.processes()
+	if len(procs) == 0 {
+		return skip("no edged, workerd or worker process found")
+	}
+	var root []string
+	pids := make([]int, 0, len(procs))
+	for pid := range procs {
+		pids = append(pids, pid)
+	}
+	sort.Ints(pids)
+	for _, pid := range pids {
+		if p.uid(pid) == 0 {
+			root = append(root, fmt.Sprintf("%s (pid %d)", procs[pid], pid))
+		}
+	}
+	if len(root) > 0 {
+		return finding{Verdict: verdictFail,
+			Evidence: fmt.Sprintf("%d of %d processes run as root: %s", len(root), len(procs), strings.Join(root, ", ")),
+			Fix:      "run the suite as the shipped units do (DynamicUser=yes: systemctl enable --now edged.socket; edgectl scale --auto), or edgectl run as an ordinary user; nothing in it needs root"}
+	}
+	return ok(fmt.Sprintf("none of %d processes runs as root", len(procs)))
+}
+
+// shippedExposure is the worst systemd-analyze security score the
+// shipped units may have (theirs are about 1.3).
+const shippedExposure = 2.0
+
+func checkHardening(p *patient) finding {
+	if p.systemd == nil {
+		return skip("needs systemd (systemd-analyze security): not under edgectl run")
+	}
+	var worst []string
+	var scores []string
+	for _, unit := range []string{"edged.service", "workerd@1.service"} {
+		out, err := exec.CommandContext(p.ctx, "systemd-analyze", "security", "--no-pager", unit).CombinedOutput()
+		m := regexp.MustCompile(`Overall exposure level for \S+: ([0-9.]+)`).FindSubmatch(out)
+		if m == nil {
+			return skip(fmt.Sprintf("systemd-analyze security %s gave no score (%v)", unit, err))
+		}
+		score, _ := strconv.ParseFloat(string(m[1]), 64)
+		scores = append(scores, fmt.Sprintf("%s %.1f", unit, score))
+		if score > shippedExposure {
+			worst = append(worst, fmt.Sprintf("%s %.1f", unit, score))
+		}
+	}
+	if len(worst) > 0 {
+		return finding{Verdict: verdictWarn, Evidence: "exposure above the shipped level (" + fmt.Sprint(shippedExposure) + "): " + strings.Join(worst, ", "),
+			Fix: "look for drop-ins that loosen the units: systemctl cat edged.service workerd@.service; systemd-analyze security UNIT lists each setting"}
+	}
+	return ok("systemd-analyze security: " + strings.Join(scores, ", "))
+}
+
+// routeUse is what the workers measured of one route, since edged
+// started.
+type routeUse struct {
+	route          string
+	count          float64
+	wall, cpu      float64 // seconds, summed
+	cpuKnown       bool
+	waitShare      float64 // of the wall time, the part not on the CPU
+	cpuPerRequest  float64
+	wallPerRequest float64
+}
+
+func (p *patient) routes() []routeUse {
+	counts := p.after.by("edged_app_duration_seconds", "route")
+	walls := p.after.by("edged_app_wall_seconds_total", "route")
+	cpus := p.after.by("edged_app_cpu_seconds_total", "route")
+	var out []routeUse
+	for r, n := range counts {
+		if n == 0 {
+			continue
+		}
+		u := routeUse{route: r, count: n, wall: walls[r]}
+		u.cpu, u.cpuKnown = cpus[r]
+		u.wallPerRequest = u.wall / n
+		u.cpuPerRequest = u.cpu / n
+		if u.wall > 0 && u.cpuKnown {
+			u.waitShare = math.Max(0, 1-u.cpu/u.wall)
+		}
+		out = append(out, u)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].wall > out[j].wall })
+	return out
+}
+
+// minRequests is how many requests a route needs before it is judged.
+const minRequests = 20
+
+func checkIOBound(p *patient) finding {
+	if f, ok := p.needMetrics(); !ok {
+		return f
+	}
+	if p.cfg.Pool.Class == config.ClassGevent {
+		return ok("the gevent class: a request that waits on I/O does not hold a worker")
+	}
+	var bound []string
+	for _, u := range p.routes() {
+		if u.count >= minRequests && u.cpuKnown && u.waitShare >= 0.5 && u.wallPerRequest >= 0.01 {
+			bound = append(bound, fmt.Sprintf("%s waits %.0f%% of its app time (%.0f ms a request, %.1f ms of it on the CPU, %.0f requests)",
+				u.route, 100*u.waitShare, 1000*u.wallPerRequest, 1000*u.cpuPerRequest, u.count))
+		}
+	}
+	if len(bound) == 0 {
+		return ok(fmt.Sprintf("no route of at least %d requests waits most of its time", minRequests))
+	}
+	starved := p.starved()
+	return finding{Verdict: verdictWarn,
+		Evidence: fmt.Sprintf("I/O-bound routes on a %s pool: %s%s", p.cfg.Pool.Class, strings.Join(bound, "; "), starved),
+		Fix:      "set pool.class = \"gevent\" (pool.connections requests a worker at once; python3-gevent), as gunicorn's gevent worker: a waiting request then holds a greenlet, not a worker"}
+}
+
+// starved describes workers kept busy with a queue growing behind them,
+// from the two readings; "" when they are not.
+func (p *patient) starved() string {
+	v := between(p.before, p.after)
+	var busy, n float64
+	for _, w := range v.Workers {
+		busy += math.Min(w.Busy, 1)
+		n++
+	}
+	if n == 0 {
+		return ""
+	}
+	if mean := busy / n; mean >= 0.9 {
+		return fmt.Sprintf("; the %g workers are %.0f%% busy and requests wait %.0f ms (p50) for one", n, 100*mean, v.QueueWaitP50ms)
+	}
+	return ""
+}
+
+// workerCount is how many workers run, and where that comes from.
+func (p *patient) workerCount() (int, string) {
+	if p.systemd != nil {
+		if ns, err := workerInstances(p.ctx, p.systemd); err == nil && len(ns) > 0 {
+			return len(ns), "workerd@ units running"
+		}
+	}
+	if p.after != nil {
+		if n := len(p.after.by("edged_worker_requests_total", "worker")); n > 0 {
+			return n, "workers answering"
+		}
+	}
+	if p.cfg != nil && p.cfg.Pool.Workers > 0 {
+		return p.cfg.Pool.Workers, "pool.workers"
+	}
+	return 0, ""
+}
+
+func checkWorkers(p *patient) finding {
+	n, from := p.workerCount()
+	if n == 0 {
+		return skip("no worker found running")
+	}
+	cgroup := cores.Own()
+	if p.systemd != nil {
+		cgroup = "system.slice"
+	}
+	budget := cores.Count(cgroup)
+	want := budget.Workers()
+	ev := fmt.Sprintf("%d workers (%s); (2 x %d cores) + 1 = %d", n, from, budget.Cores, want)
+	if p.after != nil {
+		v := between(p.before, p.after)
+		var busy, rss float64
+		for _, w := range v.Workers {
+			busy += math.Min(w.Busy, 1)
+			rss += w.RSSBytes
+		}
+		if len(v.Workers) > 0 {
+			mean := busy / float64(len(v.Workers))
+			ev += fmt.Sprintf("; %.0f%% busy on average, queue wait p50 %.1f ms", 100*mean, v.QueueWaitP50ms)
+			if mean >= 0.9 && v.QueueWaitP50ms >= 10 {
+				return finding{Verdict: verdictWarn, Evidence: "too few: " + ev,
+					Fix: fmt.Sprintf("edgectl scale %d (or --auto); if the workers wait on I/O, pool.class = \"gevent\" instead", max(want, n+1))}
+			}
+			if n > want && mean < 0.2 && v.RequestsPerSec > 0 {
+				return finding{Verdict: verdictWarn, Evidence: fmt.Sprintf("more than needed: %s; %.0f MiB resident in all", ev, rss/(1<<20)),
+					Fix: fmt.Sprintf("edgectl scale --auto (%d): the others hold memory for nothing", want)}
+			}
+		}
+	}
+	if n < want {
+		return finding{Verdict: verdictWarn, Evidence: "fewer than the cores allow: " + ev, Fix: "edgectl scale --auto"}
+	}
+	return ok(ev)
+}
+
+func checkBacklog(p *patient) finding {
+	var notes []string
+	verdict := verdictOK
+	fix := ""
+	if rise := int64(p.overflows[1]) - int64(p.overflows[0]); rise > 0 {
+		verdict = verdictFail
+		notes = append(notes, fmt.Sprintf("the kernel turned away %d connections for a full accept queue during the check (ListenOverflows %d since boot)", rise, p.overflows[1]))
+		fix = "raise Backlog= in edged.socket (a drop-in) and net.core.somaxconn (sysctl; the package sets 4096), and check that edged keeps up: edgectl status"
+	} else if p.overflows[1] > 0 {
+		verdict = verdictWarn
+		notes = append(notes, fmt.Sprintf("ListenOverflows is %d since boot (none during the check): a full accept queue turned connections away before", p.overflows[1]))
+		fix = "if it rises under load, raise Backlog= in edged.socket and net.core.somaxconn"
+	}
+	if p.after != nil {
+		backlogs := p.after.by("edged_listen_backlog", "socket")
+		for s, w := range p.after.by("edged_listen_queue", "socket") {
+			max := backlogs[s]
+			if max > 0 && w/max >= 0.5 {
+				if verdict == verdictOK {
+					verdict = verdictWarn
+					fix = "the queue fills: more workers (edgectl scale), or a larger backlog"
+				}
+				notes = append(notes, fmt.Sprintf("%s holds %g of %g", s, w, max))
+			}
+			if p.somaxconn > 0 && max >= float64(p.somaxconn) && !strings.HasPrefix(s, "workers ") {
+				notes = append(notes, fmt.Sprintf("%s: backlog %g is net.core.somaxconn's %d (a larger Backlog= is cut to it)", s, max, p.somaxconn))
+			}
+		}
+		if len(notes) == 0 {
+			var list []string
+			for s, max := range backlogs {
+				list = append(list, fmt.Sprintf("%s %g", s, max))
+			}
+			sort.Strings(list)
+			notes = append(notes, "no overflow; backlogs: "+strings.Join(list, ", "))
+		}
+	} else if len(notes) == 0 {
+		notes = append(notes, "no overflow since boot (the queues' fill needs edged's metrics)")
+	}
+	return finding{Verdict: verdict, Evidence: strings.Join(notes, "; "), Fix: fix}
+}
+
+func checkBuffering(p *patient) finding {
+	if f, ok := p.needMetrics(); !ok {
+		return f
+	}
+	streamed := p.after.sum("edged_streamed_total")
+	held := p.after.sum("edged_streamed_seconds_total")
+	app := p.after.sum("edged_requests_total", "kind", "app")
+	busy := p.after.sum("edged_worker_busy_seconds_total")
+	if streamed == 0 {
+		return ok(fmt.Sprintf("every one of %g app answers was buffered: no slow client held a worker", app))
+	}
+	ev := fmt.Sprintf("%g of %g app answers were streamed (buffering off: X-Accel-Buffering: no, text/event-stream, or over buffers.response_max), holding their workers %.1fs in all", streamed, app, held)
+	if app > 0 && (streamed/app > 0.1 || (busy > 0 && held/busy > 0.1)) {
+		return finding{Verdict: verdictWarn, Evidence: ev,
+			Fix: "stream only what must (server-sent events, long polls), with pool.class = \"gevent\" or \"threads\" so a held worker costs little; raise buffers.response_max for big answers"}
+	}
+	return ok(ev)
+}
+
+func checkSecrets(p *patient) finding {
+	if p.cfgErr != nil && strings.Contains(p.cfgErr.Error(), "secrets do not belong") {
+		return finding{Verdict: verdictFail, Evidence: "the config holds a secret: " + firstLine(p.cfgErr.Error()),
+			Fix: "move it to /etc/edged/credentials/NAME and name it in [app.credentials] (edged --check says how)"}
+	}
+	credentials := map[string]bool{}
+	if p.cfg != nil {
+		for name := range p.cfg.App.Credentials {
+			credentials[name] = true
+		}
+	}
+	var found []string
+	var unreadable int
+	workers := 0
+	for pid, comm := range p.processes() {
+		if comm != "edged-worker" {
+			continue
+		}
+		workers++
+		b, err := os.ReadFile(filepath.Join(p.proc, strconv.Itoa(pid), "environ"))
+		if err != nil {
+			unreadable++
+			continue
+		}
+		for _, kv := range bytes.Split(b, []byte{0}) {
+			name, value, _ := strings.Cut(string(kv), "=")
+			if name == "" || credentials[name] || strings.HasPrefix(name, "EDGED_") {
+				continue
+			}
+			if why := config.SecretValue(value); why != "" {
+				found = append(found, fmt.Sprintf("%s (pid %d) %s", name, pid, why))
+			}
+		}
+	}
+	sort.Strings(found)
+	found = compact(found)
+	if len(found) > 0 {
+		return finding{Verdict: verdictWarn, Evidence: "the app's environment " + strings.Join(found, "; "),
+			Fix: "these come from somewhere else than [app.credentials] (a drop-in's Environment=, the shell): pass them as credentials, /etc/edged/credentials/NAME and [app.credentials]"}
+	}
+	ev := "the config holds none"
+	switch {
+	case workers == 0:
+		ev += "; no worker process to read the environment of"
+	case unreadable == workers:
+		ev += "; the workers' environments are not readable by this user (run as root to check them)"
+	default:
+		ev += fmt.Sprintf("; none in the environment of %d worker processes, beyond [app.credentials]", workers-unreadable)
+	}
+	return ok(ev)
+}
+
+func checkCPURoutes(p *patient) finding {
+	if f, ok := p.needMetrics(); !ok {
+		return f
+	}
+	routes := p.routes()
+	var total float64
+	for _, u := range routes {
+		total += u.cpu
+	}
+	if total == 0 {
+		return skip("no CPU time measured (the gevent class cannot tell one greenlet's CPU from another's)")
+	}
+	var heavy []string
+	for _, u := range routes {
+		share := u.cpu / total
+		if u.count >= minRequests && share >= 0.4 && u.wall > 0 && u.cpu/u.wall >= 0.7 && u.cpuPerRequest >= 0.005 {
+			heavy = append(heavy, fmt.Sprintf("%s takes %.0f%% of all worker CPU (%.1f ms of CPU a request, %.0f requests)", u.route, 100*share, 1000*u.cpuPerRequest, u.count))
+		}
+	}
+	if len(heavy) > 0 {
+		return finding{Verdict: verdictWarn, Evidence: "CPU-bound routes: " + strings.Join(heavy, "; "),
+			Fix: "profile them (cProfile, py-spy): serialising large JSON is the usual cost (a faster encoder such as orjson, smaller answers, a cache)"}
+	}
+	top := routes[0]
+	for _, u := range routes {
+		if u.cpu > top.cpu {
+			top = u
+		}
+	}
+	return ok(fmt.Sprintf("no CPU-bound route (the most CPU: %s, %.0f%% of it, %.1f ms a request of %.0f ms)", top.route, 100*top.cpu/total, 1000*top.cpuPerRequest, 1000*top.wallPerRequest))
+}
+
+func checkMemory(p *patient) finding {
+	if p.systemd == nil {
+		if p.after != nil {
+			var big float64
+			for _, v := range p.after.by("edged_worker_rss_bytes", "worker") {
+				big = math.Max(big, v)
+			}
+			return skip(fmt.Sprintf("memory caps and OOM kills need systemd; the largest worker holds %.0f MiB", big/(1<<20)))
+		}
+		return skip("memory caps and OOM kills need systemd")
+	}
+	ns, err := workerInstances(p.ctx, p.systemd)
+	if err != nil {
+		return skip(err.Error())
+	}
+	var warn []string
+	for _, n := range ns {
+		unit := workerService(n)
+		sp, err := p.systemd.GetUnitTypePropertiesContext(p.ctx, unit, "Service")
+		if err != nil {
+			continue
+		}
+		cur, _ := sp["MemoryCurrent"].(uint64)
+		max, _ := sp["MemoryMax"].(uint64)
+		if max > 0 && max != unset && cur != unset && float64(cur) >= 0.8*float64(max) {
+			warn = append(warn, fmt.Sprintf("%s uses %.0f of its %.0f MiB (MemoryMax)", unit, float64(cur)/(1<<20), float64(max)/(1<<20)))
+		}
+		if res, _ := sp["Result"].(string); res == "oom-kill" || res == "watchdog" {
+			restarts, _ := sp["NRestarts"].(uint32)
+			warn = append(warn, fmt.Sprintf("%s was last ended by %s (%d restarts since boot)", unit, res, restarts))
+		}
+	}
+	if len(warn) > 0 {
+		return finding{Verdict: verdictWarn, Evidence: strings.Join(warn, "; "),
+			Fix: "journalctl -b -u 'workerd@*' shows why; raise MemoryMax= (systemctl set-property), recycle with pool.max_requests, or find the leak"}
+	}
+	return ok(fmt.Sprintf("%d workers, none near a memory cap, none ended by the OOM killer or the watchdog", len(ns)))
+}
+
+// certWarn is how close to its end a certificate is reported.
+const certWarn = 21 * 24 * time.Hour
+
+func checkTLS(p *patient) finding {
+	if p.cfg == nil {
+		return skip("needs the config: " + firstLine(fmt.Sprint(p.cfgErr)))
+	}
+	if len(p.cfg.TLS) == 0 {
+		return ok("no [[tls]] certificate configured")
+	}
+	verdict := verdictOK
+	var notes []string
+	for _, t := range p.cfg.TLS {
+		b, err := os.ReadFile(t.Cert)
+		if err != nil {
+			notes = append(notes, fmt.Sprintf("%s: %v", t.Cert, err))
+			verdict = worst(verdict, verdictWarn)
+			continue
+		}
+		blk, _ := pem.Decode(b)
+		if blk == nil {
+			notes = append(notes, t.Cert+": no PEM certificate")
+			verdict = worst(verdict, verdictFail)
+			continue
+		}
+		c, err := x509.ParseCertificate(blk.Bytes)
+		if err != nil {
+			notes = append(notes, fmt.Sprintf("%s: %v", t.Cert, err))
+			verdict = worst(verdict, verdictFail)
+			continue
+		}
+		left := c.NotAfter.Sub(p.now)
+		name := c.Subject.CommonName
+		if len(c.DNSNames) > 0 {
+			name = c.DNSNames[0]
+		}
+		switch {
+		case left <= 0:
+			verdict = worst(verdict, verdictFail)
+			notes = append(notes, fmt.Sprintf("%s (%s) expired on %s", name, t.Cert, c.NotAfter.Format(time.DateOnly)))
+		case left < certWarn:
+			verdict = worst(verdict, verdictWarn)
+			notes = append(notes, fmt.Sprintf("%s (%s) expires in %d days, on %s", name, t.Cert, int(left.Hours()/24), c.NotAfter.Format(time.DateOnly)))
+		default:
+			notes = append(notes, fmt.Sprintf("%s valid %d more days", name, int(left.Hours()/24)))
+		}
+	}
+	f := finding{Verdict: verdict, Evidence: strings.Join(notes, "; ")}
+	if verdict != verdictOK {
+		f.Fix = "renew the certificate, put it in /etc/edged/tls/ and systemctl restart edged (the sockets stay open: nothing is dropped)"
+	}
+	return f
+}
+
+func worst(a, b string) string {
+	rank := map[string]int{verdictOK: 0, verdictSkip: 0, verdictWarn: 1, verdictFail: 2}
+	if rank[b] > rank[a] {
+		return b
+	}
+	return a
+}
+
+func firstLine(s string) string {
+	s, _, _ = strings.Cut(s, "\n")
+	if len(s) > 200 {
+		s = s[:200] + "..."
+	}
+	return s
+}
+
+func compact(s []string) []string {
+	out := s[:0]
+	for i, v := range s {
+		if i == 0 || v != s[i-1] {
+			out = append(out, v)
+		}
+	}
+	return out
+}
