@@ -483,7 +483,7 @@ func checkSecrets(p *patient) finding {
 			credentials[name] = true
 		}
 	}
-	var found []string
+	seen := map[string][]int{} // "NAME why" -> pids
 	var unreadable int
 	workers := 0
 	for pid, comm := range p.processes() {
@@ -498,16 +498,21 @@ func checkSecrets(p *patient) finding {
 		}
 		for _, kv := range bytes.Split(b, []byte{0}) {
 			name, value, _ := strings.Cut(string(kv), "=")
-			if name == "" || credentials[name] || strings.HasPrefix(name, "EDGED_") {
+			if name == "" || credentials[name] || strings.HasPrefix(name, "EDGED_") || systemdEnv[name] {
 				continue
 			}
 			if why := config.SecretValue(value); why != "" {
-				found = append(found, fmt.Sprintf("%s (pid %d) %s", name, pid, why))
+				seen[name+" "+why] = append(seen[name+" "+why], pid)
 			}
 		}
 	}
+	var found []string
+	for k, pids := range seen {
+		name, why, _ := strings.Cut(k, " ")
+		sort.Ints(pids)
+		found = append(found, fmt.Sprintf("%s %s (in %d worker processes, pid %d first)", name, why, len(pids), pids[0]))
+	}
 	sort.Strings(found)
-	found = compact(found)
 	if len(found) > 0 {
 		return finding{Verdict: verdictWarn, Evidence: "the app's environment " + strings.Join(found, "; "),
 			Fix: "these come from somewhere else than [app.credentials] (a drop-in's Environment=, the shell): pass them as credentials, /etc/edged/credentials/NAME and [app.credentials]"}
@@ -522,6 +527,16 @@ func checkSecrets(p *patient) finding {
 		ev += fmt.Sprintf("; none in the environment of %d worker processes, beyond [app.credentials]", workers-unreadable)
 	}
 	return ok(ev)
+}
+
+// systemdEnv are the variables systemd sets for a service itself
+// (systemd.exec(5)): ids and paths, never the app's secrets.
+var systemdEnv = map[string]bool{
+	"INVOCATION_ID": true, "JOURNAL_STREAM": true, "SYSTEMD_EXEC_PID": true, "MAINPID": true, "MANAGERPID": true,
+	"CREDENTIALS_DIRECTORY": true, "RUNTIME_DIRECTORY": true, "STATE_DIRECTORY": true, "CACHE_DIRECTORY": true,
+	"LOGS_DIRECTORY": true, "CONFIGURATION_DIRECTORY": true, "NOTIFY_SOCKET": true, "WATCHDOG_PID": true,
+	"WATCHDOG_USEC": true, "LISTEN_FDS": true, "LISTEN_PID": true, "LISTEN_FDNAMES": true, "PIDFILE": true,
+	"SERVICE_RESULT": true, "EXIT_CODE": true, "EXIT_STATUS": true,
 }
 
 func checkCPURoutes(p *patient) finding {
@@ -663,14 +678,4 @@ func firstLine(s string) string {
 		s = s[:200] + "..."
 	}
 	return s
-}
-
-func compact(s []string) []string {
-	out := s[:0]
-	for i, v := range s {
-		if i == 0 || v != s[i-1] {
-			out = append(out, v)
-		}
-	}
-	return out
 }

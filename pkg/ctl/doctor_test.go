@@ -209,11 +209,13 @@ func TestCheckSecrets(t *testing.T) {
 	if f := checkSecrets(p); f.Verdict != verdictFail || !strings.Contains(f.Evidence, "DATABASE_URL") || strings.Contains(f.Evidence, "hunter2") {
 		t.Errorf("a secret in the config: %+v, want a fail naming the key, not the value", f)
 	}
-	pid := named(t, "edged-worker", "CACHE_URL=redis://:s3cret-pass@cache:6379/0", "SECRET_KEY=from-a-credential-0123456789abcdefXYZ")
+	pid := named(t, "edged-worker", "CACHE_URL=redis://:s3cret-pass@cache:6379/0", "SECRET_KEY=from-a-credential-0123456789abcdefXYZ",
+		"INVOCATION_ID=0123456789abcdef0123456789abcdef")
 	p = testPatient(t, "[app]\nmodule = \"shop:app\"\n[app.credentials]\nSECRET_KEY = \"secret-key\"\n")
 	f := checkSecrets(p)
-	if f.Verdict != verdictWarn || !strings.Contains(f.Evidence, fmt.Sprintf("CACHE_URL (pid %d) holds a URL with a password", pid)) || strings.Contains(f.Evidence, "SECRET_KEY") {
-		t.Errorf("a password in a worker's environment: %+v, want a warn for CACHE_URL only (SECRET_KEY is a credential)", f)
+	if f.Verdict != verdictWarn || !strings.Contains(f.Evidence, fmt.Sprintf("CACHE_URL holds a URL with a password in it (in 1 worker processes, pid %d first)", pid)) ||
+		strings.Contains(f.Evidence, "SECRET_KEY") || strings.Contains(f.Evidence, "INVOCATION_ID") {
+		t.Errorf("a password in a worker's environment: %+v, want a warn for CACHE_URL only (SECRET_KEY is a credential, INVOCATION_ID systemd's)", f)
 	}
 }
 

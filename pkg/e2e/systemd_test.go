@@ -360,6 +360,9 @@ format = "json"
 # Tens of thousands of requests under load would keep journald busy for
 # long after; the access log has tests of its own.
 access = false
+
+[metrics]
+listen = "127.0.0.1:9180"
 `
 
 const appSecret = "s3cr3t-from-credential-7c1f"
@@ -660,7 +663,75 @@ https = ["0.0.0.0:443"]`, 1)), 0o644)
 			}
 		}
 	})
+
+	// edgectl doctor on the real thing: the issue's three situations.
+	doctor := func(t *testing.T) map[string]doctorFinding {
+		t.Helper()
+		out, _ := m.exec(edgectl, "doctor", "--json", "--interval", "2s")
+		var fs []doctorFinding
+		if err := json.NewDecoder(strings.NewReader(out)).Decode(&fs); err != nil {
+			t.Fatalf("edgectl doctor --json: %v\n%s", err, out)
+		}
+		byName := map[string]doctorFinding{}
+		for _, f := range fs {
+			byName[f.Check] = f
+			t.Logf("%-5s %-10s %s", f.Verdict, f.Check, f.Evidence)
+		}
+		return byName
+	}
+	t.Run("doctor: a clean install", func(t *testing.T) {
+		if out, err := m.exec(edgectl, "scale", "--auto"); err != nil {
+			t.Fatalf("edgectl scale --auto: %v\n%s", err, out)
+		}
+		for range 50 {
+			get(t, c, "http://127.0.0.1/whoami")
+		}
+		for name, f := range doctor(t) {
+			if f.Verdict != "ok" {
+				t.Errorf("%s: %s: %s (%s)", name, f.Verdict, f.Evidence, f.Fix)
+			}
+		}
+	})
+	t.Run("doctor: a sync pool on an I/O-bound route", func(t *testing.T) {
+		l := startLoad(c, "http://127.0.0.1/sleep?0.1", 24)
+		time.Sleep(2 * time.Second)
+		f := doctor(t)["io-bound"]
+		l.finish()
+		if f.Verdict != "warn" || !strings.Contains(f.Evidence, "/sleep waits") || !strings.Contains(f.Fix, "gevent") {
+			t.Errorf("io-bound: %+v, want a warn naming /sleep, its share of waiting, and gevent", f)
+		}
+	})
+	t.Run("doctor: Backlog=8 overflowed", func(t *testing.T) {
+		m.write("/etc/systemd/system/edged.socket.d/backlog.conf", []byte("[Socket]\nBacklog=8\n"), 0o644)
+		m.mustExec("systemctl", "daemon-reload")
+		m.mustExec("systemctl", "restart", "edged.socket", "edged.service")
+		get(t, c, "http://127.0.0.1/whoami")
+		// edged stopped: the queue fills, and the kernel turns the rest away.
+		pid := strings.TrimSpace(m.mustExec("systemctl", "show", "-P", "MainPID", "edged.service"))
+		m.mustExec("kill", "-STOP", pid)
+		m.mustExec("/usr/bin/python3", "-c", `
+import socket
+s = []
+for i in range(60):
+    c = socket.socket()
+    c.setblocking(False)
+    c.connect_ex(("127.0.0.1", 80))
+    s.append(c)
+import time; time.sleep(2)
+`)
+		m.mustExec("kill", "-CONT", pid)
+		f := doctor(t)["backlog"]
+		if f.Verdict == "ok" || !strings.Contains(f.Evidence, "ListenOverflows") || !strings.Contains(f.Fix, "Backlog=") {
+			t.Errorf("backlog: %+v, want the overflow reported with the fix", f)
+		}
+		m.mustExec("rm", "/etc/systemd/system/edged.socket.d/backlog.conf")
+		m.mustExec("systemctl", "daemon-reload")
+		m.mustExec("systemctl", "restart", "edged.socket", "edged.service")
+	})
 }
+
+// doctorFinding is one line of edgectl doctor --json.
+type doctorFinding struct{ Check, Verdict, Evidence, Fix string }
 
 // hostPID maps a PID inside the machine to the host's, for /proc.
 func hostPID(t *testing.T, m *machine, inner string) string {
