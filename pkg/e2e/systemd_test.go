@@ -701,6 +701,24 @@ https = ["0.0.0.0:443"]`, 1)), 0o644)
 			t.Errorf("io-bound: %+v, want a warn naming /sleep, its share of waiting, and gevent", f)
 		}
 	})
+	t.Run("doctor: a loosened unit, a worker near its MemoryMax", func(t *testing.T) {
+		m.write("/etc/systemd/system/edged.service.d/loose.conf", []byte("[Service]\nPrivateUsers=no\nProtectSystem=no\nProtectHome=no\n"+
+			"PrivateTmp=no\nPrivateDevices=no\nProtectKernelTunables=no\nProtectKernelModules=no\nProtectControlGroups=no\n"+
+			"RestrictNamespaces=no\nSystemCallFilter=\nCapabilityBoundingSet=~\n"), 0o644)
+		m.mustExec("systemctl", "daemon-reload")
+		cur, _ := strconv.ParseUint(strings.TrimSpace(m.mustExec("systemctl", "show", "-P", "MemoryCurrent", "workerd@1.service")), 10, 64)
+		m.mustExec("systemctl", "set-property", "--runtime", "workerd@1.service", fmt.Sprintf("MemoryMax=%d", cur*11/10))
+		fs := doctor(t)
+		if f := fs["hardening"]; f.Verdict != "warn" || !strings.Contains(f.Evidence, "edged.service") {
+			t.Errorf("hardening with the sandbox loosened: %+v, want a warn naming edged.service", f)
+		}
+		if f := fs["memory"]; f.Verdict != "warn" || !strings.Contains(f.Evidence, "workerd@1.service uses") {
+			t.Errorf("memory with workerd@1 at 90%% of MemoryMax: %+v, want a warn", f)
+		}
+		m.mustExec("rm", "/etc/systemd/system/edged.service.d/loose.conf")
+		m.mustExec("systemctl", "set-property", "--runtime", "workerd@1.service", "MemoryMax=infinity")
+		m.mustExec("systemctl", "daemon-reload")
+	})
 	t.Run("doctor: Backlog=8 overflowed", func(t *testing.T) {
 		m.write("/etc/systemd/system/edged.socket.d/backlog.conf", []byte("[Socket]\nBacklog=8\n"), 0o644)
 		m.mustExec("systemctl", "daemon-reload")
