@@ -196,9 +196,13 @@ func TestStatusLive(t *testing.T) {
 func TestDoctor(t *testing.T) {
 	sock := filepath.Join(t.TempDir(), "metrics.sock")
 	s := startSuite(t, suiteOpts{workers: 2, extra: fmt.Sprintf("[metrics]\nlisten = %q\n", sock)})
-	l := startLoad(s.client(), s.http+"/sleep?s=0.1", 8)
-	defer l.finish()
-	time.Sleep(3 * time.Second) // some 60 requests: past the 20 a route needs to be judged
+	// Three kinds of load: a route that waits, one that computes, one
+	// that streams (server-sent events, its worker held).
+	for _, l := range []*load{startLoad(s.client(), s.http+"/sleep?s=0.1", 6), startLoad(s.client(), s.http+"/spin?ms=20", 2),
+		startLoad(s.client(), s.http+"/events", 1)} {
+		defer l.finish()
+	}
+	time.Sleep(5 * time.Second) // past the 20 requests a route needs to be judged
 
 	cmd := exec.Command(filepath.Join(binDir, "edgectl"), "doctor", "-c", s.cfg, "--json", "--interval", "2s")
 	out, err := cmd.Output()
@@ -213,6 +217,12 @@ func TestDoctor(t *testing.T) {
 	io := findings[got["io-bound"]]
 	if io.Verdict != "warn" || !strings.Contains(io.Evidence, "/sleep waits") || !strings.Contains(io.Evidence, "sync pool") || !strings.Contains(io.Fix, "gevent") {
 		t.Errorf("io-bound: %+v, want a warn naming /sleep and suggesting gevent", io)
+	}
+	if cpu := findings[got["cpu-routes"]]; cpu.Verdict != "warn" || !strings.Contains(cpu.Evidence, "/spin takes") {
+		t.Errorf("cpu-routes: %+v, want a warn naming /spin", cpu)
+	}
+	if b := findings[got["buffering"]]; b.Verdict != "warn" || !strings.Contains(b.Evidence, "were streamed") {
+		t.Errorf("buffering: %+v, want a warn counting the streamed answers", b)
 	}
 	root := findings[got["root"]]
 	if want := map[bool]string{true: "fail", false: "ok"}[os.Geteuid() == 0]; root.Verdict != want {

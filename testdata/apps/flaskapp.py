@@ -75,6 +75,16 @@ def chatty():
     return "said\n"
 
 
+@app.get("/spin")
+def spin():
+    # CPU, as serialising a large JSON answer costs it.
+    end = time.thread_time() + float(request.args.get("ms", "20")) / 1000
+    n = 0
+    while time.thread_time() < end:
+        n += 1
+    return jsonify(spins=n)
+
+
 @app.get("/sleep")
 def sleep():
     time.sleep(float(request.args.get("s", "0.1")))
