@@ -687,6 +687,10 @@ func TestPythonRestartAfterKill(t *testing.T) {
 
 func TestPythonThreads(t *testing.T) {
 	p := startWorker(t, "testapp:app", config.ClassThreads, zerolog.WarnLevel, nil)
+	// Regression: idle threads shared one poll object, and the second to
+	// wait on it at once died ("concurrent poll() invocation"), leaving
+	// the worker with fewer threads. Idle first, past several waits.
+	time.Sleep(4 * ACCEPT_WAIT)
 	// The app holds each request until four are inside it at once, so
 	// this passes only if the four threads serve them concurrently.
 	type result struct {
@@ -954,4 +958,75 @@ func needGevent(t *testing.T) {
 	if err := exec.Command(interpreter(t), "-c", "import gevent").Run(); err != nil {
 		t.Skipf("!!! SKIPPING: %s cannot import gevent (install python3-gevent: `make deps`) !!!", interpreter(t))
 	}
+}
+
+// ACCEPT_WAIT is the Python side's ACCEPT_WAIT_MS: how long an idle thread
+// waits in accept() before it looks whether the worker is stopping.
+const ACCEPT_WAIT = 250 * time.Millisecond
+
+// A stopping worker takes no new request and ends once its own are done:
+// idle, at once, in every class. Regression: the gevent class could not
+// end its acceptor (the main greenlet has no kill()) and sat until
+// pool.graceful_timeout made workerd kill it.
+func TestPythonStopsPromptly(t *testing.T) {
+	for _, class := range []string{config.ClassSync, config.ClassThreads, config.ClassGevent} {
+		t.Run(class, func(t *testing.T) {
+			if class == config.ClassGevent {
+				needGevent(t)
+			}
+			py := interpreter(t)
+			dir := t.TempDir()
+			app, _ := os.ReadFile(filepath.Join("testdata", "testapp.py"))
+			os.WriteFile(filepath.Join(dir, "testapp.py"), app, 0o644)
+			cfg, err := config.Parse("test.toml", dir, []byte(fmt.Sprintf(
+				"[app]\nmodule = \"testapp:app\"\ndirectory = %q\npython = %q\n[pool]\nclass = %q\nthreads = 4\nsocket_dir = %q\ngraceful_timeout = \"20s\"\n",
+				dir, py, class, dir)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ln, err := sd.ListenUnix(filepath.Join(dir, config.QueueSocket), 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			var logs bytes.Buffer
+			w := New(cfg, "1", zerolog.New(&syncWriter{w: &logs}))
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- w.Run(ctx, ln) }()
+			select {
+			case <-w.Ready:
+			case <-time.After(30 * time.Second):
+				t.Fatal("not ready")
+			}
+			time.Sleep(4 * ACCEPT_WAIT)
+			c := dial(t, filepath.Join(dir, config.QueueSocket))
+			c.do(t, environ("echo"), nil)
+			start := time.Now()
+			cancel()
+			select {
+			case <-done:
+			case <-time.After(25 * time.Second):
+				t.Fatal("Run did not return")
+			}
+			if took := time.Since(start); took > 3*time.Second {
+				t.Errorf("an idle %s worker took %v to stop, want about a second at most", class, took)
+			}
+			if strings.Contains(logs.String(), `"level":"error"`) {
+				t.Errorf("errors in the worker's log:\n%s", logs.String())
+			}
+		})
+	}
+}
+
+// syncWriter lets the log be written from several goroutines.
+type syncWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
 }

@@ -443,8 +443,11 @@ class Worker:
             pass
         if self.acceptor is not None:
             # Parked in accept() or waiting for a free slot: no request
-            # is in its hands, so ending it loses none.
-            self.acceptor.kill(block=False)
+            # is in its hands, so ending it loses none. It is the main
+            # greenlet, a plain greenlet without kill(): gevent.kill
+            # throws GreenletExit into it from the hub.
+            import gevent
+            gevent.kill(self.acceptor)
 
     def run(self):
         signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -456,9 +459,6 @@ class Worker:
         # settings are the same for every worker.
         self.listener.setblocking(True)
         self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", 0, ACCEPT_WAIT_MS * 1000))
-        self.idle_wait = select.poll()
-        self.idle_wait.register(self.listener.fileno(), select.POLLIN)
-        self.idle_wait.register(self.wake_r, select.POLLIN)
         event("ready", pid=os.getpid())
         threading.Thread(target=self.heartbeat, daemon=True).start()
         if self.threads == 1:
@@ -517,6 +517,11 @@ class Worker:
         timeout on the socket (ACCEPT_WAIT) lets a thread notice a stop
         when no request comes."""
         accept = self.listener._accept
+        # A poll object of this thread's own: one poll() at a time may
+        # use a poll object, and idle threads wait at the same time.
+        idle_wait = select.poll()
+        idle_wait.register(self.listener.fileno(), select.POLLIN)
+        idle_wait.register(self.wake_r, select.POLLIN)
         while not self.stopping:
             try:
                 fd, _ = accept()
@@ -524,7 +529,7 @@ class Worker:
                 # The receive timeout passed with no request, or another
                 # holder made the socket non-blocking: wait for a request
                 # or a stop.
-                self.idle_wait.poll(ACCEPT_WAIT_MS)
+                idle_wait.poll(ACCEPT_WAIT_MS)
                 continue
             except InterruptedError:
                 continue
