@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -316,5 +317,30 @@ idle_timeout = "30s"`})
 			t.Errorf("connections used: %v, want one for every request", conns)
 			break
 		}
+	}
+}
+
+// TestClientsGoneFromTheQueue: requests whose clients gave up while they
+// waited for a worker are dropped from edged at once, not at
+// queue_timeout: edged's stop (and its goroutines) do not wait on them.
+func TestClientsGoneFromTheQueue(t *testing.T) {
+	s := startSuite(t, suiteOpts{module: "sample:app", workers: 1})
+	impatient := &http.Client{Timeout: 300 * time.Millisecond}
+	var wg sync.WaitGroup
+	for range 20 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if resp, err := impatient.Get(s.http + "/sleep?1"); err == nil {
+				resp.Body.Close()
+			}
+		}()
+	}
+	wg.Wait()
+	time.Sleep(time.Second) // past a look at the queue
+	start := time.Now()
+	s.stop()
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("edgectl run took %v to stop with 20 abandoned requests queued, want a few seconds at most (queue_timeout is 30s)", took)
 	}
 }

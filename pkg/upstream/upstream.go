@@ -118,7 +118,7 @@ func (t *Transport) RoundTrip(ctx context.Context, req *Request, resp *Response)
 			t.inFlight.Add(-1)
 			return err
 		}
-		again, err := c.exchange(frame, req, lim, queueEnd, &resp.Head)
+		again, err := c.exchange(ctx, frame, req, lim, queueEnd, &resp.Head)
 		if err == nil {
 			resp.c, resp.lim, resp.t = c, lim, t
 			return nil
@@ -196,7 +196,7 @@ func (c *conn) close() {
 
 // exchange writes the request and waits for the head. again says the
 // request may go once more.
-func (c *conn) exchange(frame []byte, req *Request, lim Limits, queueEnd time.Time, h *wire.Head) (again bool, err error) {
+func (c *conn) exchange(ctx context.Context, frame []byte, req *Request, lim Limits, queueEnd time.Time, h *wire.Head) (again bool, err error) {
 	c.f.SetWriteDeadline(queueEnd.Add(lim.AppTimeout))
 	if mem, ok := req.Body.InMemory(); ok {
 		// One writev, the body not copied again.
@@ -214,8 +214,8 @@ func (c *conn) exchange(frame []byte, req *Request, lim Limits, queueEnd time.Ti
 		unseen := hungUp(err) && (req.Body.Len() <= fullBodyAt || req.Idempotent)
 		return unseen, &Error{Op: "send", Cause: err}
 	}
-	if err := c.await(queueEnd, lim); err != nil {
-		if errors.Is(err, ErrQueueTimeout) {
+	if err := c.await(ctx, queueEnd, lim); err != nil {
+		if errors.Is(err, ErrQueueTimeout) || ctx.Err() != nil {
 			return false, err
 		}
 		if timedOut(err) {
@@ -244,19 +244,22 @@ const queuePoll = 250 * time.Millisecond
 // the request (what was written still lies unread in the socket), the
 // wait is bounded by queueEnd; once one has, by app.timeout from then.
 // Whether it was taken is asked only of a request still unanswered after
-// queuePoll, so a quick answer costs no more than the read.
-func (c *conn) await(queueEnd time.Time, lim Limits) error {
+// queuePoll, so a quick answer costs no more than the read. A request
+// whose client went away (ctx done) is given up at the next look: it
+// does not sit in the queue, or hold edged, until queue_timeout.
+func (c *conn) await(ctx context.Context, queueEnd time.Time, lim Limits) error {
 	start := time.Now()
 	var taken time.Time
 	left := -1 // unread bytes at the last look; -1: not looked yet
 	for {
 		now := time.Now()
-		dl := taken.Add(lim.AppTimeout)
+		end := taken.Add(lim.AppTimeout)
 		if taken.IsZero() {
-			dl = now.Add(queuePoll)
-			if queueEnd.Before(dl) {
-				dl = queueEnd
-			}
+			end = queueEnd
+		}
+		dl := now.Add(queuePoll)
+		if end.Before(dl) {
+			dl = end
 		}
 		c.f.SetReadDeadline(dl)
 		_, err := c.r.Peek(1)
@@ -270,8 +273,17 @@ func (c *conn) await(queueEnd time.Time, lim Limits) error {
 			c.f.SetReadDeadline(taken.Add(lim.AppTimeout))
 			return nil
 		}
-		if !timedOut(err) || !taken.IsZero() {
+		if !timedOut(err) {
 			return err
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if !taken.IsZero() {
+			if !time.Now().Before(end) {
+				return err // app.timeout
+			}
+			continue
 		}
 		// A worker reads the whole request before the app starts (up to
 		// fullBodyAt; a larger body, at least its first part), so none

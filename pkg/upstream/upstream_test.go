@@ -231,3 +231,27 @@ func TestRoundTripSlowBody(t *testing.T) {
 		t.Errorf("ReadBody: %q, %v; want \"late\"", body, err)
 	}
 }
+
+// A request whose client went away is given up while it waits in the
+// queue, not at queue_timeout; and while a worker runs it, not at
+// app.timeout.
+func TestRoundTripClientGone(t *testing.T) {
+	for _, taken := range []bool{false, true} {
+		ln, path := listen(t, 8)
+		if taken {
+			serve(ln, func(_ int32, c net.Conn) { time.Sleep(10 * time.Second) })
+		}
+		tr := New(path, Limits{QueueTimeout: 20 * time.Second, AppTimeout: 20 * time.Second})
+		ctx, cancel := context.WithCancel(context.Background())
+		time.AfterFunc(100*time.Millisecond, cancel)
+		start := time.Now()
+		var resp Response
+		err := tr.RoundTrip(ctx, request(true), &resp)
+		if took := time.Since(start); !errors.Is(err, context.Canceled) || took > 2*time.Second {
+			t.Errorf("taken %v: RoundTrip = %v after %v, want context.Canceled within a poll", taken, err, took)
+		}
+		if n := tr.InFlight(); n != 0 {
+			t.Errorf("taken %v: %d in flight after, want 0", taken, n)
+		}
+	}
+}
