@@ -81,15 +81,20 @@ func (p *pool) start(i int) (*worker, error) {
 	}
 	w := &worker{slot: i, cmd: cmd, start: time.Now(), ready: make(chan struct{}), done: make(chan error, 1)}
 	go func() {
+		// Read until the worker is gone, not only until READY=1: its
+		// STATUS= lines keep coming every few seconds, and a datagram
+		// socket nobody reads blocks its sender once a few are queued
+		// (net.unix.max_dgram_qlen, 10), which would hang workerd.
 		buf := make([]byte, 4096)
+		ready := false
 		for {
 			n, err := ns.Read(buf)
 			if err != nil {
 				return
 			}
-			if strings.Contains("\n"+string(buf[:n])+"\n", "\nREADY=1\n") {
+			if !ready && strings.Contains("\n"+string(buf[:n])+"\n", "\nREADY=1\n") {
+				ready = true
 				close(w.ready)
-				return
 			}
 		}
 	}()
