@@ -284,6 +284,14 @@ func status(ctx context.Context, args []string, out io.Writer) error {
 		if !*watch {
 			return nil
 		}
+		if lv == nil {
+			// No load to measure (its interval is the pause otherwise).
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(*every):
+			}
+		}
 	}
 }
 

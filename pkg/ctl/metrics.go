@@ -37,7 +37,9 @@ func readMetrics(ctx context.Context, cfg *config.Config) (*scrape, error) {
 	if cfg.Metrics.Unix() {
 		network = "unix"
 	}
+	// One connection a reading, closed after it: --watch reads for hours.
 	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		DisableKeepAlives: true,
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			return (&net.Dialer{}).DialContext(ctx, network, addr)
 		}}}

@@ -161,10 +161,13 @@ func (c *trackedConn) release() {
 	c.held = nil
 }
 
-// A deadline applies to what was written before it changed.
+// Held output goes out when a deadline changes: net/http changes them as
+// an answer ends and before it waits for the client. A new write deadline
+// applies to it (what was held may have waited longer than the old one
+// allowed, for a slow worker, through no fault of the client's); the
+// removal of one does not: then it goes out under the old.
 func (c *trackedConn) SetDeadline(t time.Time) error {
-	c.flush()
-	return c.Conn.SetDeadline(t)
+	return c.setWriteDeadline(t, c.Conn.SetDeadline)
 }
 
 func (c *trackedConn) SetReadDeadline(t time.Time) error {
@@ -173,8 +176,17 @@ func (c *trackedConn) SetReadDeadline(t time.Time) error {
 }
 
 func (c *trackedConn) SetWriteDeadline(t time.Time) error {
+	return c.setWriteDeadline(t, c.Conn.SetWriteDeadline)
+}
+
+func (c *trackedConn) setWriteDeadline(t time.Time, set func(time.Time) error) error {
+	if t.IsZero() {
+		c.flush()
+		return set(t)
+	}
+	err := set(t)
 	c.flush()
-	return c.Conn.SetWriteDeadline(t)
+	return err
 }
 
 func (c *trackedConn) Close() error {

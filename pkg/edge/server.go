@@ -411,7 +411,13 @@ func (s *Server) Serve(ctx context.Context, ls *Listeners) error {
 	plain, secure := newSrv(), newSrv()
 	secure.TLSConfig = s.tlsConfig()
 
-	errs := make(chan error, len(ls.HTTP)+2*len(ls.HTTPS))
+	// The metrics listener first: when it cannot open, nothing else has
+	// started serving.
+	ml, err := listenMetrics(cfg)
+	if err != nil {
+		return err
+	}
+	errs := make(chan error, len(ls.HTTP)+2*len(ls.HTTPS)+1)
 	var wg sync.WaitGroup
 	serve := func(srv *http.Server, l net.Listener, what string) {
 		wg.Add(1)
@@ -430,15 +436,14 @@ func (s *Server) Serve(ctx context.Context, ls *Listeners) error {
 		serve(plain, trackedListener{l, int(lim.MaxHeader), s.metrics}, "http")
 	}
 	var metricsSrv *http.Server
-	if ml, err := listenMetrics(cfg); err != nil {
-		return err
-	} else if ml != nil && s.metrics != nil {
+	if ml != nil && s.metrics != nil {
 		s.metrics.reg.MustRegister(newQueueCollector(s, ls, cfg.Pool.Socket()))
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", s.metrics.handler())
-		metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: errLog}
+		metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 30 * time.Second, ErrorLog: errLog}
 		serve(metricsSrv, ml, "metrics")
 	}
+
 	for _, l := range ls.HTTPS {
 		// HTTP/1.1 over TLS is served as plain HTTP/1.1 is (see
 		// tlsListener); HTTP/2 by net/http's own server.
@@ -453,7 +458,6 @@ func (s *Server) Serve(ctx context.Context, ls *Listeners) error {
 		}()
 	}
 
-	var err error
 	select {
 	case <-ctx.Done():
 	case err = <-errs:

@@ -45,15 +45,16 @@ func (l *tlsListener) accept() {
 	for {
 		c, err := l.raw.Accept()
 		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				// Out of file descriptors and the like: wait, as net/http does.
-				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-				time.Sleep(delay)
-				continue
+			if errors.Is(err, net.ErrClosed) {
+				l.close()
+				return
 			}
-			l.close()
-			return
+			// Out of file descriptors, of memory and the like: wait and
+			// try again, as net/http does; HTTPS must not end over it.
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			l.log.Warn().Err(err).Dur("retry_in", delay).Msg("accepting an HTTPS connection failed")
+			time.Sleep(delay)
+			continue
 		}
 		delay = 0
 		go l.handshake(c)

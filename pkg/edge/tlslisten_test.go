@@ -17,8 +17,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/rs/zerolog"
 )
 
 // testCert writes a self-signed certificate for localhost into dir and
@@ -164,5 +167,59 @@ func TestHTTPSStalledHandshake(t *testing.T) {
 	io.ReadAll(bufio.NewReader(c))
 	if took := time.Since(start); took > 3*time.Second {
 		t.Errorf("a stalled handshake held the connection %v, want about 300ms", took)
+	}
+}
+
+// flakyListener fails its first Accept as a process out of file
+// descriptors does.
+type flakyListener struct {
+	net.Listener
+	failed bool
+}
+
+func (l *flakyListener) Accept() (net.Conn, error) {
+	if !l.failed {
+		l.failed = true
+		return nil, &net.OpError{Op: "accept", Net: "tcp", Err: syscall.EMFILE}
+	}
+	return l.Listener.Accept()
+}
+
+// Regression: one failed accept (EMFILE) closed the HTTPS listener for
+// good, and silently.
+func TestTLSListenerOutlivesAcceptErrors(t *testing.T) {
+	raw, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, key, pool := testCert(t, t.TempDir())
+	kp, err := tls.LoadX509KeyPair(cert, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tl := newTLSListener(&flakyListener{Listener: raw}, &tls.Config{Certificates: []tls.Certificate{kp}, NextProtos: []string{"http/1.1"}},
+		time.Second, 8192, zerolog.Nop(), nil)
+	defer tl.close()
+	go func() {
+		c, err := tls.Dial("tcp", raw.Addr().String(), &tls.Config{RootCAs: pool, ServerName: "localhost"})
+		if err == nil {
+			c.Close()
+		}
+	}()
+	accepted := make(chan error, 1)
+	go func() {
+		c, err := tl.HTTP1().Accept()
+		if c != nil {
+			c.Close()
+		}
+		accepted <- err
+	}()
+	select {
+	case err := <-accepted:
+		if err != nil {
+			t.Errorf("Accept after a failed accept: %v, want a connection", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Errorf("no connection after a failed accept")
 	}
 }

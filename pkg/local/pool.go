@@ -169,6 +169,9 @@ func (p *pool) roll(why string) {
 	defer p.rolling.Unlock()
 	p.log.Info().Str("why", why).Int("workers", len(p.slots)).Msg("restarting the workers one at a time")
 	for i := 1; i <= len(p.slots); i++ {
+		if p.ctx.Err() != nil {
+			return // stopping: no new workers
+		}
 		next, err := p.start(i)
 		if err != nil {
 			p.log.Error().Err(err).Msg("restart stopped")
@@ -180,11 +183,12 @@ func (p *pool) roll(why string) {
 			p.log.Error().Int("worker", i).AnErr("exit", err).Msg("the new worker did not start (see its log): the running ones keep serving the code they loaded")
 			return
 		case <-time.After(2 * time.Minute):
-			next.cmd.Process.Kill()
+			syscall.Kill(-next.cmd.Process.Pid, syscall.SIGKILL)
 			p.log.Error().Int("worker", i).Msg("the new worker was not ready after 2m: the running ones keep serving")
 			return
 		case <-p.ctx.Done():
-			next.cmd.Process.Kill()
+			syscall.Kill(-next.cmd.Process.Pid, syscall.SIGKILL)
+			<-next.done
 			return
 		}
 		p.mu.Lock()
@@ -199,4 +203,11 @@ func (p *pool) roll(why string) {
 	p.log.Info().Msg("every worker restarted")
 }
 
-func (p *pool) wait() { p.wg.Wait() }
+// wait returns once every worker has stopped. A roll under way ends
+// first (it looks at ctx before each new worker), so that nothing starts
+// a worker, or adds to wg, while it waits.
+func (p *pool) wait() {
+	p.rolling.Lock()
+	defer p.rolling.Unlock()
+	p.wg.Wait()
+}

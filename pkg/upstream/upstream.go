@@ -245,8 +245,10 @@ const queuePoll = 250 * time.Millisecond
 // wait is bounded by queueEnd; once one has, by app.timeout from then.
 // Whether it was taken is asked only of a request still unanswered after
 // queuePoll, so a quick answer costs no more than the read. A request
-// whose client went away (ctx done) is given up at the next look: it
-// does not sit in the queue, or hold edged, until queue_timeout.
+// whose client went away (ctx done) is given up at the next look: edged
+// does not wait for it until queue_timeout. (A worker that takes it off
+// the queue later still runs it: the kernel keeps the connection, and
+// its frame, in the accept queue.)
 func (c *conn) await(ctx context.Context, queueEnd time.Time, lim Limits) error {
 	start := time.Now()
 	var taken time.Time

@@ -22,14 +22,17 @@ var ErrCheckTimeout = errors.New("the app did not finish importing in time")
 // it has; nothing is served. It returns nil when a worker would start, an
 // *ImportError saying why it would not, or an error wrapping
 // ErrCheckTimeout after timeout.
-func CheckApp(ctx context.Context, cfg *config.Config, timeout time.Duration) error {
+//
+// What the app prints while it imports goes to log.
+func CheckApp(ctx context.Context, cfg *config.Config, timeout time.Duration, log zerolog.Logger) error {
 	devnull, err := os.Open(os.DevNull)
 	if err != nil {
 		return err
 	}
 	defer devnull.Close()
-	w := New(cfg, "check", zerolog.Nop())
+	w := New(cfg, "check", log)
 	w.credentials = CredentialsDir
+	w.checking = true
 	cmd, evR, err := w.start(childConf{Check: true, Class: cfg.Pool.Class}, devnull)
 	if err != nil {
 		return err
@@ -56,6 +59,7 @@ func CheckApp(ctx context.Context, cfg *config.Config, timeout time.Duration) er
 		return ctx.Err()
 	}
 	<-events
+	w.waitOutput()
 	if ie := importErr.Load(); ie != nil {
 		return ie
 	}

@@ -85,7 +85,8 @@ func checkApp(file string) error {
 		return err
 	}
 	timeout := max(cfg.App.Timeout.D(), 30*time.Second)
-	if err := CheckApp(context.Background(), cfg, timeout); err != nil {
+	log := logging.New(os.Stderr, cfg.Log.Level, cfg.Log.Format).With().Str("worker", "check").Logger()
+	if err := CheckApp(context.Background(), cfg, timeout, log); err != nil {
 		var ie *ImportError
 		if errors.As(err, &ie) && ie.Traceback != "" {
 			fmt.Fprint(os.Stderr, ie.Traceback)

@@ -18,6 +18,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -58,6 +59,13 @@ type Worker struct {
 	base     atomic.Int64 // served by the processes before this one
 	busy     atomic.Int64
 	recycled atomic.Bool // it reached pool.max_requests and is ending
+
+	// output is the readers of the Python process's stdout and stderr:
+	// their last lines (a traceback as the process dies) are logged
+	// before the process's end is.
+	output sync.WaitGroup
+	// checking: the process only imports the app (CheckApp).
+	checking bool
 
 	// credentials is where to read app.credentials when systemd passed
 	// none (CREDENTIALS_DIRECTORY unset): the check reads them where
@@ -164,11 +172,13 @@ func (w *Worker) start(conf childConf, lf *os.File) (*exec.Cmd, *os.File, error)
 		return nil, nil, &ImportError{Module: a.Module, Summary: fmt.Sprintf("cannot start %s: %v (set app.python or app.virtualenv)", a.Interpreter(), err)}
 	}
 	log := w.log.With().Int("pid", cmd.Process.Pid).Logger()
+	w.output.Add(2)
 	for _, o := range []struct {
 		r    *os.File
 		name string
 	}{{outR, "stdout"}, {errR, "stderr"}} {
 		go func() {
+			defer w.output.Done()
 			defer o.r.Close()
 			appOutput(o.r, o.name, log)
 		}()
@@ -193,6 +203,20 @@ type childConf struct {
 	// process is declared hung: one second past edged's own deadline, so
 	// that the client has had its 504.
 	Timeout float64 `json:"timeout"`
+}
+
+// waitOutput waits a moment for the app's last output to be logged: a
+// process the Python one started may still hold the pipes open.
+func (w *Worker) waitOutput() {
+	done := make(chan struct{})
+	go func() {
+		w.output.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(time.Second):
+	}
 }
 
 // maxRequests is pool.max_requests for one Python process, with its
@@ -270,6 +294,7 @@ wait:
 	}
 	<-events
 	evR.Close()
+	w.waitOutput()
 	if ie := importErr.Load(); ie != nil {
 		return ie
 	}
@@ -303,7 +328,9 @@ func (w *Worker) readEvents(r *os.File, importErr *atomic.Pointer[ImportError]) 
 		case "ready":
 			w.loaded.Store(true)
 			w.lastBeat.Store(time.Now().UnixNano())
-			w.log.Info().Interface("pid", ev["pid"]).Str("app", w.cfg.App.Module).Msg("app loaded, serving")
+			if !w.checking {
+				w.log.Info().Interface("pid", ev["pid"]).Str("app", w.cfg.App.Module).Msg("app loaded, serving")
+			}
 			if w.ready.CompareAndSwap(false, true) {
 				close(w.Ready)
 			}

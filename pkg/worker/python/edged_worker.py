@@ -603,6 +603,8 @@ class Worker:
         """Serves the one request on conn."""
         try:
             self.serve_request(conn)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # edged hung up: its client went away
         except Exception as e:  # the connection broke; edged decides
             event("log", level="warn", message="connection to edged failed", error=repr(e))
 
