@@ -60,8 +60,9 @@ func (s *site) serveApp(w http.ResponseWriter, r *http.Request, c client, lr *lo
 		return
 	}
 	req := upstream.Request{Frame: &x.frame, Body: body, Idempotent: idempotent(r.Method)}
-	lr.sent = time.Now()
-	x.resp.Stats = wire.Stats{}
+	if s.metrics != nil {
+		lr.sent = time.Now() // for the queue wait
+	}
 	if err := s.upstream.RoundTrip(r.Context(), &req, &x.resp); err != nil {
 		s.failUpstream(w, r, lr, err)
 		return
@@ -115,7 +116,7 @@ func (s *site) serveApp(w http.ResponseWriter, r *http.Request, c client, lr *lo
 		lr.spilled = append(lr.spilled, "response")
 	}
 	if out.started {
-		lr.streamedFor = time.Since(lr.sent)
+		lr.streamedFor = time.Since(lr.start)
 		out.end(err)
 		return
 	}

@@ -107,6 +107,7 @@ const fullBodyAt = 1 << 20
 // A request goes again, on a new connection, only when the app cannot
 // have seen it, or may have but it is idempotent.
 func (t *Transport) RoundTrip(ctx context.Context, req *Request, resp *Response) error {
+	resp.Stats = wire.Stats{}
 	lim := *t.limits.Load()
 	t.inFlight.Add(1)
 	sent := time.Now()

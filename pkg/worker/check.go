@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"sync/atomic"
 	"time"
 
 	"github.com/edged/edged/pkg/config"
@@ -33,34 +32,25 @@ func CheckApp(ctx context.Context, cfg *config.Config, timeout time.Duration, lo
 	w := New(cfg, "check", log)
 	w.credentials = CredentialsDir
 	w.checking = true
-	cmd, evR, err := w.start(childConf{Check: true, Class: cfg.Pool.Class}, devnull)
+	c, err := w.start(childConf{Check: true, Class: cfg.Pool.Class}, devnull)
 	if err != nil {
 		return err
 	}
-	defer evR.Close()
-	var importErr atomic.Pointer[ImportError]
-	events := make(chan struct{})
-	go func() {
-		defer close(events)
-		w.readEvents(evR, &importErr)
-	}()
-	waited := make(chan error, 1)
-	go func() { waited <- cmd.Wait() }()
 	var werr error
 	select {
-	case werr = <-waited:
+	case werr = <-c.waited:
 	case <-time.After(timeout):
-		cmd.Process.Kill()
-		<-waited
+		c.cmd.Process.Kill()
+		<-c.waited
+		w.finish(c)
 		return fmt.Errorf("%w: importing %q took over %v (is it waiting on a database or the network at import time?)", ErrCheckTimeout, cfg.App.Module, timeout)
 	case <-ctx.Done():
-		cmd.Process.Kill()
-		<-waited
+		c.cmd.Process.Kill()
+		<-c.waited
+		w.finish(c)
 		return ctx.Err()
 	}
-	<-events
-	w.waitOutput()
-	if ie := importErr.Load(); ie != nil {
+	if ie := w.finish(c); ie != nil {
 		return ie
 	}
 	if werr != nil || !w.loaded.Load() {

@@ -990,7 +990,7 @@ func TestPythonStopsPromptly(t *testing.T) {
 			}
 			defer ln.Close()
 			var logs bytes.Buffer
-			w := New(cfg, "1", zerolog.New(&syncWriter{w: &logs}))
+			w := New(cfg, "1", zerolog.New(zerolog.SyncWriter(&logs)))
 			ctx, cancel := context.WithCancel(context.Background())
 			done := make(chan error, 1)
 			go func() { done <- w.Run(ctx, ln) }()
@@ -1017,16 +1017,4 @@ func TestPythonStopsPromptly(t *testing.T) {
 			}
 		})
 	}
-}
-
-// syncWriter lets the log be written from several goroutines.
-type syncWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (s *syncWriter) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.w.Write(p)
 }

@@ -128,31 +128,31 @@ var errRecycled = errors.New("python process recycled after pool.max_requests")
 // start starts a Python process with conf (the module and directory
 // filled in here) and lf as its fd 3, and returns it with the read end of
 // its events.
-func (w *Worker) start(conf childConf, lf *os.File) (*exec.Cmd, *os.File, error) {
+func (w *Worker) start(conf childConf, lf *os.File) (*child, error) {
 	a := w.cfg.App
 	conf.Module, conf.Directory = a.Module, a.Directory
 	js, _ := json.Marshal(conf)
 	env, err := w.environ(string(js))
 	if err != nil {
-		return nil, nil, &ImportError{Module: a.Module, Summary: err.Error()}
+		return nil, &ImportError{Module: a.Module, Summary: err.Error()}
 	}
 	srcR, srcW, err := os.Pipe()
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	evR, evW, err := os.Pipe()
 	if err != nil {
 		srcR.Close()
 		srcW.Close()
-		return nil, nil, err
+		return nil, err
 	}
 	outR, outW, err := os.Pipe()
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	errR, errW, err := os.Pipe()
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	cmd := exec.Command(a.Interpreter(), "-c", python.Bootstrap)
 	cmd.Dir = a.Directory
@@ -169,7 +169,7 @@ func (w *Worker) start(conf childConf, lf *os.File) (*exec.Cmd, *os.File, error)
 		for _, f := range []*os.File{srcW, evR, outR, errR} {
 			f.Close()
 		}
-		return nil, nil, &ImportError{Module: a.Module, Summary: fmt.Sprintf("cannot start %s: %v (set app.python or app.virtualenv)", a.Interpreter(), err)}
+		return nil, &ImportError{Module: a.Module, Summary: fmt.Sprintf("cannot start %s: %v (set app.python or app.virtualenv)", a.Interpreter(), err)}
 	}
 	log := w.log.With().Int("pid", cmd.Process.Pid).Logger()
 	w.output.Add(2)
@@ -187,7 +187,31 @@ func (w *Worker) start(conf childConf, lf *os.File) (*exec.Cmd, *os.File, error)
 		srcW.Write(python.Source)
 		srcW.Close()
 	}()
-	return cmd, evR, nil
+	c := &child{cmd: cmd, waited: make(chan error, 1), events: make(chan struct{}), evR: evR}
+	go func() {
+		defer close(c.events)
+		w.readEvents(evR, &c.importErr)
+	}()
+	go func() { c.waited <- cmd.Wait() }()
+	return c, nil
+}
+
+// child is one running Python process.
+type child struct {
+	cmd       *exec.Cmd
+	waited    chan error    // its exit, once
+	events    chan struct{} // closed when its event pipe ends
+	evR       *os.File
+	importErr atomic.Pointer[ImportError]
+}
+
+// finish, once the process has exited, waits for its last events and
+// output, and returns the import failure it reported, if any.
+func (w *Worker) finish(c *child) *ImportError {
+	<-c.events
+	c.evR.Close()
+	w.waitOutput()
+	return c.importErr.Load()
 }
 
 type childConf struct {
@@ -234,7 +258,11 @@ func (w *Worker) runChild(ctx context.Context, lf *os.File) error {
 	if w.cfg.Pool.Class == config.ClassThreads {
 		threads = w.cfg.Pool.Threads
 	}
-	cmd, evR, err := w.start(childConf{
+	w.loaded.Store(false)
+	w.recycled.Store(false)
+	w.base.Store(w.served.Load())
+	w.busy.Store(0)
+	c, err := w.start(childConf{
 		Class: w.cfg.Pool.Class, Threads: threads, Connections: w.cfg.Pool.Connections,
 		MaxRequests: maxRequests(w.cfg.Pool),
 		Timeout:     w.cfg.App.Timeout.D().Seconds() + 1,
@@ -242,19 +270,7 @@ func (w *Worker) runChild(ctx context.Context, lf *os.File) error {
 	if err != nil {
 		return err
 	}
-	w.loaded.Store(false)
-	w.recycled.Store(false)
-	w.base.Store(w.served.Load())
-	w.busy.Store(0)
-
-	var importErr atomic.Pointer[ImportError]
-	events := make(chan struct{})
-	go func() {
-		defer close(events)
-		w.readEvents(evR, &importErr)
-	}()
-	waited := make(chan error, 1)
-	go func() { waited <- cmd.Wait() }()
+	cmd, waited := c.cmd, c.waited
 
 	w.pid.Store(int64(cmd.Process.Pid))
 	log := w.log.With().Int("pid", cmd.Process.Pid).Logger()
@@ -292,10 +308,7 @@ wait:
 			werr = <-waited
 		}
 	}
-	<-events
-	evR.Close()
-	w.waitOutput()
-	if ie := importErr.Load(); ie != nil {
+	if ie := w.finish(c); ie != nil {
 		return ie
 	}
 	if werr == nil {
