@@ -57,6 +57,7 @@ type patient struct {
 	// interval apart (nil without [metrics], with the reason in metricsErr).
 	before, after *scrape
 	metricsErr    error
+	view          *liveView // between before and after: see load
 	// overflows are the kernel's ListenOverflows at the two readings.
 	overflows [2]uint64
 	somaxconn int
@@ -337,20 +338,33 @@ func checkIOBound(p *patient) finding {
 		Fix:      "set pool.class = \"gevent\" (pool.connections requests a worker at once; python3-gevent), as gunicorn's gevent worker: a waiting request then holds a greenlet, not a worker"}
 }
 
+// load is the view between the two readings, worked out once.
+func (p *patient) load() *liveView {
+	if p.view == nil {
+		p.view = between(p.before, p.after)
+	}
+	return p.view
+}
+
+// meanBusy is the workers' average busy share (each counted up to 1: a
+// threads or gevent worker can be busier than that), false with none.
+func (v *liveView) meanBusy() (float64, bool) {
+	if len(v.Workers) == 0 {
+		return 0, false
+	}
+	var busy float64
+	for _, w := range v.Workers {
+		busy += math.Min(w.Busy, 1)
+	}
+	return busy / float64(len(v.Workers)), true
+}
+
 // starved describes workers kept busy with a queue growing behind them,
 // from the two readings; "" when they are not.
 func (p *patient) starved() string {
-	v := between(p.before, p.after)
-	var busy, n float64
-	for _, w := range v.Workers {
-		busy += math.Min(w.Busy, 1)
-		n++
-	}
-	if n == 0 {
-		return ""
-	}
-	if mean := busy / n; mean >= 0.9 {
-		return fmt.Sprintf("; the %g workers are %.0f%% busy and requests wait %.0f ms (p50) for one", n, 100*mean, v.QueueWaitP50ms)
+	v := p.load()
+	if mean, ok := v.meanBusy(); ok && mean >= 0.9 {
+		return fmt.Sprintf("; the %d workers are %.0f%% busy and requests wait %.0f ms (p50) for one", len(v.Workers), 100*mean, v.QueueWaitP50ms)
 	}
 	return ""
 }
@@ -386,14 +400,12 @@ func checkWorkers(p *patient) finding {
 	want := budget.Workers()
 	ev := fmt.Sprintf("%d workers (%s); (2 x %d cores) + 1 = %d", n, from, budget.Cores, want)
 	if p.after != nil {
-		v := between(p.before, p.after)
-		var busy, rss float64
-		for _, w := range v.Workers {
-			busy += math.Min(w.Busy, 1)
-			rss += w.RSSBytes
-		}
-		if len(v.Workers) > 0 {
-			mean := busy / float64(len(v.Workers))
+		v := p.load()
+		if mean, ok := v.meanBusy(); ok {
+			var rss float64
+			for _, w := range v.Workers {
+				rss += w.RSSBytes
+			}
 			ev += fmt.Sprintf("; %.0f%% busy on average, queue wait p50 %.1f ms", 100*mean, v.QueueWaitP50ms)
 			if mean >= 0.9 && v.QueueWaitP50ms >= 10 {
 				return finding{Verdict: verdictWarn, Evidence: "too few: " + ev,
