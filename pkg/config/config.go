@@ -178,9 +178,10 @@ type Proxy struct {
 }
 
 // Metrics is where edged serves its Prometheus metrics: never on a
-// public listener.
+// public listener, nor on an address the internet may reach.
 type Metrics struct {
-	// Listen is "host:port", or the path of a Unix socket (starting with
+	// Listen is "host:port", the host a loopback, private or link-local
+	// address or "localhost", or the path of a Unix socket (starting with
 	// "/"); "" serves none.
 	Listen string `toml:"listen"`
 }
@@ -192,14 +193,52 @@ func (m *Metrics) validate(v *validator, public []string) {
 	if m.Listen == "" || m.Unix() {
 		return
 	}
-	if err := splitHostPort(m.Listen); err != nil {
-		v.fail([]string{"metrics", "listen"}, fmt.Sprintf("bad address %q: %v; write host:port such as \"127.0.0.1:9180\", or a Unix socket path", m.Listen, err))
+	key := []string{"metrics", "listen"}
+	if err := splitHostPort(m.Listen); err != nil && !errors.Is(err, errHostName) {
+		v.fail(key, fmt.Sprintf("bad address %q: %v; write host:port such as \"127.0.0.1:9180\", or a Unix socket path", m.Listen, err))
+		return
+	}
+	host, port, _ := net.SplitHostPort(m.Listen)
+	if why := exposed(host); why != "" {
+		for _, a := range public {
+			if _, p, _ := net.SplitHostPort(a); p == port {
+				port = "9180" // taken by a public listener
+			}
+		}
+		v.fail(key, fmt.Sprintf("%q: %s: use \"127.0.0.1:%s\", a private address of this host, or a Unix socket path", m.Listen, why, port))
 		return
 	}
 	for _, a := range public {
 		if a == m.Listen {
-			v.fail([]string{"metrics", "listen"}, fmt.Sprintf("%q is a public listener too: the metrics go on an address of their own, such as \"127.0.0.1:9180\"", m.Listen))
+			v.fail(key, fmt.Sprintf("%q is a public listener too: the metrics go on an address of their own, such as \"127.0.0.1:9180\"", m.Listen))
 		}
+	}
+}
+
+// exposed says why metrics served on host could be reached from outside
+// this host and its private networks, or "" when they cannot: loopback,
+// private (RFC 1918, IPv6 ULA) and link-local addresses, and "localhost".
+func exposed(host string) string {
+	if host == "localhost" {
+		return ""
+	}
+	if host == "" {
+		return "a wildcard address serves metrics on every interface, public ones included"
+	}
+	a, err := netip.ParseAddr(host)
+	if err != nil {
+		return "a host name may resolve to any address, public ones included"
+	}
+	a = a.Unmap()
+	switch {
+	case a.IsUnspecified():
+		return "a wildcard address serves metrics on every interface, public ones included"
+	case a.IsLoopback(), a.IsPrivate(), a.IsLinkLocalUnicast():
+		return ""
+	case a.IsGlobalUnicast():
+		return fmt.Sprintf("%s is a public address, open to anyone who can reach it", a)
+	default:
+		return fmt.Sprintf("%s is not a loopback, private or link-local address of this host", a)
 	}
 }
 
@@ -554,16 +593,20 @@ func splitHostPort(a string) error {
 	if err != nil {
 		return err
 	}
-	if host != "" {
-		if _, err := netip.ParseAddr(strings.Trim(host, "[]")); err != nil && host != "localhost" {
-			return fmt.Errorf("host %q is not an IP address", host)
-		}
-	}
 	if _, err := net.LookupPort("tcp", port); err != nil {
 		return fmt.Errorf("bad port %q", port)
 	}
+	if host != "" {
+		if _, err := netip.ParseAddr(strings.Trim(host, "[]")); err != nil && host != "localhost" {
+			return fmt.Errorf("host %q %w", host, errHostName)
+		}
+	}
 	return nil
 }
+
+// errHostName is wrapped by splitHostPort for a host that is a name
+// other than "localhost".
+var errHostName = errors.New("is not an IP address")
 
 func (cp *Compress) validate(v *validator) {
 	if cp.GzipLevel < 1 || cp.GzipLevel > 9 {
