@@ -319,7 +319,13 @@ type Error struct {
 	Line int
 	Key  string
 	Msg  string
+	// Err is the cause a caller may branch on, such as a *SecretError;
+	// nil for most problems. Msg already says all of it.
+	Err error
 }
+
+// Unwrap returns the cause, for errors.As.
+func (e *Error) Unwrap() error { return e.Err }
 
 func (e *Error) Error() string {
 	var b strings.Builder
@@ -345,6 +351,15 @@ func (es Errors) Error() string {
 		parts[i] = e.Error()
 	}
 	return strings.Join(parts, "\n")
+}
+
+// Unwrap returns every problem, for errors.Is and errors.As.
+func (es Errors) Unwrap() []error {
+	out := make([]error, len(es))
+	for i, e := range es {
+		out[i] = e
+	}
+	return out
 }
 
 // ErrNotFound is wrapped by Load when the file does not exist.

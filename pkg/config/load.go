@@ -57,6 +57,7 @@ func Parse(name, dir string, data []byte) (*Config, error) {
 		if !refused[k.String()] {
 			refused[k.String()] = true
 			v.fail(k, secretAdvice(k, why))
+			v.errs[len(v.errs)-1].Err = &SecretError{Key: strings.Join(k, "."), Why: why}
 			v.pem = v.pem || why == whyPrivateKey
 		}
 	})
@@ -380,7 +381,8 @@ func (v *validator) checkPEM(data []byte) {
 	for i, l := range v.lines {
 		if strings.Contains(l, "-----BEGIN") && strings.Contains(l, "PRIVATE KEY") {
 			v.errs = append(v.errs, &Error{File: v.file, Line: i + 1,
-				Msg: "a private key is pasted into the config: keep keys in their own file, readable only by root, and give its path with [[tls]] key = \"/etc/edged/tls/site.key\" (under systemd, LoadCredential= hands it to edged)"})
+				Msg: "a private key is pasted into the config: keep keys in their own file, readable only by root, and give its path with [[tls]] key = \"/etc/edged/tls/site.key\" (under systemd, LoadCredential= hands it to edged)",
+				Err: &SecretError{Why: whyPrivateKey}})
 			v.pem = true
 			return
 		}

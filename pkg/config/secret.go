@@ -16,6 +16,25 @@ import (
 // token), and by its key's name unless the value is plainly no secret
 // (a small number, a boolean, nothing).
 
+// SecretError is why a value was refused as a secret. The error of Load
+// and Parse wraps one for each such value, so that a caller tells a
+// secret from other problems with errors.As; it never holds the value.
+type SecretError struct {
+	// Key is the key holding the value, as the error message names it
+	// ("app.env.DATABASE_URL"); "" for a private key pasted where no key
+	// can be named.
+	Key string
+	// Why says what the value looks like: "holds a URL with a password in it".
+	Why string
+}
+
+func (e *SecretError) Error() string {
+	if e.Key == "" {
+		return "a value " + e.Why
+	}
+	return e.Key + " " + e.Why
+}
+
 // secretWords are parts of key names that hold secrets rather than settings.
 var secretWords = []string{"secret", "password", "passwd", "token", "api_key", "apikey", "private_key", "access_key"}
 

@@ -485,8 +485,9 @@ func checkBuffering(p *patient) finding {
 }
 
 func checkSecrets(p *patient) finding {
-	if p.cfgErr != nil && strings.Contains(p.cfgErr.Error(), "secrets do not belong") {
-		return finding{Verdict: verdictFail, Evidence: "the config holds a secret: " + firstLine(p.cfgErr.Error()),
+	var secret *config.SecretError
+	if errors.As(p.cfgErr, &secret) {
+		return finding{Verdict: verdictFail, Evidence: "the config holds a secret: " + secret.Error(),
 			Fix: "move it to /etc/edged/credentials/NAME and name it in [app.credentials] (edged --check says how)"}
 	}
 	credentials := map[string]bool{}

@@ -204,14 +204,42 @@ func TestCheckBacklogOverflow(t *testing.T) {
 	}
 }
 
-func TestCheckSecrets(t *testing.T) {
-	p := testPatient(t, "[app]\nmodule = \"shop:app\"\n[app.env]\nDATABASE_URL = \"postgres://shop:hunter2@db/shop\"\n")
-	if f := checkSecrets(p); f.Verdict != verdictFail || !strings.Contains(f.Evidence, "DATABASE_URL") || strings.Contains(f.Evidence, "hunter2") {
-		t.Errorf("a secret in the config: %+v, want a fail naming the key, not the value", f)
+// TestCheckSecretsConfig checks that doctor tells a secret in the config
+// from the config's other problems, and names the secret's key even when
+// another problem comes first in the file.
+func TestCheckSecretsConfig(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		cfg  string
+		want string // in the evidence of a fail; "" for no fail
+	}{
+		{"by value", "[app]\nmodule = \"shop:app\"\n[app.env]\nDATABASE_URL = \"postgres://shop:hunter2@db/shop\"\n",
+			"the config holds a secret: app.env.DATABASE_URL holds a URL with a password in it"},
+		{"after an unknown key", "bogus = 1\n[app]\nmodule = \"shop:app\"\n[app.env]\nDATABASE_URL = \"postgres://shop:hunter2@db/shop\"\n",
+			"the config holds a secret: app.env.DATABASE_URL holds a URL with a password in it"},
+		{"by name", "[app]\nmodule = \"shop:app\"\n[app.env]\nAPI_TOKEN = \"x1\"\n",
+			"the config holds a secret: app.env.API_TOKEN looks like a secret by its name"},
+		{"no secret, other problems", "bogus = 1\n[app]\nmodule = \"shop:app\"\n", ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			f := checkSecrets(testPatient(t, tt.cfg))
+			if tt.want == "" {
+				if f.Verdict == verdictFail {
+					t.Errorf("checkSecrets = %+v, want no fail: the config holds no secret", f)
+				}
+				return
+			}
+			if f.Verdict != verdictFail || !strings.Contains(f.Evidence, tt.want) || strings.Contains(f.Evidence, "hunter2") {
+				t.Errorf("checkSecrets = %+v, want a fail with evidence %q, never the value", f, tt.want)
+			}
+		})
 	}
+}
+
+func TestCheckSecrets(t *testing.T) {
 	pid := named(t, "edged-worker", "CACHE_URL=redis://:s3cret-pass@cache:6379/0", "SECRET_KEY=from-a-credential-0123456789abcdefXYZ",
 		"INVOCATION_ID=0123456789abcdef0123456789abcdef")
-	p = testPatient(t, "[app]\nmodule = \"shop:app\"\n[app.credentials]\nSECRET_KEY = \"secret-key\"\n")
+	p := testPatient(t, "[app]\nmodule = \"shop:app\"\n[app.credentials]\nSECRET_KEY = \"secret-key\"\n")
 	f := checkSecrets(p)
 	if f.Verdict != verdictWarn || !strings.Contains(f.Evidence, fmt.Sprintf("CACHE_URL holds a URL with a password in it (in 1 worker processes, pid %d first)", pid)) ||
 		strings.Contains(f.Evidence, "SECRET_KEY") || strings.Contains(f.Evidence, "INVOCATION_ID") {
