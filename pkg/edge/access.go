@@ -1,7 +1,9 @@
 package edge
 
 import (
+	"bytes"
 	"fmt"
+	"io"
 	"os"
 	"os/user"
 	"path/filepath"
@@ -19,8 +21,11 @@ const ServiceGroup = "edged-workers"
 // for a directory, list it), or "" when it can. Run by root, as an
 // operator checking a config for systemd, it judges by the permission
 // bits as a DynamicUser in ServiceGroup (which owns nothing) would meet
-// them, every directory on the way included. Run by anyone else, it asks
-// the kernel about that user, as edged under `edgectl run` is.
+// them, every directory on the way included, and says which bits to add.
+// A file that holds a private key is never to be made readable by
+// others: for it the advice is /etc/edged/tls, which systemd hands to
+// edged, or the group. Run by anyone else, it asks the kernel about that
+// user, as edged under `edgectl run` is.
 func unreadable(path string) string {
 	fi, err := os.Stat(path)
 	if err != nil {
@@ -76,8 +81,27 @@ func unreadable(path string) string {
 		if u, err := user.LookupId(owner); err == nil {
 			owner = u.Username
 		}
+		if !fi.IsDir() && holdsPrivateKey(p) {
+			return fmt.Sprintf("the service user (a DynamicUser in group %s) cannot read %s (mode %04o, owner %s), and a private key must never be readable by others: "+
+				"put it in %s/, readable by root only, and give that path in [[tls]] (edged.service hands that directory to edged as credentials, LoadCredential=tls:%s), "+
+				"or chgrp %s %s and chmod g+r,o-rwx %s",
+				ServiceGroup, p, mode, owner, TLSCredentials, TLSCredentials, ServiceGroup, p, p)
+		}
 		return fmt.Sprintf("the service user (a DynamicUser in group %s) cannot %s %s (mode %04o, owner %s): chmod o+%s %s, or chgrp %s %s and chmod g+%s",
 			ServiceGroup, map[bool]string{true: "enter", false: "read"}[want == unix.X_OK], p, mode, owner, bits, p, ServiceGroup, p, bits)
 	}
 	return ""
+}
+
+// holdsPrivateKey says the file at path holds a PEM private key (alone,
+// or beside its certificate chain), or cannot be read to tell: its
+// advice must then keep it from others.
+func holdsPrivateKey(path string) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return true
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, 1<<20))
+	return err != nil || bytes.Contains(b, []byte("PRIVATE KEY-----"))
 }
