@@ -24,6 +24,7 @@ import (
 	"github.com/edged/edged/pkg/backlog"
 	"github.com/edged/edged/pkg/config"
 	"github.com/edged/edged/pkg/cores"
+	"github.com/edged/edged/pkg/metric"
 )
 
 // edgectl doctor looks at the suite as it runs, with numbers from its own
@@ -291,9 +292,9 @@ type routeUse struct {
 }
 
 func (p *patient) routes() []routeUse {
-	counts := p.after.by("edged_app_duration_seconds", "route")
-	walls := p.after.by("edged_app_wall_seconds_total", "route")
-	cpus := p.after.by("edged_app_cpu_seconds_total", "route")
+	counts := p.after.by(metric.AppDurationSeconds, metric.LabelRoute)
+	walls := p.after.by(metric.AppWallSecondsTotal, metric.LabelRoute)
+	cpus := p.after.by(metric.AppCPUSecondsTotal, metric.LabelRoute)
 	var out []routeUse
 	for r, n := range counts {
 		if n == 0 {
@@ -377,7 +378,7 @@ func (p *patient) workerCount() (int, string) {
 		}
 	}
 	if p.after != nil {
-		if n := len(p.after.by("edged_worker_requests_total", "worker")); n > 0 {
+		if n := len(p.after.by(metric.WorkerRequestsTotal, metric.LabelWorker)); n > 0 {
 			return n, "workers answering"
 		}
 	}
@@ -437,8 +438,8 @@ func checkBacklog(p *patient) finding {
 		fix = "if it rises under load, raise Backlog= in edged.socket and net.core.somaxconn"
 	}
 	if p.after != nil {
-		backlogs := p.after.by("edged_listen_backlog", "socket")
-		for s, w := range p.after.by("edged_listen_queue", "socket") {
+		backlogs := p.after.by(metric.ListenBacklog, metric.LabelSocket)
+		for s, w := range p.after.by(metric.ListenQueue, metric.LabelSocket) {
 			max := backlogs[s]
 			if max > 0 && w/max >= 0.5 {
 				if verdict == verdictOK {
@@ -469,10 +470,10 @@ func checkBuffering(p *patient) finding {
 	if f, ok := p.needMetrics(); !ok {
 		return f
 	}
-	streamed := p.after.sum("edged_streamed_total")
-	held := p.after.sum("edged_streamed_seconds_total")
-	app := p.after.sum("edged_requests_total", "kind", "app")
-	busy := p.after.sum("edged_worker_busy_seconds_total")
+	streamed := p.after.sum(metric.StreamedTotal)
+	held := p.after.sum(metric.StreamedSecondsTotal)
+	app := p.after.sum(metric.RequestsTotal, metric.LabelKind, "app")
+	busy := p.after.sum(metric.WorkerBusySecondsTotal)
 	if streamed == 0 {
 		return ok(fmt.Sprintf("every one of %g app answers was buffered: no slow client held a worker", app))
 	}
@@ -588,7 +589,7 @@ func checkMemory(p *patient) finding {
 	if p.systemd == nil {
 		if p.after != nil {
 			var big float64
-			for _, v := range p.after.by("edged_worker_rss_bytes", "worker") {
+			for _, v := range p.after.by(metric.WorkerRSSBytes, metric.LabelWorker) {
 				big = math.Max(big, v)
 			}
 			return skip(fmt.Sprintf("memory caps and OOM kills need systemd; the largest worker holds %.0f MiB", big/(1<<20)))

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/edged/edged/pkg/config"
+	"github.com/edged/edged/pkg/metric"
 )
 
 // liveView is the load on the suite between two readings of edged's
@@ -80,35 +81,35 @@ func between(a, b *scrape) *liveView {
 	}
 	v := &liveView{
 		Seconds:         secs,
-		RequestsPerSec:  rate("edged_requests_total"),
-		ErrorsPerSec:    rate("edged_requests_total", "class", "5xx"),
-		P50ms:           ms(quantile(0.5, b.histogram(a, "edged_request_duration_seconds"))),
-		P99ms:           ms(quantile(0.99, b.histogram(a, "edged_request_duration_seconds"))),
-		InFlight:        b.sum("edged_in_flight_requests"),
-		QueueWaitP50ms:  ms(quantile(0.5, b.histogram(a, "edged_queue_wait_seconds"))),
-		QueueWaitP99ms:  ms(quantile(0.99, b.histogram(a, "edged_queue_wait_seconds"))),
-		SpillsPerSec:    rate("edged_spills_total"),
-		StreamedPerSec:  rate("edged_streamed_total"),
+		RequestsPerSec:  rate(metric.RequestsTotal),
+		ErrorsPerSec:    rate(metric.RequestsTotal, metric.LabelClass, "5xx"),
+		P50ms:           ms(quantile(0.5, b.histogram(a, metric.RequestDurationSeconds))),
+		P99ms:           ms(quantile(0.99, b.histogram(a, metric.RequestDurationSeconds))),
+		InFlight:        b.sum(metric.InFlightRequests),
+		QueueWaitP50ms:  ms(quantile(0.5, b.histogram(a, metric.QueueWaitSeconds))),
+		QueueWaitP99ms:  ms(quantile(0.99, b.histogram(a, metric.QueueWaitSeconds))),
+		SpillsPerSec:    rate(metric.SpillsTotal),
+		StreamedPerSec:  rate(metric.StreamedTotal),
 		RejectedPerSec:  map[string]float64{},
-		Overflows:       b.sum("edged_kernel_listen_overflows_total"),
-		OverflowsPerSec: rate("edged_kernel_listen_overflows_total"),
+		Overflows:       b.sum(metric.KernelListenOverflowsTotal),
+		OverflowsPerSec: rate(metric.KernelListenOverflowsTotal),
 	}
-	before := a.by("edged_rejected_total", "limit")
-	for l, n := range b.by("edged_rejected_total", "limit") {
+	before := a.by(metric.RejectedTotal, metric.LabelLimit)
+	for l, n := range b.by(metric.RejectedTotal, metric.LabelLimit) {
 		if d := n - before[l]; d > 0 {
 			v.RejectedPerSec[l] = d / secs
 		}
 	}
-	served0, busy0 := a.by("edged_worker_requests_total", "worker"), a.by("edged_worker_busy_seconds_total", "worker")
-	rss, restarts := b.by("edged_worker_rss_bytes", "worker"), b.by("edged_worker_restarts_total", "worker")
-	busy := b.by("edged_worker_busy_seconds_total", "worker")
-	for w, n := range b.by("edged_worker_requests_total", "worker") {
+	served0, busy0 := a.by(metric.WorkerRequestsTotal, metric.LabelWorker), a.by(metric.WorkerBusySecondsTotal, metric.LabelWorker)
+	rss, restarts := b.by(metric.WorkerRSSBytes, metric.LabelWorker), b.by(metric.WorkerRestartsTotal, metric.LabelWorker)
+	busy := b.by(metric.WorkerBusySecondsTotal, metric.LabelWorker)
+	for w, n := range b.by(metric.WorkerRequestsTotal, metric.LabelWorker) {
 		v.Workers = append(v.Workers, liveWorker{Worker: w, RequestsPerSec: math.Max(n-served0[w], 0) / secs,
 			Busy: math.Max(busy[w]-busy0[w], 0) / secs, RSSBytes: rss[w], Restarts: restarts[w]})
 	}
 	sort.Slice(v.Workers, func(i, j int) bool { return workerLess(v.Workers[i].Worker, v.Workers[j].Worker) })
-	backlog := b.by("edged_listen_backlog", "socket")
-	for s, n := range b.by("edged_listen_queue", "socket") {
+	backlog := b.by(metric.ListenBacklog, metric.LabelSocket)
+	for s, n := range b.by(metric.ListenQueue, metric.LabelSocket) {
 		v.Sockets = append(v.Sockets, liveSocket{Socket: s, Waiting: n, Backlog: backlog[s]})
 		if strings.HasPrefix(s, "workers ") {
 			v.Queued = n

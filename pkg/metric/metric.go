@@ -1,0 +1,48 @@
+// Package metric holds the names of edged's Prometheus metrics and of
+// their labels, shared by edged, which serves them, and edgectl, which
+// reads them (status, doctor): a name changed here changes on both sides,
+// where a string written twice would leave edgectl reading nothing.
+//
+// The README's metrics table says what each one measures.
+package metric
+
+// The metrics edged serves on [metrics] listen, with their labels.
+const (
+	RequestsTotal          = "edged_requests_total"           // class, method, kind
+	RequestDurationSeconds = "edged_request_duration_seconds" // histogram; kind
+	QueueWaitSeconds       = "edged_queue_wait_seconds"       // histogram
+	AppDurationSeconds     = "edged_app_duration_seconds"     // histogram; route
+	AppWallSecondsTotal    = "edged_app_wall_seconds_total"   // route
+	AppCPUSecondsTotal     = "edged_app_cpu_seconds_total"    // route
+	RejectedTotal          = "edged_rejected_total"           // limit
+	ReceivedBodyBytesTotal = "edged_received_body_bytes_total"
+	SentBodyBytesTotal     = "edged_sent_body_bytes_total"
+	SpillsTotal            = "edged_spills_total" // what
+	StreamedTotal          = "edged_streamed_total"
+	StreamedSecondsTotal   = "edged_streamed_seconds_total"
+	TLSHandshakesTotal     = "edged_tls_handshakes_total"      // result
+	WorkerRequestsTotal    = "edged_worker_requests_total"     // worker
+	WorkerBusySecondsTotal = "edged_worker_busy_seconds_total" // worker
+	WorkerRSSBytes         = "edged_worker_rss_bytes"          // gauge; worker
+	WorkerRestartsTotal    = "edged_worker_restarts_total"     // worker
+	ListenQueue            = "edged_listen_queue"              // gauge; socket
+	ListenBacklog          = "edged_listen_backlog"            // gauge; socket
+
+	KernelListenOverflowsTotal = "edged_kernel_listen_overflows_total"
+	KernelListenDropsTotal     = "edged_kernel_listen_drops_total"
+	InFlightRequests           = "edged_in_flight_requests"        // gauge
+	WorkerInFlightRequests     = "edged_worker_in_flight_requests" // gauge
+)
+
+// The labels of those metrics.
+const (
+	LabelClass  = "class"  // status class: "2xx", "5xx"...
+	LabelMethod = "method" // request method
+	LabelKind   = "kind"   // who answered: "static", "app", "edge"
+	LabelRoute  = "route"  // the path, id-like segments folded
+	LabelLimit  = "limit"  // the limit that turned a request away, in the config's terms
+	LabelWhat   = "what"   // "request" or "response" body
+	LabelResult = "result" // "ok" or "failed"
+	LabelWorker = "worker" // the worker's instance number
+	LabelSocket = "socket" // a listening socket: "http 0.0.0.0:80", "workers /run/..."
+)
