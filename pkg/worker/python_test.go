@@ -35,11 +35,16 @@ import (
 // interpreter named by EDGED_PYTHON with the embedded edged_worker.py, and
 // the tests talk to it over the Unix socket as edge does.
 
-// pyWorker is one running workerd, its Python child serving testdata/testapp.py.
+// pyWorker is one workerd, its Python child serving testdata/testapp.py.
 type pyWorker struct {
 	w    *Worker
 	sock string
+	dir  string     // the app's directory, where it may leave files
 	done chan error // Run's result
+
+	cfg *config.Config
+	ln  *os.File
+	log zerolog.Logger // workerd's: to the test's log unless set before run
 }
 
 // interpreter is the Python to test with; without one it skips the test.
@@ -59,6 +64,15 @@ func interpreter(tb testing.TB) string {
 // config built here, and stops it when the test ends. The app directory
 // holds testdata/testapp.py and files; level filters workerd's log.
 func runWorker(tb testing.TB, module, class string, level zerolog.Level, files map[string]string) *pyWorker {
+	tb.Helper()
+	p := listenWorker(tb, module, class, level, files)
+	p.run(tb)
+	return p
+}
+
+// listenWorker readies what runWorker runs, up to listening on the socket:
+// connections made before run wait in its queue.
+func listenWorker(tb testing.TB, module, class string, level zerolog.Level, files map[string]string) *pyWorker {
 	tb.Helper()
 	py := interpreter(tb)
 	dir := tb.TempDir()
@@ -94,10 +108,17 @@ graceful_timeout = "5s"
 	if err != nil {
 		tb.Fatal(err)
 	}
+	tb.Cleanup(func() { ln.Close() })
 	log := zerolog.New(zerolog.NewTestWriter(tb)).Level(level).With().Str("test", tb.Name()).Logger()
-	p := &pyWorker{w: New(cfg, "1", log), sock: sock, done: make(chan error, 1)}
+	return &pyWorker{sock: sock, dir: dir, done: make(chan error, 1), cfg: cfg, ln: ln, log: log}
+}
+
+// run starts workerd on p's socket and stops it when the test ends.
+func (p *pyWorker) run(tb testing.TB) {
+	tb.Helper()
+	p.w = New(p.cfg, "1", p.log)
 	ctx, cancel := context.WithCancel(context.Background())
-	go func() { p.done <- p.w.Run(ctx, ln) }()
+	go func() { p.done <- p.w.Run(ctx, p.ln) }()
 	tb.Cleanup(func() {
 		cancel()
 		select {
@@ -112,9 +133,7 @@ graceful_timeout = "5s"
 		case <-time.After(15 * time.Second):
 			tb.Errorf("Run did not return within 15s of its context ending")
 		}
-		ln.Close()
 	})
-	return p
 }
 
 // startWorker runs workerd and waits until the app has loaded.
@@ -542,6 +561,13 @@ func TestPythonResponses(t *testing.T) {
 		{name: "status with non-ASCII digits", env: environ("status", "HTTP_X_VALUE", js("²00 OK")), status: 500, body: ise},
 		{name: "status with latin-1 reason", env: environ("status", "HTTP_X_VALUE", js("299 Très bien")),
 			status: 299, reason: "Tr\xe8s bien", fields: []string{}, body: "ok"},
+		// A header the app adds to its list after start_response is
+		// checked as the head goes out: a NUL in it would otherwise end
+		// the value on the wire and start a header of the app's data.
+		{name: "NUL in a header added after start_response", env: environ("inject"),
+			status: 500, fields: []string{"Content-Type", "text/plain; charset=utf-8"}, body: ise},
+		{name: "NUL in a header added after start_response, streamed", env: environ("inject_stream"),
+			status: 500, fields: []string{"Content-Type", "text/plain; charset=utf-8"}, body: ise},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -576,6 +602,74 @@ func TestPythonResponses(t *testing.T) {
 	c.do(t, environ("files_closed"), nil).json(t, &files)
 	if want := []bool{true}; !reflect.DeepEqual(files, want) {
 		t.Errorf("files given to wsgi.file_wrapper closed: %v, want %v", files, want)
+	}
+}
+
+// logBuffer collects workerd's log for a test to read while it runs.
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+// events returns the log's events with the message msg.
+func (l *logBuffer) events(tb testing.TB, msg string) []map[string]any {
+	tb.Helper()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var evs []map[string]any
+	for _, line := range strings.Split(l.b.String(), "\n") {
+		var ev map[string]any
+		if line == "" {
+			continue
+		}
+		if err := json.Unmarshal([]byte(line), &ev); err != nil {
+			tb.Fatalf("log line %q: %v", line, err)
+		}
+		if ev["message"] == msg {
+			evs = append(evs, ev)
+		}
+	}
+	return evs
+}
+
+// A header the app added after start_response, its value holding NUL,
+// fails as any bad header does: a 500, and the app's error logged with
+// its traceback, whether the head goes out at the end (buffered) or with
+// the first chunk (streamed).
+func TestPythonHeaderAddedLate(t *testing.T) {
+	var logs logBuffer
+	p := listenWorker(t, "testapp:app", config.ClassSync, zerolog.WarnLevel, nil)
+	p.log = zerolog.New(&logs)
+	p.run(t)
+	p.waitReady(t)
+	for i, mode := range []string{"inject", "inject_stream"} {
+		t.Run(mode, func(t *testing.T) {
+			resp := dial(t, p.sock).do(t, environ(mode), nil)
+			if resp.Status != 500 || len(resp.field("Set-Cookie")) != 0 {
+				t.Errorf("got %d with headers %q, want 500 without Set-Cookie", resp.Status, resp.Fields)
+			}
+			// The event is written before the answer, but workerd may
+			// not have read it yet.
+			var evs []map[string]any
+			for end := time.Now().Add(5 * time.Second); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+				if evs = logs.events(t, "app raised"); len(evs) > i {
+					break
+				}
+			}
+			if len(evs) <= i {
+				t.Fatalf("%d \"app raised\" events logged, want %d", len(evs), i+1)
+			}
+			tb, _ := evs[i]["traceback"].(string)
+			if want := `AssertionError: header ('X-A', 'v\x00Set-Cookie\x00injected=1') holds a control character`; !strings.Contains(tb, want) {
+				t.Errorf("traceback %q, want one with %q", tb, want)
+			}
+		})
 	}
 }
 

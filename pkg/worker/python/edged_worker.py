@@ -93,10 +93,10 @@ PONG = U32.pack(len(_PONG_HEAD)) + _PONG_HEAD + END
 _ERROR_HEAD = INSTANCE + b"500 Internal Server Error\0Content-Type\0text/plain; charset=utf-8"
 _ERROR_BODY = b"Internal Server Error\n"
 ERROR_500 = U32.pack(len(_ERROR_HEAD)) + _ERROR_HEAD + U32.pack(len(_ERROR_BODY)) + _ERROR_BODY + END
-# What edged accepts in a response head (pkg/wire): checked here as well,
-# so that an app that breaks a rule gets a 500 with its traceback logged
-# rather than a head edged has to refuse. edged reads no more of the
-# status than its code.
+# What edged accepts in a response head (pkg/wire): checked here as well
+# (head_fields), so that an app that breaks a rule gets a 500 with its
+# traceback logged rather than a head edged has to refuse. edged reads no
+# more of the status than its code.
 STATUS = re.compile(r"[1-9][0-9][0-9] ")
 TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
@@ -273,13 +273,18 @@ class Errors:
 def streamed(headers):
     """Whether the app asked for its response to be passed on as it comes
     rather than buffered: nginx's X-Accel-Buffering: no, or server-sent
-    events. edged applies the same rule to the head it reads."""
-    for name, value in headers:
-        n = name.lower()
-        if n == "x-accel-buffering" and value.strip().lower() == "no":
-            return True
-        if n == "content-type" and value.lower().startswith("text/event-stream"):
-            return True
+    events. edged applies the same rule to the head it reads. Headers
+    that are not (str, str) pairs say no: head_fields refuses them, and
+    says why, when the head goes out."""
+    try:
+        for name, value in headers:
+            n = name.lower()
+            if n == "x-accel-buffering" and value.strip().lower() == "no":
+                return True
+            if n == "content-type" and value.lower().startswith("text/event-stream"):
+                return True
+    except (TypeError, ValueError, AttributeError):
+        pass
     return False
 
 
@@ -292,6 +297,34 @@ def latin1(s):
     except UnicodeEncodeError:
         return False
     return True
+
+
+def head_fields(status, headers):
+    """The fields of the head frame for status and headers, once they are
+    checked: an AssertionError says what edged would refuse, or what would
+    change meaning on the wire, where NUL separates the fields."""
+    if type(status) is not str or not STATUS.match(status):
+        raise AssertionError("status must be a str like '200 OK', not %r" % (status,))
+    if "\0" in status or "\n" in status or "\r" in status:
+        raise AssertionError("status %r holds a control character" % (status,))
+    if not latin1(status):
+        raise AssertionError("status %r is not latin-1" % (status,))
+    if type(headers) is not list:
+        raise AssertionError("headers must be a list of (name, value) tuples")
+    fields = [status]
+    for h in headers:
+        if type(h) is not tuple or len(h) != 2 or type(h[0]) is not str or type(h[1]) is not str:
+            raise AssertionError("header %r is not a (str, str) tuple" % (h,))
+        name, value = h
+        if not TOKEN.fullmatch(name):
+            raise AssertionError("header name %r is not an HTTP token" % (name,))
+        if CONTROL.search(value):
+            raise AssertionError("header %r holds a control character" % (h,))
+        if not latin1(value):
+            raise AssertionError("header %r is not latin-1" % (h,))
+        fields.append(name)
+        fields.append(value)
+    return fields
 
 
 class Response:
@@ -322,23 +355,9 @@ class Response:
                 exc_info = None
         elif self.status is not None:
             raise AssertionError("start_response() called twice without exc_info")
-        if type(status) is not str or not STATUS.match(status):
-            raise AssertionError("status must be a str like '200 OK', not %r" % (status,))
-        if "\0" in status or "\n" in status or "\r" in status:
-            raise AssertionError("status %r holds a control character" % (status,))
-        if not latin1(status):
-            raise AssertionError("status %r is not latin-1" % (status,))
-        if type(headers) is not list:
-            raise AssertionError("headers must be a list of (name, value) tuples")
-        for h in headers:
-            if type(h) is not tuple or len(h) != 2 or type(h[0]) is not str or type(h[1]) is not str:
-                raise AssertionError("header %r is not a (str, str) tuple" % (h,))
-            if not TOKEN.fullmatch(h[0]):
-                raise AssertionError("header name %r is not an HTTP token" % (h[0],))
-            if CONTROL.search(h[1]):
-                raise AssertionError("header %r holds a control character" % (h,))
-            if not latin1(h[1]):
-                raise AssertionError("header %r is not latin-1" % (h,))
+        # Checked when the head goes out (head_first), not here: the app
+        # may still change its list, and checking twice would double the
+        # cost of the check on every request.
         self.status = status
         self.headers = headers
         self.stream = streamed(headers)
@@ -366,13 +385,11 @@ class Response:
             self.worker._progress()
 
     def head_first(self):
-        """Puts the head frame before what is gathered, once."""
+        """Puts the head frame before what is gathered, once. The status
+        and headers are checked here, the list as it is now: a header the
+        app added after start_response is held to the same rules."""
         if not self.sent:
-            fields = [self.status]
-            for name, value in self.headers:
-                fields.append(name)
-                fields.append(value)
-            h = INSTANCE + "\0".join(fields).encode("latin-1")
+            h = INSTANCE + "\0".join(head_fields(self.status, self.headers)).encode("latin-1")
             self.out.insert(0, U32.pack(len(h)) + h)
             self.sent = True
 

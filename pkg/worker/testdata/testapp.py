@@ -162,6 +162,17 @@ def app(environ, start_response):
         start_response("200 OK", headers)
         headers.append(("X-B", "5 \u20ac"))
         return [b"ok"]
+    if mode == "inject" or mode == "inject_stream":
+        # A header added after start_response, its value holding the
+        # wire's field separator: unless the head is checked as it goes
+        # out, the rest reaches the client as a header of its own.
+        # Streamed, the head goes out with the first chunk.
+        headers = [("Content-Type", "text/plain")]
+        if mode == "inject_stream":
+            headers.append(("X-Accel-Buffering", "no"))
+        start_response("200 OK", headers)
+        headers.append(("X-A", "v\0Set-Cookie\0injected=1"))
+        return [b"x"]
     if mode == "barrier":
         # Passes only when four requests are in the app at once.
         BARRIER.wait(timeout=10)
