@@ -107,9 +107,10 @@ type Head struct {
 	Fields []string
 }
 
-// ReadHead reads the head frame. It checks that the status is three
-// digits and that every header name is a token and no value holds a
-// control character, so a misbehaving app cannot split a response.
+// ReadHead reads the head frame. It checks that the status is an HTTP
+// status code (100 to 599) and that every header name is a token and no
+// value holds a control character, so a misbehaving app cannot split a
+// response nor send a status no client knows.
 func ReadHead(r *bufio.Reader, h *Head) error {
 	n, err := readLen(r)
 	if err != nil {
@@ -157,7 +158,7 @@ func ReadHead(r *bufio.Reader, h *Head) error {
 		return fmt.Errorf("bad status %q from the app", status)
 	}
 	code, err := strconv.Atoi(status[:3])
-	if err != nil || code < 100 || code > 999 {
+	if err != nil || code < 100 || code > 599 {
 		return fmt.Errorf("bad status %q from the app", status)
 	}
 	h.Status = code

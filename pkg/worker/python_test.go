@@ -561,6 +561,11 @@ func TestPythonResponses(t *testing.T) {
 		{name: "status with non-ASCII digits", env: environ("status", "HTTP_X_VALUE", js("²00 OK")), status: 500, body: ise},
 		{name: "status with latin-1 reason", env: environ("status", "HTTP_X_VALUE", js("299 Très bien")),
 			status: 299, reason: "Tr\xe8s bien", fields: []string{}, body: "ok"},
+		// HTTP has no status past 599: edged would refuse it (502).
+		{name: "status code over 599", env: environ("status", "HTTP_X_VALUE", js("999 Whatever")), status: 500, body: ise},
+		{name: "status code 600", env: environ("status", "HTTP_X_VALUE", js("600 Past")), status: 500, body: ise},
+		{name: "highest status code", env: environ("status", "HTTP_X_VALUE", js("599 Last")),
+			status: 599, reason: "Last", fields: []string{}, body: "ok"},
 		// A header the app adds to its list after start_response is
 		// checked as the head goes out: a NUL in it would otherwise end
 		// the value on the wire and start a header of the app's data.

@@ -96,8 +96,8 @@ ERROR_500 = U32.pack(len(_ERROR_HEAD)) + _ERROR_HEAD + U32.pack(len(_ERROR_BODY)
 # What edged accepts in a response head (pkg/wire): checked here as well
 # (head_fields), so that an app that breaks a rule gets a 500 with its
 # traceback logged rather than a head edged has to refuse. edged reads no
-# more of the status than its code.
-STATUS = re.compile(r"[1-9][0-9][0-9] ")
+# more of the status than its code, which HTTP has from 100 to 599.
+STATUS = re.compile(r"[1-5][0-9][0-9] ")
 TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 FLUSH_AT = 256 << 10
@@ -304,7 +304,7 @@ def head_fields(status, headers):
     checked: an AssertionError says what edged would refuse, or what would
     change meaning on the wire, where NUL separates the fields."""
     if type(status) is not str or not STATUS.match(status):
-        raise AssertionError("status must be a str like '200 OK', not %r" % (status,))
+        raise AssertionError("status must be a str like '200 OK', its code from 100 to 599, not %r" % (status,))
     if "\0" in status or "\n" in status or "\r" in status:
         raise AssertionError("status %r holds a control character" % (status,))
     if not latin1(status):
