@@ -25,6 +25,11 @@ type logRecord struct {
 	// the peer is the client.
 	client string
 	reason string
+	// limit is the limit that turned the request away, if one did.
+	limit limit
+	// finished: the whole answer went to the client as it was streamed,
+	// so a client that leaves afterwards left no request unanswered.
+	finished bool
 
 	// For the metrics: what kind of request it was, what the worker
 	// measured and when the request was sent to it, the body received,

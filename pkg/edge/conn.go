@@ -11,6 +11,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/edged/edged/pkg/config"
 )
 
 // Connection phases, for telling a stalled request (408) from an idle
@@ -48,6 +50,9 @@ type trackedConn struct {
 	scan headScanner
 
 	metrics *metrics // counts the 408s written here
+	// limits are the live ones, for the header and idle timeouts (see
+	// markHeaderTimeout).
+	limits func() config.Limits
 
 	wmu  sync.Mutex
 	held *[]byte // writes not yet sent, from heldPool; nil when none
@@ -81,7 +86,7 @@ func (c *trackedConn) Read(b []byte) (int, error) {
 	if err != nil && c.phase.Load() == phaseHeaders {
 		if timedOut(err) && c.replied.CompareAndSwap(false, true) {
 			c.Conn.Write([]byte(response408))
-			c.metrics.headerTimeout()
+			c.metrics.rejectedBy(limitHeaderTimeout)
 		}
 	}
 	return n, err
@@ -167,12 +172,37 @@ func (c *trackedConn) release() {
 // allowed, for a slow worker, through no fault of the client's); the
 // removal of one does not: then it goes out under the old.
 func (c *trackedConn) SetDeadline(t time.Time) error {
-	return c.setWriteDeadline(t, c.Conn.SetDeadline)
+	return c.setWriteDeadline(c.live(t), c.Conn.SetDeadline)
 }
 
 func (c *trackedConn) SetReadDeadline(t time.Time) error {
 	c.flush()
-	return c.Conn.SetReadDeadline(t)
+	return c.Conn.SetReadDeadline(c.live(t))
+}
+
+// net/http reads its connections' timeouts from its Server, which cannot
+// change while it serves, yet a reload changes limits.header_timeout and
+// idle_timeout. So the Server is given these marks instead, and the
+// connection puts the live limit in their place when net/http sets a read
+// deadline from one.
+const (
+	markHeaderTimeout = 1000 * time.Hour
+	markIdleTimeout   = 2000 * time.Hour
+)
+
+// live is the read deadline t, with the live limit in place of a mark.
+func (c *trackedConn) live(t time.Time) time.Time {
+	if t.IsZero() || c.limits == nil {
+		return t
+	}
+	d := time.Until(t)
+	switch {
+	case d > markHeaderTimeout-time.Hour && d <= markHeaderTimeout:
+		return time.Now().Add(c.limits().HeaderTimeout.D())
+	case d > markIdleTimeout-time.Hour && d <= markIdleTimeout:
+		return time.Now().Add(c.limits().IdleTimeout.D())
+	}
+	return t
 }
 
 func (c *trackedConn) SetWriteDeadline(t time.Time) error {
@@ -254,11 +284,11 @@ func (c *trackedConn) verdict() (verdict, bool) {
 }
 
 // trackedListener wraps accepted plain-HTTP connections in trackedConn;
-// maxHeader is limits.max_header.
+// limits are the live ones.
 type trackedListener struct {
 	net.Listener
-	maxHeader int
-	metrics   *metrics
+	limits  func() config.Limits
+	metrics *metrics
 }
 
 func (l trackedListener) Accept() (net.Conn, error) {
@@ -266,13 +296,25 @@ func (l trackedListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &trackedConn{Conn: c, scan: headScanner{max: l.maxHeader}, metrics: l.metrics}, nil
+	return newTrackedConn(c, nil, l.limits, l.metrics), nil
 }
 
-// connContext lets a handler find its trackedConn.
+// newTrackedConn serves c as HTTP/1.x; state is its TLS handshake's
+// outcome, nil for plain HTTP. limits.max_header is the live one when c
+// is accepted.
+func newTrackedConn(c net.Conn, state *tls.ConnectionState, limits func() config.Limits, m *metrics) *trackedConn {
+	return &trackedConn{Conn: c, tls: state, scan: headScanner{max: int(limits().MaxHeader)}, limits: limits, metrics: m}
+}
+
+type h2Key struct{}
+
+// connContext lets a handler find its trackedConn or h2Conn.
 func connContext(ctx context.Context, c net.Conn) context.Context {
-	if tc, ok := c.(*trackedConn); ok {
-		return context.WithValue(ctx, connKey{}, tc)
+	switch c := c.(type) {
+	case *trackedConn:
+		return context.WithValue(ctx, connKey{}, c)
+	case *h2Conn:
+		return context.WithValue(ctx, h2Key{}, c)
 	}
 	return ctx
 }
@@ -280,18 +322,29 @@ func connContext(ctx context.Context, c net.Conn) context.Context {
 // enterHandler marks the connection busy and returns the function that
 // marks it idle again, with the head scanner's verdict on the request (a
 // zero one where the connection has no scanner). It gives r the TLS state
-// of HTTP/1.1 over TLS, which net/http sees as a plain connection.
+// of HTTPS, which net/http sees as a plain connection.
 func enterHandler(r *http.Request) (func(), verdict) {
-	tc, ok := r.Context().Value(connKey{}).(*trackedConn)
-	if !ok {
-		return func() {}, verdict{}
+	switch c := r.Context().Value(connKey{}).(type) {
+	case *trackedConn:
+		if r.TLS == nil {
+			r.TLS = c.tls
+		}
+		c.phase.Store(phaseHandler)
+		v, _ := c.verdict()
+		return func() { c.phase.Store(phaseIdle) }, v
 	}
-	if r.TLS == nil {
-		r.TLS = tc.tls
+	if c, ok := r.Context().Value(h2Key{}).(*h2Conn); ok {
+		r.TLS = c.tls
+		c.active.Add(1)
+		return func() { c.active.Add(-1) }, verdict{}
 	}
-	tc.phase.Store(phaseHandler)
-	v, _ := tc.verdict()
-	return func() { tc.phase.Store(phaseIdle) }, v
+	return func() {}, verdict{}
+}
+
+// h2ConnOf is the HTTP/2 connection r came on, or nil.
+func h2ConnOf(r *http.Request) *h2Conn {
+	c, _ := r.Context().Value(h2Key{}).(*h2Conn)
+	return c
 }
 
 // timedOut reports whether err is a deadline passing on a connection.

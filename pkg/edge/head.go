@@ -44,6 +44,7 @@ const (
 // status means nothing.
 type verdict struct {
 	status int
+	limit  limit
 	reason string
 }
 
@@ -113,7 +114,7 @@ func (s *headScanner) feedHead(b []byte) []byte {
 	}
 	if end < 0 {
 		if len(s.head) > s.max {
-			s.verdicts = append(s.verdicts, verdict{http.StatusRequestHeaderFieldsTooLarge,
+			s.verdicts = append(s.verdicts, verdict{http.StatusRequestHeaderFieldsTooLarge, limitMaxHeader,
 				"request head over limits.max_header"})
 			s.state = off
 			return nil
@@ -121,7 +122,7 @@ func (s *headScanner) feedHead(b []byte) []byte {
 		return nil
 	}
 	if end > s.max {
-		s.verdicts = append(s.verdicts, verdict{http.StatusRequestHeaderFieldsTooLarge,
+		s.verdicts = append(s.verdicts, verdict{http.StatusRequestHeaderFieldsTooLarge, limitMaxHeader,
 			"request head over limits.max_header"})
 		s.state = off
 		return nil
@@ -147,13 +148,18 @@ func (s *headScanner) judge(head []byte) {
 			break
 		}
 		if l[0] == ' ' || l[0] == '\t' {
-			v = verdict{http.StatusBadRequest, "obsolete line folding in a request header"}
+			v = verdict{http.StatusBadRequest, limitProtocol, "obsolete line folding in a request header"}
 			continue
 		}
 		name, value, _ := bytes.Cut(l, []byte(":"))
 		value = bytes.TrimSpace(value)
 		switch {
 		case bytes.EqualFold(name, []byte("Content-Length")):
+			if hasCL && v.status == 0 {
+				// net/http takes equal ones as one; a proxy in front may
+				// have taken another (nginx refuses both).
+				v = verdict{http.StatusBadRequest, limitProtocol, "more than one Content-Length"}
+			}
 			hasCL = true
 			if cl == nil {
 				cl = value
@@ -166,9 +172,9 @@ func (s *headScanner) judge(head []byte) {
 	switch {
 	case v.status != 0:
 	case hasCL && hasTE:
-		v = verdict{http.StatusBadRequest, "request with both Content-Length and Transfer-Encoding"}
+		v = verdict{http.StatusBadRequest, limitProtocol, "request with both Content-Length and Transfer-Encoding"}
 	case hasTE && http10:
-		v = verdict{http.StatusBadRequest, "Transfer-Encoding on an HTTP/1.0 request"}
+		v = verdict{http.StatusBadRequest, limitProtocol, "Transfer-Encoding on an HTTP/1.0 request"}
 	}
 	s.verdicts = append(s.verdicts, v)
 	if v.status != 0 {

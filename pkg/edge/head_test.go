@@ -25,7 +25,7 @@ func scanAll(t *testing.T, max int, in string) []verdict {
 func TestHeadScanner(t *testing.T) {
 	get := "GET / HTTP/1.1\r\nHost: x\r\n\r\n"
 	ok := verdict{}
-	bad := func(reason string) verdict { return verdict{400, reason} }
+	bad := func(reason string) verdict { return verdict{400, limitProtocol, reason} }
 	big := func(n int) string { // a head of exactly n bytes
 		pre := "GET / HTTP/1.1\r\nHost: x\r\nX-Pad: "
 		return pre + strings.Repeat("a", n-len(pre)-4) + "\r\n\r\n"
@@ -59,9 +59,9 @@ func TestHeadScanner(t *testing.T) {
 			[]verdict{bad("Transfer-Encoding on an HTTP/1.0 request")}},
 		{"a head of exactly max_header", 1024, big(1024) + get, []verdict{ok, ok}},
 		{"a head one byte over", 1024, big(1025) + get,
-			[]verdict{{431, "request head over limits.max_header"}}},
+			[]verdict{{431, limitMaxHeader, "request head over limits.max_header"}}},
 		{"a head with no end, over", 64, "GET / HTTP/1.1\r\nX: " + strings.Repeat("a", 100),
-			[]verdict{{431, "request head over limits.max_header"}}},
+			[]verdict{{431, limitMaxHeader, "request head over limits.max_header"}}},
 		{"an unknown coding: left to net/http", 8192,
 			"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\nxyz" + get, []verdict{ok}},
 		{"a bad Content-Length: left to net/http", 8192,

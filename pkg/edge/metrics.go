@@ -5,12 +5,12 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
+	"unicode/utf8"
 
 	"github.com/edged/edged/pkg/backlog"
 	"github.com/edged/edged/pkg/config"
@@ -108,9 +108,8 @@ func newMetrics() *metrics {
 	}
 	// Every limit from the start, at zero: a rate over nothing is 0, not
 	// an absent series.
-	for _, l := range []string{"limits.max_body", "limits.header_timeout", "limits.body_timeout", "limits.max_header",
-		"limits.rate", "limits.connections_per_client", "limits.queue_length", "limits.queue_timeout", "app.timeout", "protocol"} {
-		m.rejected.WithLabelValues(l)
+	for _, l := range limits {
+		m.rejected.WithLabelValues(string(l))
 	}
 	m.spills.WithLabelValues("request")
 	m.spills.WithLabelValues("response")
@@ -135,10 +134,8 @@ func (m *metrics) observe(r *http.Request, lr *logRecord, took time.Duration) {
 	m.duration.WithLabelValues(kind).Observe(took.Seconds())
 	m.bytesOut.Add(float64(lr.bytes))
 	m.bytesIn.Add(float64(lr.bodyIn))
-	if lr.status >= 400 && lr.reason != "" {
-		if l := limitOf(lr.status, lr.reason); l != "" {
-			m.rejected.WithLabelValues(l).Inc()
-		}
+	if lr.limit != "" {
+		m.rejected.WithLabelValues(string(lr.limit)).Inc()
 	}
 	for _, what := range lr.spilled {
 		m.spills.WithLabelValues(what).Inc()
@@ -194,10 +191,11 @@ func (m *metrics) handshake(ok bool) {
 	}
 }
 
-// headerTimeout counts a 408 that edged wrote for a stalled head.
-func (m *metrics) headerTimeout() {
+// rejectedBy counts a refusal that is no request's: a 408 written for a
+// stalled head, a connection closed for a flood.
+func (m *metrics) rejectedBy(l limit) {
 	if m != nil {
-		m.rejected.WithLabelValues("limits.header_timeout").Inc()
+		m.rejected.WithLabelValues(string(l)).Inc()
 	}
 }
 
@@ -216,20 +214,6 @@ func methodLabel(m string) string {
 		return m
 	}
 	return "other"
-}
-
-var limitKey = regexp.MustCompile(`\b(limits\.[a-z_]+|app\.timeout)\b`)
-
-// limitOf names the limit a refusal's reason cites, "protocol" for
-// another 4xx, or "" for a failure that is no refusal (a 502, say).
-func limitOf(status int, reason string) string {
-	if l := limitKey.FindString(reason); l != "" {
-		return l
-	}
-	if status < 500 && status != 404 && status != 499 {
-		return "protocol"
-	}
-	return ""
 }
 
 // maxRoutes bounds the route label: past it, new paths count as "other".
@@ -262,17 +246,31 @@ func (t *routeTable) name(path string) string {
 	return r
 }
 
+// routeOf folds path into its route. A label must be valid UTF-8 (the
+// Prometheus client panics otherwise) and a client may send any bytes in
+// a path: a segment that is not UTF-8, or holds a control character, is
+// an ":id" too.
 func routeOf(path string) string {
 	segs := strings.Split(path, "/")
 	if len(segs) > 5 {
 		segs = append(segs[:5], "...")
 	}
 	for i, s := range segs {
-		if len(s) > 24 || strings.ContainsAny(s, "0123456789") {
+		if len(s) > 24 || strings.ContainsAny(s, "0123456789") || !plainText(s) {
 			segs[i] = ":id"
 		}
 	}
 	return strings.Join(segs, "/")
+}
+
+// plainText says s is UTF-8 with no control characters.
+func plainText(s string) bool {
+	for _, r := range s {
+		if r == utf8.RuneError || r < ' ' || r == 0x7f {
+			return false
+		}
+	}
+	return true
 }
 
 // queueCollector reports, at each scrape, how full the accept queues are:

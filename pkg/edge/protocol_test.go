@@ -189,6 +189,10 @@ func TestStrictFraming(t *testing.T) {
 		{"a head of exactly limits.max_header", pad(1024), "200", 1},
 		{"a head one byte over limits.max_header", pad(1025), "431", 0},
 		{"a head 3 KiB over limits.max_header", pad(4096), "431", 0},
+		{"two equal Content-Lengths", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nhi", "400", 0},
+		{"the HTTP/2 preface", "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "400", 0},
+		{"HTTP/2.0 in a request line (net/http)", "GET / HTTP/2.0\r\nHost: x\r\n\r\n", "505", 0},
+		{"a fragment in the target", "GET /a#frag HTTP/1.1\r\nHost: x\r\n\r\n", "400", 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -36,19 +36,19 @@ func (s *site) serveApp(w http.ResponseWriter, r *http.Request, c client, lr *lo
 	lr.kind = kindApp
 	limit := int64(s.cfg.Limits.MaxBody)
 	if r.ContentLength > limit {
-		s.fail(w, lr, http.StatusRequestEntityTooLarge, "request body over limits.max_body")
+		s.fail(w, lr, http.StatusRequestEntityTooLarge, limitMaxBody, "request body over limits.max_body")
 		return
 	}
 	body := newSpool(int(s.cfg.Buffers.RequestMemory), s.cfg.Buffers.TempDir)
 	defer body.Close()
 	if r.ContentLength != 0 {
-		status, msg := s.readBody(w, r, body, limit)
+		status, lim, msg := s.readBody(w, r, body, limit)
 		lr.bodyIn = body.Len()
 		if body.Spilled() {
 			lr.spilled = append(lr.spilled, "request")
 		}
 		if status != 0 {
-			s.fail(w, lr, status, msg)
+			s.fail(w, lr, status, lim, msg)
 			return
 		}
 	}
@@ -56,10 +56,23 @@ func (s *site) serveApp(w http.ResponseWriter, r *http.Request, c client, lr *lo
 	x := exchanges.Get().(*exchange)
 	defer exchanges.Put(x)
 	if !s.environ(&x.frame, r, c, body.Len()) {
-		s.fail(w, lr, http.StatusBadRequest, "NUL byte in the path")
+		s.fail(w, lr, http.StatusBadRequest, limitProtocol, "NUL byte in the path")
 		return
 	}
 	req := upstream.Request{Frame: &x.frame, Body: body, Idempotent: idempotent(r.Method)}
+	if hc := h2ConnOf(r); hc != nil {
+		// One HTTP/2 connection's room in the queue (see h2Conn).
+		if !hc.acquire(r.Context(), s.cfg.Limits.QueueTimeout.D()) {
+			if r.Context().Err() != nil {
+				s.fail(w, lr, 499, "", goneQueued)
+			} else {
+				s.fail(w, lr, http.StatusServiceUnavailable, limitQueueTimeout, fmt.Sprintf(
+					"this connection had %d requests with the workers for the whole limits.queue_timeout (%s)", queuePerConn, s.cfg.Limits.QueueTimeout))
+			}
+			return
+		}
+		req.Slot = hc
+	}
 	if s.metrics != nil {
 		lr.sent = time.Now() // for the queue wait
 	}
@@ -73,7 +86,7 @@ func (s *site) serveApp(w http.ResponseWriter, r *http.Request, c client, lr *lo
 		// An interim status as the final answer: passed on, it would
 		// leave the client (or a proxy in front) expecting another
 		// response, or a protocol switch that never happened.
-		s.fail(w, lr, http.StatusBadGateway, fmt.Sprintf("the app answered with status %d: a final status must be 200 or more", x.resp.Status))
+		s.fail(w, lr, http.StatusBadGateway, "", fmt.Sprintf("the app answered with status %d: a final status must be 200 or more", x.resp.Status))
 		return
 	}
 	out := passOn{s: s, w: w, r: r, lr: lr, head: &x.resp.Head}
@@ -175,6 +188,7 @@ func (p *passOn) write(b []byte) error {
 // incomplete.
 func (p *passOn) end(err error) {
 	if err == nil || errors.Is(err, errBodyless) {
+		p.lr.finished = true
 		return
 	}
 	p.lr.err = err
@@ -185,8 +199,9 @@ func (p *passOn) end(err error) {
 var errBodyless = errors.New("no body for this answer")
 
 // readBody reads the whole request body into sp, each read bounded by the
-// body timeout. It returns a non-zero status on failure.
-func (s *site) readBody(w http.ResponseWriter, r *http.Request, sp *spool, limit int64) (int, string) {
+// body timeout. It returns a non-zero status on failure, with the limit
+// that refused it.
+func (s *site) readBody(w http.ResponseWriter, r *http.Request, sp *spool, max int64) (int, limit, string) {
 	rc := http.NewResponseController(w)
 	timeout := s.cfg.Limits.BodyTimeout.D()
 	buf := bufPool.Get().(*[]byte)
@@ -196,22 +211,22 @@ func (s *site) readBody(w http.ResponseWriter, r *http.Request, sp *spool, limit
 		rc.SetReadDeadline(time.Now().Add(timeout))
 		n, err := r.Body.Read(*buf)
 		if n > 0 {
-			if sp.Len()+int64(n) > limit {
-				return http.StatusRequestEntityTooLarge, "request body over limits.max_body"
+			if sp.Len()+int64(n) > max {
+				return http.StatusRequestEntityTooLarge, limitMaxBody, "request body over limits.max_body"
 			}
 			if _, werr := sp.Write((*buf)[:n]); werr != nil {
 				s.log.Error().Err(werr).Msg("cannot buffer request body")
-				return http.StatusInternalServerError, "cannot buffer request body"
+				return http.StatusInternalServerError, "", "cannot buffer request body"
 			}
 		}
 		if err == io.EOF {
-			return 0, ""
+			return 0, "", ""
 		}
 		if err != nil {
 			if timedOut(err) {
-				return http.StatusRequestTimeout, "request body stalled past limits.body_timeout"
+				return http.StatusRequestTimeout, limitBodyTimeout, "request body stalled past limits.body_timeout"
 			}
-			return http.StatusBadRequest, "request body: " + err.Error()
+			return http.StatusBadRequest, limitProtocol, "request body: " + err.Error()
 		}
 	}
 }
@@ -221,32 +236,41 @@ var bufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }
 // failUpstream answers a failed trip to the app, with a reason for the
 // log in the config's terms.
 func (s *site) failUpstream(w http.ResponseWriter, r *http.Request, lr *logRecord, err error) {
-	status, why := s.upstreamStatus(r.Context(), err)
+	status, lim, why := s.upstreamStatus(r.Context(), err)
 	if status == http.StatusBadGateway {
 		lr.err = err // something unforeseen: the details may help
 	}
-	s.fail(w, lr, status, why)
+	s.fail(w, lr, status, lim, why)
 }
 
-// upstreamStatus is the answer for a failed trip to the app, and why.
-func (s *site) upstreamStatus(ctx context.Context, err error) (int, string) {
+// upstreamStatus is the answer for a failed trip to the app, the limit
+// that refused it if one did, and why.
+func (s *site) upstreamStatus(ctx context.Context, err error) (int, limit, string) {
 	l := s.cfg.Limits
 	switch {
+	case errors.Is(err, upstream.ErrGoneQueued):
+		return 499, "", goneQueued
 	case ctx.Err() != nil:
-		return 499, "the client went away"
+		return 499, "", goneTaken
 	case errors.Is(err, upstream.ErrQueueFull):
-		return http.StatusServiceUnavailable, fmt.Sprintf("every worker busy and limits.queue_length (%d) requests waiting already", l.QueueLength)
+		return http.StatusServiceUnavailable, limitQueueLength, fmt.Sprintf("every worker busy and limits.queue_length (%d) requests waiting already", l.QueueLength)
 	case errors.Is(err, upstream.ErrQueueTimeout):
-		return http.StatusServiceUnavailable, fmt.Sprintf("no worker free within limits.queue_timeout (%s)", l.QueueTimeout)
+		return http.StatusServiceUnavailable, limitQueueTimeout, fmt.Sprintf("no worker free within limits.queue_timeout (%s)", l.QueueTimeout)
 	case errors.Is(err, upstream.ErrNoWorkers):
-		return http.StatusBadGateway, "no worker is running (edgectl scale starts some)"
+		return http.StatusBadGateway, "", "no worker is running (edgectl scale starts some)"
 	case errors.Is(err, upstream.ErrTimeout):
-		return http.StatusGatewayTimeout, fmt.Sprintf("app.timeout (%s) passed", s.cfg.App.Timeout)
+		return http.StatusGatewayTimeout, limitAppTimeout, fmt.Sprintf("app.timeout (%s) passed", s.cfg.App.Timeout)
 	case errors.Is(err, wire.ErrAborted):
-		return http.StatusInternalServerError, "the app failed after its answer began"
+		return http.StatusInternalServerError, "", "the app failed after its answer began"
 	}
-	return http.StatusBadGateway, "the worker's answer broke off"
+	return http.StatusBadGateway, "", "the worker's answer broke off"
 }
+
+// Why a request ended with 499: its client went away first.
+const (
+	goneQueued = "the client went away before a worker took the request: the app did not run it"
+	goneTaken  = "the client went away"
+)
 
 func idempotent(m string) bool {
 	switch m {
@@ -283,7 +307,7 @@ func (s *site) header(w http.ResponseWriter, head *wire.Head, status int) (bodyl
 	f := head.Fields
 	for i := 0; i+1 < len(f); i += 2 {
 		name := textproto.CanonicalMIMEHeaderKey(f[i])
-		if hopHeaders[name] || name == "Content-Length" || name == "X-Accel-Buffering" {
+		if hopHeaders[name] || name == "Content-Length" || name == "X-Accel-Buffering" || connectionOption(f, name) {
 			continue
 		}
 		h[name] = append(h[name], f[i+1])
@@ -294,6 +318,23 @@ func (s *site) header(w http.ResponseWriter, head *wire.Head, status int) (bodyl
 		h["Content-Type"] = nil
 	}
 	return bodyless
+}
+
+// connectionOption says the app's own Connection header names name: such
+// a header belongs to the hop the app thinks it answers on, and is not
+// passed on (RFC 9110 7.6.1).
+func connectionOption(fields []string, name string) bool {
+	for i := 0; i+1 < len(fields); i += 2 {
+		if !strings.EqualFold(fields[i], "Connection") {
+			continue
+		}
+		for _, opt := range strings.Split(fields[i+1], ",") {
+			if strings.EqualFold(strings.TrimSpace(opt), name) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // writeResponse sends the buffered response to the client, compressed

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"runtime/debug"
 	"sort"
 	"strconv"
 	"strings"
@@ -150,6 +151,17 @@ func (s *Server) Reload(cfg *config.Config) error {
 // Config is the config in use.
 func (s *Server) Config() *config.Config { return s.cur.Load().cfg }
 
+// limits are the limits in use: connections read them as they need them,
+// so that a reload applies to the next connection or request.
+func (s *Server) limits() config.Limits { return s.cur.Load().cfg.Limits }
+
+// maxHeaderCeiling is the most limits.max_header may be (pkg/config).
+const maxHeaderCeiling = 1 << 20
+
+// maxStreams is the most streams one HTTP/2 connection may have open,
+// nginx's default.
+const maxStreams = 128
+
 func upstreamLimits(cfg *config.Config) upstream.Limits {
 	return upstream.Limits{QueueTimeout: cfg.Limits.QueueTimeout.D(), AppTimeout: cfg.App.Timeout.D()}
 }
@@ -162,33 +174,84 @@ func (s *Server) Close() {
 // ServeHTTP routes a request to a static root or to the app.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	leave, v := enterHandler(r)
-	defer leave()
 	s.inFlight.Add(1)
-	lr := logRecord{start: time.Now(), multiplexed: r.ProtoMajor == 2}
+	// HTTP/2 is what came as such, not what an HTTP/1 request line says.
+	lr := logRecord{start: time.Now(), multiplexed: r.ProtoMajor == 2 && r.Context().Value(connKey{}) == nil}
 	st := s.cur.Load()
+	defer s.account(st, w, r, &lr, leave)
 	if v.status != 0 {
-		st.fail(w, &lr, v.status, v.reason)
+		st.fail(w, &lr, v.status, v.limit, v.reason)
 	} else {
 		st.serve(w, r, &lr)
 	}
-	st.logAccess(r, &lr)
-	st.metrics.observe(r, &lr, time.Since(lr.start))
+}
+
+// account is where every request ends, whichever way its handler did: it
+// logs, counts and releases. A panic is recovered here: the client gets
+// a 500 when nothing of the answer was sent yet, else the answer is cut
+// short; either way the request is logged and counted as it ended. A
+// request whose client went away before its answer was done is logged
+// as 499, whatever edged had begun to send.
+func (s *Server) account(st *site, w http.ResponseWriter, r *http.Request, lr *logRecord, leave func()) {
+	p := recover()
+	if p != nil && p != http.ErrAbortHandler {
+		st.log.Error().Str("panic", fmt.Sprint(p)).Str("stack", string(debug.Stack())).
+			Str("method", r.Method).Str("path", r.URL.Path).Msg("edged failed on a request: a bug, please report it with this stack")
+		if lr.status == 0 && lr.kind != kindStatic {
+			st.fail(w, lr, http.StatusInternalServerError, "", "edged failed on this request (its log has the stack)")
+			p = nil
+		} else {
+			lr.err = fmt.Errorf("panic: %v", p)
+			p = http.ErrAbortHandler
+		}
+	}
+	if lr.status != 499 && !lr.finished && r.Context().Err() != nil {
+		if lr.reason == "" {
+			lr.reason = goneTaken
+		}
+		lr.status, lr.limit = 499, ""
+	}
+	st.logAccess(r, lr)
+	st.metrics.observe(r, lr, time.Since(lr.start))
 	s.inFlight.Add(-1)
 	s.requests.Add(1)
 	if lr.status >= 500 {
 		s.errors.Add(1)
 	}
+	leave()
+	if p != nil {
+		// Cuts the answer short: net/http closes the connection (or
+		// resets the stream) and logs nothing.
+		panic(p)
+	}
 }
 
 func (st *site) serve(w http.ResponseWriter, r *http.Request, lr *logRecord) {
 	if !upperToken(r.Method) {
-		st.fail(w, lr, http.StatusBadRequest, "method is not a token of upper-case letters")
+		st.fail(w, lr, http.StatusBadRequest, limitProtocol, "method is not a token of upper-case letters")
+		return
+	}
+	if r.Method == "PRI" || r.ProtoMajor != 1 && !lr.multiplexed {
+		// HTTP/2's preface on an HTTP/1 connection: edged serves HTTP/2
+		// over TLS only, as nginx does by default.
+		st.fail(w, lr, http.StatusBadRequest, limitProtocol, "HTTP/2 on an HTTP/1 connection (HTTP/2 is served over TLS only)")
+		return
+	}
+	if strings.IndexByte(r.RequestURI, '#') >= 0 {
+		// A fragment is the client's own business and never part of a
+		// request target (RFC 9112 3.2).
+		st.fail(w, lr, http.StatusBadRequest, limitProtocol, "a fragment (#) in the request target")
+		return
+	}
+	if lr.multiplexed && headerSize(r) > int(st.cfg.Limits.MaxHeader) {
+		// HTTP/1 heads are measured as they arrive (headScanner).
+		st.fail(w, lr, http.StatusRequestHeaderFieldsTooLarge, limitMaxHeader, "request head over limits.max_header")
 		return
 	}
 	if r.Method == http.MethodConnect {
 		// edged is no forward proxy.
 		w.Header()["Allow"] = []string{"GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"}
-		st.fail(w, lr, http.StatusMethodNotAllowed, "CONNECT is not served")
+		st.fail(w, lr, http.StatusMethodNotAllowed, limitProtocol, "CONNECT is not served")
 		return
 	}
 	// Who sent it, after proxy.trusted: the limits and the environ both
@@ -219,6 +282,9 @@ func (st *site) serve(w http.ResponseWriter, r *http.Request, lr *logRecord) {
 			lr.kind = kindStatic
 			rt.h.ServeHTTP(sw, r)
 			lr.status, lr.bytes, lr.reason = sw.status, sw.bytes, sw.reason
+			if sw.status == http.StatusBadRequest {
+				lr.limit = limitProtocol
+			}
 			return
 		}
 	}
@@ -239,11 +305,25 @@ func (st *site) admit(w http.ResponseWriter, c client, lr *logRecord) (release f
 		return release, true
 	case overRate:
 		w.Header()["Retry-After"] = []string{strconv.Itoa(retryAfter(retry))}
-		st.fail(w, lr, http.StatusTooManyRequests, why)
+		st.fail(w, lr, http.StatusTooManyRequests, limitRate, why)
+	case overConns:
+		st.fail(w, lr, http.StatusServiceUnavailable, limitConnsPerClient, why)
 	default:
-		st.fail(w, lr, http.StatusServiceUnavailable, why)
+		st.fail(w, lr, http.StatusServiceUnavailable, "", why)
 	}
 	return nil, false
+}
+
+// headerSize is the size of an HTTP/2 request's header list as HTTP/2
+// counts it (RFC 9113 6.5.2: each field's name and value, plus 32).
+func headerSize(r *http.Request) int {
+	n := len(r.Method) + len(r.RequestURI) + len(r.Host) + 3*32
+	for name, vs := range r.Header {
+		for _, v := range vs {
+			n += len(name) + len(v) + 32
+		}
+	}
+	return n
 }
 
 // upperToken says m is a method as nginx takes them: upper-case letters,
@@ -260,9 +340,11 @@ func upperToken(m string) bool {
 	return true
 }
 
-// fail answers with an error page edged writes itself.
-func (s *site) fail(w http.ResponseWriter, lr *logRecord, status int, why string) {
+// fail answers with an error page edged writes itself; lim is the limit
+// that turned the request away, if one did.
+func (s *site) fail(w http.ResponseWriter, lr *logRecord, status int, lim limit, why string) {
 	lr.status = status
+	lr.limit = lim
 	lr.reason = why
 	if status == 499 {
 		return // the client went away; nobody to answer
@@ -388,28 +470,36 @@ func (s *Server) Serve(ctx context.Context, ls *Listeners) error {
 		// can be turned on without a restart.
 		s.log.Warn().Msg("HTTPS socket but no [[tls]] certificate in the config: TLS handshakes fail until one is added and edged reloaded")
 	}
-	lim := cfg.Limits
 	errLog := newErrorLog(s.log)
 	newSrv := func() *http.Server {
-		srv := &http.Server{
-			Handler:           s,
-			ReadHeaderTimeout: lim.HeaderTimeout.D(),
-			IdleTimeout:       lim.IdleTimeout.D(),
-			MaxHeaderBytes:    int(lim.MaxHeader),
-			ConnContext:       connContext,
-			ErrorLog:          errLog,
+		return &http.Server{
+			Handler:     s,
+			ConnContext: connContext,
+			ErrorLog:    errLog,
 			// OPTIONS * comes to ServeHTTP like any request: answered
 			// inside net/http, it went round the connection's phases and
 			// a 408 followed it.
 			DisableGeneralOptionsHandler: true,
+			// The most limits.max_header may be: the live value is
+			// applied by the head scanner (HTTP/1) and the handler
+			// (HTTP/2).
+			MaxHeaderBytes: maxHeaderCeiling,
+			Protocols:      new(http.Protocols),
 		}
-		srv.Protocols = new(http.Protocols)
-		srv.Protocols.SetHTTP1(true)
-		srv.Protocols.SetHTTP2(true)
-		return srv
 	}
-	plain, secure := newSrv(), newSrv()
-	secure.TLSConfig = s.tlsConfig()
+	// HTTP/1.1, plain and over TLS (see tlsListener). Its timeouts are
+	// marks the connection replaces with the live limits.
+	plain := newSrv()
+	plain.Protocols.SetHTTP1(true)
+	plain.ReadHeaderTimeout = markHeaderTimeout
+	plain.IdleTimeout = markIdleTimeout
+	// HTTP/2 over TLS: the tlsListener does the handshake and hands on
+	// h2Conns, served as HTTP/2 with prior knowledge; the h2Conn keeps
+	// limits.idle_timeout. Plain HTTP/2 (h2c) is not served.
+	secure := newSrv()
+	secure.Protocols.SetUnencryptedHTTP2(true)
+	secure.HTTP2 = &http.HTTP2Config{MaxConcurrentStreams: maxStreams}
+	tlsConf := s.tlsConfig()
 
 	// The metrics listener first: when it cannot open, nothing else has
 	// started serving.
@@ -433,7 +523,7 @@ func (s *Server) Serve(ctx context.Context, ls *Listeners) error {
 		}()
 	}
 	for _, l := range ls.HTTP {
-		serve(plain, trackedListener{l, int(lim.MaxHeader), s.metrics}, "http")
+		serve(plain, trackedListener{l, s.limits, s.metrics}, "http")
 	}
 	var metricsSrv *http.Server
 	if ml != nil && s.metrics != nil {
@@ -447,7 +537,7 @@ func (s *Server) Serve(ctx context.Context, ls *Listeners) error {
 	for _, l := range ls.HTTPS {
 		// HTTP/1.1 over TLS is served as plain HTTP/1.1 is (see
 		// tlsListener); HTTP/2 by net/http's own server.
-		tl := newTLSListener(l, secure.TLSConfig, lim.HeaderTimeout.D(), int(lim.MaxHeader), s.log, s.metrics)
+		tl := newTLSListener(l, tlsConf, s.limits, s.log, s.metrics)
 		serve(plain, tl.HTTP1(), "https")
 		wg.Add(1)
 		go func() {

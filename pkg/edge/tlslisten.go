@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/edged/edged/pkg/config"
 	"github.com/rs/zerolog"
 )
 
@@ -15,24 +16,23 @@ import (
 // on as a trackedConn, served like plain HTTP/1.1: the same 408 for a
 // stalled head, the same head checks, the same gathered writes. net/http
 // cannot give it those if it does the handshake, because it serves TLS
-// only on a bare *tls.Conn. HTTP/2 goes on as the *tls.Conn its server
-// needs.
+// only on a bare *tls.Conn. HTTP/2 goes on as an h2Conn, which net/http
+// serves as HTTP/2 with prior knowledge.
 type tlsListener struct {
-	raw       net.Listener
-	conf      *tls.Config
-	timeout   time.Duration // limits.header_timeout, for the handshake
-	maxHeader int
-	log       zerolog.Logger
-	metrics   *metrics
+	raw     net.Listener
+	conf    *tls.Config
+	limits  func() config.Limits // the live ones
+	log     zerolog.Logger
+	metrics *metrics
 
 	http1, http2 chan net.Conn
 	done         chan struct{} // closed when raw is
 	closeOnce    sync.Once
 }
 
-func newTLSListener(raw net.Listener, conf *tls.Config, timeout time.Duration, maxHeader int, log zerolog.Logger, m *metrics) *tlsListener {
+func newTLSListener(raw net.Listener, conf *tls.Config, limits func() config.Limits, log zerolog.Logger, m *metrics) *tlsListener {
 	l := &tlsListener{
-		raw: raw, conf: conf, timeout: timeout, maxHeader: maxHeader, log: log, metrics: m,
+		raw: raw, conf: conf, limits: limits, log: log, metrics: m,
 		http1: make(chan net.Conn), http2: make(chan net.Conn),
 		done: make(chan struct{}),
 	}
@@ -64,8 +64,8 @@ func (l *tlsListener) accept() {
 // handshake hands c on once its handshake is done, or closes it.
 func (l *tlsListener) handshake(c net.Conn) {
 	tc := tls.Server(c, l.conf)
-	if l.timeout > 0 {
-		c.SetDeadline(time.Now().Add(l.timeout))
+	if timeout := l.limits().HeaderTimeout.D(); timeout > 0 {
+		c.SetDeadline(time.Now().Add(timeout))
 	}
 	err := tc.Handshake()
 	l.metrics.handshake(err == nil)
@@ -75,10 +75,11 @@ func (l *tlsListener) handshake(c net.Conn) {
 		return
 	}
 	c.SetDeadline(time.Time{})
-	var next net.Conn = tc
+	state := tc.ConnectionState()
+	var next net.Conn = newH2Conn(tc, &state, l.limits, l.log, l.metrics)
 	ch := l.http2
-	if state := tc.ConnectionState(); state.NegotiatedProtocol != "h2" {
-		next, ch = &trackedConn{Conn: tc, tls: &state, scan: headScanner{max: l.maxHeader}, metrics: l.metrics}, l.http1
+	if state.NegotiatedProtocol != "h2" {
+		next, ch = newTrackedConn(tc, &state, l.limits, l.metrics), l.http1
 	}
 	select {
 	case ch <- next:

@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edged/edged/pkg/config"
 	"github.com/rs/zerolog"
 )
 
@@ -198,7 +199,9 @@ func TestTLSListenerOutlivesAcceptErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	tl := newTLSListener(&flakyListener{Listener: raw}, &tls.Config{Certificates: []tls.Certificate{kp}, NextProtos: []string{"http/1.1"}},
-		time.Second, 8192, zerolog.Nop(), nil)
+		func() config.Limits {
+			return config.Limits{HeaderTimeout: config.Duration(time.Second), MaxHeader: 8192}
+		}, zerolog.Nop(), nil)
 	defer tl.close()
 	go func() {
 		c, err := tls.Dial("tcp", raw.Addr().String(), &tls.Config{RootCAs: pool, ServerName: "localhost"})

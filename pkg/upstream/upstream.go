@@ -40,6 +40,13 @@ var (
 	// ErrTimeout: a worker took the request but did not answer within
 	// app.timeout.
 	ErrTimeout = errors.New("the app did not answer within app.timeout")
+	// ErrGoneQueued: the request's context ended (its client went away)
+	// before a worker took it. The app does not run it: edged hung up
+	// first, and a worker that takes it later sees that and drops it.
+	ErrGoneQueued = errors.New("the client went away before a worker took the request")
+	// ErrGoneTaken: the request's context ended after a worker took it;
+	// the app may have run it, or may be running it still.
+	ErrGoneTaken = errors.New("the client went away while a worker had the request")
 )
 
 // Limits are the times a round trip may take; a reload can change them.
@@ -66,13 +73,24 @@ type Request struct {
 	// Idempotent says the request may be sent again after a worker hung
 	// up without answering (it may have run it).
 	Idempotent bool
+	// Slot, when set, is released once the request no longer takes room
+	// in the queue or with a worker: when its answer is closed, when the
+	// round trip fails, or, for a request given up before a worker took
+	// it, once a worker has taken it off the queue and dropped it (or
+	// its queue deadline has passed). A caller bounds what one client
+	// connection may have queued with it.
+	Slot Slot
 }
+
+// Slot is room a request holds while it is queued or with a worker.
+type Slot interface{ Release() }
 
 // Transport sends requests to the workers. It is safe for concurrent use.
 type Transport struct {
-	path     string
-	limits   atomic.Pointer[Limits]
-	inFlight atomic.Int64
+	path      string
+	limits    atomic.Pointer[Limits]
+	inFlight  atomic.Int64
+	abandoned atomic.Int64
 }
 
 // New returns a transport to the worker socket at path.
@@ -106,6 +124,10 @@ const fullBodyAt = 1 << 20
 // the caller reads the body with resp.ReadBody and must call resp.Close.
 // A request goes again, on a new connection, only when the app cannot
 // have seen it, or may have but it is idempotent.
+//
+// A request whose ctx ends while it waits is given up at once, with
+// ErrGoneQueued when no worker had taken it (the app will not run it) or
+// ErrGoneTaken; a request whose ctx has ended already is not sent.
 func (t *Transport) RoundTrip(ctx context.Context, req *Request, resp *Response) error {
 	resp.Stats = wire.Stats{}
 	lim := *t.limits.Load()
@@ -114,23 +136,89 @@ func (t *Transport) RoundTrip(ctx context.Context, req *Request, resp *Response)
 	queueEnd := sent.Add(lim.QueueTimeout)
 	frame := req.Frame.Frame(req.Body.Len(), queueEnd)
 	for attempt := 1; ; attempt++ {
+		if ctx.Err() != nil {
+			t.done(req.Slot)
+			return &Error{Op: "connect", Err: ErrGoneQueued, Cause: ctx.Err()}
+		}
 		c, err := t.dial()
 		if err != nil {
-			t.inFlight.Add(-1)
+			t.done(req.Slot)
 			return err
 		}
+		// A client that goes away wakes the wait at once, whatever it is
+		// waiting for.
+		f := c.f
+		stop := context.AfterFunc(ctx, func() { f.SetDeadline(aLongTimeAgo) })
 		again, err := c.exchange(ctx, frame, req, lim, queueEnd, &resp.Head)
-		if err == nil {
-			resp.c, resp.lim, resp.t = c, lim, t
+		stopped := stop()
+		if err == nil && stopped {
+			resp.c, resp.lim, resp.t, resp.slot = c, lim, t, req.Slot
 			return nil
 		}
+		if ctx.Err() != nil {
+			// Gone, whatever the exchange made of its woken wait.
+			return t.abandon(c, req.Slot, queueEnd, ctx.Err())
+		}
 		c.close()
-		if !again || attempt >= sendAgainMax || ctx.Err() != nil {
-			t.inFlight.Add(-1)
+		if !again || attempt >= sendAgainMax {
+			t.done(req.Slot)
 			return err
 		}
 	}
 }
+
+// aLongTimeAgo is a deadline that has passed: setting it wakes a wait.
+var aLongTimeAgo = time.Unix(1, 0)
+
+// done ends a round trip's hold on the queue.
+func (t *Transport) done(slot Slot) {
+	t.inFlight.Add(-1)
+	if slot != nil {
+		slot.Release()
+	}
+}
+
+// abandon gives up a request whose client went away. It hangs up its
+// writing side first, so that a worker that reads the whole request from
+// now on also sees the hang-up before it calls the app; then, what the
+// worker has not read tells whether it had taken the request. One not
+// taken is still in the socket's accept queue (the kernel keeps a
+// connection there until a worker accepts it): the slot stays held until
+// a worker has dropped it (it closes: EOF here) or its queue deadline
+// has passed, so one client connection cannot fill the queue with
+// requests it gave up.
+func (t *Transport) abandon(c *conn, slot Slot, queueEnd time.Time, cause error) error {
+	taken := true
+	if rc, err := c.f.SyscallConn(); err == nil {
+		rc.Control(func(fd uintptr) { unix.Shutdown(int(fd), unix.SHUT_WR) })
+		taken = c.unread() == 0
+	}
+	t.inFlight.Add(-1)
+	if taken {
+		c.close()
+		if slot != nil {
+			slot.Release()
+		}
+		return &Error{Op: "wait", Err: ErrGoneTaken, Cause: cause}
+	}
+	t.abandoned.Add(1)
+	go func() {
+		// The worker that takes it reads the frame, sees the hang-up and
+		// closes; one that takes it after the deadline answers "expired".
+		c.f.SetDeadline(queueEnd.Add(time.Second))
+		io.Copy(io.Discard, c.f)
+		c.close()
+		t.abandoned.Add(-1)
+		if slot != nil {
+			slot.Release()
+		}
+	}()
+	return &Error{Op: "wait", Err: ErrGoneQueued, Cause: cause}
+}
+
+// Abandoned is how many requests given up before a worker took them are
+// still in the queue.
+func (t *Transport) Abandoned() int64 { return t.abandoned.Load() }
 
 func (t *Transport) dial() (*conn, error) {
 	// By hand rather than net.Dial, which also asks the kernel for both
@@ -199,6 +287,11 @@ func (c *conn) close() {
 // request may go once more.
 func (c *conn) exchange(ctx context.Context, frame []byte, req *Request, lim Limits, queueEnd time.Time, h *wire.Head) (again bool, err error) {
 	c.f.SetWriteDeadline(queueEnd.Add(lim.AppTimeout))
+	if ctx.Err() != nil {
+		// Gone before the deadline above was set: it may have undone the
+		// wake-up.
+		return false, ctx.Err()
+	}
 	if mem, ok := req.Body.InMemory(); ok {
 		// One writev, the body not copied again.
 		err = c.writev(frame, mem)
@@ -246,10 +339,8 @@ const queuePoll = 250 * time.Millisecond
 // wait is bounded by queueEnd; once one has, by app.timeout from then.
 // Whether it was taken is asked only of a request still unanswered after
 // queuePoll, so a quick answer costs no more than the read. A request
-// whose client went away (ctx done) is given up at the next look: edged
-// does not wait for it until queue_timeout. (A worker that takes it off
-// the queue later still runs it: the kernel keeps the connection, and
-// its frame, in the accept queue.)
+// whose client went away (ctx done) wakes the wait at once (RoundTrip
+// sets a past deadline when ctx ends) and is given up.
 func (c *conn) await(ctx context.Context, queueEnd time.Time, lim Limits) error {
 	start := time.Now()
 	var taken time.Time
@@ -265,6 +356,9 @@ func (c *conn) await(ctx context.Context, queueEnd time.Time, lim Limits) error 
 			dl = end
 		}
 		c.f.SetReadDeadline(dl)
+		if ctx.Err() != nil {
+			return ctx.Err() // see exchange
+		}
 		_, err := c.r.Peek(1)
 		if err == nil {
 			// The rest of the answer has what is left of app.timeout,
@@ -374,6 +468,7 @@ type Response struct {
 	c     *conn
 	lim   Limits
 	t     *Transport
+	slot  Slot
 }
 
 // ReadBody passes the body to sink, a chunk at a time, as wire.ReadBody
@@ -402,7 +497,8 @@ func (r *Response) Close() {
 	if r.c != nil {
 		r.c.close()
 		r.c = nil
-		r.t.inFlight.Add(-1)
+		r.t.done(r.slot)
+		r.slot = nil
 	}
 }
 

@@ -247,11 +247,88 @@ func TestRoundTripClientGone(t *testing.T) {
 		start := time.Now()
 		var resp Response
 		err := tr.RoundTrip(ctx, request(true), &resp)
-		if took := time.Since(start); !errors.Is(err, context.Canceled) || took > 2*time.Second {
-			t.Errorf("taken %v: RoundTrip = %v after %v, want context.Canceled within a poll", taken, err, took)
+		want := ErrGoneQueued
+		if taken {
+			want = ErrGoneTaken
+		}
+		if took := time.Since(start); !errors.Is(err, context.Canceled) || !errors.Is(err, want) || took > 150*time.Millisecond {
+			t.Errorf("taken %v: RoundTrip = %v after %v, want %v (context.Canceled) at once", taken, err, took, want)
 		}
 		if n := tr.InFlight(); n != 0 {
 			t.Errorf("taken %v: %d in flight after, want 0", taken, n)
 		}
+	}
+}
+
+// slot counts its releases.
+type slot struct{ released atomic.Int32 }
+
+func (s *slot) Release() { s.released.Add(1) }
+
+// A request given up before a worker took it keeps its slot until a
+// worker has taken it off the queue; that worker sees the hang-up before
+// it has read past the request.
+func TestRoundTripGoneQueuedHoldsSlot(t *testing.T) {
+	ln, path := listen(t, 8)
+	tr := New(path, Limits{QueueTimeout: 20 * time.Second, AppTimeout: 20 * time.Second})
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(50*time.Millisecond, cancel)
+	var s slot
+	req := request(true)
+	req.Slot = &s
+	var resp Response
+	if err := tr.RoundTrip(ctx, req, &resp); !errors.Is(err, ErrGoneQueued) {
+		t.Fatalf("RoundTrip = %v, want ErrGoneQueued", err)
+	}
+	if n := s.released.Load(); n != 0 || tr.Abandoned() != 1 {
+		t.Fatalf("released %d, abandoned %d while still queued, want 0 and 1", n, tr.Abandoned())
+	}
+	c, err := ln.AcceptUnix()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The whole request is there to read, then EOF: edged hung up.
+	if _, err := io.ReadAll(c); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	deadline := time.Now().Add(2 * time.Second)
+	for s.released.Load() == 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if n := s.released.Load(); n != 1 || tr.Abandoned() != 0 || tr.InFlight() != 0 {
+		t.Errorf("after the worker dropped it: released %d, abandoned %d, in flight %d; want 1, 0, 0", n, tr.Abandoned(), tr.InFlight())
+	}
+}
+
+// A slot is released once whichever way a round trip ends.
+func TestRoundTripReleasesSlot(t *testing.T) {
+	ln, path := listen(t, 8)
+	serve(ln, func(_ int32, c net.Conn) { c.Write(frame("1", "200 OK", "hi")) })
+	tr := New(path, Limits{QueueTimeout: time.Second, AppTimeout: time.Second})
+	var s slot
+	req := request(true)
+	req.Slot = &s
+	var resp Response
+	if err := tr.RoundTrip(context.Background(), req, &resp); err != nil {
+		t.Fatal(err)
+	}
+	if n := s.released.Load(); n != 0 {
+		t.Errorf("released %d before the answer was closed", n)
+	}
+	resp.Close()
+	resp.Close()
+	if n := s.released.Load(); n != 1 {
+		t.Errorf("released %d times after Close, want 1", n)
+	}
+	// No worker socket at all: released on the error.
+	var s2 slot
+	req2 := request(true)
+	req2.Slot = &s2
+	if err := New(path+".none", Limits{QueueTimeout: time.Second}).RoundTrip(context.Background(), req2, &resp); err == nil {
+		t.Fatal("RoundTrip to no socket succeeded")
+	}
+	if n := s2.released.Load(); n != 1 {
+		t.Errorf("released %d times after a failed dial, want 1", n)
 	}
 }
