@@ -14,6 +14,7 @@ import (
 
 	"github.com/edged/edged/pkg/backlog"
 	"github.com/edged/edged/pkg/config"
+	"github.com/edged/edged/pkg/metric"
 	"github.com/edged/edged/pkg/wire"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -69,38 +70,38 @@ func newMetrics() *metrics {
 	}
 	m.routes.max = maxRoutes
 	f := func(c prometheus.Collector) { m.reg.MustRegister(c) }
-	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "edged_requests_total",
-		Help: "Requests answered, by status class (2xx...), method and kind (static, app, edge)."}, []string{"class", "method", "kind"})
-	m.duration = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "edged_request_duration_seconds",
-		Help: "Time from a request's head to the end of its answer, at the edge.", Buckets: latencyBuckets}, []string{"kind"})
-	m.queueWait = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "edged_queue_wait_seconds",
+	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{Name: metric.RequestsTotal,
+		Help: "Requests answered, by status class (2xx...), method and kind (static, app, edge)."}, []string{metric.LabelClass, metric.LabelMethod, metric.LabelKind})
+	m.duration = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: metric.RequestDurationSeconds,
+		Help: "Time from a request's head to the end of its answer, at the edge.", Buckets: latencyBuckets}, []string{metric.LabelKind})
+	m.queueWait = prometheus.NewHistogram(prometheus.HistogramOpts{Name: metric.QueueWaitSeconds,
 		Help: "Time a request waited in the worker queue before a worker took it.", Buckets: latencyBuckets})
-	m.appTime = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "edged_app_duration_seconds",
-		Help: "The app's wall time per request, as the worker measured it, by route.", Buckets: latencyBuckets}, []string{"route"})
-	m.appWall = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "edged_app_wall_seconds_total",
-		Help: "The app's wall time, summed, by route."}, []string{"route"})
-	m.appCPU = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "edged_app_cpu_seconds_total",
-		Help: "The CPU time of the thread that ran the app, summed, by route (sync and threads classes: gevent's greenlets share a thread)."}, []string{"route"})
-	m.rejected = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "edged_rejected_total",
-		Help: "Requests turned away, by the limit that did it (limits.max_body: 413, limits.header_timeout and body_timeout: 408, limits.max_header: 431, limits.rate: 429, limits.connections_per_client, queue_length, queue_timeout: 503, app.timeout: 504; protocol: a malformed request)."}, []string{"limit"})
-	m.bytesIn = prometheus.NewCounter(prometheus.CounterOpts{Name: "edged_received_body_bytes_total", Help: "Request body bytes received."})
-	m.bytesOut = prometheus.NewCounter(prometheus.CounterOpts{Name: "edged_sent_body_bytes_total", Help: "Response body bytes sent."})
-	m.spills = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "edged_spills_total",
-		Help: "Bodies that outgrew their memory buffer and went to a temporary file, by what (request, response)."}, []string{"what"})
-	m.streamed = prometheus.NewCounter(prometheus.CounterOpts{Name: "edged_streamed_total",
+	m.appTime = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: metric.AppDurationSeconds,
+		Help: "The app's wall time per request, as the worker measured it, by route.", Buckets: latencyBuckets}, []string{metric.LabelRoute})
+	m.appWall = prometheus.NewCounterVec(prometheus.CounterOpts{Name: metric.AppWallSecondsTotal,
+		Help: "The app's wall time, summed, by route."}, []string{metric.LabelRoute})
+	m.appCPU = prometheus.NewCounterVec(prometheus.CounterOpts{Name: metric.AppCPUSecondsTotal,
+		Help: "The CPU time of the thread that ran the app, summed, by route (sync and threads classes: gevent's greenlets share a thread)."}, []string{metric.LabelRoute})
+	m.rejected = prometheus.NewCounterVec(prometheus.CounterOpts{Name: metric.RejectedTotal,
+		Help: "Requests turned away, by the limit that did it (limits.max_body: 413, limits.header_timeout and body_timeout: 408, limits.max_header: 431, limits.rate: 429, limits.connections_per_client, queue_length, queue_timeout: 503, app.timeout: 504; protocol: a malformed request)."}, []string{metric.LabelLimit})
+	m.bytesIn = prometheus.NewCounter(prometheus.CounterOpts{Name: metric.ReceivedBodyBytesTotal, Help: "Request body bytes received."})
+	m.bytesOut = prometheus.NewCounter(prometheus.CounterOpts{Name: metric.SentBodyBytesTotal, Help: "Response body bytes sent."})
+	m.spills = prometheus.NewCounterVec(prometheus.CounterOpts{Name: metric.SpillsTotal,
+		Help: "Bodies that outgrew their memory buffer and went to a temporary file, by what (request, response)."}, []string{metric.LabelWhat})
+	m.streamed = prometheus.NewCounter(prometheus.CounterOpts{Name: metric.StreamedTotal,
 		Help: "Answers passed on as the app sent them, their worker held (X-Accel-Buffering: no, text/event-stream, or over buffers.response_max)."})
-	m.streamFor = prometheus.NewCounter(prometheus.CounterOpts{Name: "edged_streamed_seconds_total",
+	m.streamFor = prometheus.NewCounter(prometheus.CounterOpts{Name: metric.StreamedSecondsTotal,
 		Help: "Time streamed answers held their workers, summed."})
-	m.tls = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "edged_tls_handshakes_total",
-		Help: "TLS handshakes, by result (ok, failed)."}, []string{"result"})
-	m.served = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "edged_worker_requests_total",
-		Help: "Requests each worker answered."}, []string{"worker"})
-	m.busy = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "edged_worker_busy_seconds_total",
-		Help: "Time each worker spent in the app; its rate is the worker's busy ratio (per thread or greenlet: over 1 with threads or gevent)."}, []string{"worker"})
-	m.rss = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "edged_worker_rss_bytes",
-		Help: "Resident memory of each worker's Python process, as of its last answer."}, []string{"worker"})
-	m.restarts = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "edged_worker_restarts_total",
-		Help: "New Python processes seen answering for each worker, after its first."}, []string{"worker"})
+	m.tls = prometheus.NewCounterVec(prometheus.CounterOpts{Name: metric.TLSHandshakesTotal,
+		Help: "TLS handshakes, by result (ok, failed)."}, []string{metric.LabelResult})
+	m.served = prometheus.NewCounterVec(prometheus.CounterOpts{Name: metric.WorkerRequestsTotal,
+		Help: "Requests each worker answered."}, []string{metric.LabelWorker})
+	m.busy = prometheus.NewCounterVec(prometheus.CounterOpts{Name: metric.WorkerBusySecondsTotal,
+		Help: "Time each worker spent in the app; its rate is the worker's busy ratio (per thread or greenlet: over 1 with threads or gevent)."}, []string{metric.LabelWorker})
+	m.rss = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: metric.WorkerRSSBytes,
+		Help: "Resident memory of each worker's Python process, as of its last answer."}, []string{metric.LabelWorker})
+	m.restarts = prometheus.NewCounterVec(prometheus.CounterOpts{Name: metric.WorkerRestartsTotal,
+		Help: "New Python processes seen answering for each worker, after its first."}, []string{metric.LabelWorker})
 	for _, c := range []prometheus.Collector{m.requests, m.duration, m.queueWait, m.appTime, m.appWall, m.appCPU, m.rejected,
 		m.bytesIn, m.bytesOut, m.spills, m.streamed, m.streamFor, m.tls, m.served, m.busy, m.rss, m.restarts,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
@@ -286,12 +287,12 @@ type queueCollector struct {
 
 func newQueueCollector(s *Server, ls *Listeners, workers string) *queueCollector {
 	c := &queueCollector{listeners: map[string]net.Listener{}, workers: workers, s: s,
-		waiting:   prometheus.NewDesc("edged_listen_queue", "Connections waiting in a listening socket's accept queue.", []string{"socket"}, nil),
-		max:       prometheus.NewDesc("edged_listen_backlog", "The most connections a listening socket's accept queue holds (its backlog).", []string{"socket"}, nil),
-		overflows: prometheus.NewDesc("edged_kernel_listen_overflows_total", "Connections the kernel turned away because an accept queue was full (ListenOverflows), in edged's network namespace, since boot.", nil, nil),
-		drops:     prometheus.NewDesc("edged_kernel_listen_drops_total", "Connections the kernel dropped at listen, overflows included (ListenDrops).", nil, nil),
-		inFlight:  prometheus.NewDesc("edged_in_flight_requests", "Requests edged is handling.", nil, nil),
-		upstream:  prometheus.NewDesc("edged_worker_in_flight_requests", "Requests with the workers: queued or being run.", nil, nil),
+		waiting:   prometheus.NewDesc(metric.ListenQueue, "Connections waiting in a listening socket's accept queue.", []string{metric.LabelSocket}, nil),
+		max:       prometheus.NewDesc(metric.ListenBacklog, "The most connections a listening socket's accept queue holds (its backlog).", []string{metric.LabelSocket}, nil),
+		overflows: prometheus.NewDesc(metric.KernelListenOverflowsTotal, "Connections the kernel turned away because an accept queue was full (ListenOverflows), in edged's network namespace, since boot.", nil, nil),
+		drops:     prometheus.NewDesc(metric.KernelListenDropsTotal, "Connections the kernel dropped at listen, overflows included (ListenDrops).", nil, nil),
+		inFlight:  prometheus.NewDesc(metric.InFlightRequests, "Requests edged is handling.", nil, nil),
+		upstream:  prometheus.NewDesc(metric.WorkerInFlightRequests, "Requests with the workers: queued or being run.", nil, nil),
 	}
 	for _, l := range ls.HTTP {
 		c.listeners["http "+l.Addr().String()] = l
