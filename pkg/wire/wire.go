@@ -16,7 +16,10 @@
 //	                                   passed, the app did not run
 //
 // All integers are little-endian. A connection carries one request: edged
-// opens one per request on the socket every worker takes from.
+// opens one per request on the socket every worker takes from. When the
+// client of a request goes away, edged shuts down its writing side of the
+// connection; a worker that finds it so once it has read the request
+// closes the connection without running the app.
 package wire
 
 import (

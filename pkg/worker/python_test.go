@@ -17,6 +17,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -221,15 +222,26 @@ func (c *client) roundTripBy(env []string, body []byte, deadline time.Time) (res
 	}
 	defer conn.Close()
 	conn.SetDeadline(time.Now().Add(60 * time.Second))
+	// One write, as edge does: a worker that has answered may close the
+	// connection before a second one.
+	if _, err := conn.Write(append(requestFrame(env, len(body), deadline), body...)); err != nil {
+		return response{}, err
+	}
+	return readResponse(conn)
+}
+
+// requestFrame is the frame for a request with env and a body of bodyLen
+// bytes, sent after it.
+func requestFrame(env []string, bodyLen int, deadline time.Time) []byte {
 	var f wire.Request
 	for i := 0; i+1 < len(env); i += 2 {
 		f.Add(env[i], env[i+1])
 	}
-	// One write, as edge does: a worker that has answered may close the
-	// connection before a second one.
-	if _, err := conn.Write(append(f.Frame(int64(len(body)), deadline), body...)); err != nil {
-		return response{}, err
-	}
+	return f.Frame(int64(bodyLen), deadline)
+}
+
+// readResponse reads the one response on conn, as roundTrip does.
+func readResponse(conn net.Conn) (response, error) {
 	r := bufio.NewReaderSize(conn, 32<<10)
 	var resp response
 	if err := wire.ReadHead(r, &resp.Head); err != nil {
@@ -1113,6 +1125,196 @@ func TestPythonStopsPromptly(t *testing.T) {
 			}
 			if strings.Contains(logs.String(), `"level":"error"`) {
 				t.Errorf("errors in the worker's log:\n%s", logs.String())
+			}
+		})
+	}
+}
+
+// queue sends a request frame with no body to the worker socket, as edge
+// does, and leaves the connection to the caller.
+func queue(tb testing.TB, sock string, env []string) *net.UnixConn {
+	tb.Helper()
+	conn, err := net.Dial("unix", sock)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { conn.Close() })
+	conn.SetDeadline(time.Now().Add(60 * time.Second))
+	if _, err := conn.Write(requestFrame(env, 0, time.Time{})); err != nil {
+		tb.Fatal(err)
+	}
+	return conn.(*net.UnixConn)
+}
+
+// ran is what the app's "record" mode has run, in order.
+func (p *pyWorker) ran(tb testing.TB) []string {
+	tb.Helper()
+	b, err := os.ReadFile(filepath.Join(p.dir, "ran.log"))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		tb.Fatal(err)
+	}
+	return strings.Fields(string(b))
+}
+
+// A request whose client went away while it waited in the queue is not
+// run. edge then shuts down its writing side of the connection, and may
+// close it, but the connection stays in the queue: the worker that takes
+// it must find the hang-up before it calls the app. One whose connection
+// edge keeps open runs.
+func TestPythonClientGone(t *testing.T) {
+	for _, class := range []string{config.ClassSync, config.ClassThreads, config.ClassGevent} {
+		t.Run(class, func(t *testing.T) {
+			if class == config.ClassGevent {
+				needGevent(t)
+			}
+			p := listenWorker(t, "testapp:app", class, zerolog.WarnLevel, nil)
+			// All queued before the worker starts, so that none is taken
+			// before edge's hang-up.
+			closed := queue(t, p.sock, environ("record", "HTTP_X_ID", "closed"))
+			closed.CloseWrite()
+			closed.Close()
+			// As edge gives up a request: it reads on until the worker
+			// closes, to know it was dropped.
+			shut := queue(t, p.sock, environ("record", "HTTP_X_ID", "shut"))
+			shut.CloseWrite()
+			kept := queue(t, p.sock, environ("record", "HTTP_X_ID", "kept"))
+			p.run(t)
+			p.waitReady(t)
+
+			if b, err := io.ReadAll(shut); err != nil || len(b) != 0 {
+				t.Errorf("a request edge hung up on: got %q, %v; want the connection closed with no answer", b, err)
+			}
+			resp, err := readResponse(kept)
+			if err != nil {
+				t.Fatalf("a request whose connection stayed open: %v", err)
+			}
+			var got struct{ Ran string }
+			resp.json(t, &got)
+			// Sent to a running worker, not queued before it.
+			dial(t, p.sock).do(t, environ("record", "HTTP_X_ID", "after"), nil).json(t, &got)
+
+			ran := p.ran(t)
+			slices.Sort(ran)
+			if want := []string{"after", "kept"}; !slices.Equal(ran, want) {
+				t.Errorf("the app ran %q, want %q", ran, want)
+			}
+		})
+	}
+}
+
+// The hang-up check on the Python side alone, on a socket pair for each
+// kind of connection the classes hand it (a descriptor in FdConn, a
+// socket object under gevent): the app runs only for an open connection,
+// a skipped request is counted, and the count is in the stats event.
+func TestPythonHangUpCheck(t *testing.T) {
+	py := interpreter(t)
+	dir := t.TempDir()
+	worker := filepath.Join(dir, "edged_worker.py")
+	if err := os.WriteFile(worker, python.Source, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, class := range []string{config.ClassSync, config.ClassGevent} {
+		t.Run(class, func(t *testing.T) {
+			if class == config.ClassGevent {
+				needGevent(t)
+			}
+			script := fmt.Sprintf(`
+import io, json, os, sys
+if %[2]q == "gevent":
+    from gevent import monkey
+    monkey.patch_all()
+import socket, threading, time
+g = {"__name__": "edged_worker"}
+exec(compile(open(%[1]q).read(), "edged_worker.py", "exec"), g)
+ran = []
+def app(environ, start_response):
+    ran.append(environ["PATH_INFO"])
+    start_response("200 OK", [])
+    return [b"ok"]
+w = g["Worker"](app, {"threads": 1, "class": %[2]q}, None)
+
+def frame(path, body_len=0):
+    env = ("REQUEST_METHOD\0GET\0PATH_INFO\0" + path).encode()
+    return g["REQ"].pack(len(env), body_len, 0) + env
+
+def serve(path, hang_up, body_len=0, body=b""):
+    edge, ours = socket.socketpair()
+    edge.sendall(frame(path, body_len) + body)
+    if hang_up == "shut":
+        edge.shutdown(socket.SHUT_WR)
+    elif hang_up == "close":
+        edge.close()
+    if %[2]q == "gevent":
+        w.serve(ours)
+        ours.close()
+    else:
+        fd = ours.detach()
+        w.serve(g["FdConn"](fd))
+        os.close(fd)
+    if hang_up == "close":
+        return None
+    answer = b""
+    while True:
+        b = edge.recv(1 << 16)
+        if not b:
+            return len(answer)
+        answer += b
+
+out = {}
+out["open"] = serve("/open", None)
+out["shut"] = serve("/shut", "shut")
+out["close"] = serve("/close", "close")
+# A body over MEMORY_BODY is read as the app reads it: the check comes
+# after its first part.
+out["big_shut"] = serve("/big", "shut", body_len=2 << 20, body=b"x" * 1000)
+out["ran"] = ran
+out["skipped"] = w.skipped
+g["EVENTS"] = io.StringIO()
+threading.Thread(target=w.heartbeat, daemon=True).start()
+for _ in range(500):
+    if g["EVENTS"].getvalue():
+        break
+    time.sleep(0.01)
+out["stats"] = json.loads(g["EVENTS"].getvalue().splitlines()[0])
+print(json.dumps(out))
+`, worker, class)
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			stdout, err := exec.CommandContext(ctx, py, "-c", script).Output()
+			if err != nil {
+				var ee *exec.ExitError
+				if errors.As(err, &ee) {
+					t.Fatalf("%v:\n%s", err, ee.Stderr)
+				}
+				t.Fatal(err)
+			}
+			// Bytes answered on each connection (none when edge closed it).
+			var got struct {
+				Open    int            `json:"open"`
+				Shut    int            `json:"shut"`
+				BigShut int            `json:"big_shut"`
+				Ran     []string       `json:"ran"`
+				Skipped int            `json:"skipped"`
+				Stats   map[string]any `json:"stats"`
+			}
+			if err := json.Unmarshal(stdout, &got); err != nil {
+				t.Fatalf("%q: %v", stdout, err)
+			}
+			if got.Open == 0 {
+				t.Errorf("a request on an open connection got no answer")
+			}
+			if got.Shut != 0 || got.BigShut != 0 {
+				t.Errorf("requests edge had shut down got %d and %d bytes back (small, big body), want none", got.Shut, got.BigShut)
+			}
+			if want := []string{"/open"}; !slices.Equal(got.Ran, want) {
+				t.Errorf("the app ran %q, want %q", got.Ran, want)
+			}
+			if got.Skipped != 3 {
+				t.Errorf("skipped = %d, want 3", got.Skipped)
+			}
+			want := map[string]any{"event": "stats", "served": 1.0, "busy": 0.0, "skipped": 3.0}
+			if !reflect.DeepEqual(got.Stats, want) {
+				t.Errorf("stats event %v, want %v", got.Stats, want)
 			}
 		})
 	}

@@ -15,6 +15,9 @@ Request frame:   <u32 env_len><u64 body_len><u64 deadline> env body
                  deadline is when, in Unix nanoseconds, the request stops
                  being worth starting (0: never)
 Ping:            env_len = body_len = 0, answered with a 204 head
+Hang-up:         edged shuts down its side of a request whose client went
+                 away: a worker that finds it so once it has read the
+                 frame closes the connection without running the app
 Response frames: <u32 n> head    ("WORKER\\0200 OK\\0Name\\0Value\\0...")
                  <u32 n> chunk   (repeated, n > 0)
                  <u32 0>         end of body
@@ -23,7 +26,8 @@ Response frames: <u32 n> head    ("WORKER\\0200 OK\\0Name\\0Value\\0...")
                                   past its deadline and was not run
 Events to workerd, one JSON object a line on fd 5, "event" naming it:
   ready          {pid}: the app is imported, requests are taken
-  stats          {served, busy}: every second; also the heartbeat
+  stats          {served, busy, skipped}: every second; also the
+                 heartbeat (skipped: requests edged had hung up on)
   hung           {method, path, seconds, timeout, traceback, greenlet}:
                  a request ran past its timeout (the process ends, or,
                  for a greenlet, only that greenlet)
@@ -222,6 +226,9 @@ class FdConn:
 
     def __init__(self, fd):
         self.fd = fd
+
+    def fileno(self):
+        return self.fd
 
     def recv(self, n):
         return os.read(self.fd, n)
@@ -441,6 +448,13 @@ class Worker:
         self.lock = threading.Lock()
         self.busy = 0
         self.served = 0
+        self.skipped = 0  # requests edged had hung up on, not run
+        # For the hang-up check (gone), which must not wait: gevent's own
+        # poll would go through its loop, and knows no POLLRDHUP.
+        self.poll = select.poll
+        if self.gevent:
+            from gevent.monkey import get_original
+            self.poll = get_original("select", "poll")
         self.stopping = False
         # Written to when the worker should stop taking requests: it wakes
         # every thread waiting for the next one.
@@ -564,9 +578,9 @@ class Worker:
         line from these."""
         while True:
             with self.lock:
-                served, busy = self.served, self.busy
+                served, busy, skipped = self.served, self.busy, self.skipped
                 oldest = min(self.inflight.items(), key=lambda kv: kv[1][0], default=None)
-            event("stats", served=served, busy=busy)
+            event("stats", served=served, busy=busy, skipped=skipped)
             if oldest is not None and self.timeout and time.monotonic() - oldest[1][0] > self.timeout:
                 self.hung(*oldest)
             time.sleep(1)
@@ -672,6 +686,12 @@ class Worker:
         else:
             drain = Input(conn, rest, body_len)
             environ["wsgi.input"] = drain
+        if self.gone(conn):
+            # Its client went away while it waited in the queue: edged
+            # has answered for it, and running it now helps no one.
+            with self.lock:
+                self.skipped += 1
+            return
         self._begin(environ)
         try:
             self.respond(conn, environ, drain, taken)
@@ -679,6 +699,19 @@ class Worker:
             if drain is not None:
                 drain.drain()
             self._end()
+
+    def gone(self, conn):
+        """Whether edged has hung up on conn: it shuts down its side of a
+        request whose client went away before a worker took it, and may
+        close it, but the connection waits in the queue all the same.
+        Looked at once, without waiting, when the request is read (for a
+        big body, its first part): one poll() system call. A poll object
+        made for each call costs no more than one kept for each thread
+        (register, poll, unregister), and is shared with no one."""
+        p = self.poll()
+        # POLLHUP and POLLERR come unasked.
+        p.register(conn.fileno(), select.POLLRDHUP)
+        return bool(p.poll(0))
 
     def respond(self, conn, environ, body=None, taken=0):
         r = Response(self, conn, body)

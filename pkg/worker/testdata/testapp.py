@@ -173,6 +173,11 @@ def app(environ, start_response):
         start_response("200 OK", headers)
         headers.append(("X-A", "v\0Set-Cookie\0injected=1"))
         return [b"x"]
+    if mode == "record":
+        # Leaves its X-Id in ran.log: the test tells from it what ran.
+        with open(os.path.join(os.path.dirname(__file__), "ran.log"), "a") as f:
+            f.write(environ["HTTP_X_ID"] + "\n")
+        return respond(start_response, {"ran": environ["HTTP_X_ID"]})
     if mode == "barrier":
         # Passes only when four requests are in the app at once.
         BARRIER.wait(timeout=10)
