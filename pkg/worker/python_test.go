@@ -1319,3 +1319,50 @@ print(json.dumps(out))
 		})
 	}
 }
+
+// A request whose big body edge stops sending once the app has begun (its
+// client went away) fails as a broken connection, and the worker still
+// counts it as ended: no request left busy, none left in flight for the
+// hung-request watch to find later and end the process for.
+func TestPythonBodyCutAccounted(t *testing.T) {
+	py := interpreter(t)
+	dir := t.TempDir()
+	worker := filepath.Join(dir, "edged_worker.py")
+	if err := os.WriteFile(worker, python.Source, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	script := fmt.Sprintf(`
+import json, os, socket
+g = {"__name__": "edged_worker"}
+exec(compile(open(%q).read(), "edged_worker.py", "exec"), g)
+edge, ours = socket.socketpair()
+def app(environ, start_response):
+    edge.shutdown(socket.SHUT_WR)  # the rest of the body never comes
+    start_response("200 OK", [])
+    return [b"ok"]
+w = g["Worker"](app, {"threads": 1}, None)
+env = b"REQUEST_METHOD\0POST\0PATH_INFO\0/"
+edge.sendall(g["REQ"].pack(len(env), 2 << 20, 0) + env + b"x" * 1000)
+fd = ours.detach()
+w.serve(g["FdConn"](fd))
+os.close(fd)
+print(json.dumps({"busy": w.busy, "served": w.served, "inflight": len(w.inflight)}))
+`, worker)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, py, "-c", script).Output()
+	if err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			t.Fatalf("%v:\n%s", err, ee.Stderr)
+		}
+		t.Fatal(err)
+	}
+	var got struct{ Busy, Served, Inflight int }
+	if err := json.Unmarshal(out, &got); err != nil {
+		t.Fatalf("%q: %v", out, err)
+	}
+	if want := (struct{ Busy, Served, Inflight int }{0, 1, 0}); got != want {
+		t.Errorf("after the request: %+v, want %+v", got, want)
+	}
+}

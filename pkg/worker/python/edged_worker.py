@@ -696,9 +696,11 @@ class Worker:
         try:
             self.respond(conn, environ, drain, taken)
         finally:
-            if drain is not None:
-                drain.drain()
-            self._end()
+            try:
+                if drain is not None:
+                    drain.drain()  # raises if edged hung up mid-body
+            finally:
+                self._end()
 
     def gone(self, conn):
         """Whether edged has hung up on conn: it shuts down its side of a
