@@ -262,6 +262,8 @@ func (s *site) upstreamStatus(ctx context.Context, err error) (int, limit, strin
 		return http.StatusGatewayTimeout, limitAppTimeout, fmt.Sprintf("app.timeout (%s) passed", s.cfg.App.Timeout)
 	case errors.Is(err, wire.ErrAborted):
 		return http.StatusInternalServerError, "", "the app failed after its answer began"
+	case errors.Is(err, wire.ErrBadHead):
+		return http.StatusBadGateway, "", "the app's answer broke the rules of HTTP (the error says how)"
 	}
 	return http.StatusBadGateway, "", "the worker's answer broke off"
 }

@@ -50,6 +50,10 @@ const (
 // ErrAborted means the app raised after it had started its response.
 var ErrAborted = errors.New("the app failed while sending its response")
 
+// ErrBadHead means the response head broke the rules of HTTP or of the
+// frame (the error says which): edged answers 502 rather than pass it on.
+var ErrBadHead = errors.New("bad response head")
+
 // ErrExpired means the worker took the request off the queue after its
 // deadline and did not run it.
 var ErrExpired = errors.New("the request waited past its deadline and was not run")
@@ -126,7 +130,7 @@ func ReadHead(r *bufio.Reader, h *Head) error {
 		return ErrExpired
 	}
 	if n > MaxHead {
-		return fmt.Errorf("response head of %d bytes is over the %d limit", n, MaxHead)
+		return fmt.Errorf("%w: response head of %d bytes is over the %d limit", ErrBadHead, n, MaxHead)
 	}
 	b, err := r.Peek(int(n))
 	if err != nil && !errors.Is(err, bufio.ErrBufferFull) {
@@ -153,16 +157,16 @@ func ReadHead(r *bufio.Reader, h *Head) error {
 	}
 	worker, s, ok := strings.Cut(s, "\x00")
 	if !ok {
-		return fmt.Errorf("response head %q names no worker", worker)
+		return fmt.Errorf("%w: response head %q names no worker", ErrBadHead, worker)
 	}
 	h.Worker = worker
 	status, rest, _ := strings.Cut(s, "\x00")
 	if len(status) < 3 || (len(status) > 3 && status[3] != ' ') {
-		return fmt.Errorf("bad status %q from the app", status)
+		return fmt.Errorf("%w: bad status %q from the app", ErrBadHead, status)
 	}
 	code, err := strconv.Atoi(status[:3])
 	if err != nil || code < 100 || code > 599 {
-		return fmt.Errorf("bad status %q from the app", status)
+		return fmt.Errorf("%w: bad status %q from the app", ErrBadHead, status)
 	}
 	h.Status = code
 	h.Reason = ""
@@ -175,11 +179,11 @@ func ReadHead(r *bufio.Reader, h *Head) error {
 		name, rest, _ = strings.Cut(rest, "\x00")
 		value, rest, _ = strings.Cut(rest, "\x00")
 		if !token(name) {
-			return fmt.Errorf("bad header name %q from the app", name)
+			return fmt.Errorf("%w: bad header name %q from the app", ErrBadHead, name)
 		}
 		for i := 0; i < len(value); i++ {
 			if c := value[i]; c < ' ' && c != '\t' || c == 0x7f {
-				return fmt.Errorf("header %s from the app holds a control character", name)
+				return fmt.Errorf("%w: header %s from the app holds a control character", ErrBadHead, name)
 			}
 		}
 		h.Fields = append(h.Fields, name, value)

@@ -278,6 +278,9 @@ func TestReadHead(t *testing.T) {
 					if err == nil || !strings.Contains(err.Error(), tt.errHas) {
 						t.Errorf("%s: got error %v, want one saying %q", src.name, err, tt.errHas)
 					}
+					if !errors.Is(err, ErrBadHead) {
+						t.Errorf("%s: got error %v, want one that is ErrBadHead", src.name, err)
+					}
 				default:
 					if err != nil {
 						t.Fatalf("%s: got error %v, want %+v", src.name, err, short(tt.want))
