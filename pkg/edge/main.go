@@ -51,7 +51,15 @@ func Main(args []string) error {
 		fmt.Printf("%s: ok\n", cfg.File)
 		return nil
 	}
-	log := logging.New(os.Stderr, cfg.Log.Level, cfg.Log.Format)
+	// Logged through a queue: a reader of the log that falls behind (the
+	// journal, a busy pipe) costs log lines, counted, never a request's
+	// time.
+	out := logging.NewAsync(os.Stderr, 16384)
+	defer out.Close()
+	log := logging.New(out, cfg.Log.Level, cfg.Log.Format)
+	out.OnDrop = func(n uint64) {
+		log.Warn().Uint64("dropped", n).Msg("log lines dropped: the log's reader (the journal, or edgectl run's output) did not keep up")
+	}
 	s, err := New(cfg, log)
 	if err != nil {
 		return err

@@ -27,7 +27,11 @@ func New(w io.Writer, level, format string) zerolog.Logger {
 	}
 	if format == "auto" || format == "" {
 		format = "json"
-		if f, ok := w.(*os.File); ok && IsTerminal(f) {
+		base := w
+		if u, ok := w.(interface{ Unwrap() io.Writer }); ok {
+			base = u.Unwrap() // an Async: the terminal is behind it
+		}
+		if f, ok := base.(*os.File); ok && IsTerminal(f) {
 			format = "console"
 		}
 	}
