@@ -498,7 +498,8 @@ func (s *Server) Serve(ctx context.Context, ls *Listeners) error {
 	// limits.idle_timeout. Plain HTTP/2 (h2c) is not served.
 	secure := newSrv()
 	secure.Protocols.SetUnencryptedHTTP2(true)
-	secure.HTTP2 = &http.HTTP2Config{MaxConcurrentStreams: maxStreams}
+	// Frames up to HTTP/2's default size, as nginx reads them.
+	secure.HTTP2 = &http.HTTP2Config{MaxConcurrentStreams: maxStreams, MaxReadFrameSize: 16 << 10}
 	tlsConf := s.tlsConfig()
 
 	// The metrics listener first: when it cannot open, nothing else has

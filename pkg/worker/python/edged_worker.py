@@ -663,16 +663,10 @@ class Worker:
             if not data:
                 return
             buf += data
-        parts = buf[20:need].decode("latin-1").split("\0")
-        if len(parts) % 2:
-            raise ValueError("bad request frame: odd number of environ fields")
-        environ = self.base.copy()
-        it = iter(parts)
-        environ.update(zip(it, it))
         rest = buf[need:]
-        drain = None
+        body = drain = None
         if body_len <= len(rest):
-            environ["wsgi.input"] = io.BytesIO(rest[:body_len])
+            body = rest[:body_len]
         elif body_len <= MEMORY_BODY:
             chunks = [rest]
             have = len(rest)
@@ -682,16 +676,27 @@ class Worker:
                     return
                 chunks.append(data)
                 have += len(data)
-            environ["wsgi.input"] = io.BytesIO(b"".join(chunks))
-        else:
-            drain = Input(conn, rest, body_len)
-            environ["wsgi.input"] = drain
+            body = b"".join(chunks)
+        # The request is read (a big body's first part): looked at before
+        # any work is spent on it, since under a flood of reset requests
+        # most are given up.
         if self.gone(conn):
             # Its client went away while it waited in the queue: edged
             # has answered for it, and running it now helps no one.
             with self.lock:
                 self.skipped += 1
             return
+        parts = buf[20:need].decode("latin-1").split("\0")
+        if len(parts) % 2:
+            raise ValueError("bad request frame: odd number of environ fields")
+        environ = self.base.copy()
+        it = iter(parts)
+        environ.update(zip(it, it))
+        if body is not None:
+            environ["wsgi.input"] = io.BytesIO(body)
+        else:
+            drain = Input(conn, rest, body_len)
+            environ["wsgi.input"] = drain
         self._begin(environ)
         try:
             self.respond(conn, environ, drain, taken)
