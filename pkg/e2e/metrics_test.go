@@ -99,6 +99,12 @@ func TestMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
+	// Regression: a path that is not UTF-8 panicked the handler (the
+	// route label) after the app ran. The app's 404 reaches the client,
+	// and the metrics still parse.
+	if code, _ := get(t, c, s.http+"/a%ff"); code != 404 {
+		t.Errorf("GET /a%%ff: %d, want the app's 404", code)
+	}
 
 	m := scrape(t, sock)
 	check := func(what string, got, want float64) {
