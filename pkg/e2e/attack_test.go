@@ -97,6 +97,9 @@ func TestHTTP2Attacks(t *testing.T) {
 			if err := json.Unmarshal(out, &st); err != nil {
 				t.Fatalf("edgectl status --json: %v\n%s", err, out)
 			}
+			if m := scrape(t, sock); value(m, "edged_abandoned_requests") != 0 {
+				t.Errorf("a second after the attack, %v requests given up still wait to be dropped", value(m, "edged_abandoned_requests"))
+			}
 			for _, q := range st.Live.Sockets {
 				if strings.HasPrefix(q.Socket, "workers ") && q.Waiting > 0 {
 					t.Errorf("a second after the attack, %v requests wait in %s", q.Waiting, q.Socket)

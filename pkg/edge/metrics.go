@@ -282,7 +282,7 @@ type queueCollector struct {
 	workers   string                  // the workers' queue socket path
 	s         *Server
 
-	waiting, max, overflows, drops, inFlight, upstream *prometheus.Desc
+	waiting, max, overflows, drops, inFlight, upstream, abandoned *prometheus.Desc
 }
 
 func newQueueCollector(s *Server, ls *Listeners, workers string) *queueCollector {
@@ -293,6 +293,7 @@ func newQueueCollector(s *Server, ls *Listeners, workers string) *queueCollector
 		drops:     prometheus.NewDesc(metric.KernelListenDropsTotal, "Connections the kernel dropped at listen, overflows included (ListenDrops).", nil, nil),
 		inFlight:  prometheus.NewDesc(metric.InFlightRequests, "Requests edged is handling.", nil, nil),
 		upstream:  prometheus.NewDesc(metric.WorkerInFlightRequests, "Requests with the workers: queued or being run.", nil, nil),
+		abandoned: prometheus.NewDesc(metric.AbandonedRequests, "Requests whose client went away before a worker took them, still in the workers' queue until a worker drops them unrun.", nil, nil),
 	}
 	for _, l := range ls.HTTP {
 		c.listeners["http "+l.Addr().String()] = l
@@ -304,7 +305,7 @@ func newQueueCollector(s *Server, ls *Listeners, workers string) *queueCollector
 }
 
 func (c *queueCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.waiting, c.max, c.overflows, c.drops, c.inFlight, c.upstream} {
+	for _, d := range []*prometheus.Desc{c.waiting, c.max, c.overflows, c.drops, c.inFlight, c.upstream, c.abandoned} {
 		ch <- d
 	}
 }
@@ -332,6 +333,7 @@ func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(c.inFlight, prometheus.GaugeValue, float64(c.s.inFlight.Load()))
 	ch <- prometheus.MustNewConstMetric(c.upstream, prometheus.GaugeValue, float64(c.s.upstream.InFlight()))
+	ch <- prometheus.MustNewConstMetric(c.abandoned, prometheus.GaugeValue, float64(c.s.upstream.Abandoned()))
 }
 
 // listenMetrics opens [metrics] listen: an address, or a Unix socket

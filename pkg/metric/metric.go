@@ -32,6 +32,7 @@ const (
 	KernelListenDropsTotal     = "edged_kernel_listen_drops_total"
 	InFlightRequests           = "edged_in_flight_requests"        // gauge
 	WorkerInFlightRequests     = "edged_worker_in_flight_requests" // gauge
+	AbandonedRequests          = "edged_abandoned_requests"        // gauge
 )
 
 // The labels of those metrics.

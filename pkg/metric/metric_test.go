@@ -37,6 +37,7 @@ var names = map[string]string{
 	"KernelListenDropsTotal":     KernelListenDropsTotal,
 	"InFlightRequests":           InFlightRequests,
 	"WorkerInFlightRequests":     WorkerInFlightRequests,
+	"AbandonedRequests":          AbandonedRequests,
 
 	"LabelClass":  LabelClass,
 	"LabelMethod": LabelMethod,
