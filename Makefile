@@ -56,6 +56,8 @@ fuzz: ## run each fuzz target for a while (FUZZTIME=30s)
 	$(GO) test -run '^$$' -fuzz '^FuzzReadResponse$$' -fuzztime $${FUZZTIME:-30s} ./pkg/wire/
 	$(GO) test -run '^$$' -fuzz '^FuzzPath$$' -fuzztime $${FUZZTIME:-30s} ./pkg/static/
 	$(GO) test -run '^$$' -fuzz '^FuzzHeadScanner$$' -fuzztime $${FUZZTIME:-30s} ./pkg/edge/
+	$(GO) test -run '^$$' -fuzz '^FuzzFrameScanner$$' -fuzztime $${FUZZTIME:-30s} ./pkg/edge/
+	$(GO) test -run '^$$' -fuzz '^FuzzRouteOf$$' -fuzztime $${FUZZTIME:-30s} ./pkg/edge/
 	$(GO) test -run '^$$' -fuzz '^FuzzWorkerFrame$$' -fuzzminimizetime 2s -fuzztime $${FUZZTIME:-30s} ./pkg/worker/
 
 lint: ## gofmt and vet

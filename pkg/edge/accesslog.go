@@ -15,6 +15,9 @@ import (
 // logRecord is what one request leaves in the access log.
 type logRecord struct {
 	start time.Time
+	// site is the site whose route took the request (its default site
+	// before then): it logs and counts the request.
+	site *site
 	// multiplexed: the request is one stream of an HTTP/2 connection,
 	// which an error on it must not end.
 	multiplexed bool

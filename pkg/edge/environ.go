@@ -35,7 +35,7 @@ type client struct {
 	trusted bool   // the peer is a trusted proxy
 }
 
-func (s *site) client(r *http.Request) client {
+func (s *state) client(r *http.Request) client {
 	host, port, _ := net.SplitHostPort(r.RemoteAddr)
 	c := client{addr: host, port: port, proto: "http", host: r.Host}
 	if r.TLS != nil {
@@ -74,7 +74,7 @@ func (s *site) client(r *http.Request) client {
 	return c
 }
 
-func (s *site) trusted(host string) bool {
+func (s *state) trusted(host string) bool {
 	if len(s.cfg.Proxy.Nets) == 0 {
 		return false
 	}

@@ -258,7 +258,7 @@ func (s *Server) status() string {
 // names (certificates, static roots, the temporary directory) the way
 // edged will, and closes it again.
 func Check(cfg *config.Config) error {
-	st, err := (&Server{}).newSite(cfg)
+	st, err := (&Server{}).newState(cfg)
 	if err != nil {
 		return err
 	}

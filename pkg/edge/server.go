@@ -13,7 +13,6 @@ import (
 	"net/netip"
 	"os"
 	"runtime/debug"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -21,7 +20,6 @@ import (
 	"time"
 
 	"github.com/edged/edged/pkg/config"
-	"github.com/edged/edged/pkg/static"
 	"github.com/edged/edged/pkg/upstream"
 	"github.com/rs/zerolog"
 )
@@ -31,7 +29,7 @@ import (
 type Server struct {
 	log      zerolog.Logger
 	upstream *upstream.Transport
-	cur      atomic.Pointer[site]
+	cur      atomic.Pointer[state]
 
 	// Counters for the status line.
 	metrics  *metrics
@@ -41,24 +39,6 @@ type Server struct {
 	rate     atomic.Int64 // requests per second, over the last status period
 
 	lastReloadErr atomic.Value // string: why the last reload was refused
-}
-
-// site is everything a request needs that a reload may change.
-type site struct {
-	cfg      *config.Config
-	log      zerolog.Logger
-	access   zerolog.Logger
-	upstream *upstream.Transport
-	statics  []route
-	certs    *certSet
-	limits   *clientLimits // nil: no per-client limits
-	compress *compressor   // nil: [compress] is off
-	metrics  *metrics      // nil under --check
-}
-
-type route struct {
-	prefix string
-	h      *static.Handler
 }
 
 var _ http.Handler = (*Server)(nil)
@@ -75,7 +55,7 @@ func New(cfg *config.Config, log zerolog.Logger) (*Server, error) {
 		// metrics otherwise.
 		s.metrics = newMetrics()
 	}
-	st, err := s.newSite(cfg)
+	st, err := s.newState(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -83,58 +63,12 @@ func New(cfg *config.Config, log zerolog.Logger) (*Server, error) {
 	return s, nil
 }
 
-// newSite opens what cfg names: certificates, static roots, and the
-// directory spilled bodies go to. Start, reload and --check all come
-// through here.
-func (s *Server) newSite(cfg *config.Config) (*site, error) {
-	if err := tempDirOK(cfg.Buffers.TempDir); err != nil {
-		return nil, err
-	}
-	st := &site{
-		cfg:      cfg,
-		log:      s.log,
-		access:   s.log.With().Str("log", "access").Logger(),
-		upstream: s.upstream,
-		limits:   newClientLimits(cfg.Limits),
-		metrics:  s.metrics,
-	}
-	cp, err := newCompressor(cfg.Compress)
-	if err != nil {
-		return nil, fmt.Errorf("compress: %w", err)
-	}
-	st.compress = cp
-	if len(cfg.TLS) > 0 {
-		cs, err := loadCerts(cfg)
-		if err != nil {
-			return nil, err
-		}
-		st.certs = cs
-	}
-	for _, sc := range cfg.Static {
-		h, err := static.New(static.Options{Prefix: sc.Prefix, Root: sc.Root, MaxAge: sc.MaxAge.D(), Index: sc.Index})
-		if err != nil {
-			st.close()
-			return nil, fmt.Errorf("static root %s: %w", sc.Prefix, err)
-		}
-		st.statics = append(st.statics, route{sc.Prefix, h})
-	}
-	// Longest prefix first.
-	sort.Slice(st.statics, func(i, j int) bool { return len(st.statics[i].prefix) > len(st.statics[j].prefix) })
-	return st, nil
-}
-
-func (st *site) close() {
-	for _, r := range st.statics {
-		r.h.Close()
-	}
-}
-
 // Reload replaces the config: static roots, certificates, limits, buffers,
 // proxies and the app's timeout take effect for the next request. It
 // returns an error, and changes nothing, when cfg cannot be put to use.
 // Listen addresses and the pool's shape stay as they were started.
 func (s *Server) Reload(cfg *config.Config) error {
-	st, err := s.newSite(cfg)
+	st, err := s.newState(cfg)
 	if err != nil {
 		return err
 	}
@@ -178,9 +112,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// HTTP/2 is what came as such, not what an HTTP/1 request line says.
 	lr := logRecord{start: time.Now(), multiplexed: r.ProtoMajor == 2 && r.Context().Value(connKey{}) == nil}
 	st := s.cur.Load()
-	defer s.account(st, w, r, &lr, leave)
+	lr.site = st.def // until a route says otherwise
+	defer s.account(w, r, &lr, leave)
 	if v.status != 0 {
-		st.fail(w, &lr, v.status, v.limit, v.reason)
+		lr.site.fail(w, &lr, v.status, v.limit, v.reason)
 	} else {
 		st.serve(w, r, &lr)
 	}
@@ -192,7 +127,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // short; either way the request is logged and counted as it ended. A
 // request whose client went away before its answer was done is logged
 // as 499, whatever edged had begun to send.
-func (s *Server) account(st *site, w http.ResponseWriter, r *http.Request, lr *logRecord, leave func()) {
+func (s *Server) account(w http.ResponseWriter, r *http.Request, lr *logRecord, leave func()) {
+	st := lr.site
 	p := recover()
 	if p != nil && p != http.ErrAbortHandler {
 		st.log.Error().Str("panic", fmt.Sprint(p)).Str("stack", string(debug.Stack())).
@@ -226,46 +162,11 @@ func (s *Server) account(st *site, w http.ResponseWriter, r *http.Request, lr *l
 	}
 }
 
-func (st *site) serve(w http.ResponseWriter, r *http.Request, lr *logRecord) {
-	if !upperToken(r.Method) {
-		st.fail(w, lr, http.StatusBadRequest, limitProtocol, "method is not a token of upper-case letters")
+// serve checks what no route may let through, finds the route r's host
+// and path lead to, and hands r to its handler.
+func (st *state) serve(w http.ResponseWriter, r *http.Request, lr *logRecord) {
+	if !st.wellFormed(w, r, lr) {
 		return
-	}
-	if r.Method == "PRI" || r.ProtoMajor != 1 && !lr.multiplexed {
-		// HTTP/2's preface on an HTTP/1 connection: edged serves HTTP/2
-		// over TLS only, as nginx does by default.
-		st.fail(w, lr, http.StatusBadRequest, limitProtocol, "HTTP/2 on an HTTP/1 connection (HTTP/2 is served over TLS only)")
-		return
-	}
-	if strings.IndexByte(r.RequestURI, '#') >= 0 {
-		// A fragment is the client's own business and never part of a
-		// request target (RFC 9112 3.2).
-		st.fail(w, lr, http.StatusBadRequest, limitProtocol, "a fragment (#) in the request target")
-		return
-	}
-	if lr.multiplexed && headerSize(r) > int(st.cfg.Limits.MaxHeader) {
-		// HTTP/1 heads are measured as they arrive (headScanner).
-		st.fail(w, lr, http.StatusRequestHeaderFieldsTooLarge, limitMaxHeader, "request head over limits.max_header")
-		return
-	}
-	if r.Method == http.MethodConnect {
-		// edged is no forward proxy.
-		w.Header()["Allow"] = []string{"GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"}
-		st.fail(w, lr, http.StatusMethodNotAllowed, limitProtocol, "CONNECT is not served")
-		return
-	}
-	// Who sent it, after proxy.trusted: the limits and the environ both
-	// need it, so it is worked out once.
-	c := st.client(r)
-	if c.trusted {
-		lr.client = c.addr // the real client; the proxy is r.RemoteAddr
-	}
-	if st.limits != nil {
-		release, ok := st.admit(w, c, lr)
-		if !ok {
-			return
-		}
-		defer release()
 	}
 	if r.Method == http.MethodOptions && r.RequestURI == "*" {
 		// The server as a whole, not a resource of the app: answered
@@ -276,27 +177,73 @@ func (st *site) serve(w http.ResponseWriter, r *http.Request, lr *logRecord) {
 		lr.status = http.StatusOK
 		return
 	}
-	for _, rt := range st.statics {
-		if strings.HasPrefix(r.URL.Path, rt.prefix) {
-			sw := &statusWriter{ResponseWriter: w}
-			lr.kind = kindStatic
-			rt.h.ServeHTTP(sw, r)
-			lr.status, lr.bytes, lr.reason = sw.status, sw.bytes, sw.reason
-			if sw.status == http.StatusBadRequest {
-				lr.limit = limitProtocol
-			}
+	// Who sent it, after proxy.trusted: the routes, the limits and the
+	// environ all need it, so it is worked out once.
+	c := st.client(r)
+	if c.trusted {
+		lr.client = c.addr // the real client; the proxy is r.RemoteAddr
+	}
+	host := st.routes.Host(r.Host)
+	if host == nil {
+		lr.site.fail(w, lr, http.StatusNotFound, "", "no site serves this host name")
+		return
+	}
+	addr, _ := netip.ParseAddr(c.addr)
+	h, ok := host.Find(r.URL.Path, r.Method, addr)
+	if !ok {
+		lr.site.fail(w, lr, http.StatusNotFound, "", "no route of the site takes this path")
+		return
+	}
+	si := h.site()
+	lr.site = si
+	if si.limits != nil {
+		release, ok := si.admit(w, addr, lr)
+		if !ok {
 			return
 		}
+		defer release()
 	}
-	st.serveApp(w, r, c, lr)
+	h.serve(w, r, c, lr)
+}
+
+// wellFormed turns away, with its answer, a request no route may see.
+func (st *state) wellFormed(w http.ResponseWriter, r *http.Request, lr *logRecord) bool {
+	si := lr.site
+	if !upperToken(r.Method) {
+		si.fail(w, lr, http.StatusBadRequest, limitProtocol, "method is not a token of upper-case letters")
+		return false
+	}
+	if r.Method == "PRI" || r.ProtoMajor != 1 && !lr.multiplexed {
+		// HTTP/2's preface on an HTTP/1 connection: edged serves HTTP/2
+		// over TLS only, as nginx does by default.
+		si.fail(w, lr, http.StatusBadRequest, limitProtocol, "HTTP/2 on an HTTP/1 connection (HTTP/2 is served over TLS only)")
+		return false
+	}
+	if strings.IndexByte(r.RequestURI, '#') >= 0 {
+		// A fragment is the client's own business and never part of a
+		// request target (RFC 9112 3.2).
+		si.fail(w, lr, http.StatusBadRequest, limitProtocol, "a fragment (#) in the request target")
+		return false
+	}
+	if lr.multiplexed && headerSize(r) > int(st.cfg.Limits.MaxHeader) {
+		// HTTP/1 heads are measured as they arrive (headScanner).
+		si.fail(w, lr, http.StatusRequestHeaderFieldsTooLarge, limitMaxHeader, "request head over limits.max_header")
+		return false
+	}
+	if r.Method == http.MethodConnect {
+		// edged is no forward proxy.
+		w.Header()["Allow"] = []string{"GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"}
+		si.fail(w, lr, http.StatusMethodNotAllowed, limitProtocol, "CONNECT is not served")
+		return false
+	}
+	return true
 }
 
 // admit applies the per-client limits to r, keyed by the real client
 // address (after proxy.trusted). When it turns r away it has answered:
 // 429 with Retry-After over the rate, 503 over the requests in hand.
-func (st *site) admit(w http.ResponseWriter, c client, lr *logRecord) (release func(), ok bool) {
-	addr, err := netip.ParseAddr(c.addr)
-	if err != nil {
+func (st *site) admit(w http.ResponseWriter, addr netip.Addr, lr *logRecord) (release func(), ok bool) {
+	if !addr.IsValid() {
 		return func() {}, true
 	}
 	release, why, retry := st.limits.admit(addr.Unmap(), time.Now())
