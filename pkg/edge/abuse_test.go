@@ -1,6 +1,7 @@
 package edge
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/tls"
 	"encoding/binary"
@@ -343,4 +344,38 @@ func FuzzRouteOf(f *testing.F) {
 			t.Fatalf("routeOf(%q) = %q: %v", path, r, err)
 		}
 	})
+}
+
+// An HTTP/1 client that hangs up while its request waits for a worker
+// takes it out of the queue at once: logged 499, and the worker that
+// takes it later finds edged gone.
+func TestClientGoneLeavesQueue(t *testing.T) {
+	dir := socketDir(t)
+	q := listenQueue(t, dir, 16) // no worker takes anything yet
+	var log syncBuffer
+	s := newServerLog(t, dir, zerolog.New(&log), "log.access", "true", "limits.queue_timeout", `"30s"`)
+	c, _ := connect(t, s)
+	c.Write([]byte("GET /waits HTTP/1.1\r\nHost: x\r\n\r\n"))
+	time.Sleep(100 * time.Millisecond)
+	closed := time.Now()
+	c.Close()
+	deadline := time.Now().Add(2 * time.Second)
+	for !strings.Contains(log.String(), `"status":499`) && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if took := time.Since(closed); !strings.Contains(log.String(), goneQueued) || took > time.Second {
+		t.Fatalf("%v after the hang-up, no 499 saying the app did not run it:\n%s", took, log.String())
+	}
+	w, err := q.ln.AcceptUnix()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	w.SetDeadline(time.Now().Add(2 * time.Second))
+	if _, err := readRequest(bufio.NewReader(w)); err != nil {
+		t.Fatalf("the queued request: %v", err)
+	}
+	if n, err := w.Read(make([]byte, 1)); n != 0 || err != io.EOF {
+		t.Errorf("after the request: %d bytes, %v; want EOF, edged hung up", n, err)
+	}
 }

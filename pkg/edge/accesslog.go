@@ -21,6 +21,9 @@ type logRecord struct {
 	// multiplexed: the request is one stream of an HTTP/2 connection,
 	// which an error on it must not end.
 	multiplexed bool
+	// conn is the HTTP/1 connection the request came on; nil for
+	// HTTP/2 (and for a test's recorder).
+	conn *trackedConn
 	status      int
 	bytes       int64
 	worker      string

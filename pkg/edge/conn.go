@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/edged/edged/pkg/config"
+	"github.com/edged/edged/pkg/upstream"
 )
 
 // Connection phases, for telling a stalled request (408) from an idle
@@ -50,6 +51,10 @@ type trackedConn struct {
 	scan headScanner
 
 	metrics *metrics // counts the 408s written here
+	// wake ends the worker wait of the request in hand when the client
+	// hangs up: net/http's read that watches for it, during a handler,
+	// comes through Read.
+	wake upstream.Waker
 	// limits are the live ones, for the header and idle timeouts (see
 	// markHeaderTimeout).
 	limits func() config.Limits
@@ -82,6 +87,9 @@ func (c *trackedConn) Read(b []byte) (int, error) {
 		c.mu.Lock()
 		c.scan.feed(b[:n])
 		c.mu.Unlock()
+	}
+	if err != nil && c.phase.Load() == phaseHandler && !timedOut(err) {
+		c.wake.Wake() // the client has gone
 	}
 	if err != nil && c.phase.Load() == phaseHeaders {
 		if timedOut(err) && c.replied.CompareAndSwap(false, true) {
@@ -321,25 +329,29 @@ func connContext(ctx context.Context, c net.Conn) context.Context {
 
 // enterHandler marks the connection busy and returns the function that
 // marks it idle again, with the head scanner's verdict on the request (a
-// zero one where the connection has no scanner). It gives r the TLS state
-// of HTTPS, which net/http sees as a plain connection.
-func enterHandler(r *http.Request) (func(), verdict) {
-	switch c := r.Context().Value(connKey{}).(type) {
-	case *trackedConn:
+// zero one where the connection has no scanner), and the HTTP/1
+// connection (nil for HTTP/2). It gives r the TLS state of HTTPS, which
+// net/http sees as a plain connection.
+func enterHandler(r *http.Request) (func(), verdict, *trackedConn) {
+	if c, ok := r.Context().Value(connKey{}).(*trackedConn); ok {
 		if r.TLS == nil {
 			r.TLS = c.tls
 		}
 		c.phase.Store(phaseHandler)
+		c.wake.Reset()
 		v, _ := c.verdict()
-		return func() { c.phase.Store(phaseIdle) }, v
+		return c.idle, v, c
 	}
 	if c, ok := r.Context().Value(h2Key{}).(*h2Conn); ok {
 		r.TLS = c.tls
 		c.active.Add(1)
-		return func() { c.active.Add(-1) }, verdict{}
+		return c.leave, verdict{}, nil
 	}
-	return func() {}, verdict{}
+	return func() {}, verdict{}, nil
 }
+
+// idle marks the connection between requests.
+func (c *trackedConn) idle() { c.phase.Store(phaseIdle) }
 
 // h2ConnOf is the HTTP/2 connection r came on, or nil.
 func h2ConnOf(r *http.Request) *h2Conn {

@@ -130,6 +130,9 @@ func (c *h2Conn) acquire(ctx context.Context, wait time.Duration) (ok bool) {
 	return false
 }
 
+// leave marks a handler of the connection done.
+func (c *h2Conn) leave() { c.active.Add(-1) }
+
 // Release gives back a slot acquire took.
 func (c *h2Conn) Release() { <-c.slots }
 

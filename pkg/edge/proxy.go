@@ -72,6 +72,11 @@ func (s *site) serveApp(w http.ResponseWriter, r *http.Request, c client, lr *lo
 			return
 		}
 		req.Slot = hc
+	} else if lr.conn != nil {
+		// The connection hears of a hang-up first (net/http's read
+		// that watches for it goes through it): cheaper than watching
+		// the request's context.
+		req.Waker = &lr.conn.wake
 	}
 	if s.metrics != nil {
 		lr.sent = time.Now() // for the queue wait

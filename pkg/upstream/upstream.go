@@ -80,6 +80,54 @@ type Request struct {
 	// its queue deadline has passed). A caller bounds what one client
 	// connection may have queued with it.
 	Slot Slot
+	// Waker, when set, is how the caller says the client has gone (it
+	// calls Wake), beside the context's end: the round trip then does
+	// not watch the context, which costs an allocation and a
+	// registration per request. Set it where the caller learns of a
+	// hang-up first hand (an HTTP/1 connection's reader).
+	Waker *Waker
+}
+
+// gone is why the request's client is gone, or nil.
+func (req *Request) gone(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if req.Waker != nil && req.Waker.woken.Load() {
+		return context.Canceled
+	}
+	return nil
+}
+
+// Waker wakes the wait of a round trip whose client has gone. The zero
+// Waker is ready; it serves one round trip at a time (Reset readies it
+// for the next).
+type Waker struct {
+	mu    sync.Mutex
+	f     *os.File // the worker connection waited on; nil between waits
+	woken atomic.Bool
+}
+
+// Wake ends the wait of the round trip the waker is given to, as the
+// end of its context would; one that has not started yet does not send
+// its request.
+func (w *Waker) Wake() {
+	w.mu.Lock()
+	w.woken.Store(true)
+	if w.f != nil {
+		w.f.SetDeadline(aLongTimeAgo)
+	}
+	w.mu.Unlock()
+}
+
+// Reset readies the waker for another round trip.
+func (w *Waker) Reset() { w.woken.Store(false) }
+
+// watch makes Wake wake the wait on f (nil: on nothing).
+func (w *Waker) watch(f *os.File) {
+	w.mu.Lock()
+	w.f = f
+	w.mu.Unlock()
 }
 
 // Slot is room a request holds while it is queued or with a worker.
@@ -136,9 +184,9 @@ func (t *Transport) RoundTrip(ctx context.Context, req *Request, resp *Response)
 	queueEnd := sent.Add(lim.QueueTimeout)
 	frame := req.Frame.Frame(req.Body.Len(), queueEnd)
 	for attempt := 1; ; attempt++ {
-		if ctx.Err() != nil {
+		if err := req.gone(ctx); err != nil {
 			t.done(req.Slot)
-			return &Error{Op: "connect", Err: ErrGoneQueued, Cause: ctx.Err()}
+			return &Error{Op: "connect", Err: ErrGoneQueued, Cause: err}
 		}
 		c, err := t.dial()
 		if err != nil {
@@ -146,18 +194,29 @@ func (t *Transport) RoundTrip(ctx context.Context, req *Request, resp *Response)
 			return err
 		}
 		// A client that goes away wakes the wait at once, whatever it is
-		// waiting for.
-		f := c.f
-		stop := context.AfterFunc(ctx, func() { f.SetDeadline(aLongTimeAgo) })
+		// waiting for: through the caller's waker, or the context's end.
+		var stop func() bool
+		if req.Waker != nil {
+			req.Waker.watch(c.f)
+		} else {
+			f := c.f
+			stop = context.AfterFunc(ctx, func() { f.SetDeadline(aLongTimeAgo) })
+		}
 		again, err := c.exchange(ctx, frame, req, lim, queueEnd, &resp.Head)
-		stopped := stop()
-		if err == nil && stopped {
+		stopped := true
+		if stop != nil {
+			stopped = stop()
+		} else {
+			req.Waker.watch(nil)
+		}
+		gone := req.gone(ctx)
+		if err == nil && stopped && gone == nil {
 			resp.c, resp.lim, resp.t, resp.slot = c, lim, t, req.Slot
 			return nil
 		}
-		if ctx.Err() != nil {
+		if gone != nil {
 			// Gone, whatever the exchange made of its woken wait.
-			return t.abandon(c, req.Slot, queueEnd, ctx.Err())
+			return t.abandon(c, req.Slot, queueEnd, gone)
 		}
 		c.close()
 		if !again || attempt >= sendAgainMax {
@@ -287,10 +346,10 @@ func (c *conn) close() {
 // request may go once more.
 func (c *conn) exchange(ctx context.Context, frame []byte, req *Request, lim Limits, queueEnd time.Time, h *wire.Head) (again bool, err error) {
 	c.f.SetWriteDeadline(queueEnd.Add(lim.AppTimeout))
-	if ctx.Err() != nil {
+	if err := req.gone(ctx); err != nil {
 		// Gone before the deadline above was set: it may have undone the
 		// wake-up.
-		return false, ctx.Err()
+		return false, err
 	}
 	if mem, ok := req.Body.InMemory(); ok {
 		// One writev, the body not copied again.
@@ -308,8 +367,8 @@ func (c *conn) exchange(ctx context.Context, frame []byte, req *Request, lim Lim
 		unseen := hungUp(err) && (req.Body.Len() <= fullBodyAt || req.Idempotent)
 		return unseen, &Error{Op: "send", Cause: err}
 	}
-	if err := c.await(ctx, queueEnd, lim); err != nil {
-		if errors.Is(err, ErrQueueTimeout) || ctx.Err() != nil {
+	if err := c.await(ctx, req, queueEnd, lim); err != nil {
+		if errors.Is(err, ErrQueueTimeout) || req.gone(ctx) != nil {
 			return false, err
 		}
 		if timedOut(err) {
@@ -341,7 +400,7 @@ const queuePoll = 250 * time.Millisecond
 // queuePoll, so a quick answer costs no more than the read. A request
 // whose client went away (ctx done) wakes the wait at once (RoundTrip
 // sets a past deadline when ctx ends) and is given up.
-func (c *conn) await(ctx context.Context, queueEnd time.Time, lim Limits) error {
+func (c *conn) await(ctx context.Context, req *Request, queueEnd time.Time, lim Limits) error {
 	start := time.Now()
 	var taken time.Time
 	left := -1 // unread bytes at the last look; -1: not looked yet
@@ -356,8 +415,8 @@ func (c *conn) await(ctx context.Context, queueEnd time.Time, lim Limits) error 
 			dl = end
 		}
 		c.f.SetReadDeadline(dl)
-		if ctx.Err() != nil {
-			return ctx.Err() // see exchange
+		if err := req.gone(ctx); err != nil {
+			return err // see exchange
 		}
 		_, err := c.r.Peek(1)
 		if err == nil {
@@ -373,8 +432,8 @@ func (c *conn) await(ctx context.Context, queueEnd time.Time, lim Limits) error 
 		if !timedOut(err) {
 			return err
 		}
-		if ctx.Err() != nil {
-			return ctx.Err()
+		if err := req.gone(ctx); err != nil {
+			return err
 		}
 		if !taken.IsZero() {
 			if !time.Now().Before(end) {

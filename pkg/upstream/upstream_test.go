@@ -332,3 +332,44 @@ func TestRoundTripReleasesSlot(t *testing.T) {
 		t.Errorf("released %d times after a failed dial, want 1", n)
 	}
 }
+
+// A caller's Waker ends the wait as the context's end would, and a
+// request whose waker was woken before it started is not sent.
+func TestRoundTripWaker(t *testing.T) {
+	ln, path := listen(t, 8)
+	tr := New(path, Limits{QueueTimeout: 20 * time.Second, AppTimeout: 20 * time.Second})
+	var w Waker
+	req := request(true)
+	req.Waker = &w
+	time.AfterFunc(50*time.Millisecond, w.Wake)
+	start := time.Now()
+	var resp Response
+	err := tr.RoundTrip(context.Background(), req, &resp)
+	if !errors.Is(err, ErrGoneQueued) || time.Since(start) > 150*time.Millisecond {
+		t.Fatalf("RoundTrip = %v after %v, want ErrGoneQueued at once", err, time.Since(start))
+	}
+	c, err := ln.AcceptUnix()
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.ReadAll(c) // the request, then EOF
+	c.Close()
+
+	// Woken already: nothing is sent.
+	if err := tr.RoundTrip(context.Background(), req, &resp); !errors.Is(err, ErrGoneQueued) {
+		t.Fatalf("RoundTrip after Wake = %v, want ErrGoneQueued", err)
+	}
+	ln.SetDeadline(time.Now().Add(100 * time.Millisecond))
+	if c, err := ln.AcceptUnix(); err == nil {
+		c.Close()
+		t.Errorf("a request whose waker was woken before it started reached the queue")
+	}
+	// Reset: it goes again.
+	w.Reset()
+	ln.SetDeadline(time.Time{})
+	serve(ln, func(_ int32, c net.Conn) { c.Write(frame("1", "200 OK", "hi")) })
+	if err := tr.RoundTrip(context.Background(), req, &resp); err != nil {
+		t.Fatalf("RoundTrip after Reset: %v", err)
+	}
+	resp.Close()
+}
