@@ -23,10 +23,10 @@ type logRecord struct {
 	multiplexed bool
 	// conn is the HTTP/1 connection the request came on; nil for
 	// HTTP/2 (and for a test's recorder).
-	conn *trackedConn
-	status      int
-	bytes       int64
-	worker      string
+	conn   *trackedConn
+	status int
+	bytes  int64
+	worker string
 	// client is the real client as a trusted proxy named it; "" when
 	// the peer is the client.
 	client string
