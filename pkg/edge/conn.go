@@ -291,22 +291,6 @@ func (c *trackedConn) verdict() (verdict, bool) {
 	return c.scan.next()
 }
 
-// trackedListener wraps accepted plain-HTTP connections in trackedConn;
-// limits are the live ones.
-type trackedListener struct {
-	net.Listener
-	limits  func() config.Limits
-	metrics *metrics
-}
-
-func (l trackedListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
-	}
-	return newTrackedConn(c, nil, l.limits, l.metrics), nil
-}
-
 // newTrackedConn serves c as HTTP/1.x; state is its TLS handshake's
 // outcome, nil for plain HTTP. limits.max_header is the live one when c
 // is accepted.

@@ -434,13 +434,13 @@ func (s *Server) Serve(ctx context.Context, ls *Listeners) error {
 			Protocols:      new(http.Protocols),
 		}
 	}
-	// HTTP/1.1, plain and over TLS (see tlsListener). Its timeouts are
+	// HTTP/1.1, plain and over TLS (see pipeline). Its timeouts are
 	// marks the connection replaces with the live limits.
 	plain := newSrv()
 	plain.Protocols.SetHTTP1(true)
 	plain.ReadHeaderTimeout = markHeaderTimeout
 	plain.IdleTimeout = markIdleTimeout
-	// HTTP/2 over TLS: the tlsListener does the handshake and hands on
+	// HTTP/2 over TLS: the pipeline does the handshake and hands on
 	// h2Conns, served as HTTP/2 with prior knowledge; the h2Conn keeps
 	// limits.idle_timeout. Plain HTTP/2 (h2c) is not served.
 	secure := newSrv()
@@ -471,7 +471,7 @@ func (s *Server) Serve(ctx context.Context, ls *Listeners) error {
 		}()
 	}
 	for _, l := range ls.HTTP {
-		serve(plain, trackedListener{l, s.limits, s.metrics}, "http")
+		serve(plain, newPipeline(l, nil, s.limits, s.log, s.metrics).HTTP1(), "http")
 	}
 	var metricsSrv *http.Server
 	if ml != nil && s.metrics != nil {
@@ -484,8 +484,8 @@ func (s *Server) Serve(ctx context.Context, ls *Listeners) error {
 
 	for _, l := range ls.HTTPS {
 		// HTTP/1.1 over TLS is served as plain HTTP/1.1 is (see
-		// tlsListener); HTTP/2 by net/http's own server.
-		tl := newTLSListener(l, tlsConf, s.limits, s.log, s.metrics)
+		// pipeline); HTTP/2 by net/http's own server.
+		tl := newPipeline(l, tlsConf, s.limits, s.log, s.metrics)
 		serve(plain, tl.HTTP1(), "https")
 		wg.Add(1)
 		go func() {

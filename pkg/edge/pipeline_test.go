@@ -198,7 +198,7 @@ func TestTLSListenerOutlivesAcceptErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tl := newTLSListener(&flakyListener{Listener: raw}, &tls.Config{Certificates: []tls.Certificate{kp}, NextProtos: []string{"http/1.1"}},
+	tl := newPipeline(&flakyListener{Listener: raw}, &tls.Config{Certificates: []tls.Certificate{kp}, NextProtos: []string{"http/1.1"}},
 		func() config.Limits {
 			return config.Limits{HeaderTimeout: config.Duration(time.Second), MaxHeader: 8192}
 		}, zerolog.Nop(), nil)

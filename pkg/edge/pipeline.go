@@ -1,0 +1,136 @@
+package edge
+
+import (
+	"crypto/tls"
+	"errors"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/edged/edged/pkg/config"
+	"github.com/rs/zerolog"
+)
+
+// pipeline takes the connections of one listener and readies each in a
+// goroutine of its own, so that nothing slow happens in the accept loop:
+// on an HTTPS listener the TLS handshake, bounded by
+// limits.header_timeout and parted by the protocol the client chose;
+// then the wrapping for that protocol. HTTP/1.x, plain or over TLS, goes
+// on as a trackedConn, served alike: the same 408 for a stalled head, the
+// same head checks, the same gathered writes (net/http could not give
+// HTTP/1.1 over TLS those if it did the handshake, because it serves TLS
+// only on a bare *tls.Conn). HTTP/2 goes on as an h2Conn, which net/http
+// serves as HTTP/2 with prior knowledge.
+//
+// Each stage reads the live limits, so a reload applies to the next
+// connection.
+type pipeline struct {
+	raw     net.Listener
+	tls     *tls.Config          // nil: plain HTTP
+	limits  func() config.Limits // the live ones
+	log     zerolog.Logger
+	metrics *metrics
+
+	http1, http2 chan net.Conn
+	done         chan struct{} // closed when raw is
+	closeOnce    sync.Once
+}
+
+// newPipeline readies the connections of raw: over TLS with conf, or
+// plain HTTP/1.x when conf is nil.
+func newPipeline(raw net.Listener, conf *tls.Config, limits func() config.Limits, log zerolog.Logger, m *metrics) *pipeline {
+	l := &pipeline{
+		raw: raw, tls: conf, limits: limits, log: log, metrics: m,
+		http1: make(chan net.Conn), http2: make(chan net.Conn),
+		done: make(chan struct{}),
+	}
+	go l.accept()
+	return l
+}
+
+func (l *pipeline) accept() {
+	var delay time.Duration
+	for {
+		c, err := l.raw.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				l.close()
+				return
+			}
+			// Out of file descriptors, of memory and the like: wait and
+			// try again, as net/http does; the listener must not end
+			// over it.
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			l.log.Warn().Err(err).Dur("retry_in", delay).Msg("accepting a connection failed")
+			time.Sleep(delay)
+			continue
+		}
+		delay = 0
+		go l.ready(c)
+	}
+}
+
+// ready takes c through the stages and hands it to the server of its
+// protocol, or closes it.
+func (l *pipeline) ready(c net.Conn) {
+	var next net.Conn
+	ch := l.http1
+	if l.tls == nil {
+		next = newTrackedConn(c, nil, l.limits, l.metrics)
+	} else {
+		tc := tls.Server(c, l.tls)
+		if timeout := l.limits().HeaderTimeout.D(); timeout > 0 {
+			c.SetDeadline(time.Now().Add(timeout))
+		}
+		err := tc.Handshake()
+		l.metrics.handshake(err == nil)
+		if err != nil {
+			l.log.Debug().Str("from", "tls").Str("client", c.RemoteAddr().String()).Err(err).Msg("TLS handshake failed")
+			c.Close()
+			return
+		}
+		c.SetDeadline(time.Time{})
+		state := tc.ConnectionState()
+		if state.NegotiatedProtocol == "h2" {
+			next, ch = newH2Conn(tc, &state, l.limits, l.log, l.metrics), l.http2
+		} else {
+			next = newTrackedConn(tc, &state, l.limits, l.metrics)
+		}
+	}
+	select {
+	case ch <- next:
+	case <-l.done:
+		c.Close()
+	}
+}
+
+func (l *pipeline) close() error {
+	var err error
+	l.closeOnce.Do(func() {
+		err = l.raw.Close()
+		close(l.done)
+	})
+	return err
+}
+
+// HTTP1 and HTTP2 are the connections of each protocol, as listeners for
+// an http.Server; closing either closes both.
+func (l *pipeline) HTTP1() net.Listener { return pipelineView{l, l.http1} }
+func (l *pipeline) HTTP2() net.Listener { return pipelineView{l, l.http2} }
+
+type pipelineView struct {
+	l  *pipeline
+	ch chan net.Conn
+}
+
+func (v pipelineView) Accept() (net.Conn, error) {
+	select {
+	case c := <-v.ch:
+		return c, nil
+	case <-v.l.done:
+		return nil, &net.OpError{Op: "accept", Net: "tcp", Addr: v.l.raw.Addr(), Err: net.ErrClosed}
+	}
+}
+
+func (v pipelineView) Close() error   { return v.l.close() }
+func (v pipelineView) Addr() net.Addr { return v.l.raw.Addr() }
