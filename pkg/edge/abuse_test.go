@@ -222,7 +222,7 @@ func (w *panicHeader) Header() http.Header {
 func TestHandlerPanic(t *testing.T) {
 	dir := socketDir(t)
 	startWorker(t, dir, "1", replyOK)
-	var log syncBuffer
+	var log logBuffer
 	s := newServerLog(t, dir, zerolog.New(&log), "log.access", "true")
 	w := &panicHeader{ResponseRecorder: httptest.NewRecorder()}
 	s.ServeHTTP(w, environRequest("GET", "/", nil))
@@ -241,31 +241,13 @@ func TestHandlerPanic(t *testing.T) {
 	}
 }
 
-// syncBuffer is a log destination several goroutines may write to.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
 // A streamed answer that its worker aborts is cut short for the client,
 // and still logged once and counted, the in-flight count back at 0.
 func TestAbortedStreamAccounted(t *testing.T) {
 	dir := socketDir(t)
 	startWorker(t, dir, "1", raw(headFrame("200 OK", "Content-Type", "text/plain", "X-Accel-Buffering", "no"),
 		chunkFrame([]byte("part")), abortFrame))
-	var log syncBuffer
+	var log logBuffer
 	s := newServerLog(t, dir, zerolog.New(&log), "log.access", "true", "metrics.listen", fmt.Sprintf("%q", filepath.Join(dir, "metrics.sock")))
 	base := httpServer(t, s)
 	resp, err := http.Get(base + "/stream")
@@ -352,7 +334,7 @@ func FuzzRouteOf(f *testing.F) {
 func TestClientGoneLeavesQueue(t *testing.T) {
 	dir := socketDir(t)
 	q := listenQueue(t, dir, 16) // no worker takes anything yet
-	var log syncBuffer
+	var log logBuffer
 	s := newServerLog(t, dir, zerolog.New(&log), "log.access", "true", "limits.queue_timeout", `"30s"`)
 	c, _ := connect(t, s)
 	c.Write([]byte("GET /waits HTTP/1.1\r\nHost: x\r\n\r\n"))

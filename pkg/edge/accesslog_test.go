@@ -24,6 +24,12 @@ func (l *logBuffer) Write(p []byte) (int, error) {
 	return l.b.Write(p)
 }
 
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
 // access returns the access log entries written so far.
 func (l *logBuffer) access(t *testing.T) []map[string]any {
 	t.Helper()
