@@ -107,11 +107,6 @@ func TestHTTP2Attacks(t *testing.T) {
 			}
 			if tt.kind == "reset" {
 				checkNotRun(t, s, ran)
-				os.WriteFile("/tmp/attack-out.log", []byte(s.out.String()), 0o644)
-				for i, l := range lat {
-					_ = i
-					_ = l
-				}
 			}
 		})
 	}
