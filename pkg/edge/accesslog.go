@@ -21,9 +21,10 @@ type logRecord struct {
 	// multiplexed: the request is one stream of an HTTP/2 connection,
 	// which an error on it must not end.
 	multiplexed bool
-	// conn is the HTTP/1 connection the request came on; nil for
-	// HTTP/2 (and for a test's recorder).
+	// conn and h2 are the connection the request came on, HTTP/1 or
+	// HTTP/2 (both nil for a test's recorder).
 	conn   *trackedConn
+	h2     *h2Conn
 	status int
 	bytes  int64
 	worker string

@@ -313,10 +313,10 @@ func connContext(ctx context.Context, c net.Conn) context.Context {
 
 // enterHandler marks the connection busy and returns the function that
 // marks it idle again, with the head scanner's verdict on the request (a
-// zero one where the connection has no scanner), and the HTTP/1
-// connection (nil for HTTP/2). It gives r the TLS state of HTTPS, which
-// net/http sees as a plain connection.
-func enterHandler(r *http.Request) (func(), verdict, *trackedConn) {
+// zero one where the connection has no scanner), and the connection: an
+// HTTP/1 one or an HTTP/2 one (both nil for a test's recorder). It gives
+// r the TLS state of HTTPS, which net/http sees as a plain connection.
+func enterHandler(r *http.Request) (func(), verdict, *trackedConn, *h2Conn) {
 	if c, ok := r.Context().Value(connKey{}).(*trackedConn); ok {
 		if r.TLS == nil {
 			r.TLS = c.tls
@@ -324,24 +324,18 @@ func enterHandler(r *http.Request) (func(), verdict, *trackedConn) {
 		c.phase.Store(phaseHandler)
 		c.wake.Reset()
 		v, _ := c.verdict()
-		return c.idle, v, c
+		return c.idle, v, c, nil
 	}
 	if c, ok := r.Context().Value(h2Key{}).(*h2Conn); ok {
 		r.TLS = c.tls
 		c.active.Add(1)
-		return c.leave, verdict{}, nil
+		return c.leave, verdict{}, nil, c
 	}
-	return func() {}, verdict{}, nil
+	return func() {}, verdict{}, nil, nil
 }
 
 // idle marks the connection between requests.
 func (c *trackedConn) idle() { c.phase.Store(phaseIdle) }
-
-// h2ConnOf is the HTTP/2 connection r came on, or nil.
-func h2ConnOf(r *http.Request) *h2Conn {
-	c, _ := r.Context().Value(h2Key{}).(*h2Conn)
-	return c
-}
 
 // timedOut reports whether err is a deadline passing on a connection.
 func timedOut(err error) bool {

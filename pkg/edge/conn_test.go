@@ -196,7 +196,7 @@ func TestGatheredWrites(t *testing.T) {
 	srv := &http.Server{
 		ConnContext: connContext,
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			leave, _, _ := enterHandler(r)
+			leave, _, _, _ := enterHandler(r)
 			defer leave()
 			if r.URL.Path == "/stream" {
 				io.WriteString(w, "first")

@@ -60,7 +60,7 @@ func (s *site) serveApp(w http.ResponseWriter, r *http.Request, c client, lr *lo
 		return
 	}
 	req := upstream.Request{Frame: &x.frame, Body: body, Idempotent: idempotent(r.Method)}
-	if hc := h2ConnOf(r); hc != nil {
+	if hc := lr.h2; hc != nil {
 		// One HTTP/2 connection's room in the queue (see h2Conn).
 		if !hc.acquire(r.Context(), s.cfg.Limits.QueueTimeout.D()) {
 			if r.Context().Err() != nil {

@@ -107,10 +107,10 @@ func (s *Server) Close() {
 
 // ServeHTTP routes a request to a static root or to the app.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	leave, v, tc := enterHandler(r)
+	leave, v, tc, h2 := enterHandler(r)
 	s.inFlight.Add(1)
 	// HTTP/2 is what came as such, not what an HTTP/1 request line says.
-	lr := logRecord{start: time.Now(), conn: tc, multiplexed: r.ProtoMajor == 2 && tc == nil}
+	lr := logRecord{start: time.Now(), conn: tc, h2: h2, multiplexed: r.ProtoMajor == 2 && tc == nil}
 	st := s.cur.Load()
 	lr.site = st.def // until a route says otherwise
 	defer s.account(w, r, &lr, leave)

@@ -203,14 +203,13 @@ func (t *Transport) RoundTrip(ctx context.Context, req *Request, resp *Response)
 			stop = context.AfterFunc(ctx, func() { f.SetDeadline(aLongTimeAgo) })
 		}
 		again, err := c.exchange(ctx, frame, req, lim, queueEnd, &resp.Head)
-		stopped := true
 		if stop != nil {
-			stopped = stop()
+			stop() // had it run, ctx is done: gone says so below
 		} else {
 			req.Waker.watch(nil)
 		}
 		gone := req.gone(ctx)
-		if err == nil && stopped && gone == nil {
+		if err == nil && gone == nil {
 			resp.c, resp.lim, resp.t, resp.slot = c, lim, t, req.Slot
 			return nil
 		}
@@ -252,14 +251,12 @@ func (t *Transport) abandon(c *conn, slot Slot, queueEnd time.Time, cause error)
 		rc.Control(func(fd uintptr) { unix.Shutdown(int(fd), unix.SHUT_WR) })
 		taken = c.unread() == 0
 	}
-	t.inFlight.Add(-1)
 	if taken {
 		c.close()
-		if slot != nil {
-			slot.Release()
-		}
+		t.done(slot)
 		return &Error{Op: "wait", Err: ErrGoneTaken, Cause: cause}
 	}
+	t.inFlight.Add(-1) // from now on counted as abandoned, until dropped
 	t.abandoned.Add(1)
 	go func() {
 		// The worker that takes it reads the frame, sees the hang-up and
