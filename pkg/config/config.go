@@ -37,6 +37,14 @@ type Config struct {
 	Log      Log      `toml:"log"`
 	Compress Compress `toml:"compress"`
 	Metrics  Metrics  `toml:"metrics"`
+	// SiteBlocks are the [[site]] tables as written; Sites is what they
+	// and the top-level tables describe.
+	SiteBlocks []Site `toml:"site"`
+
+	// Sites are the sites, after validation: the top-level one
+	// (DefaultSite) first when the file has a top-level [app], then each
+	// [[site]] in file order.
+	Sites []*Site `toml:"-"`
 
 	// File is the absolute path the config was read from ("" for Default).
 	File string `toml:"-"`
@@ -115,6 +123,9 @@ type Pool struct {
 	// each Python process, so that workers started together are not all
 	// recycled together (gunicorn's max_requests_jitter).
 	MaxRequestsJitter int `toml:"max_requests_jitter"`
+	// Queue is the file name of the pool's socket in SocketDir:
+	// QueueSocket for the top-level site, NAME.sock for a [[site]].
+	Queue string `toml:"-"`
 }
 
 // Instance parses an instance number, the N of workerd@N. Only the one spelling of a positive number counts: systemd takes
@@ -130,7 +141,11 @@ const QueueSocket = "queue.sock"
 
 // Socket is the path of the socket every worker takes requests from.
 func (p Pool) Socket() string {
-	return filepath.Join(p.SocketDir, QueueSocket)
+	q := p.Queue
+	if q == "" {
+		q = QueueSocket
+	}
+	return filepath.Join(p.SocketDir, q)
 }
 
 // Backlog is the listen backlog that lets QueueLength connections wait
@@ -367,22 +382,28 @@ var ErrNotFound = errors.New("config file not found")
 
 // validate checks each section, and the rules that tie sections together.
 func (c *Config) validate(v *validator) {
+	top := scope{v: v}
 	c.validateListen(v)
 	for i := range c.TLS {
-		c.TLS[i].validate(v, i)
+		c.TLS[i].validate(top, i)
 	}
 	seen := map[string]bool{}
 	for i := range c.Static {
-		c.Static[i].validate(v, i, seen)
+		c.Static[i].validate(top, i, seen)
 	}
-	c.App.validate(v)
-	c.Pool.validate(v)
-	c.Limits.validate(v)
+	if c.App.Module != "" || len(c.SiteBlocks) == 0 {
+		c.App.validate(top)
+	} else if len(c.Static) > 0 {
+		v.fail([]string{"static"}, "top-level [[static]] roots belong to the top-level app, and there is none: move them into the [[site]] they serve, as [[site.static]]")
+	}
+	c.Pool.validate(top)
+	c.Limits.validate(top)
 	c.Compress.validate(v)
 	c.Buffers.validate(v)
 	c.Proxy.validate(v)
 	c.Log.validate(v)
 	c.Metrics.validate(v, append(append([]string{}, c.Listen.HTTP...), c.Listen.HTTPS...))
+	c.validateSites(v)
 }
 
 func (c *Config) validateListen(v *validator) {
@@ -395,138 +416,149 @@ func (c *Config) validateListen(v *validator) {
 	if len(c.Listen.HTTP)+len(c.Listen.HTTPS) == 0 {
 		v.fail([]string{"listen"}, "no address to listen on: set listen.http = [\"0.0.0.0:80\"] or listen.https")
 	}
-	if len(c.Listen.HTTPS) > 0 && len(c.TLS) == 0 {
+	if len(c.Listen.HTTPS) > 0 && len(c.TLS) == 0 && !c.siteTLS() {
 		v.fail([]string{"listen", "https"}, "HTTPS addresses need at least one [[tls]] table with cert and key")
 	}
 }
 
-func (t *TLS) validate(v *validator, i int) {
-	t.Cert = v.path([]string{"tls", "cert"}, Credential("tls", v.abs(t.Cert)), fmt.Sprintf("tls[%d].cert", i), true)
-	t.Key = v.path([]string{"tls", "key"}, Credential("tls", v.abs(t.Key)), fmt.Sprintf("tls[%d].key", i), true)
+// siteTLS says some [[site]] has a certificate.
+func (c *Config) siteTLS() bool {
+	for _, s := range c.SiteBlocks {
+		if len(s.TLS) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+func (t *TLS) validate(sc scope, i int) {
+	e := sc.elem("tls", i)
+	t.Cert = e.path([]string{"cert"}, Credential("tls", sc.v.abs(t.Cert)), true)
+	t.Key = e.path([]string{"key"}, Credential("tls", sc.v.abs(t.Key)), true)
 }
 
 // validate checks the ith [[static]]; seen holds the prefixes before it.
-func (s *Static) validate(v *validator, i int, seen map[string]bool) {
-	key := []string{"static", "prefix"}
-	name := fmt.Sprintf("static[%d].prefix", i)
+func (s *Static) validate(sc scope, i int, seen map[string]bool) {
+	e := sc.elem("static", i)
+	key := []string{"prefix"}
 	switch {
 	case s.Prefix == "":
-		v.failf(key, name, "missing: give the URL prefix, such as \"/static/\"")
+		e.fail(key, "missing: give the URL prefix, such as \"/static/\"")
 	case !strings.HasPrefix(s.Prefix, "/"):
-		v.failf(key, name, fmt.Sprintf("%q must start with \"/\"", s.Prefix))
+		e.fail(key, fmt.Sprintf("%q must start with \"/\"", s.Prefix))
 	}
 	if s.Prefix != "" && !strings.HasSuffix(s.Prefix, "/") {
 		s.Prefix += "/"
 	}
 	if seen[s.Prefix] {
-		v.failf(key, name, fmt.Sprintf("%q is given twice", s.Prefix))
+		e.fail(key, fmt.Sprintf("%q is given twice", s.Prefix))
 	}
 	seen[s.Prefix] = true
-	s.Root = v.path([]string{"static", "root"}, s.Root, fmt.Sprintf("static[%d].root", i), true)
+	s.Root = e.path([]string{"root"}, s.Root, true)
 	if s.Root != "" {
 		if fi, err := os.Stat(s.Root); err == nil && !fi.IsDir() {
-			v.failf([]string{"static", "root"}, fmt.Sprintf("static[%d].root", i), fmt.Sprintf("%q is not a directory", s.Root))
+			e.fail([]string{"root"}, fmt.Sprintf("%q is not a directory", s.Root))
 		}
 	}
 }
 
-func (a *App) validate(v *validator) {
+func (a *App) validate(sc scope) {
 	if a.Module == "" {
-		v.fail([]string{"app", "module"}, "missing: name the WSGI callable as \"module:callable\", for example module = \"myapp.wsgi:application\"")
+		sc.fail([]string{"app", "module"}, "missing: name the WSGI callable as \"module:callable\", for example module = \"myapp.wsgi:application\"")
 	} else if err := checkAppSpec(a.Module); err != nil {
-		v.fail([]string{"app", "module"}, fmt.Sprintf("%q %v; write it as gunicorn takes it: \"module\" (its \"application\"), \"module:name\", \"module:factory()\" or \"module:factory('arg', key=1)\"", a.Module, err))
+		sc.fail([]string{"app", "module"}, fmt.Sprintf("%q %v; write it as gunicorn takes it: \"module\" (its \"application\"), \"module:name\", \"module:factory()\" or \"module:factory('arg', key=1)\"", a.Module, err))
 	}
 	if a.Directory == "" {
 		a.Directory = "."
 	}
-	a.Directory = v.path([]string{"app", "directory"}, a.Directory, "app.directory", true)
+	a.Directory = sc.path([]string{"app", "directory"}, a.Directory, true)
 	if a.Virtualenv != "" {
-		a.Virtualenv = v.path([]string{"app", "virtualenv"}, a.Virtualenv, "app.virtualenv", true)
+		a.Virtualenv = sc.path([]string{"app", "virtualenv"}, a.Virtualenv, true)
 	}
 	if a.Python == "" {
-		v.fail([]string{"app", "python"}, "empty: give the interpreter, such as \"/usr/bin/python3\"")
+		sc.fail([]string{"app", "python"}, "empty: give the interpreter, such as \"/usr/bin/python3\"")
 	} else if strings.Contains(a.Python, "/") {
-		a.Python = v.abs(a.Python)
+		a.Python = sc.v.abs(a.Python)
 	}
 	if a.ScriptName != "" && (!strings.HasPrefix(a.ScriptName, "/") || strings.HasSuffix(a.ScriptName, "/")) {
-		v.fail([]string{"app", "script_name"}, fmt.Sprintf("%q must start with \"/\" and not end with one, such as \"/app\"", a.ScriptName))
+		sc.fail([]string{"app", "script_name"}, fmt.Sprintf("%q must start with \"/\" and not end with one, such as \"/app\"", a.ScriptName))
 	}
 	if a.Timeout <= 0 {
-		v.fail([]string{"app", "timeout"}, "must be more than 0")
+		sc.fail([]string{"app", "timeout"}, "must be more than 0")
 	}
 	for name := range a.Env {
 		if !envName(name) {
-			v.fail([]string{"app", "env", name}, fmt.Sprintf("%q is not a valid environment variable name", name))
+			sc.fail([]string{"app", "env", name}, fmt.Sprintf("%q is not a valid environment variable name", name))
 		}
 	}
 	for name, cred := range a.Credentials {
 		if !envName(name) {
-			v.fail([]string{"app", "credentials", name}, fmt.Sprintf("%q is not a valid environment variable name", name))
+			sc.fail([]string{"app", "credentials", name}, fmt.Sprintf("%q is not a valid environment variable name", name))
 		}
 		if cred == "" || strings.ContainsAny(cred, "/\x00") {
-			v.fail([]string{"app", "credentials", name}, fmt.Sprintf("%q is not a credential name (a plain file name such as \"secret-key\")", cred))
+			sc.fail([]string{"app", "credentials", name}, fmt.Sprintf("%q is not a credential name (a plain file name such as \"secret-key\")", cred))
 		}
 	}
 }
 
-func (p *Pool) validate(v *validator) {
+func (p *Pool) validate(sc scope) {
 	switch p.Class {
 	case ClassSync, ClassThreads, ClassGevent:
 	case "gthread":
-		v.fail([]string{"pool", "class"}, "\"gthread\" is gunicorn's name: write \"threads\"")
+		sc.fail([]string{"pool", "class"}, "\"gthread\" is gunicorn's name: write \"threads\"")
 	case "eventlet":
-		v.fail([]string{"pool", "class"}, "\"eventlet\" is not available: use \"gevent\" for I/O-bound apps")
+		sc.fail([]string{"pool", "class"}, "\"eventlet\" is not available: use \"gevent\" for I/O-bound apps")
 	default:
-		v.fail([]string{"pool", "class"}, fmt.Sprintf("unknown worker class %q: use \"sync\", \"threads\" or \"gevent\"", p.Class))
+		sc.fail([]string{"pool", "class"}, fmt.Sprintf("unknown worker class %q: use \"sync\", \"threads\" or \"gevent\"", p.Class))
 	}
 	if p.Connections < 1 || p.Connections > 100000 {
-		v.fail([]string{"pool", "connections"}, fmt.Sprintf("%d is out of range: use 1 to 100000", p.Connections))
+		sc.fail([]string{"pool", "connections"}, fmt.Sprintf("%d is out of range: use 1 to 100000", p.Connections))
 	}
 	if p.Threads < 1 || p.Threads > 1024 {
-		v.fail([]string{"pool", "threads"}, fmt.Sprintf("%d is out of range: use 1 to 1024", p.Threads))
+		sc.fail([]string{"pool", "threads"}, fmt.Sprintf("%d is out of range: use 1 to 1024", p.Threads))
 	}
 	if p.Workers < 0 || p.Workers > 1024 {
-		v.fail([]string{"pool", "workers"}, fmt.Sprintf("%d is out of range: use 1 to 1024, or 0 for (2 x cores) + 1", p.Workers))
+		sc.fail([]string{"pool", "workers"}, fmt.Sprintf("%d is out of range: use 1 to 1024, or 0 for (2 x cores) + 1", p.Workers))
 	}
 	if p.MaxRequestsJitter < 0 {
-		v.fail([]string{"pool", "max_requests_jitter"}, "must not be negative")
+		sc.fail([]string{"pool", "max_requests_jitter"}, "must not be negative")
 	}
 	if p.MaxRequests < 0 {
-		v.fail([]string{"pool", "max_requests"}, "must not be negative (0 means never recycle)")
+		sc.fail([]string{"pool", "max_requests"}, "must not be negative (0 means never recycle)")
 	}
 	if p.SocketDir == "" {
-		v.fail([]string{"pool", "socket_dir"}, "empty: give a directory such as \"/run/edged/workers\"")
+		sc.fail([]string{"pool", "socket_dir"}, "empty: give a directory such as \"/run/edged/workers\"")
 	} else {
-		p.SocketDir = v.abs(p.SocketDir)
+		p.SocketDir = sc.v.abs(p.SocketDir)
 	}
 }
 
-func (l *Limits) validate(v *validator) {
+func (l *Limits) validate(sc scope) {
 	if l.MaxBody <= 0 {
-		v.fail([]string{"limits", "max_body"}, "must be more than 0")
+		sc.fail([]string{"limits", "max_body"}, "must be more than 0")
 	}
 	if l.MaxHeader < 1<<10 || l.MaxHeader > 1<<20 {
-		v.fail([]string{"limits", "max_header"}, fmt.Sprintf("%s is out of range: use 1k to 1m", l.MaxHeader))
+		sc.fail([]string{"limits", "max_header"}, fmt.Sprintf("%s is out of range: use 1k to 1m", l.MaxHeader))
 	}
 	for _, d := range []struct {
 		name string
 		val  Duration
 	}{{"header_timeout", l.HeaderTimeout}, {"body_timeout", l.BodyTimeout}, {"send_timeout", l.SendTimeout}, {"idle_timeout", l.IdleTimeout}, {"queue_timeout", l.QueueTimeout}} {
 		if d.val <= 0 {
-			v.fail([]string{"limits", d.name}, "must be more than 0")
+			sc.fail([]string{"limits", d.name}, "must be more than 0")
 		}
 	}
 	if l.Burst < 0 {
-		v.fail([]string{"limits", "burst"}, "must not be negative")
+		sc.fail([]string{"limits", "burst"}, "must not be negative")
 	}
 	if l.Rate > 0 && l.Burst == 0 {
 		l.Burst = int(math.Ceil(l.Rate.PerSecond()))
 	}
 	if l.ConnectionsPerClient < 0 {
-		v.fail([]string{"limits", "connections_per_client"}, "must not be negative (0: no limit)")
+		sc.fail([]string{"limits", "connections_per_client"}, "must not be negative (0: no limit)")
 	}
 	if l.QueueLength < 0 {
-		v.fail([]string{"limits", "queue_length"}, "must not be negative (0 or 1: one request waits while every worker is busy, the kernel's least)")
+		sc.fail([]string{"limits", "queue_length"}, "must not be negative (0 or 1: one request waits while every worker is busy, the kernel's least)")
 	}
 }
 

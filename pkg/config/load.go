@@ -42,16 +42,24 @@ func Parse(name, dir string, data []byte) (*Config, error) {
 	c.File = name
 	v := &validator{file: name, dir: dir, lines: strings.Split(string(data), "\n")}
 
+	var doc map[string]any
+	if _, err := toml.Decode(string(data), &doc); err == nil {
+		// A [[site]] starts from the defaults of its app and pool: the
+		// decoder fills elements that are already there.
+		if sites, ok := doc["site"].([]map[string]any); ok {
+			c.SiteBlocks = make([]Site, len(sites))
+			for i := range c.SiteBlocks {
+				c.SiteBlocks[i] = newSiteBlock()
+			}
+		}
+	}
 	md, err := toml.Decode(string(data), c)
 	if err != nil {
 		return nil, Errors{v.decodeError(err)}
 	}
-
-	var doc map[string]any
-	toml.Decode(string(data), &doc)
 	refused := map[string]bool{}
 	secrets(doc, func(k toml.Key, why string) {
-		if k[0] == "tls" {
+		if k[0] == "tls" || len(k) > 1 && k[0] == "site" && k[1] == "tls" {
 			return // paths; a key pasted there is checkPEM's
 		}
 		if !refused[k.String()] {
@@ -72,7 +80,7 @@ func Parse(name, dir string, data []byte) (*Config, error) {
 		if underUnknown(k, unknown) {
 			continue // a key of a misspelt table: the table is reported
 		}
-		v.fail(k, "unknown key: "+unknownAdvice(k))
+		v.unknown(k)
 	}
 	v.checkPEM(data)
 	c.validate(v)
@@ -87,6 +95,26 @@ func Parse(name, dir string, data []byte) (*Config, error) {
 		return nil, v.errs
 	}
 	return c, nil
+}
+
+// unknown reports the key k that nothing decodes, at each place it is
+// set (once per element of an array of tables).
+func (v *validator) unknown(k toml.Key) {
+	msg := "unknown key: " + unknownAdvice(k)
+	full := k.String()
+	found := false
+	for _, e := range v.scan() {
+		if e.full == full && (!found || e.elem.indexed()) {
+			v.add(e.line, v.display(k, e.elem), msg)
+			found = true
+			if !e.elem.indexed() {
+				break
+			}
+		}
+	}
+	if !found {
+		v.fail(k, msg)
+	}
 }
 
 // underUnknown reports whether a table holding k is itself unknown.
@@ -127,12 +155,11 @@ func (v *validator) decodeError(err error) *Error {
 		e.Msg = typeAdvice(e.Key, e.Msg)
 	}
 	if e.Key != "" {
-		if l, i := v.elementLine(strings.Split(e.Key, "."), err); l > 0 {
+		if l, name := v.elementLine(strings.Split(e.Key, "."), err); l > 0 {
 			// Named as the validation names an element: static[1].max_age.
-			first, rest, _ := strings.Cut(e.Key, ".")
-			e.Line, e.Key = l, fmt.Sprintf("%s[%d].%s", first, i, rest)
+			e.Line, e.Key = l, name
 		} else if e.Line == 0 {
-			e.Line = v.line(strings.Split(e.Key, "."), -1)
+			e.Line = v.line(strings.Split(e.Key, "."), nil)
 		}
 	}
 	return e
@@ -182,29 +209,77 @@ func typeAdvice(key, msg string) string {
 	return fmt.Sprintf("must be %s, not %s", w, goTypeName(have))
 }
 
-// elementLine finds the line of key when its table is an array of tables
-// ([[static]]): the library reports the line of the key's last occurrence,
-// whichever element held the bad value. It decodes each occurrence alone
-// and returns the line of the first that fails; 0 when none does.
-func (v *validator) elementLine(key []string, decodeErr error) (line, index int) {
-	if len(key) != 2 || !arrayTables[key[0]] {
-		return 0, 0
+// elementLine finds the line of key when its table is in an array of
+// tables ([[static]], [[site]], [[site.path]]): the library reports the
+// line of the key's last occurrence, whichever element held the bad value.
+// It decodes each occurrence alone, under the headers of its table, and
+// returns the line of the first that fails, with the key named as the
+// validation names it (site[1].pool.workers); 0 when none does.
+func (v *validator) elementLine(key []string, decodeErr error) (line int, display string) {
+	full := strings.Join(key, ".")
+	if !inArray(full) {
+		return 0, ""
 	}
-	want, full := errorText(decodeErr), strings.Join(key, ".")
+	want := errorText(decodeErr)
 	for _, e := range v.scan() {
-		if e.header || e.full != full || e.elem[key[0]] < 0 {
+		if e.header || e.full != full {
 			continue
 		}
-		src := "[[" + key[0] + "]]\n" + v.lines[e.line-1]
+		src := headers(e.table) + v.lines[e.line-1]
 		if _, err := toml.Decode(src, Default()); err != nil && errorText(err) == want {
-			return e.line, e.elem[key[0]]
+			return e.line, v.display(key, e.elem)
 		}
 	}
-	return 0, 0
+	return 0, ""
 }
 
-// arrayTables are the top-level keys written as [[name]].
-var arrayTables = map[string]bool{"static": true, "tls": true}
+// arrayTables are the tables written as [[name]], by their full key.
+var arrayTables = map[string]bool{"static": true, "tls": true, "site": true, "site.static": true, "site.tls": true, "site.path": true}
+
+// inArray says a key lies in an element of an array of tables.
+func inArray(full string) bool {
+	for t := range arrayTables {
+		if strings.HasPrefix(full, t+".") {
+			return true
+		}
+	}
+	return false
+}
+
+// headers are the header lines that open table: [[site]] then
+// [site.app] for "site.app".
+func headers(table string) string {
+	if table == "" {
+		return ""
+	}
+	var b strings.Builder
+	parts := strings.Split(table, ".")
+	for i := range parts {
+		t := strings.Join(parts[:i+1], ".")
+		if arrayTables[t] {
+			b.WriteString("[[" + t + "]]\n")
+		} else if i == len(parts)-1 {
+			b.WriteString("[" + t + "]\n")
+		}
+	}
+	return b.String()
+}
+
+// display names key as the validation does, with the index of each array
+// element it lies in: site[1].path[0].rate.
+func (v *validator) display(key []string, at elems) string {
+	var b strings.Builder
+	for i, k := range key {
+		if i > 0 {
+			b.WriteByte('.')
+		}
+		b.WriteString(k)
+		if t := strings.Join(key[:i+1], "."); arrayTables[t] && at[t] >= 0 && i < len(key)-1 {
+			fmt.Fprintf(&b, "[%d]", at[t])
+		}
+	}
+	return b.String()
+}
 
 // errorText is a decode error's message without its position.
 func errorText(err error) string {
@@ -235,8 +310,12 @@ func knownKeys() map[string][]string {
 			}
 			// A table of its own: a struct that is not a value type
 			// (Size, Duration and the like decode from strings).
-			if ft.Kind() == reflect.Struct && table == "" && !reflect.PointerTo(ft).Implements(reflect.TypeFor[encoding.TextUnmarshaler]()) {
-				walk(name, ft)
+			if ft.Kind() == reflect.Struct && !reflect.PointerTo(ft).Implements(reflect.TypeFor[encoding.TextUnmarshaler]()) {
+				sub := name
+				if table != "" {
+					sub = table + "." + name
+				}
+				walk(sub, ft)
 			}
 		}
 	}
@@ -246,17 +325,23 @@ func knownKeys() map[string][]string {
 
 func unknownAdvice(k toml.Key) string {
 	known := knownKeys()
-	table := ""
-	if len(k) > 1 {
-		table = k[0]
-	}
+	table := strings.Join(k[:len(k)-1], ".")
 	keys, ok := known[table]
-	if !ok || len(k) > 2 {
+	if !ok {
 		return "remove it (see the README for every key)"
 	}
 	where := "at the top level"
 	if table != "" {
 		where = "in [" + table + "]"
+		if arrayTables[table] {
+			where = "in [[" + table + "]]"
+		}
+	}
+	if table == "site.limits" {
+		switch k[len(k)-1] {
+		case "max_header", "header_timeout", "idle_timeout":
+			return fmt.Sprintf("%q is a limit of the connection, met before its host name is known: set it in the top-level [limits]", k[len(k)-1])
+		}
 	}
 	return fmt.Sprintf("%q is not a setting %s; the keys there are %s", k[len(k)-1], where, strings.Join(keys, ", "))
 }
@@ -289,24 +374,44 @@ func (v *validator) add(line int, display, msg string) {
 }
 
 func (v *validator) lineOf(key []string, display string) int {
-	if len(key) > 0 {
-		if rest, ok := strings.CutPrefix(display, key[0]+"["); ok {
-			if i := strings.IndexByte(rest, ']'); i > 0 {
-				if n, err := strconv.Atoi(rest[:i]); err == nil {
-					if l := v.line(key, n); l > 0 {
-						return l
-					}
-				}
-			}
+	if at := indexes(display); len(at) > 0 {
+		if l := v.line(key, at); l > 0 {
+			return l
 		}
 	}
-	return v.line(key, -1)
+	return v.line(key, nil)
+}
+
+// indexes reads the array elements a display name points into:
+// "site[1].path[0].rate" gives site: 1, site.path: 0.
+func indexes(display string) elems {
+	var at elems
+	table := ""
+	for _, part := range strings.Split(display, ".") {
+		name, idx, ok := strings.Cut(part, "[")
+		if table != "" {
+			table += "."
+		}
+		table += name
+		if !ok || !arrayTables[table] {
+			continue
+		}
+		n, err := strconv.Atoi(strings.TrimSuffix(idx, "]"))
+		if err != nil {
+			continue
+		}
+		if at == nil {
+			at = elems{}
+		}
+		at[table] = n
+	}
+	return at
 }
 
 // failElem reports msg for the element val of the array at key, on the
 // line that holds val when the array spans several lines.
 func (v *validator) failElem(key []string, display, val, msg string) {
-	l := v.line(key, -1)
+	l := v.lineOf(key, display)
 	if l > 0 {
 		l = v.valueLine(l, val)
 	}
@@ -391,18 +496,17 @@ func (v *validator) checkPEM(data []byte) {
 
 // line finds the line where key is set; 0 when it cannot be found. It reads
 // the TOML the way people write it: [table] and [[table]] headers, key =
-// value lines, and inline tables on one line. When nth >= 0, key[0] is an
-// array of tables and only its nth [[key[0]]] element is searched (0 when
-// there is no such element); nth < 0 searches every element and takes the
-// first match.
-func (v *validator) line(key []string, nth int) int {
-	if len(key) == 0 || nth >= 0 && !arrayTables[key[0]] {
+// value lines, and inline tables on one line. When at is set, only lines in
+// those elements of arrays of tables are searched ({"site": 1, "site.path":
+// 0}); else every element, and the first match is taken.
+func (v *validator) line(key []string, at elems) int {
+	if len(key) == 0 {
 		return 0
 	}
 	want := strings.Join(key, ".")
 	best, bestLen := 0, -1
 	for _, e := range v.scan() {
-		if nth >= 0 && e.elem[key[0]] != nth {
+		if !e.elem.within(at) {
 			continue
 		}
 		if e.header {
@@ -426,15 +530,39 @@ func (v *validator) line(key []string, nth int) int {
 	return best
 }
 
+// elems maps each array of tables to the index of its element that is
+// current on a line of the file; -1 before the first (or, for a nested
+// array, before the first in the current outer element).
+type elems map[string]int
+
+// within says a line in e lies in every element of at.
+func (e elems) within(at elems) bool {
+	for t, n := range at {
+		if e[t] != n {
+			return false
+		}
+	}
+	return true
+}
+
+// indexed says the line lies in some element of an array of tables.
+func (e elems) indexed() bool {
+	for _, n := range e {
+		if n >= 0 {
+			return true
+		}
+	}
+	return false
+}
+
 // entry is one header or key = value line of the file, as line sees it.
 type entry struct {
 	line   int
 	header bool   // a [table] or [[table]] line
+	table  string // the table the line is in (for a header, the one it opens)
 	full   string // the table, or the key with its table
 	brace  bool   // the value holds an inline table
-	// elem maps each array of tables to the index of its element that is
-	// current on this line; -1 before the first.
-	elem map[string]int
+	elem   elems
 }
 
 // scan splits the file into entries once.
@@ -444,7 +572,7 @@ func (v *validator) scan() []entry {
 	}
 	v.entries = []entry{}
 	table := ""
-	elem := map[string]int{}
+	elem := elems{}
 	for name := range arrayTables {
 		elem[name] = -1
 	}
@@ -459,8 +587,13 @@ func (v *validator) scan() []entry {
 			if _, ok := elem[table]; ok && strings.HasPrefix(l, "[[") {
 				elem = maps.Clone(elem)
 				elem[table]++
+				for t := range elem {
+					if strings.HasPrefix(t, table+".") {
+						elem[t] = -1 // a new outer element starts its inner arrays again
+					}
+				}
 			}
-			v.entries = append(v.entries, entry{line: i + 1, header: true, full: table, elem: elem})
+			v.entries = append(v.entries, entry{line: i + 1, header: true, table: table, full: table, elem: elem})
 			continue
 		}
 		name, rest, ok := strings.Cut(l, "=")
@@ -471,7 +604,7 @@ func (v *validator) scan() []entry {
 		if table != "" {
 			full = table + "." + full
 		}
-		v.entries = append(v.entries, entry{line: i + 1, full: full, brace: strings.Contains(rest, "{"), elem: elem})
+		v.entries = append(v.entries, entry{line: i + 1, table: table, full: full, brace: strings.Contains(rest, "{"), elem: elem})
 	}
 	return v.entries
 }
@@ -482,4 +615,45 @@ func unquoteKey(k string) string {
 		parts[i] = strings.Trim(strings.TrimSpace(p), `"'`)
 	}
 	return strings.Join(parts, ".")
+}
+
+// scope is where a table's keys lie in the file: the top level, or an
+// element of an array of tables (site[1], site[1].path[0]). Validation
+// reports through it, so one check serves a table wherever it is.
+type scope struct {
+	v       *validator
+	key     []string // the table's key path, without indexes
+	display string   // the same with indexes, "site[1]"; "" at the top
+}
+
+// at is key under the scope: its full key path and its display name.
+func (sc scope) at(key []string) ([]string, string) {
+	full := append(append([]string{}, sc.key...), key...)
+	d := strings.Join(key, ".")
+	if sc.display != "" {
+		d = sc.display + "." + d
+	}
+	return full, d
+}
+
+func (sc scope) fail(key []string, msg string) {
+	k, d := sc.at(key)
+	sc.v.failf(k, d, msg)
+}
+
+func (sc scope) failElem(key []string, val, msg string) {
+	k, d := sc.at(key)
+	sc.v.failElem(k, d, val, msg)
+}
+
+// elem is the scope of the ith element of the array of tables name.
+func (sc scope) elem(name string, i int) scope {
+	k, d := sc.at([]string{name})
+	return scope{v: sc.v, key: k, display: fmt.Sprintf("%s[%d]", d, i)}
+}
+
+// path resolves and checks a path as validator.path does.
+func (sc scope) path(key []string, p string, mustExist bool) string {
+	k, d := sc.at(key)
+	return sc.v.path(k, p, d, mustExist)
 }

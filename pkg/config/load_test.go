@@ -66,7 +66,8 @@ func makeTree(tb testing.TB, dir string) {
 			tb.Fatal(err)
 		}
 	}
-	for _, f := range []string{"tls/site.crt", "tls/site.key", "notadir"} {
+	for _, f := range []string{"tls/site.crt", "tls/site.key", "notadir", "errors/502.html", "staging.htpasswd"} {
+		os.MkdirAll(filepath.Join(dir, filepath.Dir(f)), 0o755)
 		if err := os.WriteFile(filepath.Join(dir, f), []byte("x\n"), 0o644); err != nil {
 			tb.Fatal(err)
 		}
@@ -148,7 +149,39 @@ func dump(c *config.Config, dir string) string {
 	p("log", fmt.Sprintf("level=%s format=%s access=%t", c.Log.Level, c.Log.Format, c.Log.Access))
 	p("compress", fmt.Sprintf("enabled=%t types=%s min_size=%s gzip_level=%d zstd_level=%d", c.Compress.Enabled, strings.Join(c.Compress.Types, ","), c.Compress.MinSize, c.Compress.GzipLevel, c.Compress.ZstdLevel))
 	p("metrics.listen", c.Metrics.Listen)
+	if len(c.SiteBlocks) > 0 {
+		dumpSites(p, rel, c)
+	}
 	return b.String()
+}
+
+// dumpSites prints what the sites resolved to, when the file has any
+// [[site]].
+func dumpSites(p func(string, any), rel func(string) string, c *config.Config) {
+	for _, s := range c.Sites {
+		k := "site " + s.Name
+		p(k, fmt.Sprintf("names=%s default=%t https=%s canonical=%q logged=%t", strings.Join(s.Names, ","), s.Default, s.HTTPS, s.Canonical, s.Logged()))
+		p(k+" app", fmt.Sprintf("%s dir=%s timeout=%s", s.App.Module, rel(s.App.Directory), s.App.Timeout))
+		p(k+" pool", fmt.Sprintf("%s workers=%d socket=%s graceful=%s", s.Pool.Class, s.Pool.Workers, rel(s.Pool.Socket()), s.Pool.GracefulTimeout))
+		for _, st := range s.Static {
+			p(k+" static", st.Prefix+" -> "+rel(st.Root))
+		}
+		for _, t := range s.TLS {
+			p(k+" tls", rel(t.Cert)+" "+rel(t.Key))
+		}
+		l := s.Limits
+		p(k+" limits", fmt.Sprintf("max_body=%s body_timeout=%s rate=%s burst=%d queue_length=%d", l.MaxBody, l.BodyTimeout, l.Rate, l.Burst, l.QueueLength))
+		if len(s.Headers) > 0 {
+			p(k+" headers", sortedMap(s.Headers)+" override="+strings.Join(s.OverrideHeaders, ","))
+		}
+		for code, f := range s.ErrorPages {
+			p(k+" error "+fmt.Sprint(code), rel(f))
+		}
+		for _, r := range s.Paths {
+			p(k+" path", fmt.Sprintf("prefix=%q pattern=%q methods=%s rate=%s burst=%d max_body=%s allow=%v deny=%v auth=%q file=%s logged=%t",
+				r.Prefix, r.Pattern, strings.Join(r.Methods, ","), r.Rate, r.Burst, r.MaxBody, r.AllowNets, r.DenyNets, r.AuthBasic, rel(r.AuthBasicUserFile), r.Logged()))
+		}
+	}
 }
 
 func sortedMap(m map[string]string) string {

@@ -45,7 +45,7 @@ func secrets(doc map[string]any, found func(k toml.Key, why string)) {
 	walk = func(k toml.Key, v any) {
 		switch v := v.(type) {
 		case map[string]any:
-			if len(k) == 2 && k[0] == "app" && k[1] == "credentials" {
+			if len(k) >= 2 && k[len(k)-2] == "app" && k[len(k)-1] == "credentials" {
 				return // names of credentials, never values
 			}
 			for name, sub := range v {
