@@ -217,6 +217,32 @@ func (c *Config) SiteNames() []string {
 	return names
 }
 
+// ForSite is the config as a worker of the site called name sees it: the
+// site's app, pool, roots, certificates and limits in the top-level
+// tables. "" is the default site, or the only one.
+func (c *Config) ForSite(name string) (*Config, error) {
+	s, ok := c.Site(name)
+	if !ok {
+		if name == "" {
+			return nil, fmt.Errorf("%s has several sites and no default: name one (--site %s)", c.File, strings.Join(c.SiteNames(), ", --site "))
+		}
+		return nil, fmt.Errorf("%s has no site %q: its sites are %s", c.File, name, strings.Join(c.SiteNames(), ", "))
+	}
+	cc := *c
+	cc.App, cc.Pool, cc.Static, cc.TLS, cc.Limits = s.App, s.Pool, s.Static, s.TLS, s.Limits
+	cc.Sites = []*Site{s}
+	return &cc, nil
+}
+
+// SetSocketDir puts every site's worker socket in dir (edgectl run's
+// temporary directory).
+func (c *Config) SetSocketDir(dir string) {
+	c.Pool.SocketDir = dir
+	for _, s := range c.Sites {
+		s.Pool.SocketDir = dir
+	}
+}
+
 // newSiteBlock is a [[site]] before its table is decoded into it: the
 // defaults its app and pool start from.
 func newSiteBlock() Site {

@@ -127,7 +127,7 @@ func TestH2QueuePerConn(t *testing.T) {
 		}()
 	}
 	time.Sleep(700 * time.Millisecond)
-	if n := s.upstream.InFlight(); n > queuePerConn {
+	if n, _ := s.withWorkers(); n > queuePerConn {
 		t.Errorf("%d requests of one connection with the workers, want at most %d", n, queuePerConn)
 	}
 	wg.Wait()

@@ -34,6 +34,12 @@ type logRecord struct {
 	reason string
 	// limit is the limit that turned the request away, if one did.
 	limit limit
+	// rule is the site's path rule that took the request, if one did.
+	rule *rule
+	// requestID names the request; user is who basic authentication let
+	// in.
+	requestID string
+	user      string
 	// finished: the whole answer went to the client as it was streamed,
 	// so a client that leaves afterwards left no request unanswered.
 	finished bool
@@ -53,7 +59,7 @@ type logRecord struct {
 // logAccess writes one structured event per request: fields, never a
 // formatted line, so a quote or newline in a header cannot forge an entry.
 func (s *site) logAccess(r *http.Request, lr *logRecord) {
-	if !s.cfg.Log.Access {
+	if !s.logged || lr.rule != nil && !lr.rule.cfg.Logged() {
 		return
 	}
 	e := s.access.Info()
@@ -71,6 +77,18 @@ func (s *site) logAccess(r *http.Request, lr *logRecord) {
 		e = e.Str("client", r.RemoteAddr)
 	}
 	e = e.Str("proto", r.Proto).Int64("bytes", lr.bytes)
+	if r.Host != "" {
+		e = e.Str("host", r.Host)
+	}
+	if s.name != "" {
+		e = e.Str("site", s.name)
+	}
+	if lr.requestID != "" {
+		e = e.Str("request_id", lr.requestID)
+	}
+	if lr.user != "" {
+		e = e.Str("user", lr.user)
+	}
 	if r.URL.RawQuery != "" {
 		e = e.Str("query", r.URL.RawQuery)
 	}
@@ -82,6 +100,9 @@ func (s *site) logAccess(r *http.Request, lr *logRecord) {
 	}
 	if lr.err != nil {
 		e = e.AnErr("error", lr.err)
+	}
+	if ref := r.Header.Get("Referer"); ref != "" {
+		e = e.Str("referer", ref)
 	}
 	if ua := r.Header.Get("User-Agent"); ua != "" {
 		e = e.Str("user_agent", ua)

@@ -33,6 +33,9 @@ type client struct {
 	host    string
 	xff     string // X-Forwarded-For to pass on
 	trusted bool   // the peer is a trusted proxy
+	// requestID names the request in the access log and to the app
+	// (X-Request-ID): a trusted proxy's, else edged's own.
+	requestID string
 }
 
 func (s *state) client(r *http.Request) client {
@@ -43,9 +46,11 @@ func (s *state) client(r *http.Request) client {
 	}
 	if !s.trusted(host) {
 		c.xff = host
+		c.requestID = requestID(r, false)
 		return c
 	}
 	c.trusted = true
+	c.requestID = requestID(r, true)
 	incoming := strings.Join(r.Header.Values("X-Forwarded-For"), ", ")
 	// A trusted proxy: walk X-Forwarded-For from the right, past every
 	// trusted hop, to the first address a stranger could have set.
@@ -101,7 +106,7 @@ func (s *site) environ(f *wire.Request, r *http.Request, c client, bodyLen int64
 	}
 	f.Reset()
 	f.Add("REQUEST_METHOD", r.Method)
-	script := s.cfg.App.ScriptName
+	script := s.app.ScriptName
 	if script != "" && (path == script || strings.HasPrefix(path, script+"/")) {
 		f.Add("SCRIPT_NAME", script)
 		path = path[len(script):]
@@ -156,12 +161,13 @@ func (s *site) environ(f *wire.Request, r *http.Request, c client, bodyLen int64
 	if c.host != "" {
 		f.Add("HTTP_X_FORWARDED_HOST", c.host)
 	}
+	f.Add("HTTP_X_REQUEST_ID", c.requestID)
 
 	conn := r.Header["Connection"]
 	trusted := c.trusted
 	for name, vs := range r.Header {
 		switch name {
-		case "Content-Type", "Content-Length", "Host", "X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host":
+		case "Content-Type", "Content-Length", "Host", "X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host", "X-Request-Id":
 			continue
 		case "Proxy", "Expect":
 			// Proxy would become HTTP_PROXY, which libraries read as the

@@ -35,6 +35,7 @@ func TestEnviron(t *testing.T) {
 		req                  func() *http.Request
 		want                 map[string]string
 		absent               []string
+		check                func(t *testing.T, env map[string]string)
 	}{
 		{
 			name:   "method, path and query",
@@ -126,9 +127,36 @@ func TestEnviron(t *testing.T) {
 		},
 		{
 			name:   "headers spelled with underscores dropped",
-			header: http.Header{"X_Request_Id": {"6.6.6.6"}, "X-Request-Id": {"1.1.1.1"}, "Remote_User": {"admin"}},
-			want:   map[string]string{"HTTP_X_REQUEST_ID": "1.1.1.1"},
+			header: http.Header{"X_Trace_Id": {"6.6.6.6"}, "X-Trace-Id": {"1.1.1.1"}, "Remote_User": {"admin"}},
+			want:   map[string]string{"HTTP_X_TRACE_ID": "1.1.1.1"},
 			absent: []string{"HTTP_REMOTE_USER"},
+		},
+		{
+			name:   "a client's request id replaced by edged's",
+			header: http.Header{"X-Request-Id": {"forged"}},
+			check: func(t *testing.T, env map[string]string) {
+				if id := env["HTTP_X_REQUEST_ID"]; len(id) != 32 || strings.Trim(id, "0123456789abcdef") != "" {
+					t.Errorf("HTTP_X_REQUEST_ID = %q, want 32 hex digits of edged's", id)
+				}
+			},
+		},
+		{
+			name:   "a trusted proxy's request id kept",
+			config: trusted,
+			peer:   proxy,
+			header: http.Header{"X-Request-Id": {"lb-7f3a"}},
+			want:   map[string]string{"HTTP_X_REQUEST_ID": "lb-7f3a"},
+		},
+		{
+			name:   "a trusted proxy's id with a space replaced",
+			config: trusted,
+			peer:   proxy,
+			header: http.Header{"X-Request-Id": {"a b"}},
+			check: func(t *testing.T, env map[string]string) {
+				if id := env["HTTP_X_REQUEST_ID"]; len(id) != 32 {
+					t.Errorf("HTTP_X_REQUEST_ID = %q, want edged's own", id)
+				}
+			},
 		},
 		{
 			name:   "httpoxy: Proxy never reaches the app, nor Expect",
@@ -345,6 +373,9 @@ func TestEnviron(t *testing.T) {
 				if got, ok := req.env[k]; ok {
 					t.Errorf("%s: got %q, want it absent", k, got)
 				}
+			}
+			if tt.check != nil {
+				tt.check(t, req.env)
 			}
 		})
 	}

@@ -59,12 +59,17 @@ var (
 // listenQueue binds dir's worker socket with the given listen backlog.
 func listenQueue(t *testing.T, dir string, backlog int) *queue {
 	t.Helper()
+	return listenQueueAt(t, filepath.Join(dir, config.QueueSocket), backlog)
+}
+
+// listenQueueAt binds the worker socket at path (a site's).
+func listenQueueAt(t *testing.T, path string, backlog int) *queue {
+	t.Helper()
 	queuesMu.Lock()
 	defer queuesMu.Unlock()
-	if q := queues[dir]; q != nil {
+	if q := queues[path]; q != nil {
 		return q
 	}
-	path := filepath.Join(dir, config.QueueSocket)
 	f, err := sd.ListenUnix(path, backlog)
 	if err != nil {
 		t.Fatalf("listen %s: %v", path, err)
@@ -76,10 +81,10 @@ func listenQueue(t *testing.T, dir string, backlog int) *queue {
 	}
 	q := &queue{ln: l.(*net.UnixListener), path: path}
 	q.ln.SetUnlinkOnClose(true)
-	queues[dir] = q
+	queues[path] = q
 	t.Cleanup(func() {
 		queuesMu.Lock()
-		delete(queues, dir)
+		delete(queues, path)
 		queuesMu.Unlock()
 		q.ln.Close()
 	})
@@ -111,7 +116,13 @@ type fakeWorker struct {
 // serve.
 func startWorker(t *testing.T, dir, name string, serve serveFunc) *fakeWorker {
 	t.Helper()
-	q := listenQueue(t, dir, 64)
+	return startWorkerAt(t, filepath.Join(dir, config.QueueSocket), name, serve)
+}
+
+// startWorkerAt is startWorker on the worker socket at path (a site's).
+func startWorkerAt(t *testing.T, path, name string, serve serveFunc) *fakeWorker {
+	t.Helper()
+	q := listenQueueAt(t, path, 64)
 	queuesMu.Lock()
 	q.users++
 	queuesMu.Unlock()

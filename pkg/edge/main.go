@@ -91,7 +91,7 @@ func load(file, sockDir string) (*config.Config, error) {
 		return nil, err
 	}
 	if sockDir != "" {
-		cfg.Pool.SocketDir = sockDir
+		cfg.SetSocketDir(sockDir)
 	}
 	return cfg, nil
 }
@@ -246,8 +246,9 @@ func (s *Server) keepSystemdInformed(ctx context.Context) {
 
 // status is the one line `systemctl status` and `edgectl status` show.
 func (s *Server) status() string {
+	with, _ := s.withWorkers()
 	line := fmt.Sprintf("%d in flight (%d with the workers or queued for them), %d req/s, %d requests, %d errors",
-		s.inFlight.Load(), s.upstream.InFlight(), s.rate.Load(), s.requests.Load(), s.errors.Load())
+		s.inFlight.Load(), with, s.rate.Load(), s.requests.Load(), s.errors.Load())
 	if e, _ := s.lastReloadErr.Load().(string); e != "" {
 		line += "; last reload refused: " + e
 	}
@@ -265,23 +266,31 @@ func Check(cfg *config.Config) error {
 	st.close()
 	// Opened above as whoever runs the check: root opens anything, so
 	// also judge for the user edged will serve as.
-	for i, sc := range cfg.Static {
-		if why := unreadable(sc.Root); why != "" {
-			return fmt.Errorf("static[%d].root %s: %s", i, sc.Root, why)
+	for _, site := range cfg.Sites {
+		where := ""
+		if len(cfg.Sites) > 1 || site.Name != config.DefaultSite {
+			where = "site " + site.Name + ": "
 		}
-	}
-	for i, t := range cfg.TLS {
-		for _, f := range []struct{ key, path string }{{"cert", t.Cert}, {"key", t.Key}} {
-			if strings.Contains(f.path, "-----BEGIN") || os.Geteuid() == 0 && filepath.Dir(f.path) == TLSCredentials {
-				continue // systemd reads it, as root (LoadCredential=)
-			}
-			if why := unreadable(config.Credential("tls", f.path)); why != "" {
-				return fmt.Errorf("tls[%d].%s %s: %s", i, f.key, f.path, why)
+		for i, sc := range site.Static {
+			if why := unreadable(sc.Root); why != "" {
+				return fmt.Errorf("%sstatic[%d].root %s: %s", where, i, sc.Root, why)
 			}
 		}
-	}
-	if cfg.Pool.Class == config.ClassGevent {
-		return gevent(cfg.App.Interpreter())
+		for i, t := range site.TLS {
+			for _, f := range []struct{ key, path string }{{"cert", t.Cert}, {"key", t.Key}} {
+				if strings.Contains(f.path, "-----BEGIN") || os.Geteuid() == 0 && filepath.Dir(f.path) == TLSCredentials {
+					continue // systemd reads it, as root (LoadCredential=)
+				}
+				if why := unreadable(config.Credential("tls", f.path)); why != "" {
+					return fmt.Errorf("%stls[%d].%s %s: %s", where, i, f.key, f.path, why)
+				}
+			}
+		}
+		if site.Pool.Class == config.ClassGevent {
+			if err := gevent(site.App.Interpreter()); err != nil {
+				return fmt.Errorf("%s%w", where, err)
+			}
+		}
 	}
 	return nil
 }

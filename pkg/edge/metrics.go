@@ -279,14 +279,13 @@ func plainText(s string) bool {
 // from; the kernel's listen-overflow count; requests in flight.
 type queueCollector struct {
 	listeners map[string]net.Listener // by name: "http 0.0.0.0:80"
-	workers   string                  // the workers' queue socket path
 	s         *Server
 
 	waiting, max, overflows, drops, inFlight, upstream, abandoned *prometheus.Desc
 }
 
-func newQueueCollector(s *Server, ls *Listeners, workers string) *queueCollector {
-	c := &queueCollector{listeners: map[string]net.Listener{}, workers: workers, s: s,
+func newQueueCollector(s *Server, ls *Listeners) *queueCollector {
+	c := &queueCollector{listeners: map[string]net.Listener{}, s: s,
 		waiting:   prometheus.NewDesc(metric.ListenQueue, "Connections waiting in a listening socket's accept queue.", []string{metric.LabelSocket}, nil),
 		max:       prometheus.NewDesc(metric.ListenBacklog, "The most connections a listening socket's accept queue holds (its backlog).", []string{metric.LabelSocket}, nil),
 		overflows: prometheus.NewDesc(metric.KernelListenOverflowsTotal, "Connections the kernel turned away because an accept queue was full (ListenOverflows), in edged's network namespace, since boot.", nil, nil),
@@ -322,9 +321,11 @@ func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	if qs, err := backlog.Unix(); err == nil {
-		if q, ok := qs[c.workers]; ok {
-			ch <- prometheus.MustNewConstMetric(c.waiting, prometheus.GaugeValue, float64(q.Waiting), "workers "+c.workers)
-			ch <- prometheus.MustNewConstMetric(c.max, prometheus.GaugeValue, float64(q.Max), "workers "+c.workers)
+		for _, t := range c.s.upstreams() {
+			if q, ok := qs[t.Socket()]; ok {
+				ch <- prometheus.MustNewConstMetric(c.waiting, prometheus.GaugeValue, float64(q.Waiting), "workers "+t.Socket())
+				ch <- prometheus.MustNewConstMetric(c.max, prometheus.GaugeValue, float64(q.Max), "workers "+t.Socket())
+			}
 		}
 	}
 	if o, d, err := backlog.Overflows(); err == nil {
@@ -332,8 +333,9 @@ func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.drops, prometheus.CounterValue, float64(d))
 	}
 	ch <- prometheus.MustNewConstMetric(c.inFlight, prometheus.GaugeValue, float64(c.s.inFlight.Load()))
-	ch <- prometheus.MustNewConstMetric(c.upstream, prometheus.GaugeValue, float64(c.s.upstream.InFlight()))
-	ch <- prometheus.MustNewConstMetric(c.abandoned, prometheus.GaugeValue, float64(c.s.upstream.Abandoned()))
+	with, abandoned := c.s.withWorkers()
+	ch <- prometheus.MustNewConstMetric(c.upstream, prometheus.GaugeValue, float64(with))
+	ch <- prometheus.MustNewConstMetric(c.abandoned, prometheus.GaugeValue, float64(abandoned))
 }
 
 // listenMetrics opens [metrics] listen: an address, or a Unix socket

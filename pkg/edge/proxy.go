@@ -34,15 +34,15 @@ var exchanges = sync.Pool{New: func() any { return new(exchange) }}
 // log.
 func (s *site) serveApp(w http.ResponseWriter, r *http.Request, c client, lr *logRecord) {
 	lr.kind = kindApp
-	limit := int64(s.cfg.Limits.MaxBody)
+	limit, bodyLimit := s.maxBody(lr)
 	if r.ContentLength > limit {
-		s.fail(w, lr, http.StatusRequestEntityTooLarge, limitMaxBody, "request body over limits.max_body")
+		s.fail(w, lr, http.StatusRequestEntityTooLarge, bodyLimit, "request body over "+string(bodyLimit))
 		return
 	}
 	body := newSpool(int(s.cfg.Buffers.RequestMemory), s.cfg.Buffers.TempDir)
 	defer body.Close()
 	if r.ContentLength != 0 {
-		status, lim, msg := s.readBody(w, r, body, limit)
+		status, lim, msg := s.readBody(w, r, body, limit, bodyLimit)
 		lr.bodyIn = body.Len()
 		if body.Spilled() {
 			lr.spilled = append(lr.spilled, "request")
@@ -62,12 +62,12 @@ func (s *site) serveApp(w http.ResponseWriter, r *http.Request, c client, lr *lo
 	req := upstream.Request{Frame: &x.frame, Body: body, Idempotent: idempotent(r.Method)}
 	if hc := lr.h2; hc != nil {
 		// One HTTP/2 connection's room in the queue (see h2Conn).
-		if !hc.acquire(r.Context(), s.cfg.Limits.QueueTimeout.D()) {
+		if !hc.acquire(r.Context(), s.lim.QueueTimeout.D()) {
 			if r.Context().Err() != nil {
 				s.fail(w, lr, 499, "", goneQueued)
 			} else {
 				s.fail(w, lr, http.StatusServiceUnavailable, limitQueueTimeout, fmt.Sprintf(
-					"this connection had %d requests with the workers for the whole limits.queue_timeout (%s)", queuePerConn, s.cfg.Limits.QueueTimeout))
+					"this connection had %d requests with the workers for the whole limits.queue_timeout (%s)", queuePerConn, s.lim.QueueTimeout))
 			}
 			return
 		}
@@ -171,7 +171,7 @@ func (p *passOn) start() bool {
 		rc.Flush()
 		flushClient(p.r)
 	}
-	p.sw = &deadlineWriter{w: p.w, rc: rc, timeout: p.s.cfg.Limits.SendTimeout.D()}
+	p.sw = &deadlineWriter{w: p.w, rc: rc, timeout: p.s.lim.SendTimeout.D()}
 	return !bodyless && p.r.Method != http.MethodHead
 }
 
@@ -206,9 +206,9 @@ var errBodyless = errors.New("no body for this answer")
 // readBody reads the whole request body into sp, each read bounded by the
 // body timeout. It returns a non-zero status on failure, with the limit
 // that refused it.
-func (s *site) readBody(w http.ResponseWriter, r *http.Request, sp *spool, max int64) (int, limit, string) {
+func (s *site) readBody(w http.ResponseWriter, r *http.Request, sp *spool, max int64, maxLimit limit) (int, limit, string) {
 	rc := http.NewResponseController(w)
-	timeout := s.cfg.Limits.BodyTimeout.D()
+	timeout := s.lim.BodyTimeout.D()
 	buf := bufPool.Get().(*[]byte)
 	defer bufPool.Put(buf)
 	defer rc.SetReadDeadline(time.Time{})
@@ -217,7 +217,7 @@ func (s *site) readBody(w http.ResponseWriter, r *http.Request, sp *spool, max i
 		n, err := r.Body.Read(*buf)
 		if n > 0 {
 			if sp.Len()+int64(n) > max {
-				return http.StatusRequestEntityTooLarge, limitMaxBody, "request body over limits.max_body"
+				return http.StatusRequestEntityTooLarge, maxLimit, "request body over " + string(maxLimit)
 			}
 			if _, werr := sp.Write((*buf)[:n]); werr != nil {
 				s.log.Error().Err(werr).Msg("cannot buffer request body")
@@ -251,7 +251,7 @@ func (s *site) failUpstream(w http.ResponseWriter, r *http.Request, lr *logRecor
 // upstreamStatus is the answer for a failed trip to the app, the limit
 // that refused it if one did, and why.
 func (s *site) upstreamStatus(ctx context.Context, err error) (int, limit, string) {
-	l := s.cfg.Limits
+	l := s.lim
 	switch {
 	case errors.Is(err, upstream.ErrGoneQueued):
 		return 499, "", goneQueued
@@ -264,7 +264,7 @@ func (s *site) upstreamStatus(ctx context.Context, err error) (int, limit, strin
 	case errors.Is(err, upstream.ErrNoWorkers):
 		return http.StatusBadGateway, "", "no worker is running (edgectl scale starts some)"
 	case errors.Is(err, upstream.ErrTimeout):
-		return http.StatusGatewayTimeout, limitAppTimeout, fmt.Sprintf("app.timeout (%s) passed", s.cfg.App.Timeout)
+		return http.StatusGatewayTimeout, limitAppTimeout, fmt.Sprintf("app.timeout (%s) passed", s.app.Timeout)
 	case errors.Is(err, wire.ErrAborted):
 		return http.StatusInternalServerError, "", "the app failed after its answer began"
 	case errors.Is(err, wire.ErrBadHead):
@@ -319,6 +319,9 @@ func (s *site) header(w http.ResponseWriter, head *wire.Head, status int) (bodyl
 		}
 		h[name] = append(h[name], f[i+1])
 	}
+	// The site's headers where the app sent none of the name, or the
+	// site says its own wins.
+	s.addHeaders(h)
 	bodyless = status < 200 || status == http.StatusNoContent || status == http.StatusNotModified
 	if _, ok := h["Content-Type"]; !ok && !bodyless {
 		// Never let net/http guess a type from the body.
@@ -381,7 +384,7 @@ func (s *site) writeResponse(w http.ResponseWriter, r *http.Request, lr *logReco
 		return
 	}
 	rc := http.NewResponseController(w)
-	sw := &deadlineWriter{w: w, rc: rc, timeout: s.cfg.Limits.SendTimeout.D()}
+	sw := &deadlineWriter{w: w, rc: rc, timeout: s.lim.SendTimeout.D()}
 	written, err := body.WriteTo(sw)
 	lr.bytes = written
 	if err != nil {

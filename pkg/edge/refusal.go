@@ -18,8 +18,17 @@ const (
 	limitQueueTimeout   limit = "limits.queue_timeout"
 	limitAppTimeout     limit = "app.timeout"
 	limitProtocol       limit = "protocol"
+	// The rules of a site's [[site.path]]: its rate and max_body, its
+	// allow/deny lists (403), its basic authentication (401); and https =
+	// "only" (403).
+	limitPathRate    limit = "site.path.rate"
+	limitPathMaxBody limit = "site.path.max_body"
+	limitPathAccess  limit = "site.path.allow"
+	limitPathAuth    limit = "site.path.auth_basic"
+	limitHTTPSOnly   limit = "site.https"
 )
 
 // limits are every limit, for the metrics to show each from the start.
 var limits = []limit{limitMaxBody, limitHeaderTimeout, limitBodyTimeout, limitMaxHeader, limitRate,
-	limitConnsPerClient, limitQueueLength, limitQueueTimeout, limitAppTimeout, limitProtocol}
+	limitConnsPerClient, limitQueueLength, limitQueueTimeout, limitAppTimeout, limitProtocol,
+	limitPathRate, limitPathMaxBody, limitPathAccess, limitPathAuth, limitHTTPSOnly}

@@ -27,9 +27,14 @@ import (
 // Server is edged. Its config can be replaced while it serves (Reload);
 // the pool and the listeners stay.
 type Server struct {
-	log      zerolog.Logger
-	upstream *upstream.Transport
-	cur      atomic.Pointer[state]
+	log zerolog.Logger
+	cur atomic.Pointer[state]
+
+	// pools are the transports to each site's workers, by site name:
+	// made when a site is first seen, kept across reloads.
+	poolsMu   sync.Mutex
+	pools     map[string]*upstream.Transport
+	poolOrder []string
 
 	// Counters for the status line.
 	metrics  *metrics
@@ -39,6 +44,9 @@ type Server struct {
 	rate     atomic.Int64 // requests per second, over the last status period
 
 	lastReloadErr atomic.Value // string: why the last reload was refused
+	// httpsPort is the port of the first HTTPS listener ("" when none),
+	// where plain HTTP is redirected to.
+	httpsPort atomic.Value
 }
 
 var _ http.Handler = (*Server)(nil)
@@ -46,10 +54,7 @@ var _ http.Handler = (*Server)(nil)
 // New builds a server for cfg: it opens the static roots and sets up the
 // pool, but binds nothing yet.
 func New(cfg *config.Config, log zerolog.Logger) (*Server, error) {
-	s := &Server{
-		log:      log,
-		upstream: upstream.New(cfg.Pool.Socket(), upstreamLimits(cfg)),
-	}
+	s := &Server{log: log, pools: map[string]*upstream.Transport{}}
 	if cfg.Metrics.Listen != "" {
 		// Counted only when someone can read them: nothing is spent on
 		// metrics otherwise.
@@ -76,7 +81,6 @@ func (s *Server) Reload(cfg *config.Config) error {
 	if cfg.Metrics.Listen != old.cfg.Metrics.Listen {
 		s.log.Warn().Str("metrics.listen", cfg.Metrics.Listen).Msg("metrics.listen changed: it takes effect at the next restart of edged")
 	}
-	s.upstream.SetLimits(upstreamLimits(cfg))
 	// Requests already routed may still read from the old roots.
 	time.AfterFunc(time.Minute, old.close)
 	return nil
@@ -96,8 +100,25 @@ const maxHeaderCeiling = 1 << 20
 // nginx's default.
 const maxStreams = 128
 
-func upstreamLimits(cfg *config.Config) upstream.Limits {
-	return upstream.Limits{QueueTimeout: cfg.Limits.QueueTimeout.D(), AppTimeout: cfg.App.Timeout.D()}
+// upstreams are the transports to every site's workers.
+func (s *Server) upstreams() []*upstream.Transport {
+	s.poolsMu.Lock()
+	defer s.poolsMu.Unlock()
+	out := make([]*upstream.Transport, 0, len(s.poolOrder))
+	for _, name := range s.poolOrder {
+		out = append(out, s.pools[name])
+	}
+	return out
+}
+
+// withWorkers is how many requests are with the workers of every site,
+// queued or being run, and how many of them their clients abandoned.
+func (s *Server) withWorkers() (inFlight, abandoned int64) {
+	for _, t := range s.upstreams() {
+		inFlight += t.InFlight()
+		abandoned += t.Abandoned()
+	}
+	return inFlight, abandoned
 }
 
 // Close releases the static roots.
@@ -112,7 +133,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// HTTP/2 is what came as such, not what an HTTP/1 request line says.
 	lr := logRecord{start: time.Now(), conn: tc, h2: h2, multiplexed: r.ProtoMajor == 2 && tc == nil}
 	st := s.cur.Load()
-	lr.site = st.def // until a route says otherwise
+	lr.site = st.edge // until a site takes it
 	defer s.account(w, r, &lr, leave)
 	if v.status != 0 {
 		lr.site.fail(w, &lr, v.status, v.limit, v.reason)
@@ -162,8 +183,8 @@ func (s *Server) account(w http.ResponseWriter, r *http.Request, lr *logRecord, 
 	}
 }
 
-// serve checks what no route may let through, finds the route r's host
-// and path lead to, and hands r to its handler.
+// serve checks what no site may let through, finds the site r's host
+// leads to, and hands r to it.
 func (st *state) serve(w http.ResponseWriter, r *http.Request, lr *logRecord) {
 	if !st.wellFormed(w, r, lr) {
 		return
@@ -177,31 +198,56 @@ func (st *state) serve(w http.ResponseWriter, r *http.Request, lr *logRecord) {
 		lr.status = http.StatusOK
 		return
 	}
-	// Who sent it, after proxy.trusted: the routes, the limits and the
+	// Who sent it, after proxy.trusted: the rules, the limits and the
 	// environ all need it, so it is worked out once.
 	c := st.client(r)
 	if c.trusted {
 		lr.client = c.addr // the real client; the proxy is r.RemoteAddr
 	}
-	host := st.routes.Host(r.Host)
-	if host == nil {
-		lr.site.fail(w, lr, http.StatusNotFound, "", "no site serves this host name")
+	lr.requestID = c.requestID
+	si, ok := st.sites.Site(r.Host)
+	if !ok {
+		if r.TLS != nil {
+			// The connection's certificate may cover the name, and the
+			// client reuse it for a site this host does not have.
+			lr.site.fail(w, lr, http.StatusMisdirectedRequest, "", "no site serves this host name")
+		} else {
+			lr.site.fail(w, lr, http.StatusNotFound, "", "no site serves this host name")
+		}
 		return
+	}
+	lr.site = si
+	si.serve(w, r, c, lr)
+}
+
+// serve applies the site's own rules to r, then its limits, and hands it
+// to the route its path leads to.
+func (si *site) serve(w http.ResponseWriter, r *http.Request, c client, lr *logRecord) {
+	if sc := si.conf; sc.HTTPS != config.HTTPSOff || sc.Canonical != "" {
+		if si.redirect(w, r, c, lr) {
+			return
+		}
 	}
 	addr, _ := netip.ParseAddr(c.addr)
-	h, ok := host.Find(r.URL.Path, r.Method, addr)
-	if !ok {
-		lr.site.fail(w, lr, http.StatusNotFound, "", "no route of the site takes this path")
-		return
+	if len(si.rules) > 0 {
+		if ru, ok := si.rules.Find(r.URL.Path, r.Method, addr); ok {
+			lr.rule = ru
+			if !ru.admit(w, r, addr, si, lr) {
+				return
+			}
+		}
 	}
-	si := h.site()
-	lr.site = si
 	if si.limits != nil {
-		release, ok := si.admit(w, addr, lr)
+		release, ok := si.admit(w, si.limits, addr, lr)
 		if !ok {
 			return
 		}
 		defer release()
+	}
+	h, ok := si.routes.Find(r.URL.Path, r.Method, addr)
+	if !ok {
+		si.fail(w, lr, http.StatusNotFound, "", "no route of the site takes this path")
+		return
 	}
 	h.serve(w, r, c, lr)
 }
@@ -239,14 +285,14 @@ func (st *state) wellFormed(w http.ResponseWriter, r *http.Request, lr *logRecor
 	return true
 }
 
-// admit applies the per-client limits to r, keyed by the real client
-// address (after proxy.trusted). When it turns r away it has answered:
-// 429 with Retry-After over the rate, 503 over the requests in hand.
-func (st *site) admit(w http.ResponseWriter, addr netip.Addr, lr *logRecord) (release func(), ok bool) {
+// admit applies per-client limits to r, keyed by the real client address
+// (after proxy.trusted). When it turns r away it has answered: 429 with
+// Retry-After over the rate, 503 over the requests in hand.
+func (st *site) admit(w http.ResponseWriter, limits *clientLimits, addr netip.Addr, lr *logRecord) (release func(), ok bool) {
 	if !addr.IsValid() {
 		return func() {}, true
 	}
-	release, why, retry := st.limits.admit(addr.Unmap(), time.Now())
+	release, why, retry := limits.admit(addr.Unmap(), time.Now())
 	switch why {
 	case "":
 		return release, true
@@ -299,6 +345,11 @@ func (s *site) fail(w http.ResponseWriter, lr *logRecord, status int, lim limit,
 	h := w.Header()
 	h["Content-Type"] = []string{"text/plain; charset=utf-8"}
 	h["X-Content-Type-Options"] = []string{"nosniff"}
+	page, custom := s.errorPages[status]
+	if custom {
+		h["Content-Type"] = []string{"text/html; charset=utf-8"}
+	}
+	s.addHeaders(h)
 	switch status {
 	case http.StatusServiceUnavailable:
 		h["Retry-After"] = []string{"1"}
@@ -312,12 +363,14 @@ func (s *site) fail(w http.ResponseWriter, lr *logRecord, status int, lim limit,
 		h["Connection"] = []string{"close"}
 		// net/http reads what is left of the body before it closes: bound
 		// that, or a client that stalls holds the connection for ever.
-		http.NewResponseController(w).SetReadDeadline(time.Now().Add(s.cfg.Limits.BodyTimeout.D()))
+		http.NewResponseController(w).SetReadDeadline(time.Now().Add(s.lim.BodyTimeout.D()))
 	}
 	w.WriteHeader(status)
-	msg := http.StatusText(status) + "\n"
-	w.Write([]byte(msg))
-	lr.bytes = int64(len(msg))
+	if !custom {
+		page = []byte(http.StatusText(status) + "\n")
+	}
+	n, _ := w.Write(page)
+	lr.bytes = int64(n)
 }
 
 // Listeners are the sockets edged serves, by kind.
@@ -355,36 +408,6 @@ func (ls *Listeners) Close() {
 	}
 }
 
-// certSet is the certificates of one config; the client's SNI picks
-// among them, the first serving clients that send none.
-type certSet struct {
-	certs []tls.Certificate
-}
-
-func loadCerts(cfg *config.Config) (*certSet, error) {
-	cs := &certSet{}
-	for _, p := range cfg.TLS {
-		c, err := tls.LoadX509KeyPair(p.Cert, p.Key)
-		if err != nil {
-			return nil, fmt.Errorf("tls cert %s, key %s: %w", p.Cert, p.Key, err)
-		}
-		cs.certs = append(cs.certs, c)
-	}
-	return cs, nil
-}
-
-func (cs *certSet) pick(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
-	if cs == nil || len(cs.certs) == 0 {
-		return nil, errors.New("no certificate configured")
-	}
-	for i := range cs.certs {
-		if hello.SupportsCertificate(&cs.certs[i]) == nil {
-			return &cs.certs[i], nil
-		}
-	}
-	return &cs.certs[0], nil
-}
-
 // tlsConfig asks the current config for a certificate at each handshake,
 // so a reload brings new certificates in without a restart.
 func (s *Server) tlsConfig() *tls.Config {
@@ -412,7 +435,7 @@ func (s *Server) tlsConfig() *tls.Config {
 // in flight (up to the graceful timeout), and returns.
 func (s *Server) Serve(ctx context.Context, ls *Listeners) error {
 	cfg := s.Config()
-	if len(ls.HTTPS) > 0 && len(cfg.TLS) == 0 {
+	if len(ls.HTTPS) > 0 && len(s.cur.Load().certs.certs) == 0 {
 		// Handshakes fail until a reload brings a certificate in: HTTPS
 		// can be turned on without a restart.
 		s.log.Warn().Msg("HTTPS socket but no [[tls]] certificate in the config: TLS handshakes fail until one is added and edged reloaded")
@@ -448,6 +471,11 @@ func (s *Server) Serve(ctx context.Context, ls *Listeners) error {
 	// Frames up to HTTP/2's default size, as nginx reads them.
 	secure.HTTP2 = &http.HTTP2Config{MaxConcurrentStreams: maxStreams, MaxReadFrameSize: 16 << 10}
 	tlsConf := s.tlsConfig()
+	if len(ls.HTTPS) > 0 {
+		if _, port, err := net.SplitHostPort(ls.HTTPS[0].Addr().String()); err == nil {
+			s.httpsPort.Store(port)
+		}
+	}
 
 	// The metrics listener first: when it cannot open, nothing else has
 	// started serving.
@@ -475,7 +503,7 @@ func (s *Server) Serve(ctx context.Context, ls *Listeners) error {
 	}
 	var metricsSrv *http.Server
 	if ml != nil && s.metrics != nil {
-		s.metrics.reg.MustRegister(newQueueCollector(s, ls, cfg.Pool.Socket()))
+		s.metrics.reg.MustRegister(newQueueCollector(s, ls))
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", s.metrics.handler())
 		metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 30 * time.Second, ErrorLog: errLog}

@@ -3,9 +3,12 @@ package edge
 import (
 	"fmt"
 	"net/http"
+	"os"
 	"sort"
+	"strings"
 
 	"github.com/edged/edged/pkg/config"
+	"github.com/edged/edged/pkg/htpasswd"
 	"github.com/edged/edged/pkg/route"
 	"github.com/edged/edged/pkg/static"
 	"github.com/edged/edged/pkg/upstream"
@@ -14,29 +17,60 @@ import (
 
 // state is everything a request needs that a reload may change: the
 // config in use and what was built from it, its certificates and its
-// sites, with the routes that lead to them. A reload builds a new one and
+// sites, with the table that leads to them. A reload builds a new one and
 // swaps it in whole.
 type state struct {
-	cfg    *config.Config
-	certs  *certSet
-	routes route.Table[handler]
-	// def is the site of the config's top-level tables, which every
-	// host name reaches.
-	def *site
+	cfg   *config.Config
+	certs *certSet
+	sites route.Table[*site]
+	all   []*site
+	// edge answers for requests no site takes (a name no site claims, a
+	// malformed request): it logs them, with no site name.
+	edge *site
 }
 
-// site is one site: its app's workers, its static roots, its per-client
-// limits and compression, its logs.
+// site is one site: its rules, its app's workers, its static roots, its
+// per-client limits and compression, its logs.
 type site struct {
-	name     string
-	cfg      *config.Config
+	name string
+	srv  *Server        // nil under --check
+	cfg  *config.Config // the whole config: buffers, proxies, logs
+	conf *config.Site   // the site's own part; nil for state.edge
+	lim  config.Limits  // the site's limits
+	app  config.App
+
 	log      zerolog.Logger
 	access   zerolog.Logger
+	logged   bool // its requests go to the access log
 	upstream *upstream.Transport
+	routes   route.Routes[handler]
+	rules    route.Routes[*rule]
 	statics  []staticRoot
 	limits   *clientLimits // nil: no per-client limits
 	compress *compressor   // nil: [compress] is off
 	metrics  *metrics      // nil under --check
+
+	// headers are added to every answer; errorPages replace edged's own
+	// plain-text error bodies, by status.
+	headers    []siteHeader
+	errorPages map[int][]byte
+}
+
+// siteHeader is one of [site.headers]; override: it replaces the app's
+// own header of the name.
+type siteHeader struct {
+	name     string
+	value    []string
+	override bool
+}
+
+// rule is one [[site.path]], compiled.
+type rule struct {
+	cfg    *config.Path
+	limits *clientLimits // nil: no rate of its own
+	users  *htpasswd.File
+	// challenge is the WWW-Authenticate value asked with.
+	challenge []string
 }
 
 type staticRoot struct {
@@ -47,7 +81,6 @@ type staticRoot struct {
 // handler answers the requests a route takes, for the site the route
 // belongs to.
 type handler interface {
-	site() *site
 	serve(w http.ResponseWriter, r *http.Request, c client, lr *logRecord)
 }
 
@@ -57,11 +90,10 @@ type staticHandler struct {
 	h *static.Handler
 }
 
-func (h staticHandler) site() *site { return h.s }
-
 func (h staticHandler) serve(w http.ResponseWriter, r *http.Request, _ client, lr *logRecord) {
 	sw := &statusWriter{ResponseWriter: w}
 	lr.kind = kindStatic
+	h.s.addHeaders(w.Header())
 	h.h.ServeHTTP(sw, r)
 	lr.status, lr.bytes, lr.reason = sw.status, sw.bytes, sw.reason
 	if sw.status == http.StatusBadRequest {
@@ -72,72 +104,172 @@ func (h staticHandler) serve(w http.ResponseWriter, r *http.Request, _ client, l
 // appHandler passes requests to a site's app.
 type appHandler struct{ s *site }
 
-func (h appHandler) site() *site { return h.s }
-
 func (h appHandler) serve(w http.ResponseWriter, r *http.Request, c client, lr *logRecord) {
 	h.s.serveApp(w, r, c, lr)
 }
 
-// newState opens what cfg names: certificates, static roots, and the
-// directory spilled bodies go to; and builds the routes. Start, reload
-// and --check all come through here.
+// newState opens what cfg names: certificates, static roots, user files,
+// error pages and the directory spilled bodies go to; and builds the
+// sites and the table that leads to them. Start, reload and --check all
+// come through here.
 func (s *Server) newState(cfg *config.Config) (*state, error) {
 	if err := tempDirOK(cfg.Buffers.TempDir); err != nil {
 		return nil, err
 	}
 	st := &state{cfg: cfg}
-	if len(cfg.TLS) > 0 {
-		cs, err := loadCerts(cfg)
+	done := false
+	defer func() {
+		if !done {
+			st.close()
+		}
+	}()
+	cs, err := loadCerts(cfg)
+	if err != nil {
+		return nil, err
+	}
+	st.certs = cs
+	st.edge = &site{cfg: cfg, lim: cfg.Limits, log: s.log, access: s.log.With().Str("log", "access").Logger(), logged: true, metrics: s.metrics}
+	for _, sc := range cfg.Sites {
+		si, err := s.newSite(cfg, sc)
 		if err != nil {
 			return nil, err
 		}
-		st.certs = cs
+		st.all = append(st.all, si)
+		if err := st.sites.Add(si, si.name, sc.Names, sc.Default); err != nil {
+			return nil, err
+		}
+		if why := cs.uncovered(sc); why != "" {
+			if sc.HTTPS != config.HTTPSOff {
+				return nil, fmt.Errorf("site %s: https = %q, but %s", sc.Name, sc.HTTPS, why)
+			}
+			if len(cfg.Listen.HTTPS) > 0 {
+				s.log.Warn().Str("site", sc.Name).Msg(why + ": HTTPS clients of that name get a certificate for another")
+			}
+		}
 	}
-	def, err := s.newSite("default", cfg)
-	if err != nil {
-		return nil, err
-	}
-	st.def = def
-	host := &route.Host[handler]{Name: def.name}
-	for _, sr := range def.statics {
-		host.Routes = append(host.Routes, route.Route[handler]{Match: route.Matcher{Prefix: sr.prefix}, Handler: staticHandler{def, sr.h}})
-	}
-	host.Routes = append(host.Routes, route.Route[handler]{Handler: appHandler{def}})
-	if err := st.routes.Add(host, nil, true); err != nil {
-		st.close()
-		return nil, err
-	}
+	done = true
 	return st, nil
 }
 
-// newSite opens a site's static roots and sets up its limits and
-// compression.
-func (s *Server) newSite(name string, cfg *config.Config) (*site, error) {
+// newSite opens a site's static roots, user files and error pages, and
+// sets up its routes, rules, limits and compression.
+func (s *Server) newSite(cfg *config.Config, sc *config.Site) (*site, error) {
+	log := s.log
+	if len(cfg.Sites) > 1 || sc.Name != config.DefaultSite {
+		log = log.With().Str("site", sc.Name).Logger()
+	}
 	si := &site{
-		name:     name,
+		name:     sc.Name,
+		srv:      s,
 		cfg:      cfg,
-		log:      s.log,
-		access:   s.log.With().Str("log", "access").Logger(),
-		upstream: s.upstream,
-		limits:   newClientLimits(cfg.Limits),
+		conf:     sc,
+		lim:      sc.Limits,
+		app:      sc.App,
+		log:      log,
+		access:   log.With().Str("log", "access").Logger(),
+		logged:   cfg.Log.Access && sc.Logged(),
+		upstream: s.pool(sc),
+		limits:   newClientLimits(sc.Limits),
 		metrics:  s.metrics,
+	}
+	fail := func(err error) (*site, error) {
+		si.close()
+		return nil, fmt.Errorf("site %s: %w", sc.Name, err)
 	}
 	cp, err := newCompressor(cfg.Compress)
 	if err != nil {
-		return nil, fmt.Errorf("compress: %w", err)
+		return fail(fmt.Errorf("compress: %w", err))
 	}
 	si.compress = cp
-	for _, sc := range cfg.Static {
-		h, err := static.New(static.Options{Prefix: sc.Prefix, Root: sc.Root, MaxAge: sc.MaxAge.D(), Index: sc.Index})
+	for _, st := range sc.Static {
+		h, err := static.New(static.Options{Prefix: st.Prefix, Root: st.Root, MaxAge: st.MaxAge.D(), Index: st.Index})
 		if err != nil {
-			si.close()
-			return nil, fmt.Errorf("static root %s: %w", sc.Prefix, err)
+			return fail(fmt.Errorf("static root %s: %w", st.Prefix, err))
 		}
-		si.statics = append(si.statics, staticRoot{sc.Prefix, h})
+		si.statics = append(si.statics, staticRoot{st.Prefix, h})
 	}
 	// Longest prefix first: the routes are tried in this order.
-	sort.Slice(si.statics, func(i, j int) bool { return len(si.statics[i].prefix) > len(si.statics[j].prefix) })
+	sort.SliceStable(si.statics, func(i, j int) bool { return len(si.statics[i].prefix) > len(si.statics[j].prefix) })
+	for _, sr := range si.statics {
+		si.routes = append(si.routes, route.Route[handler]{Match: route.Matcher{Prefix: sr.prefix}, Handler: staticHandler{si, sr.h}})
+	}
+	si.routes = append(si.routes, route.Route[handler]{Handler: appHandler{si}})
+
+	for i := range sc.Paths {
+		p := &sc.Paths[i]
+		ru := &rule{cfg: p}
+		if p.Rate > 0 {
+			ru.limits = newClientLimits(config.Limits{Rate: p.Rate, Burst: p.Burst})
+		}
+		if p.AuthBasicUserFile != "" {
+			users, err := htpasswd.Load(p.AuthBasicUserFile)
+			if err != nil {
+				return fail(fmt.Errorf("path[%d].auth_basic_user_file: %w", i, err))
+			}
+			ru.users = users
+			ru.challenge = []string{`Basic realm="` + p.AuthBasic + `", charset="UTF-8"`}
+		}
+		si.rules = append(si.rules, route.Route[*rule]{Match: route.Matcher{Prefix: p.Prefix, Pattern: p.Pattern, Methods: p.Methods}, Handler: ru})
+	}
+
+	names := make([]string, 0, len(sc.Headers))
+	for name := range sc.Headers {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		canon := http.CanonicalHeaderKey(name)
+		over := false
+		for _, o := range sc.OverrideHeaders {
+			over = over || strings.EqualFold(o, name)
+		}
+		si.headers = append(si.headers, siteHeader{canon, []string{sc.Headers[name]}, over})
+	}
+	for code, file := range sc.ErrorPages {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return fail(fmt.Errorf("errors.%d: %w", code, err))
+		}
+		if si.errorPages == nil {
+			si.errorPages = map[int][]byte{}
+		}
+		si.errorPages[code] = b
+	}
 	return si, nil
+}
+
+// pool is the transport to a site's workers: made once per site and kept
+// across reloads, as the workers are.
+func (s *Server) pool(sc *config.Site) *upstream.Transport {
+	s.poolsMu.Lock()
+	defer s.poolsMu.Unlock()
+	if s.pools == nil {
+		// Under --check: nothing is ever sent.
+		return nil
+	}
+	t := s.pools[sc.Name]
+	if t == nil {
+		t = upstream.New(sc.Pool.Socket(), upstreamLimits(sc))
+		s.pools[sc.Name] = t
+		s.poolOrder = append(s.poolOrder, sc.Name)
+	} else {
+		t.SetLimits(upstreamLimits(sc))
+	}
+	return t
+}
+
+func upstreamLimits(sc *config.Site) upstream.Limits {
+	return upstream.Limits{QueueTimeout: sc.Limits.QueueTimeout.D(), AppTimeout: sc.App.Timeout.D()}
+}
+
+// addHeaders adds the site's headers to an answer edged or a static root
+// makes.
+func (si *site) addHeaders(h http.Header) {
+	for _, sh := range si.headers {
+		if _, ok := h[sh.name]; !ok || sh.override {
+			h[sh.name] = sh.value
+		}
+	}
 }
 
 func (si *site) close() {
@@ -147,7 +279,7 @@ func (si *site) close() {
 }
 
 func (st *state) close() {
-	if st.def != nil {
-		st.def.close()
+	for _, si := range st.all {
+		si.close()
 	}
 }

@@ -54,14 +54,6 @@ func Run(ctx context.Context, o Options) error {
 		}
 		o.BinDir = filepath.Dir(exe)
 	}
-	n := o.Workers
-	if n == 0 {
-		n = cfg.Pool.Workers
-	}
-	if n == 0 {
-		// The workers run in this process's cgroup, under its quota.
-		n = cores.Count(cores.Own()).Workers()
-	}
 	if o.SocketDir == "" {
 		d, err := os.MkdirTemp("", "edged-workers-*")
 		if err != nil {
@@ -77,25 +69,42 @@ func Run(ctx context.Context, o Options) error {
 		o.Stderr = os.Stderr
 	}
 
-	// The socket every worker takes requests from, as workerd.socket is
-	// under systemd: it outlives any one worker.
-	qpath := filepath.Join(o.SocketDir, config.QueueSocket)
-	queue, err := sd.ListenUnix(qpath, cfg.Limits.Backlog())
-	if err != nil {
-		return err
-	}
-	defer os.Remove(qpath)
-	defer queue.Close()
-
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	log := logging.New(o.Stderr, cfg.Log.Level, cfg.Log.Format).With().Str("from", "edgectl run").Logger()
-	errc := make(chan error, n+2)
-	workers, err := newPool(ctx, o, queue, n, log, errc)
-	if err != nil {
-		return err
+	cfg.SetSocketDir(o.SocketDir)
+	errc := make(chan error, 64)
+	var pools []*pool
+	defer func() {
+		for _, p := range pools {
+			p.wait()
+		}
+	}()
+	for _, site := range cfg.Sites {
+		// The socket the site's workers take requests from, as
+		// workerd.socket is under systemd: it outlives any one worker.
+		qpath := site.Pool.Socket()
+		queue, err := sd.ListenUnix(qpath, site.Limits.Backlog())
+		if err != nil {
+			return err
+		}
+		defer os.Remove(qpath)
+		defer queue.Close()
+		name, plog := "", log
+		if site.Name != config.DefaultSite {
+			name, plog = site.Name, log.With().Str("site", site.Name).Logger()
+		}
+		p, err := newPool(ctx, o, name, queue, o.workers(cfg, site), plog, errc)
+		if err != nil {
+			return err
+		}
+		pools = append(pools, p)
 	}
-	defer workers.wait()
+	roll := func(why string) {
+		for _, p := range pools {
+			p.roll(why)
+		}
+	}
 
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -123,16 +132,18 @@ func Run(ctx context.Context, o Options) error {
 				if p := edged.Load(); p != nil {
 					p.Signal(syscall.SIGHUP)
 				}
-				workers.roll("SIGHUP")
+				roll("SIGHUP")
 			}
 		}
 	}()
 	if o.Reload {
-		skip := cfg.App.Virtualenv
-		log.Info().Str("directory", cfg.App.Directory).Msg("restarting the workers when a .py file there changes")
-		go watch(ctx, cfg.App.Directory, skip, func(file string) {
-			workers.roll("changed: " + file)
-		})
+		for i, site := range cfg.Sites {
+			p := pools[i]
+			log.Info().Str("directory", site.App.Directory).Str("site", site.Name).Msg("restarting the workers when a .py file there changes")
+			go watch(ctx, site.App.Directory, site.App.Virtualenv, func(file string) {
+				p.roll("changed: " + file)
+			})
+		}
 	}
 
 	select {
@@ -140,6 +151,26 @@ func Run(ctx context.Context, o Options) error {
 	case err = <-errc:
 	}
 	return err
+}
+
+// workers is how many workers a site gets: --workers, else its
+// pool.workers, else (2 x cores) + 1 shared among the sites that leave it
+// to edged, by the cores this process may use (the workers run in its
+// cgroup, under its quota).
+func (o Options) workers(cfg *config.Config, site *config.Site) int {
+	if o.Workers > 0 {
+		return o.Workers
+	}
+	if site.Pool.Workers > 0 {
+		return site.Pool.Workers
+	}
+	auto := 0
+	for _, s := range cfg.Sites {
+		if s.Pool.Workers == 0 {
+			auto++
+		}
+	}
+	return max(1, cores.Count(cores.Own()).Workers()/auto)
 }
 
 // run starts one binary and waits; when ctx ends it sends SIGTERM and

@@ -25,6 +25,7 @@ import (
 // waits on a restart: the old process finishes what it took, and the
 // queue it shares with the others keeps the rest.
 type pool struct {
+	site  string // the site's name; "" for the default site
 	o     Options
 	ctx   context.Context
 	queue *os.File
@@ -48,8 +49,8 @@ type worker struct {
 	done  chan error    // its exit
 }
 
-func newPool(ctx context.Context, o Options, queue *os.File, n int, log zerolog.Logger, errc chan<- error) (*pool, error) {
-	p := &pool{o: o, ctx: ctx, queue: queue, log: log, errc: errc, slots: make([]*worker, n)}
+func newPool(ctx context.Context, o Options, site string, queue *os.File, n int, log zerolog.Logger, errc chan<- error) (*pool, error) {
+	p := &pool{site: site, o: o, ctx: ctx, queue: queue, log: log, errc: errc, slots: make([]*worker, n)}
 	for i := 1; i <= n; i++ {
 		w, err := p.start(i)
 		if err != nil {
@@ -69,7 +70,11 @@ func (p *pool) start(i int) (*worker, error) {
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(filepath.Join(p.o.BinDir, "workerd"), "-c", p.o.Config, "-i", strconv.Itoa(i), "--socket-dir", p.o.SocketDir, "--queue-fd", "3")
+	args := []string{"-c", p.o.Config, "-i", strconv.Itoa(i), "--socket-dir", p.o.SocketDir, "--queue-fd", "3"}
+	if p.site != "" {
+		args = append(args, "--site", p.site)
+	}
+	cmd := exec.Command(filepath.Join(p.o.BinDir, "workerd"), args...)
 	cmd.Stdout, cmd.Stderr = p.o.Stdout, p.o.Stderr
 	cmd.ExtraFiles = []*os.File{p.queue}
 	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+path)
@@ -139,7 +144,7 @@ func (p *pool) supervise(w *worker) {
 			}
 			var ee *exec.ExitError
 			if errors.As(err, &ee) && time.Since(w.start) < 5*time.Second {
-				p.errc <- fmt.Errorf("workerd %d exited early (%v): see its log above", w.slot, err)
+				p.errc <- fmt.Errorf("workerd %s%d exited early (%v): see its log above", p.label(), w.slot, err)
 				return
 			}
 			time.Sleep(time.Second)
@@ -159,6 +164,14 @@ func (p *pool) supervise(w *worker) {
 			w = next
 		}
 	}()
+}
+
+// label names the site's workers in messages: "shop " or "".
+func (p *pool) label() string {
+	if p.site == "" {
+		return ""
+	}
+	return p.site + " "
 }
 
 // roll replaces every worker, one at a time. A new worker that fails

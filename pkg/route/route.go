@@ -1,31 +1,83 @@
 // Package route is edged's routing, as data: a request's host name picks
-// a host's routes, and the first route whose matcher holds answers it. A
-// table is built once, when a config is loaded (from what pkg/config has
-// validated), and only read after: a request walks a slice, never a chain
-// of ifs in the server.
+// a site from a Table, and the first of the site's Routes whose matcher
+// holds answers it. Tables and routes are built once, when a config is
+// loaded (from what pkg/config has validated), and only read after: a
+// request walks a slice, never a chain of ifs in the server.
 //
-// The handler type is the caller's: the table only finds it.
+// The site and handler types are the caller's: the package only finds
+// them.
 package route
 
 import (
 	"fmt"
 	"net/netip"
+	"path"
+	"slices"
 	"strings"
 )
 
-// Table maps host names to their hosts' routes. The zero Table has no
-// hosts; a Table must not change once requests use it.
-type Table[H any] struct {
-	hosts map[string]*Host[H] // by normalised name
-	def   *Host[H]            // for a name no host claims; nil: none
+// Table maps host names to sites. The zero Table has none; a Table must
+// not change once requests use it.
+type Table[S comparable] struct {
+	exact    map[string]S // by normalised name
+	wildcard map[string]S // "*.example.com" by "example.com"
+	owner    map[string]string
+	def      S // for a name no site claims; the zero S: none
+	defName  string
 }
 
-// Host is the routes of one site, tried in order.
-type Host[H any] struct {
-	// Name names the host's site in logs and errors.
-	Name   string
-	Routes []Route[H]
+// Add gives site (called name in errors) the host names, and makes it the
+// default (the site of any name no site claims) when def is set. A name
+// "*.example.com" is every name one label under example.com; an exact
+// name wins over it. A name another site has, or a second default, is an
+// error that names both sites.
+func (t *Table[S]) Add(site S, name string, hosts []string, def bool) error {
+	if t.exact == nil {
+		t.exact, t.wildcard, t.owner = map[string]S{}, map[string]S{}, map[string]string{}
+	}
+	for _, h := range hosts {
+		key := Normalize(h)
+		if other, ok := t.owner[key]; ok {
+			return fmt.Errorf("host name %q is %s's and %s's: give each name to one site", h, other, name)
+		}
+		t.owner[key] = name
+		if parent, ok := strings.CutPrefix(key, "*."); ok {
+			t.wildcard[parent] = site
+		} else {
+			t.exact[key] = site
+		}
+	}
+	if def {
+		var zero S
+		if t.def != zero {
+			return fmt.Errorf("%s and %s are both the default: only one site may say default = true", t.defName, name)
+		}
+		t.def, t.defName = site, name
+	}
+	return nil
 }
+
+// Site is the site that serves host (a Host header or an SNI name: any
+// port, case or trailing dot aside), or the default; ok is false when
+// neither.
+func (t *Table[S]) Site(host string) (site S, ok bool) {
+	key := Normalize(host)
+	if s, ok := t.exact[key]; ok {
+		return s, true
+	}
+	if len(t.wildcard) > 0 {
+		if i := strings.IndexByte(key, '.'); i > 0 {
+			if s, ok := t.wildcard[key[i+1:]]; ok {
+				return s, true
+			}
+		}
+	}
+	var zero S
+	return t.def, t.def != zero
+}
+
+// Routes are a site's routes, tried in order.
+type Routes[H any] []Route[H]
 
 // Route is a matcher and what answers the requests it matches.
 type Route[H any] struct {
@@ -38,6 +90,9 @@ type Route[H any] struct {
 type Matcher struct {
 	// Prefix is what the path starts with ("/static/"); "" is any path.
 	Prefix string
+	// Pattern is the whole path as path.Match takes it ("/api/*/upload");
+	// "" is any path.
+	Pattern string
 	// Methods are the methods taken; none is every method.
 	Methods []string
 	// From are the client addresses taken; none is every address.
@@ -47,75 +102,45 @@ type Matcher struct {
 // Matches says the matcher takes a request for path, with method, from
 // client (the zero Addr when it is not known: then a From list does not
 // hold).
-func (m *Matcher) Matches(path, method string, client netip.Addr) bool {
-	if m.Prefix != "" && !strings.HasPrefix(path, m.Prefix) {
+func (m *Matcher) Matches(p, method string, client netip.Addr) bool {
+	if m.Prefix != "" && !strings.HasPrefix(p, m.Prefix) {
 		return false
 	}
-	if len(m.Methods) > 0 && !contains(m.Methods, method) {
+	if m.Pattern != "" {
+		if ok, _ := path.Match(m.Pattern, p); !ok {
+			return false
+		}
+	}
+	if len(m.Methods) > 0 && !slices.Contains(m.Methods, method) {
 		return false
 	}
 	if len(m.From) > 0 {
-		if !client.IsValid() {
-			return false
-		}
-		client = client.Unmap()
-		for _, p := range m.From {
-			if p.Contains(client) {
-				return true
-			}
-		}
-		return false
+		return In(client, m.From)
 	}
 	return true
 }
 
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
+// In says client is in one of the prefixes; an invalid address is in
+// none.
+func In(client netip.Addr, prefixes []netip.Prefix) bool {
+	if !client.IsValid() {
+		return false
+	}
+	client = client.Unmap()
+	for _, p := range prefixes {
+		if p.Contains(client) {
 			return true
 		}
 	}
 	return false
 }
 
-// Add gives host the names, and makes it the default (the host of any
-// name no host claims) when def is set. A name another host has, or a
-// second default, is an error that names both hosts.
-func (t *Table[H]) Add(host *Host[H], names []string, def bool) error {
-	if t.hosts == nil {
-		t.hosts = map[string]*Host[H]{}
-	}
-	for _, n := range names {
-		key := Normalize(n)
-		if other := t.hosts[key]; other != nil {
-			return fmt.Errorf("host name %q is %s's and %s's: give each name to one site", n, other.Name, host.Name)
-		}
-		t.hosts[key] = host
-	}
-	if def {
-		if t.def != nil {
-			return fmt.Errorf("%s and %s are both the default: only one site may say default = true", t.def.Name, host.Name)
-		}
-		t.def = host
-	}
-	return nil
-}
-
-// Host is the host that serves name (a Host header or an SNI name: any
-// port, case or trailing dot aside), or the default; nil when neither.
-func (t *Table[H]) Host(name string) *Host[H] {
-	if h := t.hosts[Normalize(name)]; h != nil {
-		return h
-	}
-	return t.def
-}
-
 // Find is the handler of the first route that takes the request; ok is
 // false when none does.
-func (h *Host[H]) Find(path, method string, client netip.Addr) (handler H, ok bool) {
-	for i := range h.Routes {
-		if h.Routes[i].Match.Matches(path, method, client) {
-			return h.Routes[i].Handler, true
+func (rs Routes[H]) Find(path, method string, client netip.Addr) (handler H, ok bool) {
+	for i := range rs {
+		if rs[i].Match.Matches(path, method, client) {
+			return rs[i].Handler, true
 		}
 	}
 	return handler, false

@@ -26,20 +26,30 @@ func TestNormalize(t *testing.T) {
 	}
 }
 
+type site struct {
+	name   string
+	routes Routes[string]
+}
+
 func TestTable(t *testing.T) {
-	shop := &Host[string]{Name: "shop", Routes: []Route[string]{
+	shop := &site{"shop", Routes[string]{
 		{Match: Matcher{Prefix: "/static/"}, Handler: "shop static"},
 		{Match: Matcher{Prefix: "/admin/", From: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}}, Handler: "shop admin"},
 		{Match: Matcher{Prefix: "/admin/"}, Handler: "shop admin refused"},
 		{Match: Matcher{Prefix: "/login", Methods: []string{"POST"}}, Handler: "shop login post"},
+		{Match: Matcher{Pattern: "/*.php"}, Handler: "shop php"},
 		{Handler: "shop app"},
 	}}
-	blog := &Host[string]{Name: "blog", Routes: []Route[string]{{Handler: "blog app"}}}
-	var tab Table[string]
-	if err := tab.Add(shop, []string{"shop.example", "WWW.shop.example"}, false); err != nil {
+	blog := &site{"blog", Routes[string]{{Handler: "blog app"}}}
+	wild := &site{"wild", Routes[string]{{Handler: "wild app"}}}
+	var tab Table[*site]
+	if err := tab.Add(shop, shop.name, []string{"shop.example", "WWW.shop.example"}, false); err != nil {
 		t.Fatal(err)
 	}
-	if err := tab.Add(blog, []string{"blog.example"}, true); err != nil {
+	if err := tab.Add(blog, blog.name, []string{"blog.example", "exact.wild.example"}, true); err != nil {
+		t.Fatal(err)
+	}
+	if err := tab.Add(wild, wild.name, []string{"*.wild.example"}, false); err != nil {
 		t.Fatal(err)
 	}
 	tests := []struct {
@@ -54,20 +64,27 @@ func TestTable(t *testing.T) {
 		{"shop.example", "GET", "/admin/x", "", "shop admin refused"},
 		{"shop.example", "POST", "/login", "", "shop login post"},
 		{"shop.example", "GET", "/login", "", "shop app"},
+		{"shop.example", "GET", "/index.php", "", "shop php"},
+		{"shop.example", "GET", "/a/index.php", "", "shop app"},
 		{"blog.example", "GET", "/static/a.css", "", "blog app"},
 		{"unknown.example", "GET", "/", "", "blog app"},
+		{"a.wild.example", "GET", "/", "", "wild app"},
+		{"A.Wild.Example.:80", "GET", "/", "", "wild app"},
+		{"exact.wild.example", "GET", "/", "", "blog app"},
+		{"wild.example", "GET", "/", "", "blog app"},
+		{"b.a.wild.example", "GET", "/", "", "blog app"},
 	}
 	for _, tt := range tests {
 		var client netip.Addr
 		if tt.client != "" {
 			client = netip.MustParseAddr(tt.client)
 		}
-		h := tab.Host(tt.host)
-		if h == nil {
-			t.Errorf("Host(%q) = nil, want a host", tt.host)
+		s, ok := tab.Site(tt.host)
+		if !ok {
+			t.Errorf("Site(%q) found none, want a site", tt.host)
 			continue
 		}
-		got, ok := h.Find(tt.path, tt.method, client)
+		got, ok := s.routes.Find(tt.path, tt.method, client)
 		if !ok || got != tt.want {
 			t.Errorf("%s %s%s from %q: %q (%v), want %q", tt.method, tt.host, tt.path, tt.client, got, ok, tt.want)
 		}
@@ -75,23 +92,24 @@ func TestTable(t *testing.T) {
 }
 
 func TestTableRefuses(t *testing.T) {
-	a := &Host[int]{Name: "a"}
-	b := &Host[int]{Name: "b"}
 	var tab Table[int]
-	if err := tab.Add(a, []string{"x.example"}, true); err != nil {
+	if err := tab.Add(1, "a", []string{"x.example", "*.y.example"}, true); err != nil {
 		t.Fatal(err)
 	}
-	if err := tab.Add(b, []string{"X.example."}, false); err == nil || !strings.Contains(err.Error(), "a's and b's") {
+	if err := tab.Add(2, "b", []string{"X.example."}, false); err == nil || !strings.Contains(err.Error(), "a's and b's") {
 		t.Errorf("a name twice: %v, want an error naming both sites", err)
 	}
-	if err := tab.Add(b, nil, true); err == nil || !strings.Contains(err.Error(), "both the default") {
+	if err := tab.Add(2, "b", []string{"*.Y.example"}, false); err == nil || !strings.Contains(err.Error(), "a's and b's") {
+		t.Errorf("a wildcard twice: %v, want an error naming both sites", err)
+	}
+	if err := tab.Add(2, "b", nil, true); err == nil || !strings.Contains(err.Error(), "both the default") {
 		t.Errorf("two defaults: %v, want an error", err)
 	}
 	var empty Table[int]
-	if h := empty.Host("x"); h != nil {
-		t.Errorf("an empty table found %v", h)
+	if s, ok := empty.Site("x"); ok {
+		t.Errorf("an empty table found %v", s)
 	}
-	if _, ok := (&Host[int]{}).Find("/", "GET", netip.Addr{}); ok {
-		t.Errorf("a host with no routes found one")
+	if _, ok := Routes[int](nil).Find("/", "GET", netip.Addr{}); ok {
+		t.Errorf("no routes found one")
 	}
 }

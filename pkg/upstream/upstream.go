@@ -159,6 +159,9 @@ func (t *Transport) SetLimits(lim Limits) {
 // InFlight is how many requests are with the workers or queued for them.
 func (t *Transport) InFlight() int64 { return t.inFlight.Load() }
 
+// Socket is the path of the workers' socket.
+func (t *Transport) Socket() string { return t.path }
+
 // sendAgainMax bounds how often one request is sent again after a worker
 // hung up on it unseen.
 const sendAgainMax = 3

@@ -22,12 +22,13 @@ func Main(args []string) error {
 	instance := fs.String("i", "", "instance `number` (the N of workerd@N)")
 	sockDir := fs.String("socket-dir", "", "override pool.socket_dir")
 	check := fs.Bool("check", false, "import the app as a worker would, report, and exit (edged --check runs this)")
+	site := fs.String("site", "", "the `site` whose app to host (workerd-SITE@N); none: the default site")
 	queueFD := fs.Int("queue-fd", 0, "take requests from the listening socket on this inherited `fd` (edgectl run passes it; systemd passes it by socket activation)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if *check {
-		return checkApp(*file)
+		return checkApps(*file, *site)
 	}
 	if _, ok := config.Instance(*instance); !ok {
 		return fmt.Errorf("-i %q: give the instance number, such as -i 1", *instance)
@@ -37,9 +38,16 @@ func Main(args []string) error {
 		return err
 	}
 	if *sockDir != "" {
-		cfg.Pool.SocketDir = *sockDir
+		cfg.SetSocketDir(*sockDir)
 	}
-	log := logging.New(os.Stderr, cfg.Log.Level, cfg.Log.Format).With().Str("worker", *instance).Logger()
+	if cfg, err = cfg.ForSite(*site); err != nil {
+		return err
+	}
+	lc := logging.New(os.Stderr, cfg.Log.Level, cfg.Log.Format).With().Str("worker", *instance)
+	if name := cfg.Sites[0].Name; name != config.DefaultSite {
+		lc = lc.Str("site", name)
+	}
+	log := lc.Logger()
 
 	ln, cleanup, err := listener(cfg, *queueFD)
 	if err != nil {
@@ -78,12 +86,33 @@ func Main(args []string) error {
 	return err
 }
 
-// checkApp is workerd --check.
-func checkApp(file string) error {
-	cfg, err := config.Load(file)
+// checkApps is workerd --check: the site's app, or every site's.
+func checkApps(file, site string) error {
+	all, err := config.Load(file)
 	if err != nil {
 		return err
 	}
+	names := []string{site}
+	if site == "" {
+		names = all.SiteNames()
+	}
+	for _, name := range names {
+		cfg, err := all.ForSite(name)
+		if err != nil {
+			return err
+		}
+		if err := checkApp(cfg); err != nil {
+			if len(names) > 1 {
+				return fmt.Errorf("site %s: %w", name, err)
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+// checkApp imports the app of cfg's one site.
+func checkApp(cfg *config.Config) error {
 	timeout := max(cfg.App.Timeout.D(), 30*time.Second)
 	log := logging.New(os.Stderr, cfg.Log.Level, cfg.Log.Format).With().Str("worker", "check").Logger()
 	if err := CheckApp(context.Background(), cfg, timeout, log); err != nil {
@@ -93,7 +122,11 @@ func checkApp(file string) error {
 		}
 		return err
 	}
-	fmt.Printf("app %s (%s): imports, ok\n", cfg.App.Module, cfg.App.Interpreter())
+	where := ""
+	if name := cfg.Sites[0].Name; name != config.DefaultSite {
+		where = "site " + name + ": "
+	}
+	fmt.Printf("%sapp %s (%s): imports, ok\n", where, cfg.App.Module, cfg.App.Interpreter())
 	return nil
 }
 
