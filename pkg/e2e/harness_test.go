@@ -290,6 +290,14 @@ func get(t testing.TB, c *http.Client, url string) (int, string) {
 // writeCert makes a self-signed certificate for name in dir.
 func writeCert(t testing.TB, dir, name string, pool *x509.CertPool) (certFile, keyFile string) {
 	t.Helper()
+	return writeCertFor(t, dir, pool, []string{name})
+}
+
+// writeCertFor makes one self-signed certificate for names, saved as
+// FIRST.crt and FIRST.key in dir.
+func writeCertFor(t testing.TB, dir string, pool *x509.CertPool, names []string) (certFile, keyFile string) {
+	t.Helper()
+	name := names[0]
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -297,7 +305,7 @@ func writeCert(t testing.TB, dir, name string, pool *x509.CertPool) (certFile, k
 	tmpl := &x509.Certificate{
 		SerialNumber:          big.NewInt(time.Now().UnixNano()),
 		Subject:               pkix.Name{CommonName: name},
-		DNSNames:              []string{name},
+		DNSNames:              names,
 		NotBefore:             time.Now().Add(-time.Hour),
 		NotAfter:              time.Now().Add(90 * 24 * time.Hour), // a Let's Encrypt life: make testssl judges edged, not the test's certificate
 		KeyUsage:              x509.KeyUsageDigitalSignature,
