@@ -54,6 +54,11 @@ type Config struct {
 type Listen struct {
 	HTTP  []string `toml:"http"`
 	HTTPS []string `toml:"https"`
+	// ProxyProtocol are the addresses and CIDR prefixes of the load
+	// balancers that put a PROXY protocol header (v1 or v2) before each
+	// connection: required from them, refused from anyone else.
+	ProxyProtocol []string       `toml:"proxy_protocol"`
+	ProxyNets     []netip.Prefix `toml:"-"`
 }
 
 // TLS is one certificate and its key. The names it serves come from the
@@ -413,6 +418,7 @@ func (c *Config) validateListen(v *validator) {
 	for i, a := range c.Listen.HTTPS {
 		v.addr(fmt.Sprintf("listen.https[%d]", i), []string{"listen", "https"}, a)
 	}
+	c.Listen.ProxyNets = scope{v: v}.nets([]string{"listen", "proxy_protocol"}, c.Listen.ProxyProtocol)
 	if len(c.Listen.HTTP)+len(c.Listen.HTTPS) == 0 {
 		v.fail([]string{"listen"}, "no address to listen on: set listen.http = [\"0.0.0.0:80\"] or listen.https")
 	}

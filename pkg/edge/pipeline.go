@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/edged/edged/pkg/config"
+	"github.com/edged/edged/pkg/proxied"
 	"github.com/rs/zerolog"
 )
 
@@ -28,6 +29,7 @@ type pipeline struct {
 	raw     net.Listener
 	tls     *tls.Config          // nil: plain HTTP
 	limits  func() config.Limits // the live ones
+	live    func() *config.Config
 	log     zerolog.Logger
 	metrics *metrics
 
@@ -37,10 +39,10 @@ type pipeline struct {
 }
 
 // newPipeline readies the connections of raw: over TLS with conf, or
-// plain HTTP/1.x when conf is nil.
-func newPipeline(raw net.Listener, conf *tls.Config, limits func() config.Limits, log zerolog.Logger, m *metrics) *pipeline {
+// plain HTTP/1.x when conf is nil. live is the config in use.
+func newPipeline(raw net.Listener, conf *tls.Config, live func() *config.Config, log zerolog.Logger, m *metrics) *pipeline {
 	l := &pipeline{
-		raw: raw, tls: conf, limits: limits, log: log, metrics: m,
+		raw: raw, tls: conf, live: live, limits: func() config.Limits { return live().Limits }, log: log, metrics: m,
 		http1: make(chan net.Conn), http2: make(chan net.Conn),
 		done: make(chan struct{}),
 	}
@@ -73,6 +75,15 @@ func (l *pipeline) accept() {
 // ready takes c through the stages and hands it to the server of its
 // protocol, or closes it.
 func (l *pipeline) ready(c net.Conn) {
+	if nets := l.live().Listen.ProxyNets; len(nets) > 0 {
+		// Behind a load balancer: who the client is comes first.
+		pc, err := proxied.Accept(c, nets, l.limits().HeaderTimeout.D())
+		if err != nil {
+			l.refuseProxied(c, err)
+			return
+		}
+		c = pc
+	}
 	var next net.Conn
 	ch := l.http1
 	if l.tls == nil {
@@ -103,6 +114,25 @@ func (l *pipeline) ready(c net.Conn) {
 		c.Close()
 	}
 }
+
+// refuseProxied ends a connection whose PROXY header was refused (one
+// from a client, none from a balancer): a 400 on plain HTTP, whose client
+// may read it, and a log line either way.
+func (l *pipeline) refuseProxied(c net.Conn, err error) {
+	defer c.Close()
+	e := l.log.Debug()
+	if errors.Is(err, proxied.ErrForged) || errors.Is(err, proxied.ErrMissing) {
+		e = l.log.Warn()
+		l.metrics.rejectedBy(limitProxyProtocol)
+		if l.tls == nil {
+			c.SetWriteDeadline(time.Now().Add(time.Second))
+			c.Write([]byte(response400))
+		}
+	}
+	e.Str("client", c.RemoteAddr().String()).Str("listener", c.LocalAddr().String()).Err(err).Msg("connection refused: PROXY protocol")
+}
+
+const response400 = "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 12\r\nConnection: close\r\n\r\nBad Request\n"
 
 func (l *pipeline) close() error {
 	var err error

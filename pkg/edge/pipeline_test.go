@@ -199,8 +199,8 @@ func TestTLSListenerOutlivesAcceptErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	tl := newPipeline(&flakyListener{Listener: raw}, &tls.Config{Certificates: []tls.Certificate{kp}, NextProtos: []string{"http/1.1"}},
-		func() config.Limits {
-			return config.Limits{HeaderTimeout: config.Duration(time.Second), MaxHeader: 8192}
+		func() *config.Config {
+			return &config.Config{Limits: config.Limits{HeaderTimeout: config.Duration(time.Second), MaxHeader: 8192}}
 		}, zerolog.Nop(), nil)
 	defer tl.close()
 	go func() {

@@ -26,9 +26,11 @@ const (
 	limitPathAccess  limit = "site.path.allow"
 	limitPathAuth    limit = "site.path.auth_basic"
 	limitHTTPSOnly   limit = "site.https"
+	// A PROXY protocol header from a client, or none from a balancer.
+	limitProxyProtocol limit = "listen.proxy_protocol"
 )
 
 // limits are every limit, for the metrics to show each from the start.
 var limits = []limit{limitMaxBody, limitHeaderTimeout, limitBodyTimeout, limitMaxHeader, limitRate,
 	limitConnsPerClient, limitQueueLength, limitQueueTimeout, limitAppTimeout, limitProtocol,
-	limitPathRate, limitPathMaxBody, limitPathAccess, limitPathAuth, limitHTTPSOnly}
+	limitPathRate, limitPathMaxBody, limitPathAccess, limitPathAuth, limitHTTPSOnly, limitProxyProtocol}

@@ -499,7 +499,7 @@ func (s *Server) Serve(ctx context.Context, ls *Listeners) error {
 		}()
 	}
 	for _, l := range ls.HTTP {
-		serve(plain, newPipeline(l, nil, s.limits, s.log, s.metrics).HTTP1(), "http")
+		serve(plain, newPipeline(l, nil, s.Config, s.log, s.metrics).HTTP1(), "http")
 	}
 	var metricsSrv *http.Server
 	if ml != nil && s.metrics != nil {
@@ -513,7 +513,7 @@ func (s *Server) Serve(ctx context.Context, ls *Listeners) error {
 	for _, l := range ls.HTTPS {
 		// HTTP/1.1 over TLS is served as plain HTTP/1.1 is (see
 		// pipeline); HTTP/2 by net/http's own server.
-		tl := newPipeline(l, tlsConf, s.limits, s.log, s.metrics)
+		tl := newPipeline(l, tlsConf, s.Config, s.log, s.metrics)
 		serve(plain, tl.HTTP1(), "https")
 		wg.Add(1)
 		go func() {
