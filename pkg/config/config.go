@@ -128,6 +128,10 @@ type Pool struct {
 	// each Python process, so that workers started together are not all
 	// recycled together (gunicorn's max_requests_jitter).
 	MaxRequestsJitter int `toml:"max_requests_jitter"`
+	// MemoryMax caps the memory of the site's workers together (the
+	// MemoryMax= of its slice, edged-NAME.slice, under systemd); 0: none.
+	// A [[site]]'s only: the top-level workers are in system.slice.
+	MemoryMax Size `toml:"memory_max"`
 	// Queue is the file name of the pool's socket in SocketDir:
 	// QueueSocket for the top-level site, NAME.sock for a [[site]].
 	Queue string `toml:"-"`
@@ -525,6 +529,12 @@ func (p *Pool) validate(sc scope) {
 	}
 	if p.Workers < 0 || p.Workers > 1024 {
 		sc.fail([]string{"pool", "workers"}, fmt.Sprintf("%d is out of range: use 1 to 1024, or 0 for (2 x cores) + 1", p.Workers))
+	}
+	if p.MemoryMax < 0 || p.MemoryMax > 0 && p.MemoryMax < 16<<20 {
+		sc.fail([]string{"pool", "memory_max"}, fmt.Sprintf("%s is too little for a Python worker: give at least \"16m\", or 0 for none", p.MemoryMax))
+	}
+	if p.MemoryMax > 0 && sc.display == "" {
+		sc.fail([]string{"pool", "memory_max"}, "is a [[site]]'s (its slice's MemoryMax=): for the top-level workers, set MemoryMax= in a drop-in for workerd@.service")
 	}
 	if p.MaxRequestsJitter < 0 {
 		sc.fail([]string{"pool", "max_requests_jitter"}, "must not be negative")

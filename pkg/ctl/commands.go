@@ -6,44 +6,123 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/edged/edged/pkg/config"
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"text/tabwriter"
 	"time"
 
 	sddbus "github.com/coreos/go-systemd/v22/dbus"
+	"github.com/edged/edged/pkg/config"
 	"github.com/edged/edged/pkg/cores"
+	"github.com/edged/edged/pkg/generator"
 	"github.com/edged/edged/pkg/logging"
 )
 
-// scale brings the number of running workers to n.
+// scale brings the number of a site's running workers to n, or every
+// site's to its share of (2 x cores) + 1.
 func scale(ctx context.Context, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("edgectl scale", flag.ContinueOnError)
-	auto := fs.Bool("auto", false, "(2 x cores) + 1 workers, cores counted from the CPU affinity and the cgroup cpu quota")
+	auto := fs.Bool("auto", false, "(2 x cores) + 1 workers, cores counted from the CPU affinity and the cgroup cpu quota, shared among the sites by their pool.workers")
 	timeout := fs.Duration("timeout", 3*time.Minute, "how long to wait for the workers to be ready")
+	file := fs.String("c", config.DefaultPath, "config `file` (for its sites)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	var n int
+	usage := errors.New("usage: edgectl scale N | edgectl scale SITE N | edgectl scale --auto")
+	cfg, cfgErr := config.Load(*file)
+	type job struct {
+		pl pool
+		n  int
+	}
+	var jobs []job
 	switch {
 	case *auto && fs.NArg() == 0:
 		c := cores.Count("system.slice")
-		n = c.Workers()
-		fmt.Fprintf(out, "%s\nworkers = 2 x %d + 1 = %d\n", c.Explain(), c.Cores, n)
-	case !*auto && fs.NArg() == 1:
-		if _, err := fmt.Sscan(fs.Arg(0), &n); err != nil || n < 0 || n > 1024 || fmt.Sprint(n) != fs.Arg(0) {
-			return fmt.Errorf("scale %q: give a worker count from 0 to 1024, or --auto", fs.Arg(0))
+		total := c.Workers()
+		fmt.Fprintf(out, "%s\nworkers = 2 x %d + 1 = %d\n", c.Explain(), c.Cores, total)
+		if cfgErr != nil || len(cfg.Sites) <= 1 {
+			pl := defaultPool
+			if cfgErr == nil {
+				pl = poolOf(cfg.Sites[0].Name)
+			}
+			jobs = append(jobs, job{pl, total})
+			break
 		}
+		shares := generator.Shares(cfg, total)
+		for _, site := range cfg.Sites {
+			fmt.Fprintf(out, "site %s: %d (weight %d of %d)\n", site.Name, shares[site.Name], max(1, site.Pool.Workers), weights(cfg))
+			jobs = append(jobs, job{poolOf(site.Name), shares[site.Name]})
+		}
+	case !*auto && (fs.NArg() == 1 || fs.NArg() == 2):
+		n, err := count(fs.Arg(fs.NArg() - 1))
+		if err != nil {
+			return err
+		}
+		pl := defaultPool
+		if fs.NArg() == 2 {
+			if cfgErr != nil {
+				return fmt.Errorf("scale site %s: %w", fs.Arg(0), cfgErr)
+			}
+			site, ok := cfg.Site(fs.Arg(0))
+			if !ok {
+				return fmt.Errorf("scale: no site %q in %s: its sites are %s", fs.Arg(0), *file, strings.Join(cfg.SiteNames(), ", "))
+			}
+			pl = poolOf(site.Name)
+		} else if cfgErr == nil {
+			site, ok := cfg.Site("")
+			if !ok {
+				return fmt.Errorf("scale: %s has several sites: say which, edgectl scale %s %d", *file, cfg.SiteNames()[0], n)
+			}
+			pl = poolOf(site.Name)
+		}
+		jobs = append(jobs, job{pl, n})
 	default:
-		return errors.New("usage: edgectl scale N | edgectl scale --auto")
+		return usage
 	}
 	return withSystemd(ctx, *timeout, func(ctx context.Context, m manager) error {
-		return scaleTo(ctx, m, n, out)
+		var errs []error
+		for _, j := range jobs {
+			if err := scalePool(ctx, m, j.pl, j.n, out); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		return errors.Join(errs...)
 	})
+}
+
+// count parses a worker count.
+func count(s string) (int, error) {
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 0 || n > 1024 || strconv.Itoa(n) != s {
+		return 0, fmt.Errorf("scale %q: give a worker count from 0 to 1024, or --auto", s)
+	}
+	return n, nil
+}
+
+func weights(cfg *config.Config) int {
+	sum := 0
+	for _, s := range cfg.Sites {
+		sum += max(1, s.Pool.Workers)
+	}
+	return sum
+}
+
+// sitePools are the pools of the config's sites; the top-level one's when
+// the config cannot be read.
+func sitePools(cfg *config.Config) []pool {
+	if cfg == nil {
+		return []pool{defaultPool}
+	}
+	var out []pool
+	for _, s := range cfg.Sites {
+		out = append(out, poolOf(s.Name))
+	}
+	return out
 }
 
 // withSystemd connects to systemd and runs f within timeout.
@@ -59,7 +138,12 @@ func withSystemd(ctx context.Context, timeout time.Duration, f func(context.Cont
 }
 
 func scaleTo(ctx context.Context, m manager, n int, out io.Writer) error {
-	have, err := workerInstances(ctx, m)
+	return scalePool(ctx, m, defaultPool, n, out)
+}
+
+// scalePool brings the number of the pool's running workers to n.
+func scalePool(ctx context.Context, m manager, pl pool, n int, out io.Writer) error {
+	have, err := pl.instances(ctx, m)
 	if err != nil {
 		return err
 	}
@@ -79,41 +163,67 @@ func scaleTo(ctx context.Context, m manager, n int, out io.Writer) error {
 		}
 	}
 	p := newProgress(out)
+	if pl.generated() {
+		// What starts at the next boot: edged-generator reads it.
+		if err := recordScale(pl.site, n); err != nil {
+			p.done(fmt.Sprintf("note: %v; the workers run now, and `sudo edgectl scale %s %d` once makes the size stick", err, pl.site, n))
+		}
+	}
 	if len(start) > 0 {
-		if err := startWorkers(ctx, m, start, p); err != nil {
+		if err := startWorkers(ctx, m, pl, start, p); err != nil {
 			return err
 		}
 	}
 	if len(stop) > 0 {
-		if err := stopWorkers(ctx, m, stop, p); err != nil {
+		if err := stopWorkers(ctx, m, pl, stop, p); err != nil {
 			return err
 		}
 	}
-	p.done(fmt.Sprintf("%d workers running (%d started, %d stopped)", n, len(start), len(stop)))
+	what := "workers"
+	if pl.site != "" {
+		what = "workers of " + pl.site
+	}
+	p.done(fmt.Sprintf("%d %s running (%d started, %d stopped)", n, what, len(start), len(stop)))
+	return nil
+}
+
+// scaleDir is where the counts of generated pools are recorded.
+var scaleDir = generator.ScaleDir
+
+// recordScale keeps n for the site's next boot.
+func recordScale(site string, n int) error {
+	if err := os.MkdirAll(scaleDir, 0o755); err != nil {
+		return fmt.Errorf("cannot record the count for the next boot (%v)", err)
+	}
+	if err := os.WriteFile(filepath.Join(scaleDir, site), []byte(strconv.Itoa(n)+"\n"), 0o644); err != nil {
+		return fmt.Errorf("cannot record the count for the next boot (%v)", err)
+	}
 	return nil
 }
 
 // startWorkers starts instances together and waits until each is ready
 // (READY=1 comes once the app is imported). They take requests from the
 // one worker socket, started first.
-func startWorkers(ctx context.Context, m manager, ns []int, p *progress) error {
-	runtime := runtimeUnits(ctx, m)
-	files := []string{queueSocket}
-	for _, i := range ns {
-		files = append(files, workerService(i))
-	}
-	// Enabled, so that they come back after a reboot. The polkit rule
-	// lets edgeadm start and stop edged's units but not enable unit files
-	// (that right cannot be limited to some units): without it, scale
-	// still works, for this boot.
-	if _, _, err := m.EnableUnitFilesContext(ctx, files, runtime, true); err != nil {
-		if !denied(err) {
-			return explain("enable workers", err)
+func startWorkers(ctx context.Context, m manager, pl pool, ns []int, p *progress) error {
+	if !pl.generated() {
+		runtime := runtimeUnits(ctx, m)
+		files := []string{pl.socket()}
+		for _, i := range ns {
+			files = append(files, pl.service(i))
 		}
-		p.done("note: not permitted to enable the new workers at boot; they run now, and `sudo edgectl scale N` once makes the size stick")
+		// Enabled, so that they come back after a reboot. The polkit rule
+		// lets edgeadm start and stop edged's units but not enable unit files
+		// (that right cannot be limited to some units): without it, scale
+		// still works, for this boot.
+		if _, _, err := m.EnableUnitFilesContext(ctx, files, runtime, true); err != nil {
+			if !denied(err) {
+				return explain("enable workers", err)
+			}
+			p.done("note: not permitted to enable the new workers at boot; they run now, and `sudo edgectl scale N` once makes the size stick")
+		}
 	}
-	if err := runJob(ctx, "start "+queueSocket, func(ch chan<- string) (int, error) {
-		return m.StartUnitContext(ctx, queueSocket, "replace", ch)
+	if err := runJob(ctx, "start "+pl.socket(), func(ch chan<- string) (int, error) {
+		return m.StartUnitContext(ctx, pl.socket(), "replace", ch)
 	}); err != nil {
 		return err
 	}
@@ -125,12 +235,12 @@ func startWorkers(ctx context.Context, m manager, ns []int, p *progress) error {
 		wg.Add(1)
 		go func(k, i int) {
 			defer wg.Done()
-			m.ResetFailedUnitContext(ctx, workerService(i))
-			err := runJob(ctx, "start "+workerService(i), func(ch chan<- string) (int, error) {
-				return m.StartUnitContext(ctx, workerService(i), "replace", ch)
+			m.ResetFailedUnitContext(ctx, pl.service(i))
+			err := runJob(ctx, "start "+pl.service(i), func(ch chan<- string) (int, error) {
+				return m.StartUnitContext(ctx, pl.service(i), "replace", ch)
 			})
 			if err != nil {
-				errs[k] = fmt.Errorf("%w%s", err, why(workerService(i)))
+				errs[k] = fmt.Errorf("%w%s", err, why(pl.service(i)))
 				return
 			}
 			mu.Lock()
@@ -146,17 +256,21 @@ func startWorkers(ctx context.Context, m manager, ns []int, p *progress) error {
 // stopWorkers stops the services: a stopping worker takes no new request
 // off the shared socket and finishes the ones it holds, while the others
 // go on taking from it.
-func stopWorkers(ctx context.Context, m manager, ns []int, p *progress) error {
+func stopWorkers(ctx context.Context, m manager, pl pool, ns []int, p *progress) error {
 	runtime := runtimeUnits(ctx, m)
 	var errs []error
 	for k, i := range ns {
-		if err := runJob(ctx, "stop "+workerService(i), func(ch chan<- string) (int, error) {
-			return m.StopUnitContext(ctx, workerService(i), "replace", ch)
+		if err := runJob(ctx, "stop "+pl.service(i), func(ch chan<- string) (int, error) {
+			return m.StopUnitContext(ctx, pl.service(i), "replace", ch)
 		}); err != nil {
 			errs = append(errs, err)
 		}
-		if _, err := m.DisableUnitFilesContext(ctx, []string{workerService(i)}, runtime); err != nil && !denied(err) {
-			errs = append(errs, explain("disable "+workerService(i), err))
+		if pl.generated() {
+			p.step(fmt.Sprintf("stopped %d/%d workers", k+1, len(ns)))
+			continue
+		}
+		if _, err := m.DisableUnitFilesContext(ctx, []string{pl.service(i)}, runtime); err != nil && !denied(err) {
+			errs = append(errs, explain("disable "+pl.service(i), err))
 		}
 		p.step(fmt.Sprintf("stopped %d/%d workers", k+1, len(ns)))
 	}
@@ -191,17 +305,48 @@ func runtimeUnits(ctx context.Context, m manager) bool {
 func restart(ctx context.Context, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("edgectl restart", flag.ContinueOnError)
 	timeout := fs.Duration("timeout", 10*time.Minute, "how long the whole restart may take")
+	file := fs.String("c", config.DefaultPath, "config `file` (for its sites)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	cfg, err := config.Load(*file)
+	if err != nil {
+		cfg = nil
+	}
+	pools := sitePools(cfg)
+	if fs.NArg() == 1 {
+		if cfg == nil {
+			return fmt.Errorf("restart %s: %w", fs.Arg(0), err)
+		}
+		site, ok := cfg.Site(fs.Arg(0))
+		if !ok {
+			return fmt.Errorf("restart: no site %q in %s: its sites are %s", fs.Arg(0), *file, strings.Join(cfg.SiteNames(), ", "))
+		}
+		pools = []pool{poolOf(site.Name)}
+	} else if fs.NArg() > 1 {
+		return errors.New("usage: edgectl restart [SITE]")
+	}
 	return withSystemd(ctx, *timeout, func(ctx context.Context, m manager) error {
-		return restartWorkers(ctx, m, out)
+		for _, pl := range pools {
+			if running, err := pl.instances(ctx, m); err == nil && len(running) == 0 && len(pools) > 1 {
+				continue // a site with none running has nothing to restart
+			}
+			if err := restartPool(ctx, m, pl, out); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 }
 
 // restartWorkers restarts every running worker in turn.
 func restartWorkers(ctx context.Context, m manager, out io.Writer) error {
-	ns, err := workerInstances(ctx, m)
+	return restartPool(ctx, m, defaultPool, out)
+}
+
+// restartPool restarts every running worker of the pool in turn.
+func restartPool(ctx context.Context, m manager, pl pool, out io.Writer) error {
+	ns, err := pl.instances(ctx, m)
 	if err != nil {
 		return err
 	}
@@ -210,10 +355,10 @@ func restartWorkers(ctx context.Context, m manager, out io.Writer) error {
 	}
 	p := newProgress(out)
 	for k, i := range ns {
-		if err := runJob(ctx, "restart "+workerService(i), func(ch chan<- string) (int, error) {
-			return m.RestartUnitContext(ctx, workerService(i), "replace", ch)
+		if err := runJob(ctx, "restart "+pl.service(i), func(ch chan<- string) (int, error) {
+			return m.RestartUnitContext(ctx, pl.service(i), "replace", ch)
 		}); err != nil {
-			return fmt.Errorf("%w; the workers after it were not restarted; see `journalctl -u %s`", err, workerService(i))
+			return fmt.Errorf("%w; the workers after it were not restarted; see `journalctl -u %s`", err, pl.service(i))
 		}
 		p.step(fmt.Sprintf("restarted %d/%d workers", k+1, len(ns)))
 	}
@@ -237,7 +382,7 @@ func status(ctx context.Context, args []string, out io.Writer) error {
 		// may be missing (no systemd under edgectl run, no [metrics]).
 		var rep *report
 		unitsErr := withSystemd(ctx, 10*time.Second, func(ctx context.Context, m manager) (err error) {
-			rep, err = collect(ctx, m)
+			rep, err = collect(ctx, m, sitePools(cfg)...)
 			return err
 		})
 		var lv *liveView
@@ -319,23 +464,41 @@ type totals struct {
 	Restarts    uint32 `json:"restarts"`
 }
 
-func collect(ctx context.Context, m manager) (*report, error) {
+// collect reads edged and the workers of pools (the top-level site's
+// when none are given).
+func collect(ctx context.Context, m manager, pools ...pool) (*report, error) {
+	if len(pools) == 0 {
+		pools = []pool{defaultPool}
+	}
 	rep := &report{Workers: []unitInfo{}}
 	var err error
 	if rep.Edged, err = info(ctx, m, edgedUnit); err != nil {
 		return nil, err
 	}
+	for _, pl := range pools {
+		if err := rep.addPool(ctx, m, pl, len(pools) > 1); err != nil {
+			return nil, err
+		}
+	}
+	return rep, nil
+}
+
+// addPool adds the pool's workers; named: each row says its site.
+func (rep *report) addPool(ctx context.Context, m manager, pl pool, named bool) error {
 	// Failed workers too: status is where an operator looks for them.
-	ns, err := listWorkers(ctx, m, func(u sddbus.UnitStatus) bool {
+	ns, err := pl.list(ctx, m, func(u sddbus.UnitStatus) bool {
 		return u.LoadState == "loaded" && u.ActiveState != "inactive"
 	})
 	if err != nil {
-		return nil, err
+		return err
 	}
 	for _, n := range ns {
-		u, err := info(ctx, m, workerService(n))
+		u, err := info(ctx, m, pl.service(n))
 		if err != nil {
-			return nil, err
+			return err
+		}
+		if named || pl.site != "" {
+			u.Site = pl.name()
 		}
 		rep.Workers = append(rep.Workers, u)
 		rep.Totals.Workers++
@@ -350,14 +513,18 @@ func collect(ctx context.Context, m manager) (*report, error) {
 		}
 		rep.Totals.Restarts += u.Restarts
 	}
-	return rep, nil
+	return nil
 }
 
 func (r *report) print(out io.Writer) {
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "UNIT\tSTATE\tPID\tUPTIME\tMEMORY\tCPU\tRESTARTS\tSTATUS")
 	row := func(u unitInfo) {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", u.Unit, u.State+"/"+u.SubState, pid(u.PID),
+		name := u.Unit
+		if u.Site != "" && !strings.Contains(u.Unit, "-"+u.Site+"@") {
+			name += " (" + u.Site + ")"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", name, u.State+"/"+u.SubState, pid(u.PID),
 			uptime(u.Since), bytesOf(u.MemoryBytes), cpuOf(u.CPUNanos), u.Restarts, u.Status)
 	}
 	row(r.Edged)

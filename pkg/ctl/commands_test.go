@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"slices"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -516,7 +518,8 @@ func TestScaleArgs(t *testing.T) {
 		want string
 	}{
 		{"no count", nil, "usage: edgectl scale N"},
-		{"two counts", []string{"1", "2"}, "usage: edgectl scale N"},
+		{"three words", []string{"shop", "1", "2"}, "usage: edgectl scale N"},
+		{"a site no config has", []string{"-c", "/nonexistent/edged.toml", "shop", "2"}, "scale site shop"},
 		{"auto and a count", []string{"--auto", "3"}, "usage: edgectl scale N"},
 		{"word", []string{"many"}, "give a worker count from 0 to 1024"},
 		{"negative", []string{"-1"}, "flag provided but not defined: -1"},
@@ -655,4 +658,43 @@ func TestRestartWorkers(t *testing.T) {
 			t.Errorf("restartWorkers with none running = %v", err)
 		}
 	})
+}
+
+// A [[site]]'s workers are the generator's units: scaled by name, never
+// enabled (systemd refuses to enable generated units), their count kept
+// for the generator's next run instead.
+func TestScaleSite(t *testing.T) {
+	old := scaleDir
+	scaleDir = t.TempDir()
+	t.Cleanup(func() { scaleDir = old })
+	f := newFake(map[string]*fakeUnit{})
+	var out bytes.Buffer
+	if err := scalePool(testCtx(t), f, poolOf("shop"), 2, &out); err != nil {
+		t.Fatalf("scalePool = %v", err)
+	}
+	want := []string{"start workerd-shop.socket", "start workerd-shop@1.service", "start workerd-shop@2.service"}
+	got := f.Calls("start")
+	sort.Strings(got[1:])
+	if strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Errorf("starts %v, want %v", got, want)
+	}
+	if e := f.Calls("enable", "disable"); len(e) != 0 {
+		t.Errorf("enabled generated units: %v", e)
+	}
+	if b, err := os.ReadFile(filepath.Join(scaleDir, "shop")); err != nil || string(b) != "2\n" {
+		t.Errorf("recorded %q (%v), want 2", b, err)
+	}
+	if !strings.Contains(out.String(), "2 workers of shop running") {
+		t.Errorf("output %q", out.String())
+	}
+	// The top-level site's workers are left alone.
+	if s := f.Calls("stop"); len(s) != 0 {
+		t.Errorf("stopped %v", s)
+	}
+	if err := scalePool(testCtx(t), f, poolOf("shop"), 1, &out); err != nil {
+		t.Fatal(err)
+	}
+	if s := f.Calls("stop"); len(s) != 1 || s[0] != "stop workerd-shop@2.service" {
+		t.Errorf("scaling down stopped %v", s)
+	}
 }

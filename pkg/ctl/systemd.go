@@ -15,14 +15,59 @@ import (
 )
 
 // Unit names.
-const (
-	edgedUnit    = "edged.service"
-	workerPrefix = "workerd@"
-)
+const edgedUnit = "edged.service"
 
-func workerService(n int) string { return fmt.Sprintf("workerd@%d.service", n) }
+// pool is the units of one site's workers: workerd@N and workerd.socket
+// for the top-level site (the packaged units), workerd-NAME@N and
+// workerd-NAME.socket for a [[site]] (written by edged-generator).
+type pool struct {
+	site string // "" for the top-level site
+}
 
-// queueSocket is the one socket every worker takes requests from.
+// defaultPool is the top-level site's.
+var defaultPool = pool{}
+
+// poolOf is the pool of the site called name.
+func poolOf(name string) pool {
+	if name == config.DefaultSite {
+		return defaultPool
+	}
+	return pool{site: name}
+}
+
+// name is the site's name, as the config says it.
+func (p pool) name() string {
+	if p.site == "" {
+		return config.DefaultSite
+	}
+	return p.site
+}
+
+func (p pool) prefix() string {
+	if p.site == "" {
+		return "workerd@"
+	}
+	return "workerd-" + p.site + "@"
+}
+
+// service is the unit of worker n.
+func (p pool) service(n int) string { return fmt.Sprintf("%s%d.service", p.prefix(), n) }
+
+// socket is the one socket every worker of the site takes requests from.
+func (p pool) socket() string {
+	if p.site == "" {
+		return queueSocket
+	}
+	return "workerd-" + p.site + ".socket"
+}
+
+// generated says the units come from edged-generator: they cannot be
+// enabled, and the count to start at boot is recorded for it instead.
+func (p pool) generated() bool { return p.site != "" }
+
+func workerService(n int) string { return defaultPool.service(n) }
+
+// queueSocket is the one socket every top-level worker takes requests from.
 const queueSocket = "workerd.socket"
 
 // manager is the part of systemd's D-Bus API edgectl uses; tests may fake
@@ -76,21 +121,27 @@ func denied(err error) bool {
 // workerInstances lists the instance numbers of worker services that are
 // running or starting.
 func workerInstances(ctx context.Context, m manager) ([]int, error) {
-	return listWorkers(ctx, m, func(u sddbus.UnitStatus) bool {
+	return defaultPool.instances(ctx, m)
+}
+
+// instances lists the instance numbers of the pool's worker services that
+// are running or starting.
+func (p pool) instances(ctx context.Context, m manager) ([]int, error) {
+	return p.list(ctx, m, func(u sddbus.UnitStatus) bool {
 		return u.ActiveState == "active" || u.ActiveState == "activating" || u.ActiveState == "reloading"
 	})
 }
 
 // listWorkers lists, in order, the instance numbers of the worker
 // services keep accepts.
-func listWorkers(ctx context.Context, m manager, keep func(sddbus.UnitStatus) bool) ([]int, error) {
-	units, err := m.ListUnitsByPatternsContext(ctx, nil, []string{"workerd@*.service"})
+func (p pool) list(ctx context.Context, m manager, keep func(sddbus.UnitStatus) bool) ([]int, error) {
+	units, err := m.ListUnitsByPatternsContext(ctx, nil, []string{p.prefix() + "*.service"})
 	if err != nil {
 		return nil, explain("list workers", err)
 	}
 	var ns []int
 	for _, u := range units {
-		if n, ok := instance(u.Name); ok && keep(u) {
+		if n, ok := p.instance(u.Name); ok && keep(u) {
 			ns = append(ns, n)
 		}
 	}
@@ -98,8 +149,10 @@ func listWorkers(ctx context.Context, m manager, keep func(sddbus.UnitStatus) bo
 	return ns, nil
 }
 
-func instance(unit string) (int, bool) {
-	s, ok := strings.CutPrefix(unit, workerPrefix)
+func instance(unit string) (int, bool) { return defaultPool.instance(unit) }
+
+func (p pool) instance(unit string) (int, bool) {
+	s, ok := strings.CutPrefix(unit, p.prefix())
 	if !ok {
 		return 0, false
 	}
@@ -129,7 +182,9 @@ func runJob(ctx context.Context, op string, start func(chan<- string) (int, erro
 
 // unitInfo is one row of `edgectl status`.
 type unitInfo struct {
-	Unit        string    `json:"unit"`
+	Unit string `json:"unit"`
+	// Site is the worker's site, when the config has [[site]]s.
+	Site        string    `json:"site,omitempty"`
 	State       string    `json:"state"`
 	SubState    string    `json:"sub_state"`
 	PID         uint32    `json:"pid"`
