@@ -305,7 +305,7 @@ func (s *Site) validate(sc scope, c *Config) {
 	case s.Name == DefaultSite:
 		sc.fail([]string{"name"}, "\"default\" is the name of the top-level site: choose another")
 	case !siteName(s.Name):
-		why := "use lower-case letters, digits and \"_\", starting with a letter, at most 32"
+		why := "use lower-case letters, digits and \"_\", starting with a letter, at most 24 (it names the site's user, edged-NAME)"
 		if strings.Contains(s.Name, "-") {
 			why = "a \"-\" would cut the site's unit names (workerd-NAME@N) in two: use \"_\""
 		}
@@ -373,7 +373,7 @@ func (s *Site) validate(sc scope, c *Config) {
 // siteName says n can name a site: it becomes part of unit names, a
 // socket file name and a Prometheus label.
 func siteName(n string) bool {
-	if n == "" || len(n) > 32 || n[0] < 'a' || n[0] > 'z' {
+	if n == "" || len(n) > 24 || n[0] < 'a' || n[0] > 'z' {
 		return false
 	}
 	for i := 0; i < len(n); i++ {

@@ -209,6 +209,19 @@ func (m *machine) install(config string) {
 	m.write(testRoot+"/app/sample.py", app, 0o644)
 	os.Chmod(filepath.Join(m.root, testRoot, "app"), 0o755)
 	m.write("/etc/edged/edged.toml", []byte(config), 0o644)
+	// The sites' template, where the generator looks for it beside its
+	// binary (../lib/edged), and the generator itself.
+	tmpl, _ := os.ReadFile(filepath.Join(repoRoot, "units", "site", "workerd-site@.service"))
+	m.write(testRoot+"/lib/edged/workerd-site@.service", []byte(strings.ReplaceAll(string(tmpl), "/usr/bin/", testRoot+"/bin/")), 0o644)
+	for _, d := range []string{"/lib", "/lib/edged"} {
+		os.Chmod(filepath.Join(m.root, testRoot+d), 0o755)
+	}
+	gen := filepath.Join(m.root, "/etc/systemd/system-generators/edged-generator")
+	os.MkdirAll(filepath.Dir(gen), 0o755)
+	os.Remove(gen)
+	if err := os.Symlink(testRoot+"/bin/edgectl", gen); err != nil {
+		m.t.Fatal(err)
+	}
 	m.mustExec("systemd-sysusers")
 	m.mustExec("systemd-tmpfiles", "--create", "edged.conf")
 	m.mustExec("sysctl", "-q", "-p", "/etc/sysctl.d/60-edged.conf")
@@ -777,7 +790,7 @@ func hostPID(t *testing.T, m *machine, inner string) string {
 }
 
 func (m *machine) journal() string {
-	out, _ := m.exec("journalctl", "--no-pager", "-n", "300", "-u", "edged.service", "-u", "edged.socket", "-u", "workerd@*", "-u", "workerd.socket")
+	out, _ := m.exec("journalctl", "--no-pager", "-n", "300", "-u", "edged.service", "-u", "edged.socket", "-u", "workerd@*", "-u", "workerd.socket", "-u", "workerd-*")
 	return out
 }
 

@@ -37,6 +37,15 @@ const (
 // the boot: a config that does not load is reported on stderr (the
 // journal) and the last one that did is used.
 func Main(args []string, stderr io.Writer) int {
+	if os.Getenv("SYSTEMD_SCOPE") == "system" {
+		// Run by the system manager: what a generator prints goes to the
+		// kernel log, where the journal finds it, as systemd's own
+		// generators do.
+		if k, err := os.OpenFile("/dev/kmsg", os.O_WRONLY, 0); err == nil {
+			defer k.Close()
+			stderr = kmsg{k}
+		}
+	}
 	if len(args) != 1 && len(args) != 3 {
 		fmt.Fprintf(stderr, "%s: usage: %s NORMAL-DIR [EARLY-DIR LATE-DIR] (systemd runs it)\n", Name, Name)
 		return 1
@@ -159,4 +168,18 @@ func Write(dir string, files []File, cfg *config.Config, credentials string) err
 		}
 	}
 	return nil
+}
+
+// kmsg writes each line as a kernel log record of priority err, tagged
+// with the generator's name.
+type kmsg struct{ w io.Writer }
+
+func (k kmsg) Write(p []byte) (int, error) {
+	for _, line := range strings.Split(strings.TrimRight(string(p), "\n"), "\n") {
+		line = strings.TrimPrefix(line, Name+": ")
+		if _, err := io.WriteString(k.w, "<3>"+Name+": "+line+"\n"); err != nil {
+			return 0, err
+		}
+	}
+	return len(p), nil
 }
