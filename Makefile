@@ -69,7 +69,7 @@ install: build ## install binaries, units and system files under DESTDIR (keeps 
 	install -D -m 0644 -t $(DESTDIR)$(UNITDIR) units/edged.socket units/edged-https.socket units/edged.service units/workerd.socket units/workerd@.service
 	install -D -m 0644 units/site/workerd-site@.service $(DESTDIR)/usr/lib/edged/workerd-site@.service
 	install -d $(DESTDIR)/usr/lib/systemd/system-generators
-	ln -sf /usr/bin/edgectl $(DESTDIR)/usr/lib/systemd/system-generators/edged-generator
+	ln -sf ../../../bin/edgectl $(DESTDIR)/usr/lib/systemd/system-generators/edged-generator
 	install -D -m 0644 units/sysusers.d/edged.conf $(DESTDIR)/usr/lib/sysusers.d/edged.conf
 	install -D -m 0644 units/tmpfiles.d/edged.conf $(DESTDIR)/usr/lib/tmpfiles.d/edged.conf
 	install -D -m 0644 units/sysctl.d/60-edged.conf $(DESTDIR)/usr/lib/sysctl.d/60-edged.conf
