@@ -71,9 +71,9 @@ func newMetrics() *metrics {
 	m.routes.max = maxRoutes
 	f := func(c prometheus.Collector) { m.reg.MustRegister(c) }
 	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{Name: metric.RequestsTotal,
-		Help: "Requests answered, by status class (2xx...), method and kind (static, app, edge)."}, []string{metric.LabelClass, metric.LabelMethod, metric.LabelKind})
+		Help: "Requests answered, by status class (2xx...), method, kind (static, app, edge) and site (empty: no site took it)."}, []string{metric.LabelClass, metric.LabelMethod, metric.LabelKind, metric.LabelSite})
 	m.duration = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: metric.RequestDurationSeconds,
-		Help: "Time from a request's head to the end of its answer, at the edge.", Buckets: latencyBuckets}, []string{metric.LabelKind})
+		Help: "Time from a request's head to the end of its answer, at the edge.", Buckets: latencyBuckets}, []string{metric.LabelKind, metric.LabelSite})
 	m.queueWait = prometheus.NewHistogram(prometheus.HistogramOpts{Name: metric.QueueWaitSeconds,
 		Help: "Time a request waited in the worker queue before a worker took it.", Buckets: latencyBuckets})
 	m.appTime = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: metric.AppDurationSeconds,
@@ -131,8 +131,12 @@ func (m *metrics) observe(r *http.Request, lr *logRecord, took time.Duration) {
 	if kind == "" {
 		kind = kindEdge
 	}
-	m.requests.WithLabelValues(statusClass(lr.status), methodLabel(r.Method), kind).Inc()
-	m.duration.WithLabelValues(kind).Observe(took.Seconds())
+	site := ""
+	if lr.site != nil {
+		site = lr.site.name
+	}
+	m.requests.WithLabelValues(statusClass(lr.status), methodLabel(r.Method), kind, site).Inc()
+	m.duration.WithLabelValues(kind, site).Observe(took.Seconds())
 	m.bytesOut.Add(float64(lr.bytes))
 	m.bytesIn.Add(float64(lr.bodyIn))
 	if lr.limit != "" {

@@ -87,6 +87,10 @@ func (s *site) serveApp(w http.ResponseWriter, r *http.Request, c client, lr *lo
 	}
 	defer x.resp.Close()
 	lr.worker = x.resp.Worker
+	if s.qualify {
+		// Each site numbers its workers from 1: "shop/2".
+		lr.worker = s.name + "/" + lr.worker
+	}
 	if x.resp.Status < 200 {
 		// An interim status as the final answer: passed on, it would
 		// leave the client (or a proxy in front) expecting another

@@ -14,6 +14,7 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -467,5 +468,53 @@ func TestSitesErrorPages(t *testing.T) {
 	<-busy
 	if resp.StatusCode != 503 || body != "<h1>shop 503</h1>\n" {
 		t.Errorf("no worker free: %d %q, want 503 with the site's page", resp.StatusCode, body)
+	}
+}
+
+// The metrics say which site took each request, and a worker's name
+// says its site.
+func TestSitesMetrics(t *testing.T) {
+	dir := socketDir(t)
+	src := fmt.Sprintf(`
+listen.http = ["127.0.0.1:0"]
+[metrics]
+listen = "127.0.0.1:9"
+[[site]]
+name = "shop"
+names = ["shop.example"]
+[site.app]
+module = "shop:app"
+[site.pool]
+socket_dir = %q
+`, dir)
+	cfg, err := config.Parse("m.toml", dir, []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	startWorkerAt(t, filepath.Join(dir, "shop.sock"), "2", replyFrom("shop"))
+	var logs logBuffer
+	s, err := New(cfg, zerolog.New(&logs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	for _, host := range []string{"shop.example", "other.example"} {
+		r := environRequest("GET", "/", nil)
+		r.Host = host
+		s.ServeHTTP(httptest.NewRecorder(), r)
+	}
+	rec := httptest.NewRecorder()
+	s.metrics.handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	body := rec.Body.String()
+	for _, want := range []string{
+		`edged_requests_total{class="2xx",kind="app",method="GET",site="shop"} 1`,
+		`edged_requests_total{class="4xx",kind="edge",method="GET",site=""} 1`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+	if e := logs.access(t); len(e) != 2 || e[0]["worker"] != "shop/2" {
+		t.Errorf("access log %v: want worker shop/2 (each site numbers its workers from 1)", e)
 	}
 }

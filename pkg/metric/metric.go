@@ -8,8 +8,8 @@ package metric
 
 // The metrics edged serves on [metrics] listen, with their labels.
 const (
-	RequestsTotal          = "edged_requests_total"           // class, method, kind
-	RequestDurationSeconds = "edged_request_duration_seconds" // histogram; kind
+	RequestsTotal          = "edged_requests_total"           // class, method, kind, site
+	RequestDurationSeconds = "edged_request_duration_seconds" // histogram; kind, site
 	QueueWaitSeconds       = "edged_queue_wait_seconds"       // histogram
 	AppDurationSeconds     = "edged_app_duration_seconds"     // histogram; route
 	AppWallSecondsTotal    = "edged_app_wall_seconds_total"   // route
@@ -40,6 +40,7 @@ const (
 	LabelClass  = "class"  // status class: "2xx", "5xx"...
 	LabelMethod = "method" // request method
 	LabelKind   = "kind"   // who answered: "static", "app", "edge"
+	LabelSite   = "site"   // the site that took the request; "" when none did
 	LabelRoute  = "route"  // the path, id-like segments folded
 	LabelLimit  = "limit"  // the limit that turned a request away, in the config's terms
 	LabelWhat   = "what"   // "request" or "response" body
