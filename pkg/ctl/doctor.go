@@ -373,8 +373,14 @@ func (p *patient) starved() string {
 // workerCount is how many workers run, and where that comes from.
 func (p *patient) workerCount() (int, string) {
 	if p.systemd != nil {
-		if ns, err := workerInstances(p.ctx, p.systemd); err == nil && len(ns) > 0 {
-			return len(ns), "workerd@ units running"
+		n := 0
+		for _, pl := range sitePools(p.cfg) {
+			if ns, err := pl.instances(p.ctx, p.systemd); err == nil {
+				n += len(ns)
+			}
+		}
+		if n > 0 {
+			return n, "workerd units running"
 		}
 	}
 	if p.after != nil {
@@ -596,13 +602,18 @@ func checkMemory(p *patient) finding {
 		}
 		return skip("memory caps and OOM kills need systemd")
 	}
-	ns, err := workerInstances(p.ctx, p.systemd)
-	if err != nil {
-		return skip(err.Error())
+	var units []string
+	for _, pl := range sitePools(p.cfg) {
+		ns, err := pl.instances(p.ctx, p.systemd)
+		if err != nil {
+			return skip(err.Error())
+		}
+		for _, n := range ns {
+			units = append(units, pl.service(n))
+		}
 	}
 	var warn []string
-	for _, n := range ns {
-		unit := workerService(n)
+	for _, unit := range units {
 		sp, err := p.systemd.GetUnitTypePropertiesContext(p.ctx, unit, "Service")
 		if err != nil {
 			continue
@@ -619,9 +630,9 @@ func checkMemory(p *patient) finding {
 	}
 	if len(warn) > 0 {
 		return finding{Verdict: verdictWarn, Evidence: strings.Join(warn, "; "),
-			Fix: "journalctl -b -u 'workerd@*' shows why; raise MemoryMax= (systemctl set-property), recycle with pool.max_requests, or find the leak"}
+			Fix: "journalctl -b -u 'workerd@*' -u 'workerd-*' shows why; raise MemoryMax= (systemctl set-property, or a site's pool.memory_max), recycle with pool.max_requests, or find the leak"}
 	}
-	return ok(fmt.Sprintf("%d workers, none near a memory cap, none ended by the OOM killer or the watchdog", len(ns)))
+	return ok(fmt.Sprintf("%d workers, none near a memory cap, none ended by the OOM killer or the watchdog", len(units)))
 }
 
 // certWarn is how close to its end a certificate is reported.
@@ -631,12 +642,16 @@ func checkTLS(p *patient) finding {
 	if p.cfg == nil {
 		return skip("needs the config: " + firstLine(fmt.Sprint(p.cfgErr)))
 	}
-	if len(p.cfg.TLS) == 0 {
+	pairs := append([]config.TLS{}, p.cfg.TLS...)
+	for _, s := range p.cfg.SiteBlocks {
+		pairs = append(pairs, s.TLS...)
+	}
+	if len(pairs) == 0 {
 		return ok("no [[tls]] certificate configured")
 	}
 	verdict := verdictOK
 	var notes []string
-	for _, t := range p.cfg.TLS {
+	for _, t := range pairs {
 		b, err := os.ReadFile(t.Cert)
 		if err != nil {
 			notes = append(notes, fmt.Sprintf("%s: %v", t.Cert, err))
