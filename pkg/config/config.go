@@ -97,6 +97,13 @@ type App struct {
 	ScriptName string `toml:"script_name"`
 	// Timeout bounds the time edged waits for a worker's whole response.
 	Timeout Duration `toml:"timeout"`
+	// Preload (gunicorn's preload_app) has a restart import the new code
+	// in one extra worker, a canary, before any running worker is
+	// replaced: an app that no longer imports is caught with every worker
+	// still serving. It cannot share the imported app's memory between
+	// workers, as gunicorn's forked workers do: each worker is a unit and
+	// a process of its own.
+	Preload bool `toml:"preload"`
 }
 
 // Worker classes.

@@ -331,7 +331,13 @@ func restart(ctx context.Context, args []string, out io.Writer) error {
 			if running, err := pl.instances(ctx, m); err == nil && len(running) == 0 && len(pools) > 1 {
 				continue // a site with none running has nothing to restart
 			}
-			if err := restartPool(ctx, m, pl, out); err != nil {
+			preload := false
+			if cfg != nil {
+				if site, ok := cfg.Site(pl.name()); ok {
+					preload = site.App.Preload
+				}
+			}
+			if err := restartPool(ctx, m, pl, preload, out); err != nil {
 				return err
 			}
 		}
@@ -341,11 +347,12 @@ func restart(ctx context.Context, args []string, out io.Writer) error {
 
 // restartWorkers restarts every running worker in turn.
 func restartWorkers(ctx context.Context, m manager, out io.Writer) error {
-	return restartPool(ctx, m, defaultPool, out)
+	return restartPool(ctx, m, defaultPool, false, out)
 }
 
-// restartPool restarts every running worker of the pool in turn.
-func restartPool(ctx context.Context, m manager, pl pool, out io.Writer) error {
+// restartPool restarts every running worker of the pool in turn; with
+// canary (app.preload), only once an extra worker has imported the app.
+func restartPool(ctx context.Context, m manager, pl pool, canary bool, out io.Writer) error {
 	ns, err := pl.instances(ctx, m)
 	if err != nil {
 		return err
@@ -354,6 +361,26 @@ func restartPool(ctx context.Context, m manager, pl pool, out io.Writer) error {
 		return errors.New("no worker is running: start some with `edgectl scale --auto`")
 	}
 	p := newProgress(out)
+	if canary {
+		// One more worker, never enabled: if it does not get as far as
+		// READY=1 (the app imported), nothing running is touched.
+		extra := ns[len(ns)-1] + 1
+		unit := pl.service(extra)
+		p.step("app.preload: importing the app in " + unit + " first")
+		m.ResetFailedUnitContext(ctx, unit)
+		err := runJob(ctx, "start "+unit, func(ch chan<- string) (int, error) {
+			return m.StartUnitContext(ctx, unit, "replace", ch)
+		})
+		if err != nil {
+			runJob(ctx, "stop "+unit, func(ch chan<- string) (int, error) { return m.StopUnitContext(ctx, unit, "replace", ch) })
+			return fmt.Errorf("app.preload: the app does not start in a new worker, so no running worker was restarted: %w%s", err, why(unit))
+		}
+		defer func() {
+			if err := runJob(ctx, "stop "+unit, func(ch chan<- string) (int, error) { return m.StopUnitContext(ctx, unit, "replace", ch) }); err != nil {
+				fmt.Fprintf(out, "note: %v\n", err)
+			}
+		}()
+	}
 	for k, i := range ns {
 		if err := runJob(ctx, "restart "+pl.service(i), func(ch chan<- string) (int, error) {
 			return m.RestartUnitContext(ctx, pl.service(i), "replace", ch)

@@ -698,3 +698,32 @@ func TestScaleSite(t *testing.T) {
 		t.Errorf("scaling down stopped %v", s)
 	}
 }
+
+// With app.preload, a restart imports the app in one extra worker first:
+// when that fails, no running worker is touched.
+func TestRestartCanary(t *testing.T) {
+	t.Run("the new code starts", func(t *testing.T) {
+		f := running(2)
+		if err := restartPool(testCtx(t), f, defaultPool, true, io.Discard); err != nil {
+			t.Fatalf("restartPool = %v", err)
+		}
+		want := []string{"start " + workerService(3), "restart " + workerService(1), "restart " + workerService(2), "stop " + workerService(3)}
+		if got := f.Calls("start", "restart", "stop"); strings.Join(got, ",") != strings.Join(want, ",") {
+			t.Errorf("calls %v, want %v", got, want)
+		}
+		if e := f.Calls("enable"); len(e) != 0 {
+			t.Errorf("the canary was enabled: %v", e)
+		}
+	})
+	t.Run("the new code does not start", func(t *testing.T) {
+		f := running(2)
+		f.results[workerService(3)] = "failed"
+		err := restartPool(testCtx(t), f, defaultPool, true, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), "no running worker was restarted") {
+			t.Fatalf("restartPool = %v, want the canary's failure", err)
+		}
+		if r := f.Calls("restart"); len(r) != 0 {
+			t.Errorf("restarted %v after the canary failed", r)
+		}
+	})
+}
