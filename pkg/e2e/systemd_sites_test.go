@@ -206,6 +206,24 @@ func TestSystemdSites(t *testing.T) {
 		m.mustExec("systemctl", "daemon-reload")
 	})
 
+	t.Run("app.preload catches a broken deploy before any worker restarts", func(t *testing.T) {
+		m.write("/etc/edged/edged.toml", []byte(strings.Replace(sitesSystemdConfig, `env = { SITE = "shop" }`, "env = { SITE = \"shop\" }\npreload = true", 1)), 0o644)
+		before := m.mustExec("systemctl", "show", "-P", "MainPID", "workerd-shop@1.service", "workerd-shop@2.service")
+		m.write(testRoot+"/app/siteapp.py", []byte("raise RuntimeError('a broken deploy')\n"), 0o644)
+		out, err := m.exec(edgectl, "restart", "shop")
+		m.write(testRoot+"/app/siteapp.py", []byte(siteApp), 0o644)
+		if err == nil || !strings.Contains(out, "no running worker was restarted") {
+			t.Errorf("edgectl restart shop with a broken app: %v\n%s", err, out)
+		}
+		if after := m.mustExec("systemctl", "show", "-P", "MainPID", "workerd-shop@1.service", "workerd-shop@2.service"); after != before {
+			t.Errorf("workers restarted: %q -> %q", before, after)
+		}
+		if status, body := get(t, c, "http://shop.test/"); status != 200 || !strings.HasPrefix(body, "shop") {
+			t.Errorf("shop after the refused restart: %d %q", status, body)
+		}
+		m.write("/etc/edged/edged.toml", []byte(sitesSystemdConfig), 0o644)
+	})
+
 	t.Run("an unknown name", func(t *testing.T) {
 		resp, err := c.Get("http://other.test/")
 		if err != nil {
