@@ -40,7 +40,75 @@ func startSides(t *testing.T, static string) map[string]benchSide {
 		gunicornGevent: startGunicorn(t, "gevent", "--worker-connections", strconv.Itoa(gunicornConnections)),
 		uwsgi:          startUWSGI(t),
 		nginxAlone:     startStaticNginx(t, static, sync),
+		edgedSites:     startEdgedSites(t),
+		gunicornSites:  startGunicornSites(t),
 	}
+}
+
+// startEdgedSites runs edged with two [[site]]s, each the Flask app with
+// its share of the workers, its access log off as on the other sides.
+func startEdgedSites(t *testing.T) benchSide {
+	dir := t.TempDir()
+	addr := freePort(t)
+	var b strings.Builder
+	fmt.Fprintf(&b, "[listen]\nhttp = [%q]\n[log]\nformat = \"json\"\naccess = false\n", addr)
+	workers := 0
+	for _, site := range benchSites {
+		name := strings.TrimSuffix(site.host, ".bench")
+		fmt.Fprintf(&b, "[[site]]\nname = %q\nnames = [%q]\n[site.app]\nmodule = \"flaskapp:app\"\ndirectory = %q\npython = %q\n[site.pool]\nworkers = %d\n",
+			name, site.host, filepath.Join(repoRoot, "testdata", "apps"), python, site.workers)
+		workers += site.workers
+	}
+	s := &suite{t: t, dir: dir, out: &syncBuffer{}, done: make(chan error, 1), socket: filepath.Join(dir, "workers"), http: "http://" + addr}
+	s.cfg = filepath.Join(dir, "edged.toml")
+	os.WriteFile(s.cfg, []byte(b.String()), 0o644)
+	s.cmd = exec.Command(filepath.Join(binDir, "edgectl"), "run", "-c", s.cfg, "--socket-dir", s.socket)
+	s.cmd.Stdout, s.cmd.Stderr = s.out, s.out
+	s.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := s.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { s.done <- s.cmd.Wait() }()
+	t.Cleanup(s.stop)
+	deadline := time.Now().Add(60 * time.Second)
+	for strings.Count(s.out.String(), "app loaded, serving") < workers {
+		if time.Now().After(deadline) {
+			t.Fatalf("edged two sites not ready:\n%s", s.out.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	pid := s.cmd.Process.Pid
+	return benchSide{base: s.http, procs: func(p procTable) []int { return p.tree(pid)[1:] }}
+}
+
+// startGunicornSites runs one gunicorn per site, with its share of the
+// workers, behind nginx's two server blocks.
+func startGunicornSites(t *testing.T) benchSide {
+	dir := t.TempDir()
+	var servers strings.Builder
+	var backends []int
+	for i, site := range benchSites {
+		sub := filepath.Join(dir, strconv.Itoa(i))
+		os.MkdirAll(sub, 0o755)
+		sock := filepath.Join(sub, "gunicorn.sock")
+		backends = append(backends, startBackend(t, sub, "gunicorn", "--workers", strconv.Itoa(site.workers), "--worker-class", "sync",
+			"--bind", "unix:"+sock, "--chdir", filepath.Join(repoRoot, "testdata", "apps"), "--log-level", "warning", "flaskapp:app"))
+		fmt.Fprintf(&servers, `
+        upstream app%[1]d { server unix:%[2]s fail_timeout=0; }
+        server {
+            listen %%[1]s;
+            server_name %[3]s;
+            location / {
+                proxy_set_header Host $http_host;
+                proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+                proxy_set_header X-Forwarded-Proto $scheme;
+                proxy_redirect off;
+                proxy_pass http://app%[1]d;
+            }
+        }`, i, sock, site.host)
+	}
+	// The first server block is nginx's default: the probe reaches it.
+	return startNginx(t, dir, servers.String(), "/hello", backends...)
 }
 
 // startEdged runs edged with workers of class, its access log off as on

@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -24,7 +25,19 @@ const (
 	gunicornGevent = "nginx+gunicorn gevent"
 	uwsgi          = "nginx+uWSGI"
 	nginxAlone     = "nginx"
+	// Two sites on one host, each its own Flask app and workers (3 and
+	// 2): edged's [[site]]s, and nginx's two server blocks in front of
+	// two gunicorns.
+	edgedSites    = "edged two sites"
+	gunicornSites = "nginx+gunicorn two sites"
 )
+
+// benchSites are the host names of the two-site sides, and the worker
+// count of each.
+var benchSites = []struct {
+	host    string
+	workers int
+}{{"shop.bench", 3}, {"blog.bench", 2}}
 
 // benchWorkers is the worker (or process) count of every side.
 const benchWorkers = 5
@@ -35,11 +48,15 @@ type benchScenario struct {
 	name    string
 	path    string
 	conns   int
-	streams int      // HTTP/2 streams a connection, with h2load; 0 is HTTP/1.1 keep-alive with wrk
-	tls     bool     // over https: every side has the same certificate and TLS settings
-	body    int      // bytes POSTed by a wrk script; 0 for GET
-	sides   []string // in the order run and shown
-	vs      []string // the incumbents every side gets a ratio to
+	streams int  // HTTP/2 streams a connection, with h2load; 0 is HTTP/1.1 keep-alive with wrk
+	tls     bool // over https: every side has the same certificate and TLS settings
+	body    int  // bytes POSTed by a wrk script; 0 for GET
+	// hosts, when set, splits the load: one wrk per host name (its Host
+	// header), conns shared among them, all at once; the side's figures
+	// are their sum (req/s, errors) and their worst (latency).
+	hosts []string
+	sides []string // in the order run and shown
+	vs    []string // the incumbents every side gets a ratio to
 }
 
 // tool is the load generator of sc.
@@ -85,6 +102,8 @@ var benchScenarios = []benchScenario{
 		sides: []string{edgedSync, nginxAlone}, vs: []string{nginxAlone}},
 	{name: "static 1 MiB file", path: "/static/1m.bin", conns: 16,
 		sides: []string{edgedSync, nginxAlone}, vs: []string{nginxAlone}},
+	{name: "Flask GET /hello on two sites at once (3 + 2 workers, c32 each)", path: "/hello", conns: 64, hosts: []string{"shop.bench", "blog.bench"},
+		sides: []string{edgedSites, gunicornSites}, vs: []string{gunicornSites}},
 }
 
 // benchFiles are the static scenarios' files, of fixed bytes, and an index
@@ -117,6 +136,10 @@ func TestBench(t *testing.T) {
 
 	results := make([]map[string]*sideResult, len(benchScenarios))
 	for i, sc := range benchScenarios {
+		if only := os.Getenv("BENCH_ONLY"); only != "" && !strings.Contains(sc.name, only) {
+			results[i] = map[string]*sideResult{}
+			continue
+		}
 		results[i] = runScenario(t, sc, sides, load)
 	}
 	report := benchReport(load, sides, results)
@@ -249,12 +272,43 @@ func runScenario(t *testing.T, sc benchScenario, sides map[string]benchSide, loa
 			url := sc.url(side)
 			settle(t, name, url)
 			var run loadResult
-			peak := peakRSS(side.procs, func() { run = runLoad(t, tool, append(args, url)...) })
+			peak := peakRSS(side.procs, func() {
+				if len(sc.hosts) > 0 {
+					run = runHosts(t, sc, load, url)
+				} else {
+					run = runLoad(t, tool, append(args, url)...)
+				}
+			})
 			res.runs = append(res.runs, run)
 			res.peakRSS = max(res.peakRSS, peak)
 		}
 	}
 	return results
+}
+
+// runHosts runs one wrk per host of sc at once, each with its share of
+// the connections, and sums what they did.
+func runHosts(t *testing.T, sc benchScenario, load benchLoad, url string) loadResult {
+	one := sc
+	one.conns = sc.conns / len(sc.hosts)
+	out := make([]loadResult, len(sc.hosts))
+	var wg sync.WaitGroup
+	for i, h := range sc.hosts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			args := append(wrk.args(t, one, load), "-H", "Host: "+h, url)
+			out[i] = runLoad(t, wrk, args...)
+		}()
+	}
+	wg.Wait()
+	var sum loadResult
+	for _, r := range out {
+		sum.rps += r.rps
+		sum.errors += r.errors
+		sum.lat = [2]float64{max(sum.lat[0], r.lat[0]), max(sum.lat[1], r.lat[1])}
+	}
+	return sum
 }
 
 // settle waits for one answer from url, so that a run does not start

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"path"
 	"strings"
 
 	"github.com/edged/edged/pkg/config"
@@ -139,6 +140,21 @@ func (ru *rule) admit(w http.ResponseWriter, r *http.Request, addr netip.Addr, s
 		release()
 	}
 	return true
+}
+
+// cleanPath is the path a rule is matched against: with "." and ".."
+// resolved and runs of "/" made one, as nginx matches its locations, so
+// that "/x/../admin/" or "//admin/" meet the rule for "/admin/" whatever
+// the app makes of them. A trailing "/" is kept.
+func cleanPath(p string) string {
+	if !strings.Contains(p, "//") && !strings.Contains(p, "/.") {
+		return p // the usual case: nothing to clean, nothing allocated
+	}
+	c := path.Clean("/" + p)
+	if strings.HasSuffix(p, "/") && c != "/" {
+		c += "/"
+	}
+	return c
 }
 
 // maxBody is the most a request body may be: the rule's max_body where a

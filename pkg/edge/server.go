@@ -230,7 +230,7 @@ func (si *site) serve(w http.ResponseWriter, r *http.Request, c client, lr *logR
 	}
 	addr, _ := netip.ParseAddr(c.addr)
 	if len(si.rules) > 0 {
-		if ru, ok := si.rules.Find(r.URL.Path, r.Method, addr); ok {
+		if ru, ok := si.rules.Find(cleanPath(r.URL.Path), r.Method, addr); ok {
 			lr.rule = ru
 			if !ru.admit(w, r, addr, si, lr) {
 				return

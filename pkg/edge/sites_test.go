@@ -518,3 +518,22 @@ socket_dir = %q
 		t.Errorf("access log %v: want worker shop/2 (each site numbers its workers from 1)", e)
 	}
 }
+
+// A path rule holds for every spelling of its paths.
+func TestSitesRuleSpellings(t *testing.T) {
+	f := newSitesFixture(t)
+	for _, p := range []string{"/admin/users", "//admin/users", "/x/../admin/users", "/./admin/users", "/admin//users", "/%61dmin/users", "/x/..%2Fadmin/users"} {
+		r, _ := f.raw(t, "shop.example", "GET "+p+" HTTP/1.1\nHost: shop.example\n\n")
+		if r.StatusCode != http.StatusForbidden {
+			t.Errorf("GET %s: %d, want 403 from the /admin/ rule", p, r.StatusCode)
+		}
+	}
+}
+
+func TestCleanPath(t *testing.T) {
+	for in, want := range map[string]string{"/": "/", "/a/b": "/a/b", "/a/b/": "/a/b/", "//a": "/a", "/a/../b/": "/b/", "/..": "/", "/a/./b": "/a/b", "/a//": "/a/"} {
+		if got := cleanPath(in); got != want {
+			t.Errorf("cleanPath(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
