@@ -226,9 +226,11 @@ func TestDebInstall(t *testing.T) {
 		p1 = buildPackages(t, filepath.Join(dir, "1"), "")
 	}
 	p2 := buildPackages(t, filepath.Join(dir, "2"), p1.version+".1")
+	p3 := buildPackages(t, filepath.Join(dir, "3"), p2.version+".1")
 	m := bootMachineIn(t, debianRoot(t))
-	m.write("/root/"+filepath.Base(p1.deb), mustRead(t, p1.deb), 0o644)
-	m.write("/root/"+filepath.Base(p2.deb), mustRead(t, p2.deb), 0o644)
+	for _, p := range []builtPackages{p1, p2, p3} {
+		m.write("/root/"+filepath.Base(p.deb), mustRead(t, p.deb), 0o644)
+	}
 	c := m.client()
 
 	m.mustExec("apt-get", "install", "-y", "-q", "/root/"+filepath.Base(p1.deb))
@@ -312,9 +314,53 @@ func TestDebInstall(t *testing.T) {
 		}
 	})
 
+	t.Run("two sites through an upgrade, no request failed", func(t *testing.T) {
+		m.write("/etc/edged/edged.toml", []byte(`[listen]
+http = ["0.0.0.0:80"]
+[log]
+access = false
+[[site]]
+name = "a"
+names = ["a.test"]
+[site.app]
+module = "sample:app"
+directory = "/usr/share/edged/app"
+[[site]]
+name = "b"
+names = ["b.test"]
+default = true
+[site.app]
+module = "sample:app"
+directory = "/usr/share/edged/app"
+`), 0o644)
+		m.mustExec("systemctl", "daemon-reload")
+		m.mustExec("systemctl", "stop", "workerd@*.service")
+		for _, cmd := range [][]string{{"edgectl", "scale", "a", "2"}, {"edgectl", "scale", "b", "2"}, {"systemctl", "reload", "edged.service"}} {
+			if out, err := m.exec(cmd...); err != nil {
+				t.Fatalf("%s: %v\n%s", strings.Join(cmd, " "), err, out)
+			}
+		}
+		hc := m.hostClient()
+		la, lb := startLoad(hc, "http://a.test/whoami", 4), startLoad(hc, "http://b.test/whoami", 4)
+		upOut, err := m.exec("apt-get", "install", "-y", "-q", "-o", "Dpkg::Options::=--force-confdef", "-o", "Dpkg::Options::=--force-confold", "/root/"+filepath.Base(p3.deb))
+		time.Sleep(time.Second)
+		aok, abad, aerrs := la.finish()
+		bok, bbad, berrs := lb.finish()
+		if err != nil {
+			t.Fatalf("upgrade: %v\n%s", err, upOut)
+		}
+		t.Logf("upgrade %s -> %s with two sites under load: a %d answered, %d failed; b %d answered, %d failed", p2.version, p3.version, aok, abad, bok, bbad)
+		if abad+bbad > 0 || aok == 0 || bok == 0 {
+			t.Errorf("requests failed during the upgrade: a %v, b %v", aerrs, berrs)
+		}
+		if st := m.mustExec("edgectl", "status"); !strings.Contains(st, "workerd-a@2.service") || !strings.Contains(st, "workerd-b@2.service") {
+			t.Errorf("edgectl status after the upgrade:\n%s", st)
+		}
+	})
+
 	t.Run("remove stops and disables, purge leaves nothing", func(t *testing.T) {
 		m.mustExec("apt-get", "remove", "-y", "-q", "edged")
-		for _, u := range []string{"edged.socket", "edged.service", "workerd@1.service", "workerd.socket"} {
+		for _, u := range []string{"edged.socket", "edged.service", "workerd@1.service", "workerd.socket", "workerd-a@1.service", "workerd-a.socket"} {
 			if st, _ := m.exec("systemctl", "is-active", u); strings.TrimSpace(st) == "active" {
 				t.Errorf("%s is still active after apt remove", u)
 			}
@@ -323,7 +369,7 @@ func TestDebInstall(t *testing.T) {
 			t.Errorf("enablement links left after apt remove: %s", en)
 		}
 		m.mustExec("apt-get", "purge", "-y", "-q", "edged")
-		left, _ := m.exec("sh", "-c", "ls -d /etc/edged /usr/lib/systemd/system/edged* /usr/lib/systemd/system/workerd* /run/edged /usr/bin/edged 2>/dev/null; ps -eo comm= | grep -xE 'edged|workerd|python3' || true")
+		left, _ := m.exec("sh", "-c", "ls -d /etc/edged /usr/lib/systemd/system/edged* /usr/lib/systemd/system/workerd* /run/edged /var/lib/edged /usr/lib/edged /usr/bin/edged 2>/dev/null; ps -eo comm= | grep -xE 'edged|workerd|python3' || true")
 		if strings.TrimSpace(left) != "" {
 			t.Errorf("left behind after purge:\n%s", left)
 		}
