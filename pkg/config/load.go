@@ -38,9 +38,35 @@ func Load(path string) (*Config, error) {
 // Parse decodes data as if read from the file name, resolving relative paths
 // against dir.
 func Parse(name, dir string, data []byte) (*Config, error) {
+	return parse(name, dir, data, true)
+}
+
+// LoadShape is Load without looking at the files the config names (the
+// app's directory, static roots, certificates, user files): what a
+// program that only needs the sites' names, pools and limits reads, where
+// those files may not be mounted yet (a generator at boot) or readable
+// (edgectl as a member of edgeadm).
+func LoadShape(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%s: %w: create it, or name another with -c FILE", path, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	abs, _ := filepath.Abs(path)
+	return ParseShape(path, filepath.Dir(abs), data)
+}
+
+// ParseShape is Parse without looking at the files the config names.
+func ParseShape(name, dir string, data []byte) (*Config, error) {
+	return parse(name, dir, data, false)
+}
+
+func parse(name, dir string, data []byte, files bool) (*Config, error) {
 	c := Default()
 	c.File = name
-	v := &validator{file: name, dir: dir, lines: strings.Split(string(data), "\n")}
+	v := &validator{file: name, dir: dir, lines: strings.Split(string(data), "\n"), noFiles: !files}
 
 	var doc map[string]any
 	if _, err := toml.Decode(string(data), &doc); err == nil {
@@ -354,6 +380,8 @@ type validator struct {
 	errs  Errors
 	// pem is set once checkPEM has reported a pasted private key.
 	pem bool
+	// noFiles: paths are resolved, never looked at (ParseShape).
+	noFiles bool
 	// entries is the file as line reads it, made on first use.
 	entries []entry
 }
@@ -456,7 +484,7 @@ func (v *validator) path(key []string, p, display string, mustExist bool) string
 		return p
 	}
 	p = v.abs(p)
-	if mustExist {
+	if mustExist && !v.noFiles {
 		if _, err := os.Stat(p); err != nil {
 			v.failf(key, display, fmt.Sprintf("%q: %v", p, unwrapPathError(err)))
 		}

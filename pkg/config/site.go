@@ -304,6 +304,8 @@ func (s *Site) validate(sc scope, c *Config) {
 		sc.fail([]string{"name"}, "missing: give the site a name such as name = \"shop\"; it names the site's workers (workerd-shop@N) and appears in logs and metrics")
 	case s.Name == DefaultSite:
 		sc.fail([]string{"name"}, "\"default\" is the name of the top-level site: choose another")
+	case s.Name == "queue" || s.Name == "workers":
+		sc.fail([]string{"name"}, fmt.Sprintf("%q is taken: queue.sock is the top-level site's socket, edged-workers the group of the worker sockets; choose another", s.Name))
 	case !siteName(s.Name):
 		why := "use lower-case letters, digits and \"_\", starting with a letter, at most 24 (it names the site's user, edged-NAME)"
 		if strings.Contains(s.Name, "-") {
@@ -504,8 +506,12 @@ func (p *Path) validate(sc scope, before []Path) {
 	}
 	if p.Prefix != "" && p.Pattern == "" {
 		for j, b := range before {
-			if b.Pattern == "" && b.Prefix != "" && strings.HasPrefix(p.Prefix, b.Prefix) && len(b.Methods) == 0 {
-				sc.fail([]string{"prefix"}, fmt.Sprintf("%q is never reached: the rule before it for %q (path[%d]) takes every path under it first; put the longer prefix first", p.Prefix, b.Prefix, j))
+			if b.Pattern == "" && b.Prefix != "" && strings.HasPrefix(p.Prefix, b.Prefix) {
+				what := "every"
+				if len(b.Methods) > 0 {
+					what = "its methods'" // and those requests would skip this rule's checks
+				}
+				sc.fail([]string{"prefix"}, fmt.Sprintf("%q is not reached by every request: the rule before it for %q (path[%d]) takes %s requests under it first; put the longer prefix first", p.Prefix, b.Prefix, j, what))
 				break
 			}
 		}

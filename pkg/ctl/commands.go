@@ -34,7 +34,11 @@ func scale(ctx context.Context, args []string, out io.Writer) error {
 		return err
 	}
 	usage := errors.New("usage: edgectl scale N | edgectl scale SITE N | edgectl scale --auto")
-	cfg, cfgErr := config.Load(*file)
+	cfg, cfgErr := config.LoadShape(*file)
+	if cfgErr != nil && !errors.Is(cfgErr, config.ErrNotFound) {
+		// Scaling by a config that does not load would miss its sites.
+		return fmt.Errorf("scale: %w", cfgErr)
+	}
 	type job struct {
 		pl pool
 		n  int
@@ -309,7 +313,10 @@ func restart(ctx context.Context, args []string, out io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	cfg, err := config.Load(*file)
+	cfg, err := config.LoadShape(*file)
+	if err != nil && !errors.Is(err, config.ErrNotFound) {
+		return fmt.Errorf("restart: %w", err)
+	}
 	if err != nil {
 		cfg = nil
 	}

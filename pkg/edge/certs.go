@@ -92,6 +92,12 @@ func (cs *certSet) pick(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
 	if len(cands) > 0 {
 		return cands[0], nil
 	}
+	// No name, or one no certificate has: the first the client can use.
+	for _, c := range cs.certs {
+		if hello.SupportsCertificate(c) == nil {
+			return c, nil
+		}
+	}
 	return cs.certs[0], nil
 }
 

@@ -59,8 +59,10 @@ func (s *state) client(r *http.Request) client {
 		hops := strings.Split(incoming, ",")
 		for i := len(hops) - 1; i >= 0; i-- {
 			h := strings.TrimSpace(hops[i])
-			if _, err := netip.ParseAddr(h); err != nil {
-				break
+			if ap, err := netip.ParseAddrPort(h); err == nil {
+				h = ap.Addr().String() // "ip:port", as some balancers write it
+			} else if _, err := netip.ParseAddr(h); err != nil {
+				break // not an address: as nginx's realip, the walk ends
 			}
 			c.addr, c.port = h, ""
 			if !s.trusted(h) {

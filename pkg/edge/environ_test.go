@@ -252,6 +252,13 @@ func TestEnviron(t *testing.T) {
 			want:   map[string]string{"REMOTE_ADDR": "10.3.3.3"},
 		},
 		{
+			name:   "trusted proxy, hops written ip:port",
+			config: trusted,
+			peer:   proxy,
+			header: http.Header{"X-Forwarded-For": {"198.51.100.7:5123, 10.3.3.3:443"}},
+			want:   map[string]string{"REMOTE_ADDR": "198.51.100.7"},
+		},
+		{
 			name:   "trusted IPv4-mapped IPv6 peer",
 			config: trusted,
 			peer:   "[::ffff:10.0.0.2]:5555",

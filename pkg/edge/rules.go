@@ -24,7 +24,7 @@ func (si *site) redirect(w http.ResponseWriter, r *http.Request, c client, lr *l
 	host, port := splitHost(r.Host)
 	var target string
 	switch {
-	case c.proto != "https" && sc.HTTPS != config.HTTPSOff && !strings.HasPrefix(r.URL.Path, acmeChallenges):
+	case c.proto != "https" && sc.HTTPS != config.HTTPSOff && !strings.HasPrefix(cleanPath(r.URL.Path), acmeChallenges):
 		if sc.HTTPS == config.HTTPSOnly {
 			si.fail(w, lr, http.StatusForbidden, limitHTTPSOnly, `this site is served over HTTPS only (https = "only")`)
 			return true
@@ -108,13 +108,25 @@ func hostPort(name, port string) string {
 	return name + ":" + port
 }
 
-// admit applies a path rule to r: its allow and deny lists, its basic
-// authentication, its rate. When it turns r away it has answered.
+// admit applies a path rule to r: its allow and deny lists, its rate,
+// then its basic authentication (after the rate, so that password guesses
+// are limited too, and never cost a bcrypt past it). When it turns r away
+// it has answered.
 func (ru *rule) admit(w http.ResponseWriter, r *http.Request, addr netip.Addr, si *site, lr *logRecord) bool {
 	p := ru.cfg
 	if len(p.DenyNets) > 0 && route.In(addr, p.DenyNets) || len(p.AllowNets) > 0 && !route.In(addr, p.AllowNets) {
 		si.fail(w, lr, http.StatusForbidden, limitPathAccess, "the client's address is refused on this path (allow/deny)")
 		return false
+	}
+	if ru.limits != nil {
+		release, ok := si.admit(w, ru.limits, addr, lr)
+		if !ok {
+			if lr.limit == limitRate {
+				lr.limit, lr.reason = limitPathRate, "over the rate of this path's rule for this client"
+			}
+			return false
+		}
+		release()
 	}
 	if ru.users != nil {
 		user, password, ok := r.BasicAuth()
@@ -129,16 +141,6 @@ func (ru *rule) admit(w http.ResponseWriter, r *http.Request, addr netip.Addr, s
 		}
 		lr.user = user
 	}
-	if ru.limits != nil {
-		release, ok := si.admit(w, ru.limits, addr, lr)
-		if !ok {
-			if lr.limit == limitRate {
-				lr.limit, lr.reason = limitPathRate, "over the rate of this path's rule for this client"
-			}
-			return false
-		}
-		release()
-	}
 	return true
 }
 
@@ -147,6 +149,9 @@ func (ru *rule) admit(w http.ResponseWriter, r *http.Request, addr netip.Addr, s
 // that "/x/../admin/" or "//admin/" meet the rule for "/admin/" whatever
 // the app makes of them. A trailing "/" is kept.
 func cleanPath(p string) string {
+	if p == "" {
+		return "/" // an absolute-form target with no path: the app serves "/"
+	}
 	if !strings.Contains(p, "//") && !strings.Contains(p, "/.") {
 		return p // the usual case: nothing to clean, nothing allocated
 	}

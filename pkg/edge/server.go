@@ -78,6 +78,7 @@ func (s *Server) Reload(cfg *config.Config) error {
 		return err
 	}
 	old := s.cur.Swap(st)
+	s.usePools(st)
 	if cfg.Metrics.Listen != old.cfg.Metrics.Listen {
 		s.log.Warn().Str("metrics.listen", cfg.Metrics.Listen).Msg("metrics.listen changed: it takes effect at the next restart of edged")
 	}
@@ -229,6 +230,15 @@ func (si *site) serve(w http.ResponseWriter, r *http.Request, c client, lr *logR
 		}
 	}
 	addr, _ := netip.ParseAddr(c.addr)
+	// The site's limits first, then the path's rule: a client over the
+	// site's rate costs no more than that.
+	if si.limits != nil {
+		release, ok := si.admit(w, si.limits, addr, lr)
+		if !ok {
+			return
+		}
+		defer release()
+	}
 	if len(si.rules) > 0 {
 		if ru, ok := si.rules.Find(cleanPath(r.URL.Path), r.Method, addr); ok {
 			lr.rule = ru
@@ -236,13 +246,6 @@ func (si *site) serve(w http.ResponseWriter, r *http.Request, c client, lr *logR
 				return
 			}
 		}
-	}
-	if si.limits != nil {
-		release, ok := si.admit(w, si.limits, addr, lr)
-		if !ok {
-			return
-		}
-		defer release()
 	}
 	h, ok := si.routes.Find(r.URL.Path, r.Method, addr)
 	if !ok {

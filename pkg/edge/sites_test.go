@@ -152,6 +152,12 @@ prefix = "/staff/"
 auth_basic = "staff"
 auth_basic_user_file = "staff.htpasswd"
 [[site.path]]
+prefix = "/vault/"
+auth_basic = "vault"
+auth_basic_user_file = "staff.htpasswd"
+rate = "1r/m"
+burst = 1
+[[site.path]]
 prefix = "/upload"
 max_body = "10"
 [[site.path]]
@@ -535,5 +541,59 @@ func TestCleanPath(t *testing.T) {
 		if got := cleanPath(in); got != want {
 			t.Errorf("cleanPath(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// Regression tests from a review of the sites change.
+func TestSitesReviewed(t *testing.T) {
+	f := newSitesFixture(t)
+	t.Run("an absolute-form target with no path meets the / rules", func(t *testing.T) {
+		// /staff/ is behind basic auth: the same target spelt absolute.
+		if r, _ := f.raw(t, "shop.example", "GET https://shop.example/staff/ HTTP/1.1\nHost: shop.example\n\n"); r.StatusCode != 401 {
+			t.Errorf("absolute-form /staff/: %d, want 401", r.StatusCode)
+		}
+		if got := cleanPath(""); got != "/" {
+			t.Errorf("cleanPath(\"\") = %q, want \"/\"", got)
+		}
+	})
+	t.Run("HEAD meets a rule as GET does", func(t *testing.T) {
+		if r, _ := f.raw(t, "shop.example", "HEAD /staff/ HTTP/1.1\nHost: shop.example\n\n"); r.StatusCode != 401 {
+			t.Errorf("HEAD /staff/: %d, want 401", r.StatusCode)
+		}
+	})
+	t.Run("the ACME path is not a way around https", func(t *testing.T) {
+		r, _ := f.raw(t, "", "GET /.well-known/acme-challenge/../../staff/ HTTP/1.1\nHost: shop.example\n\n")
+		if r.StatusCode != 301 {
+			t.Errorf("plain HTTP by way of the ACME path: %d, want the redirect to HTTPS", r.StatusCode)
+		}
+	})
+	t.Run("the rate holds before the password is checked", func(t *testing.T) {
+		// /vault/ allows one attempt a minute: a wrong password uses it,
+		// and the next attempt is refused by the rate, right password or
+		// not, without a bcrypt.
+		if r, _ := f.raw(t, "shop.example", "GET /vault/ HTTP/1.1\nHost: shop.example\nAuthorization: Basic YWxpY2U6d3Jvbmc=\n\n"); r.StatusCode != 401 {
+			t.Errorf("a wrong password: %d, want 401", r.StatusCode)
+		}
+		if r, _ := f.raw(t, "shop.example", "GET /vault/ HTTP/1.1\nHost: shop.example\nAuthorization: Basic YWxpY2U6cmlnaHQ=\n\n"); r.StatusCode != 429 {
+			t.Errorf("the next attempt: %d, want 429", r.StatusCode)
+		}
+	})
+}
+
+// A certificate for a client that sends no name is one it can use.
+func TestCertWithoutSNI(t *testing.T) {
+	pool := x509.NewCertPool()
+	dir := t.TempDir()
+	cert, key := certFor(t, dir, pool, "ecdsa.example")
+	c, err := tls.LoadX509KeyPair(cert, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs := &certSet{exact: map[string][]*tls.Certificate{}, wildcard: map[string][]*tls.Certificate{}}
+	cs.add(&c)
+	// A client that takes ECDSA gets it, asking for no name.
+	got, err := cs.pick(&tls.ClientHelloInfo{SupportedVersions: []uint16{tls.VersionTLS13}, SignatureSchemes: []tls.SignatureScheme{tls.ECDSAWithP256AndSHA256}, SupportedCurves: []tls.CurveID{tls.CurveP256}})
+	if err != nil || got != &c {
+		t.Errorf("pick without SNI = %v, %v", got, err)
 	}
 }

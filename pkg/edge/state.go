@@ -129,7 +129,7 @@ func (s *Server) newState(cfg *config.Config) (*state, error) {
 		return nil, err
 	}
 	st.certs = cs
-	st.edge = &site{cfg: cfg, lim: cfg.Limits, log: s.log, access: s.log.With().Str("log", "access").Logger(), logged: true, metrics: s.metrics}
+	st.edge = &site{cfg: cfg, lim: cfg.Limits, log: s.log, access: s.log.With().Str("log", "access").Logger(), logged: cfg.Log.Access, metrics: s.metrics}
 	for _, sc := range cfg.Sites {
 		si, err := s.newSite(cfg, sc)
 		if err != nil {
@@ -254,10 +254,33 @@ func (s *Server) pool(sc *config.Site) *upstream.Transport {
 		t = upstream.New(sc.Pool.Socket(), upstreamLimits(sc))
 		s.pools[sc.Name] = t
 		s.poolOrder = append(s.poolOrder, sc.Name)
-	} else {
-		t.SetLimits(upstreamLimits(sc))
 	}
+	// A kept transport's limits change only once the new state is in use
+	// (usePools): a reload refused after this leaves them as they were.
 	return t
+}
+
+// usePools puts st's limits on its sites' transports and forgets the
+// transports of sites st no longer has.
+func (s *Server) usePools(st *state) {
+	s.poolsMu.Lock()
+	defer s.poolsMu.Unlock()
+	keep := map[string]bool{}
+	for _, si := range st.all {
+		keep[si.name] = true
+		if t := s.pools[si.name]; t != nil {
+			t.SetLimits(upstreamLimits(si.conf))
+		}
+	}
+	order := s.poolOrder[:0]
+	for _, name := range s.poolOrder {
+		if keep[name] {
+			order = append(order, name)
+		} else {
+			delete(s.pools, name)
+		}
+	}
+	s.poolOrder = order
 }
 
 func upstreamLimits(sc *config.Site) upstream.Limits {

@@ -136,6 +136,14 @@ func TestGenerate(t *testing.T) {
 		t.Errorf("stderr: %s", stderr)
 	}
 
+	// Files the config names that are not there (a file system not yet
+	// mounted at boot) change nothing: the generator reads no file but
+	// the config.
+	os.WriteFile(p.config, []byte(strings.Replace(sitesConfig, `module = "shop:app"`, "module = \"shop:app\"\ndirectory = \"/srv/not-mounted-yet\"", 1)), 0o644)
+	if again, stderr := run(t); again != files || stderr != "" {
+		t.Errorf("with an app directory not there: %s (%s), want %s", again, stderr, files)
+	}
+
 	// A broken config: the same units, and why on stderr.
 	os.WriteFile(p.config, []byte(sitesConfig+"\n[[site]]\nname = \"bad-name\"\n"), 0o644)
 	again, stderr := run(t)

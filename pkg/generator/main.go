@@ -24,8 +24,10 @@ const (
 	// stay. It lives under /run, which systemd mounts before generators run.
 	LastGood = "/run/edged/generator/last-good.toml"
 	// ScaleDir holds, per site, the worker count `edgectl scale SITE N`
-	// asked for, so that the same number starts at the next boot.
-	ScaleDir = "/var/lib/edged/scale"
+	// asked for, so that the same number starts at the next boot. It is
+	// on the root file system, as systemd's own enablement links are:
+	// generators run before /var may be mounted.
+	ScaleDir = "/etc/edged/scale"
 	// Credentials holds each site's credentials directory: a site's
 	// workers get /etc/edged/credentials/NAME, never another site's.
 	Credentials = "/etc/edged/credentials"
@@ -74,6 +76,8 @@ func generate(p paths, out string, stderr io.Writer) int {
 }
 
 // load reads the config; when it does not load, the last one that did.
+// It looks at the sites' names, pools and limits only, never at the files
+// the config names: at boot they may be on a file system not yet mounted.
 func load(path, lastGood string, stderr io.Writer) (*config.Config, error) {
 	data, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
@@ -81,7 +85,7 @@ func load(path, lastGood string, stderr io.Writer) (*config.Config, error) {
 	}
 	var cfg *config.Config
 	if err == nil {
-		cfg, err = config.Parse(path, filepath.Dir(path), data)
+		cfg, err = config.ParseShape(path, filepath.Dir(path), data)
 	}
 	if err == nil {
 		if os.MkdirAll(filepath.Dir(lastGood), 0o755) == nil {
@@ -94,7 +98,7 @@ func load(path, lastGood string, stderr io.Writer) (*config.Config, error) {
 	if rerr != nil {
 		return nil, fmt.Errorf("no earlier config that loaded (%v): no site units", rerr)
 	}
-	return config.Parse(path, filepath.Dir(path), good)
+	return config.ParseShape(path, filepath.Dir(path), good)
 }
 
 func indent(s string) string { return "  " + strings.ReplaceAll(s, "\n", "\n  ") }

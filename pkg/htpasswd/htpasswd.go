@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"strings"
 	"sync"
 
@@ -23,6 +24,10 @@ import (
 // File is the users of one htpasswd file. It is safe for concurrent use.
 type File struct {
 	users map[string][]byte // user → bcrypt hash
+	// dummy is compared against for an unknown user, at the file's
+	// highest cost, so that an unknown name takes as long to refuse as a
+	// wrong password.
+	dummy []byte
 
 	// good remembers a digest of user and password pairs that passed, so
 	// that a browser sending the same pair with every request costs one
@@ -56,6 +61,7 @@ func Load(path string) (*File, error) {
 // its hash.
 func Parse(r io.Reader) (*File, error) {
 	hf := &File{users: map[string][]byte{}, good: map[[32]byte]struct{}{}}
+	maxCost := 0
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 4096), maxFile)
 	n, size := 0, 0
@@ -82,9 +88,14 @@ func Parse(r io.Reader) (*File, error) {
 		if why := weak(hash); why != "" {
 			return nil, fmt.Errorf("line %d: user %q has %s: make a bcrypt one with htpasswd -B FILE %s", n, user, why, user)
 		}
-		if _, err := bcrypt.Cost([]byte(hash)); err != nil {
+		cost, err := bcrypt.Cost([]byte(hash))
+		if err != nil {
 			return nil, fmt.Errorf("line %d: user %q: not a bcrypt hash (%v): make one with htpasswd -B FILE %s", n, user, err, user)
 		}
+		if cost > MaxCost {
+			return nil, fmt.Errorf("line %d: user %q: bcrypt cost %d costs every login attempt, anyone's, %s of CPU: make the hash again at %d or less (htpasswd -B -C 10 FILE %s)", n, user, cost, costTime(cost), MaxCost, user)
+		}
+		maxCost = max(maxCost, cost)
 		hf.users[user] = []byte(hash)
 	}
 	if err := sc.Err(); err != nil {
@@ -93,6 +104,7 @@ func Parse(r io.Reader) (*File, error) {
 	if len(hf.users) == 0 {
 		return nil, fmt.Errorf("no users: add one with htpasswd -B FILE USER")
 	}
+	hf.dummy, _ = bcrypt.GenerateFromPassword([]byte("edged: no such user"), maxCost)
 	return hf, nil
 }
 
@@ -117,9 +129,18 @@ func weak(hash string) string {
 // Users is how many users the file has.
 func (f *File) Users() int { return len(f.users) }
 
-// dummy is compared against for an unknown user, so that an unknown name
-// takes as long to refuse as a wrong password.
-var dummy, _ = bcrypt.GenerateFromPassword([]byte("edged: no such user"), bcrypt.DefaultCost)
+// MaxCost is the highest bcrypt cost taken: every login attempt, a
+// stranger's included, pays it (cost 12 is about 0.25 s of CPU here, and
+// each step doubles it).
+const MaxCost = 12
+
+func costTime(cost int) string {
+	return fmt.Sprintf("about %.0f s", 0.25*float64(int(1)<<(cost-12)))
+}
+
+// checks bounds the bcrypt comparisons run at once, so that a flood of
+// wrong passwords takes at most these cores, never the whole machine.
+var checks = make(chan struct{}, max(1, runtime.NumCPU()/2))
 
 // Check says password is user's.
 func (f *File) Check(user, password string) bool {
@@ -132,9 +153,12 @@ func (f *File) Check(user, password string) bool {
 	}
 	hash, known := f.users[user]
 	if !known {
-		hash = dummy
+		hash = f.dummy
 	}
-	if bcrypt.CompareHashAndPassword(hash, []byte(password)) != nil || !known {
+	checks <- struct{}{}
+	err := bcrypt.CompareHashAndPassword(hash, []byte(password))
+	<-checks
+	if err != nil || !known {
 		return false
 	}
 	f.mu.Lock()

@@ -102,3 +102,14 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// A hash too costly for every stranger's attempt to pay is refused.
+func TestParseRefusesCost(t *testing.T) {
+	h, err := bcrypt.GenerateFromPassword([]byte("pw"), MaxCost+1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Parse(strings.NewReader("alice:" + string(h) + "\n")); err == nil || !strings.Contains(err.Error(), "bcrypt cost 13") {
+		t.Errorf("Parse = %v, want the cost refused", err)
+	}
+}

@@ -73,9 +73,16 @@ func Run(ctx context.Context, o Options) error {
 	defer cancel()
 	log := logging.New(o.Stderr, cfg.Log.Level, cfg.Log.Format).With().Str("from", "edgectl run").Logger()
 	cfg.SetSocketDir(o.SocketDir)
-	errc := make(chan error, 64)
+	total := 0
+	for _, site := range cfg.Sites {
+		total += o.workers(cfg, site)
+	}
+	// Room for every worker's and edged's error: nothing that reports one
+	// ever blocks.
+	errc := make(chan error, total+2)
 	var pools []*pool
 	defer func() {
+		cancel() // first: a pool waits for its workers, which stop on it
 		for _, p := range pools {
 			p.wait()
 		}

@@ -65,7 +65,11 @@ func newPool(ctx context.Context, o Options, site string, queue *os.File, n int,
 // start starts workerd for slot i with a notify socket of its own, on
 // which it says when the app is loaded.
 func (p *pool) start(i int) (*worker, error) {
-	path := filepath.Join(p.o.SocketDir, fmt.Sprintf("notify-%s%d.sock", strings.TrimSpace(p.label()), p.seq.Add(1)))
+	name := fmt.Sprintf("notify-%d.sock", p.seq.Add(1))
+	if p.site != "" {
+		name = fmt.Sprintf("notify-%s-%d.sock", p.site, p.seq.Load())
+	}
+	path := filepath.Join(p.o.SocketDir, name)
 	ns, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
 	if err != nil {
 		return nil, err

@@ -62,6 +62,11 @@ func Accept(c net.Conn, trusted []netip.Prefix, timeout time.Duration) (net.Conn
 
 func fromBalancer(c net.Conn) (net.Conn, error) {
 	br := bufio.NewReaderSize(c, 256)
+	if _, err := br.Peek(1); err != nil {
+		// Connected and gone with nothing said: a balancer's TCP health
+		// check, not a missing header.
+		return nil, err
+	}
 	h, err := proxyproto.Read(br)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrMissing, err)
@@ -147,6 +152,15 @@ func (c *Conn) Read(b []byte) (int, error) {
 		return n, nil
 	}
 	return c.Conn.Read(b)
+}
+
+// CloseWrite half-closes the connection, so that an answer written before
+// a close reaches the client whole rather than cut by a reset.
+func (c *Conn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
 }
 
 // ReadFrom keeps sendfile: net/http hands a file to the connection's

@@ -93,7 +93,8 @@ type Matcher struct {
 	// Pattern is the whole path as path.Match takes it ("/api/*/upload");
 	// "" is any path.
 	Pattern string
-	// Methods are the methods taken; none is every method.
+	// Methods are the methods taken; none is every method. GET takes
+	// HEAD too.
 	Methods []string
 	// From are the client addresses taken; none is every address.
 	From []netip.Prefix
@@ -111,7 +112,8 @@ func (m *Matcher) Matches(p, method string, client netip.Addr) bool {
 			return false
 		}
 	}
-	if len(m.Methods) > 0 && !slices.Contains(m.Methods, method) {
+	if len(m.Methods) > 0 && !slices.Contains(m.Methods, method) &&
+		!(method == "HEAD" && slices.Contains(m.Methods, "GET")) { // HEAD is a GET without its body
 		return false
 	}
 	if len(m.From) > 0 {

@@ -38,6 +38,7 @@ func TestTable(t *testing.T) {
 		{Match: Matcher{Prefix: "/admin/"}, Handler: "shop admin refused"},
 		{Match: Matcher{Prefix: "/login", Methods: []string{"POST"}}, Handler: "shop login post"},
 		{Match: Matcher{Pattern: "/*.php"}, Handler: "shop php"},
+		{Match: Matcher{Prefix: "/get-only", Methods: []string{"GET"}}, Handler: "shop get-only"},
 		{Handler: "shop app"},
 	}}
 	blog := &site{"blog", Routes[string]{{Handler: "blog app"}}}
@@ -64,6 +65,8 @@ func TestTable(t *testing.T) {
 		{"shop.example", "GET", "/admin/x", "", "shop admin refused"},
 		{"shop.example", "POST", "/login", "", "shop login post"},
 		{"shop.example", "GET", "/login", "", "shop app"},
+		{"shop.example", "HEAD", "/get-only", "", "shop get-only"},
+		{"shop.example", "POST", "/get-only", "", "shop app"},
 		{"shop.example", "GET", "/index.php", "", "shop php"},
 		{"shop.example", "GET", "/a/index.php", "", "shop app"},
 		{"blog.example", "GET", "/static/a.css", "", "blog app"},
