@@ -36,9 +36,12 @@ type logRecord struct {
 	limit limit
 	// rule is the site's path rule that took the request, if one did.
 	rule *rule
-	// requestID names the request; user is who basic authentication let
-	// in.
+	// requestID names the request in the log and to the app
+	// (X-Request-ID): a trusted proxy's, else edged's own; made when first
+	// asked for (see id), so a static file with the access log off pays
+	// nothing for it. user is who basic authentication let in.
 	requestID string
+	trusted   bool // the peer is a trusted proxy, whose id is kept
 	user      string
 	// finished: the whole answer went to the client as it was streamed,
 	// so a client that leaves afterwards left no request unanswered.
@@ -83,8 +86,8 @@ func (s *site) logAccess(r *http.Request, lr *logRecord) {
 	if s.name != "" {
 		e = e.Str("site", s.name)
 	}
-	if lr.requestID != "" {
-		e = e.Str("request_id", lr.requestID)
+	if lr.site != nil && lr.site.name != "" || lr.requestID != "" {
+		e = e.Str("request_id", lr.id(r))
 	}
 	if lr.user != "" {
 		e = e.Str("user", lr.user)

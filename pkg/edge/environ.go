@@ -33,9 +33,6 @@ type client struct {
 	host    string
 	xff     string // X-Forwarded-For to pass on
 	trusted bool   // the peer is a trusted proxy
-	// requestID names the request in the access log and to the app
-	// (X-Request-ID): a trusted proxy's, else edged's own.
-	requestID string
 }
 
 func (s *state) client(r *http.Request) client {
@@ -46,11 +43,9 @@ func (s *state) client(r *http.Request) client {
 	}
 	if !s.trusted(host) {
 		c.xff = host
-		c.requestID = requestID(r, false)
 		return c
 	}
 	c.trusted = true
-	c.requestID = requestID(r, true)
 	incoming := strings.Join(r.Header.Values("X-Forwarded-For"), ", ")
 	// A trusted proxy: walk X-Forwarded-For from the right, past every
 	// trusted hop, to the first address a stranger could have set.
@@ -101,7 +96,7 @@ func (s *state) trusted(host string) bool {
 // environ writes the WSGI environ of r into f. bodyLen is the buffered
 // body's length. It reports false when the request cannot be expressed
 // (a NUL byte in the decoded path).
-func (s *site) environ(f *wire.Request, r *http.Request, c client, bodyLen int64) bool {
+func (s *site) environ(f *wire.Request, r *http.Request, c client, id string, bodyLen int64) bool {
 	path := r.URL.Path
 	if strings.IndexByte(path, 0) >= 0 {
 		return false
@@ -163,7 +158,7 @@ func (s *site) environ(f *wire.Request, r *http.Request, c client, bodyLen int64
 	if c.host != "" {
 		f.Add("HTTP_X_FORWARDED_HOST", c.host)
 	}
-	f.Add("HTTP_X_REQUEST_ID", c.requestID)
+	f.Add("HTTP_X_REQUEST_ID", id)
 
 	conn := r.Header["Connection"]
 	trusted := c.trusted

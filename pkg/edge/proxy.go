@@ -55,7 +55,7 @@ func (s *site) serveApp(w http.ResponseWriter, r *http.Request, c client, lr *lo
 
 	x := exchanges.Get().(*exchange)
 	defer exchanges.Put(x)
-	if !s.environ(&x.frame, r, c, body.Len()) {
+	if !s.environ(&x.frame, r, c, lr.id(r), body.Len()) {
 		s.fail(w, lr, http.StatusBadRequest, limitProtocol, "NUL byte in the path")
 		return
 	}

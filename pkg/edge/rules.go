@@ -171,6 +171,14 @@ func (si *site) maxBody(lr *logRecord) (int64, limit) {
 	return int64(si.lim.MaxBody), limitMaxBody
 }
 
+// id is the request's id, made on first use.
+func (lr *logRecord) id(r *http.Request) string {
+	if lr.requestID == "" {
+		lr.requestID = requestID(r, lr.trusted)
+	}
+	return lr.requestID
+}
+
 // requestID is a request's ID: the one a trusted proxy sent when it is
 // sane, else a new random one.
 func requestID(r *http.Request, trusted bool) string {

@@ -205,7 +205,7 @@ func (st *state) serve(w http.ResponseWriter, r *http.Request, lr *logRecord) {
 	if c.trusted {
 		lr.client = c.addr // the real client; the proxy is r.RemoteAddr
 	}
-	lr.requestID = c.requestID
+	lr.trusted = c.trusted
 	si, ok := st.sites.Site(r.Host)
 	if !ok {
 		if r.TLS != nil {
