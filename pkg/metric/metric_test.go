@@ -42,6 +42,7 @@ var names = map[string]string{
 	"LabelClass":  LabelClass,
 	"LabelMethod": LabelMethod,
 	"LabelKind":   LabelKind,
+	"LabelSite":   LabelSite,
 	"LabelRoute":  LabelRoute,
 	"LabelLimit":  LabelLimit,
 	"LabelWhat":   LabelWhat,
