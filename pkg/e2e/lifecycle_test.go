@@ -319,12 +319,23 @@ func TestStuckInterpreter(t *testing.T) {
 	if status, _ := get(t, c, s.http+"/gil"); status != 504 {
 		t.Errorf("GET /gil = %d, want 504", status)
 	}
-	waitFor15 := time.Now().Add(20 * time.Second)
-	for time.Now().Before(waitFor15) && !strings.Contains(s.out.String(), "python process stopped answering") {
+	// The stack comes on stderr after workerd's line that says it
+	// follows: wait for all of it, not for the first line alone.
+	wants := []string{"python process stopped answering", "Current thread", "hang.py"}
+	all := func(out string) bool {
+		for _, w := range wants {
+			if !strings.Contains(out, w) {
+				return false
+			}
+		}
+		return true
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) && !all(s.out.String()) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	out := s.out.String()
-	for _, want := range []string{"python process stopped answering", "Current thread", "hang.py"} {
+	for _, want := range wants {
 		if !strings.Contains(out, want) {
 			t.Errorf("the output lacks %q:\n%s", want, tail(out, 30))
 		}
