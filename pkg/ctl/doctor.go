@@ -374,10 +374,16 @@ func (p *patient) starved() string {
 func (p *patient) workerCount() (int, string) {
 	if p.systemd != nil {
 		n := 0
-		for _, pl := range sitePools(p.cfg) {
+		var bySite []string
+		pools := sitePools(p.cfg)
+		for _, pl := range pools {
 			if ns, err := pl.instances(p.ctx, p.systemd); err == nil {
 				n += len(ns)
+				bySite = append(bySite, fmt.Sprintf("%s %d", pl.name(), len(ns)))
 			}
+		}
+		if n > 0 && len(pools) > 1 {
+			return n, "workerd units running: " + strings.Join(bySite, ", ")
 		}
 		if n > 0 {
 			return n, "workerd units running"

@@ -277,3 +277,18 @@ func TestCheckTLS(t *testing.T) {
 		}
 	}
 }
+
+// With [[site]]s, the worker count says how many each site runs.
+func TestWorkerCountBySite(t *testing.T) {
+	cfg, err := config.ParseShape("edged.toml", t.TempDir(), []byte("[app]\nmodule = \"x\"\n[[site]]\nname = \"shop\"\nnames = [\"shop.example\"]\n[site.app]\nmodule = \"shop\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := running(2)
+	f.units["workerd-shop@1.service"] = &fakeUnit{active: "active", sub: "running"}
+	p := &patient{ctx: context.Background(), systemd: f, cfg: cfg}
+	n, from := p.workerCount()
+	if n != 3 || from != "workerd units running: default 2, shop 1" {
+		t.Errorf("workerCount() = %d, %q", n, from)
+	}
+}
