@@ -130,11 +130,15 @@ func TestFlaskApp(t *testing.T) {
 			time.Sleep(20 * time.Millisecond)
 		}
 		var found bool
+		var tbID, accessID string
 		for _, line := range strings.Split(s.out.String(), "\n") {
+			var ev map[string]any
+			if json.Unmarshal([]byte(line), &ev) == nil && ev["log"] == "access" && ev["path"] == "/boom" {
+				accessID, _ = ev["request_id"].(string)
+			}
 			if !strings.Contains(line, "boom: the app failed on purpose") {
 				continue
 			}
-			var ev map[string]any
 			if err := json.Unmarshal([]byte(line), &ev); err != nil {
 				t.Errorf("the traceback is not in a JSON event: %q", line)
 				continue
@@ -142,10 +146,16 @@ func TestFlaskApp(t *testing.T) {
 			tb, _ := ev["traceback"].(string)
 			if ev["level"] == "error" && strings.Contains(tb, "Traceback (most recent call last)") && ev["worker"] != nil {
 				found = true
+				tbID, _ = ev["request_id"].(string)
 			}
 		}
 		if !found {
 			t.Errorf("the traceback is not one error event of a worker in the log")
+		}
+		// Flask logs it through wsgi.errors: the event names the request,
+		// as the access log does.
+		if tbID == "" || tbID != accessID {
+			t.Errorf("the traceback's request_id %q, the access log's %q: want the same id", tbID, accessID)
 		}
 	})
 	t.Run("environ", func(t *testing.T) {

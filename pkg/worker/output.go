@@ -84,14 +84,18 @@ func readLine(br *bufio.Reader) (string, error) {
 // outputGroup is the event being gathered: a line, or a line and the
 // traceback after it.
 type outputGroup struct {
-	intro string   // the line before a traceback, or a plain line
-	tb    []string // the traceback's lines
+	// requestID is the request the group's first line was written for
+	// ("": none, or not known).
+	requestID string
+	intro     string   // the line before a traceback, or a plain line
+	tb        []string // the traceback's lines
 	// afterException: the traceback's exception line has come; only a
 	// chained traceback continues it now.
 	afterException bool
 }
 
 func (g *outputGroup) add(line, stream string, log zerolog.Logger) {
+	id, line := requestMark(line)
 	if g.tb != nil {
 		switch {
 		case line == "" || line[0] == ' ' || line[0] == '\t' || tracebackChain.MatchString(line):
@@ -109,15 +113,39 @@ func (g *outputGroup) add(line, stream string, log zerolog.Logger) {
 		g.emit(stream, log)
 	}
 	if tracebackStart.MatchString(line) {
+		if g.intro == "" {
+			g.requestID = id
+		}
 		g.tb = []string{line}
 		return
 	}
 	g.emit(stream, log)
-	g.intro = line
+	g.intro, g.requestID = line, id
+}
+
+// Marks of a line the app wrote for one request (see the Python side's
+// Errors): ridMark, the id, ridEnd.
+const (
+	ridMark = "\x1erid:"
+	ridEnd  = "\x1e"
+)
+
+// requestMark splits the request mark off line: the id it names ("" when
+// the line has none) and the line without it.
+func requestMark(line string) (id, rest string) {
+	after, ok := strings.CutPrefix(line, ridMark)
+	if !ok {
+		return "", line
+	}
+	id, rest, ok = strings.Cut(after, ridEnd)
+	if !ok || len(id) > 200 {
+		return "", line
+	}
+	return id, rest
 }
 
 func (g *outputGroup) emit(stream string, log zerolog.Logger) {
-	intro, tb := g.intro, g.tb
+	intro, tb, id := g.intro, g.tb, g.requestID
 	*g = outputGroup{}
 	if intro == "" && tb == nil {
 		return
@@ -139,6 +167,9 @@ func (g *outputGroup) emit(stream string, log zerolog.Logger) {
 		e = log.Warn()
 	}
 	e = e.Str("stream", stream)
+	if id != "" {
+		e = e.Str("request_id", id)
+	}
 	if len(tb) > 0 {
 		e = e.Str(logging.TracebackField, strings.Join(tb, "\n")+"\n")
 	}

@@ -103,3 +103,32 @@ func TestAppOutputLongLine(t *testing.T) {
 		t.Errorf("a long line kept %d bytes, want %d", n, maxOutputLine)
 	}
 }
+
+// Lines the app wrote for a request (wsgi.errors, where Flask's logger
+// writes) carry its id; the mark never reaches the message.
+func TestAppOutputRequestID(t *testing.T) {
+	mark := func(id string) string { return ridMark + id + ridEnd }
+	flaskError := mark("r1") + "[2026-12-02 10:00:00,000] ERROR in app: Exception on /boom [GET]\n" +
+		mark("r1") + "Traceback (most recent call last):\n" +
+		mark("r1") + "  File \"/srv/shop/app.py\", line 10, in boom\n" +
+		mark("r1") + "ValueError: boom\n"
+	evs := events(t, mark("r0")+"hello from r0\n", "no request\n", flaskError, mark("broken")+"x\n"[:0]+"\x1erid:unterminated\n")
+	want := []struct{ msg, id string }{
+		{"hello from r0", "r0"},
+		{"no request", ""},
+		{"[2026-12-02 10:00:00,000] ERROR in app: Exception on /boom [GET]", "r1"},
+		{"\x1erid:unterminated", "broken"},
+	}
+	if len(evs) != len(want) {
+		t.Fatalf("events %v", evs)
+	}
+	for i, w := range want {
+		id, _ := evs[i]["request_id"].(string)
+		if evs[i]["message"] != w.msg || id != w.id {
+			t.Errorf("event %d: %q request_id %q, want %q %q", i, evs[i]["message"], id, w.msg, w.id)
+		}
+	}
+	if tb, _ := evs[2]["traceback"].(string); strings.Contains(tb, "\x1e") || !strings.Contains(tb, "ValueError: boom") {
+		t.Errorf("traceback %q", tb)
+	}
+}

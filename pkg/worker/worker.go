@@ -354,8 +354,11 @@ func (w *Worker) readEvents(r *os.File, importErr *atomic.Pointer[ImportError]) 
 			importErr.Store(ie)
 		case "hung":
 			tb, _ := ev["traceback"].(string)
-			w.log.Error().Interface("method", ev["method"]).Interface("path", ev["path"]).
-				Interface("seconds", ev["seconds"]).Str("traceback", tb).
+			e := w.log.Error().Interface("method", ev["method"]).Interface("path", ev["path"])
+			if id, _ := ev["request_id"].(string); id != "" {
+				e = e.Str("request_id", id)
+			}
+			e.Interface("seconds", ev["seconds"]).Str("traceback", tb).
 				Msg("request hung past app.timeout: the python process stops here, and a new one starts")
 		case "recycle":
 			w.recycled.Store(true)

@@ -263,15 +263,40 @@ class FileWrapper:
             yield data
 
 
+# A line of the app's output that begins with this, then a request id and
+# RID_END, was written for that request: workerd puts the id in the line's
+# event (request_id) and drops the mark. Kept in step with pkg/worker's
+# output.go.
+RID_MARK = "\x1erid:"
+RID_END = "\x1e"
+
+
 class Errors:
-    """wsgi.errors: text written here reaches the worker's log."""
+    """wsgi.errors: text written here reaches the worker's log, each line
+    marked with the id of the request being served where there is one
+    (Flask's logger writes here during a request)."""
+
+    def __init__(self):
+        self.worker = None  # set by Worker: where the request ids are
+
+    def _mark(self, s):
+        w = self.worker
+        req = w.inflight.get(threading.get_ident()) if w is not None else None
+        if not req or not req[4] or not s:
+            return s
+        mark = RID_MARK + req[4] + RID_END
+        if req[5]:  # the last write ended a line
+            s = mark + s
+        req[5] = s.endswith("\n")
+        body = s[:-1] if req[5] else s
+        return body.replace("\n", "\n" + mark) + ("\n" if req[5] else "")
 
     def write(self, s):
-        sys.stderr.write(s)
+        sys.stderr.write(self._mark(s))
 
     def writelines(self, seq):
         for s in seq:
-            sys.stderr.write(s)
+            self.write(s)
 
     def flush(self):
         sys.stderr.flush()
@@ -435,10 +460,14 @@ class Worker:
         # process reports where it is stuck and exits, and workerd starts a
         # new one (gunicorn's --timeout, with the stack trace it lacks).
         self.timeout = conf.get("timeout", 0)
-        self.inflight = {}  # thread ident -> [started, method, path, greenlet or None]
+        # thread ident -> [started, method, path, greenlet or None,
+        #                  request id, the last wsgi.errors write ended a line]
+        self.inflight = {}
+        self.errors = Errors()
+        self.errors.worker = self
         self.base = {
             "wsgi.version": (1, 0),
-            "wsgi.errors": Errors(),
+            "wsgi.errors": self.errors,
             "wsgi.multithread": self.threads > 1 or self.gevent,
             "wsgi.multiprocess": True,
             "wsgi.run_once": False,
@@ -586,11 +615,11 @@ class Worker:
             time.sleep(1)
 
     def hung(self, ident, info):
-        started, method, path, task = info
+        started, method, path, task, rid = info[:5]
         frame = task.gr_frame if task is not None else sys._current_frames().get(ident)
         stack = "".join(traceback.format_stack(frame)) if frame is not None else "(no stack)"
         event("hung", method=method, path=path, seconds=round(time.monotonic() - started, 1),
-              timeout=self.timeout, traceback=stack, greenlet=task is not None)
+              timeout=self.timeout, traceback=stack, greenlet=task is not None, request_id=rid)
         if task is not None:
             # A greenlet can be ended alone: the others go on.
             with self.lock:
@@ -606,7 +635,8 @@ class Worker:
             self.busy += 1
             self.inflight[threading.get_ident()] = [
                 time.monotonic(), environ.get("REQUEST_METHOD", ""),
-                environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", ""), task]
+                environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", ""), task,
+                environ.get("HTTP_X_REQUEST_ID", ""), True]
 
     def _progress(self):
         """A streamed response that sends a chunk is not hung."""
@@ -769,6 +799,7 @@ class Worker:
 
     def failed(self, environ):
         event("log", level="error", message="app raised",
+              request_id=environ.get("HTTP_X_REQUEST_ID", ""),
               method=environ.get("REQUEST_METHOD", ""),
               path=environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", ""),
               traceback=traceback.format_exc())
