@@ -500,7 +500,7 @@ func (p *Path) validate(sc scope, before []Path) {
 		}
 	}
 	for i, m := range p.Methods {
-		if !upperToken(m) {
+		if !Method(m) {
 			sc.failElem([]string{"methods"}, m, fmt.Sprintf("methods[%d] %q is not a method such as \"POST\"", i, m))
 		}
 	}
@@ -579,8 +579,10 @@ func httpToken(s string) bool {
 	return true
 }
 
-// upperToken says m is a method as edged takes them.
-func upperToken(m string) bool {
+// Method says m is a method as edged takes them, as nginx does:
+// upper-case letters, "_" and "-". The edge refuses any other with a 400,
+// and a path rule may name no other.
+func Method(m string) bool {
 	if m == "" {
 		return false
 	}

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/edged/edged/pkg/config"
 	"github.com/edged/edged/pkg/upstream"
 	"github.com/edged/edged/pkg/wire"
 )
@@ -87,7 +88,7 @@ func (s *site) serveApp(w http.ResponseWriter, r *http.Request, c client, lr *lo
 	}
 	defer x.resp.Close()
 	lr.worker = x.resp.Worker
-	if s.qualify {
+	if s.name != config.DefaultSite {
 		// Each site numbers its workers from 1: "shop/2".
 		lr.worker = s.name + "/" + lr.worker
 	}

@@ -258,7 +258,7 @@ func (si *site) serve(w http.ResponseWriter, r *http.Request, c client, lr *logR
 // wellFormed turns away, with its answer, a request no route may see.
 func (st *state) wellFormed(w http.ResponseWriter, r *http.Request, lr *logRecord) bool {
 	si := lr.site
-	if !upperToken(r.Method) {
+	if !config.Method(r.Method) {
 		si.fail(w, lr, http.StatusBadRequest, limitProtocol, "method is not a token of upper-case letters")
 		return false
 	}
@@ -320,20 +320,6 @@ func headerSize(r *http.Request) int {
 		}
 	}
 	return n
-}
-
-// upperToken says m is a method as nginx takes them: upper-case letters,
-// "_" and "-".
-func upperToken(m string) bool {
-	if m == "" {
-		return false
-	}
-	for i := 0; i < len(m); i++ {
-		if c := m[i]; (c < 'A' || c > 'Z') && c != '_' && c != '-' {
-			return false
-		}
-	}
-	return true
 }
 
 // fail answers with an error page edged writes itself; lim is the limit

@@ -42,7 +42,6 @@ type site struct {
 	log      zerolog.Logger
 	access   zerolog.Logger
 	logged   bool // its requests go to the access log
-	qualify  bool // its workers are named with the site's name: there are [[site]]s
 	upstream *upstream.Transport
 	routes   route.Routes[handler]
 	rules    route.Routes[*rule]
@@ -169,7 +168,6 @@ func (s *Server) newSite(cfg *config.Config, sc *config.Site) (*site, error) {
 		log:      log,
 		access:   log.With().Str("log", "access").Logger(),
 		logged:   cfg.Log.Access && sc.Logged(),
-		qualify:  sc.Name != config.DefaultSite,
 		upstream: s.pool(sc),
 		limits:   newClientLimits(sc.Limits),
 		metrics:  s.metrics,
