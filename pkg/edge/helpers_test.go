@@ -3,9 +3,8 @@ package edge
 import (
 	"bufio"
 	"context"
-	"encoding/binary"
+	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -18,13 +17,15 @@ import (
 
 	"github.com/edged/edged/pkg/config"
 	"github.com/edged/edged/pkg/sd"
+	"github.com/edged/edged/pkg/wire"
 	"github.com/rs/zerolog"
 )
 
 // wreq is one request frame as the fake worker read it.
 type wreq struct {
+	// env is the WSGI environ the Python worker would build from in.
 	env      map[string]string
-	keys     []string // in frame order
+	in       *wire.Incoming
 	body     []byte
 	deadline time.Time // zero: none
 	conn     int       // which connection of the worker carried it, from 1
@@ -155,20 +156,12 @@ func (fw *fakeWorker) accept() {
 	}
 }
 
-// pong answers a ping, a frame with no environ and no body, as the Python
-// worker does.
-var pong = append(headFrame("204 No Content"), endFrame...)
-
 func (fw *fakeWorker) handle(c net.Conn) {
 	defer c.Close()
 	fc := &fconn{Conn: c, r: bufio.NewReader(c), worker: fw.name, done: fw.done}
 	req, err := readRequest(fc.r)
 	if err != nil {
 		return // the edge closed the connection
-	}
-	if req == nil {
-		c.Write(pong)
-		return
 	}
 	req.conn = int(fw.conns.Add(1))
 	fw.mu.Lock()
@@ -223,58 +216,21 @@ func (fw *fakeWorker) only(t *testing.T) *wreq {
 	return rs[0]
 }
 
-// readRequest reads one request frame: <u32 envLen><u64 bodyLen><u64
-// deadline> env body, or returns nil for a ping. A malformed environ is
-// reported in req.err, not as an error, so that the test sees it.
+// readRequest reads one request frame and its body. A malformed frame
+// is reported in req.err, so that the test sees it, unless the input
+// ended first.
 func readRequest(r *bufio.Reader) (*wreq, error) {
-	var prefix [20]byte
-	if _, err := io.ReadFull(r, prefix[:]); err != nil {
-		return nil, err
-	}
-	envLen := binary.LittleEndian.Uint32(prefix[0:4])
-	bodyLen := binary.LittleEndian.Uint64(prefix[4:12])
-	var deadline time.Time
-	if dl := binary.LittleEndian.Uint64(prefix[12:20]); dl != 0 {
-		deadline = time.Unix(0, int64(dl))
-	}
-	if envLen == 0 && bodyLen == 0 {
-		return nil, nil // a ping
-	}
-	if envLen > 1<<24 || bodyLen > 1<<30 {
-		return nil, fmt.Errorf("frame prefix env %d body %d", envLen, bodyLen)
-	}
-	env := make([]byte, envLen)
-	if _, err := io.ReadFull(r, env); err != nil {
-		return nil, err
-	}
-	body := make([]byte, bodyLen)
-	if _, err := io.ReadFull(r, body); err != nil {
-		return nil, err
-	}
-	req := &wreq{env: map[string]string{}, body: body, deadline: deadline}
-	parts := strings.Split(string(env), "\x00")
-	if len(parts)%2 != 0 {
-		req.err = fmt.Errorf("environ has %d NUL-separated parts, want an even number", len(parts))
-		return req, nil
-	}
-	for i := 0; i < len(parts); i += 2 {
-		k, v := parts[i], parts[i+1]
-		if _, dup := req.env[k]; dup && req.err == nil {
-			req.err = fmt.Errorf("environ key %q given twice", k)
+	in, err := wire.ReadRequest(r, 1<<30)
+	if err != nil {
+		if errors.Is(err, wire.ErrFrame) {
+			return &wreq{err: err, env: map[string]string{}}, nil
 		}
-		req.env[k] = v
-		req.keys = append(req.keys, k)
+		return nil, err
 	}
-	return req, nil
+	return &wreq{env: in.Environ(), in: in, body: in.Body, deadline: in.Deadline}, nil
 }
 
 // Response frames.
-
-func u32(n uint32) []byte {
-	var b [4]byte
-	binary.LittleEndian.PutUint32(b[:], n)
-	return b[:]
-}
 
 // headFrame is worker 1's frame for a status line and name, value...
 // pairs.
@@ -284,16 +240,15 @@ func headFrame(status string, fields ...string) []byte {
 
 // headFrameFrom is the head frame as worker sends it.
 func headFrameFrom(worker, status string, fields ...string) []byte {
-	s := strings.Join(append([]string{worker, status}, fields...), "\x00")
-	return append(u32(uint32(len(s))), s...)
+	return wire.AppendHead(nil, worker, status, fields...)
 }
 
-func chunkFrame(b []byte) []byte { return append(u32(uint32(len(b))), b...) }
+func chunkFrame(b []byte) []byte { return wire.AppendBody(nil, b) }
 
 var (
-	endFrame     = u32(0)
-	abortFrame   = u32(0xFFFFFFFF)
-	expiredFrame = u32(0xFFFFFFFE)
+	endFrame     = wire.AppendEnd(nil)
+	abortFrame   = wire.AppendHeader(nil, wire.TypeAbort, 0, 0)
+	expiredFrame = wire.AppendHeader(nil, wire.TypeExpired, 0, 0)
 )
 
 // respond writes a whole response: head, the body in chunks, end.

@@ -1,7 +1,6 @@
 package edge
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -9,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"net/textproto"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -56,7 +54,7 @@ func (s *site) serveApp(w http.ResponseWriter, r *http.Request, c client, lr *lo
 
 	x := exchanges.Get().(*exchange)
 	defer exchanges.Put(x)
-	if !s.environ(&x.frame, r, c, lr.id(r), body.Len()) {
+	if !s.request(&x.frame, r, c, lr.id(r), body.Len()) {
 		s.fail(w, lr, http.StatusBadRequest, limitProtocol, "NUL byte in the path")
 		return
 	}
@@ -151,63 +149,6 @@ func (s *site) serveApp(w http.ResponseWriter, r *http.Request, c client, lr *lo
 	s.writeResponse(w, r, lr, &x.resp.Head, resp)
 }
 
-// passOn sends an answer to the client as the app sends it, its worker
-// held: a streamed answer, or the rest of one over buffers.response_max.
-type passOn struct {
-	s       *site
-	w       http.ResponseWriter
-	r       *http.Request
-	lr      *logRecord
-	head    *wire.Head
-	flush   bool // after every chunk (and the head): the app asked to stream
-	started bool // the head is out
-	sw      *deadlineWriter
-}
-
-// start sends the head; it says whether a body follows.
-func (p *passOn) start() bool {
-	p.started = true
-	status := p.head.Status
-	bodyless := p.s.header(p.w, p.head, status)
-	p.w.WriteHeader(status)
-	p.lr.status = status
-	rc := http.NewResponseController(p.w)
-	if p.flush {
-		rc.Flush()
-		flushClient(p.r)
-	}
-	p.sw = &deadlineWriter{w: p.w, rc: rc, timeout: p.s.lim.SendTimeout.D()}
-	return !bodyless && p.r.Method != http.MethodHead
-}
-
-// write sends one piece of the body; a client that stops reading for
-// limits.send_timeout ends it.
-func (p *passOn) write(b []byte) error {
-	n, err := p.sw.Write(b)
-	p.lr.bytes += int64(n)
-	if err == nil && p.flush {
-		if err = p.sw.rc.Flush(); err == nil {
-			err = flushClient(p.r)
-		}
-	}
-	return err
-}
-
-// end finishes after the body: on an error the head is out, so all that
-// is left is to cut the answer short, for the client to see it is
-// incomplete.
-func (p *passOn) end(err error) {
-	if err == nil || errors.Is(err, errBodyless) {
-		p.lr.finished = true
-		return
-	}
-	p.lr.err = err
-	panic(http.ErrAbortHandler)
-}
-
-// errBodyless ends reading an answer whose body the client must not get.
-var errBodyless = errors.New("no body for this answer")
-
 // readBody reads the whole request body into sp, each read bounded by the
 // body timeout. It returns a non-zero status on failure, with the limit
 // that refused it.
@@ -292,26 +233,6 @@ func idempotent(m string) bool {
 	return false
 }
 
-// streamed says the app asked for its answer to be passed on as it comes
-// (nginx's X-Accel-Buffering: no, or server-sent events): the same rule
-// the Python side applies when it decides to send each chunk at once.
-func streamed(fields []string) bool {
-	for i := 0; i+1 < len(fields); i += 2 {
-		name, value := fields[i], fields[i+1]
-		switch {
-		case strings.EqualFold(name, "X-Accel-Buffering"):
-			if strings.EqualFold(strings.TrimSpace(value), "no") {
-				return true
-			}
-		case strings.EqualFold(name, "Content-Type"):
-			if len(value) >= 17 && strings.EqualFold(value[:17], "text/event-stream") {
-				return true
-			}
-		}
-	}
-	return false
-}
-
 // header copies the app's headers to w, less hop-by-hop ones and those
 // edged sets itself, and says whether the status has no body.
 func (s *site) header(w http.ResponseWriter, head *wire.Head, status int) (bodyless bool) {
@@ -350,97 +271,6 @@ func connectionOption(fields []string, name string) bool {
 		}
 	}
 	return false
-}
-
-// writeResponse sends the buffered response to the client, compressed
-// when [compress] and the client agree.
-func (s *site) writeResponse(w http.ResponseWriter, r *http.Request, lr *logRecord, head *wire.Head, resp *spool) {
-	status := head.Status
-	bodyless := s.header(w, head, status)
-	n := resp.Len()
-	var body io.WriterTo = resp
-	h := w.Header()
-	if r.Method == http.MethodGet && s.compress.eligible(status, h, n) {
-		h["Vary"] = append(h["Vary"], "Accept-Encoding")
-		if mem, ok := resp.InMemory(); ok {
-			if enc := chooseEncoding(r.Header["Accept-Encoding"]); enc != "" {
-				z := s.compress.compress(enc, mem)
-				h["Content-Encoding"] = []string{enc}
-				if tag := h["Etag"]; len(tag) == 1 {
-					h["Etag"] = []string{weak(tag[0])}
-				}
-				body, n = bytes.NewReader(z), int64(len(z))
-			}
-		}
-	}
-	switch {
-	case bodyless:
-	case r.Method == http.MethodHead && n == 0:
-		// The length a GET would have, when the app gave a valid one.
-		if l := appLength(head.Fields); validLength(l) {
-			h["Content-Length"] = []string{l}
-		}
-	default:
-		h["Content-Length"] = []string{strconv.FormatInt(n, 10)}
-	}
-	w.WriteHeader(status)
-	lr.status = status
-	if bodyless || r.Method == http.MethodHead || n == 0 {
-		return
-	}
-	rc := http.NewResponseController(w)
-	sw := &deadlineWriter{w: w, rc: rc, timeout: s.lim.SendTimeout.D()}
-	written, err := body.WriteTo(sw)
-	lr.bytes = written
-	if err != nil {
-		lr.err = err
-	}
-}
-
-// validLength says l is a Content-Length: digits only, no sign, no list.
-func validLength(l string) bool {
-	if l == "" || len(l) > 18 {
-		return false
-	}
-	for i := 0; i < len(l); i++ {
-		if l[i] < '0' || l[i] > '9' {
-			return false
-		}
-	}
-	return true
-}
-
-// appLength is the Content-Length the app gave, for a HEAD answer.
-func appLength(fields []string) string {
-	for i := 0; i+1 < len(fields); i += 2 {
-		if strings.EqualFold(fields[i], "Content-Length") {
-			return fields[i+1]
-		}
-	}
-	return ""
-}
-
-// deadlineWriter gives each write to a client its own send timeout, so a
-// slow reader is cut off only when it stops reading.
-type deadlineWriter struct {
-	w       io.Writer
-	rc      *http.ResponseController
-	timeout time.Duration
-}
-
-func (d *deadlineWriter) Write(p []byte) (int, error) {
-	total := 0
-	for len(p) > 0 {
-		chunk := p[:min(len(p), 256<<10)]
-		d.rc.SetWriteDeadline(time.Now().Add(d.timeout))
-		n, err := d.w.Write(chunk)
-		total += n
-		if err != nil {
-			return total, err
-		}
-		p = p[n:]
-	}
-	return total, nil
 }
 
 // localAddr is the address the request came in on: the server's name

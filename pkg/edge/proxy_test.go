@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/edged/edged/pkg/config"
+	"github.com/edged/edged/pkg/wire"
 
 	"github.com/rs/zerolog"
 )
@@ -260,8 +261,8 @@ func TestUpstreamFailure(t *testing.T) {
 		// A GET may go again after a hang-up before any answer: it
 		// went to a worker three times in all.
 		{"closed before answering", nil, raw(), 502, 3},
-		{"closed within the head", nil, raw(u32(50), []byte("200 OK")), 502, 0},
-		{"closed within the body", nil, raw(headFrame("200 OK"), u32(100), []byte("short")), 502, 0},
+		{"closed within the head", nil, raw(wire.AppendHeader(nil, wire.TypeHead, 0, 50), []byte("200 OK")), 502, 0},
+		{"closed within the body", nil, raw(headFrame("200 OK"), wire.AppendHeader(nil, wire.TypeBody, 0, 100), []byte("short")), 502, 0},
 		{"closed before the end frame", nil, raw(headFrame("200 OK"), chunkFrame([]byte("all"))), 502, 0},
 	}
 	for _, tt := range tests {
@@ -738,18 +739,23 @@ func TestStalledBodyNotRetried(t *testing.T) {
 			go func(c net.Conn) {
 				defer c.Close()
 				r := bufio.NewReader(c)
-				prefix := make([]byte, 20)
-				if _, err := io.ReadFull(r, prefix); err != nil {
+				hdr := make([]byte, wire.HeaderLen)
+				if _, err := io.ReadFull(r, hdr); err != nil {
 					return
 				}
-				envLen := binary.LittleEndian.Uint32(prefix)
-				bodyLen := binary.LittleEndian.Uint64(prefix[4:])
+				payload := make([]byte, binary.LittleEndian.Uint32(hdr[4:]))
+				if _, err := io.ReadFull(r, payload); err != nil {
+					return
+				}
+				bodyLen := binary.LittleEndian.Uint64(payload[8:])
 				frames.Add(1)
 				if bodyLen > 1<<20 {
 					<-done // read no more: the edge's write stalls
 					return
 				}
-				io.CopyN(io.Discard, r, int64(envLen)+int64(bodyLen))
+				if bodyLen > 0 {
+					io.CopyN(io.Discard, r, wire.HeaderLen+int64(bodyLen))
+				}
 				c.Write(append(append(headFrame("200 OK"), chunkFrame([]byte("ok"))...), endFrame...))
 			}(c)
 		}

@@ -66,7 +66,7 @@ type Body interface {
 	WriteTo(io.Writer) (int64, error)
 }
 
-// Request is one request for the app: the environ frame and the body.
+// Request is one request for the app: the request frame and the body.
 type Request struct {
 	Frame *wire.Request
 	Body  Body
@@ -139,6 +139,7 @@ type Transport struct {
 	limits    atomic.Pointer[Limits]
 	inFlight  atomic.Int64
 	abandoned atomic.Int64
+	sessions  atomic.Int64
 }
 
 // New returns a transport to the worker socket at path.
@@ -166,10 +167,10 @@ func (t *Transport) Socket() string { return t.path }
 // hung up on it unseen.
 const sendAgainMax = 3
 
-// fullBodyAt is the body size up to which a worker reads the whole body
+// FullBodyAt is the body size up to which a worker reads the whole body
 // before the app starts (MEMORY_BODY in the Python side): a connection
 // that breaks while such a body is going in was never seen by the app.
-const fullBodyAt = 1 << 20
+const FullBodyAt = 1 << 20
 
 // RoundTrip sends req and reads the answer's head into resp. On success
 // the caller reads the body with resp.ReadBody and must call resp.Close.
@@ -180,6 +181,13 @@ const fullBodyAt = 1 << 20
 // ErrGoneQueued when no worker had taken it (the app will not run it) or
 // ErrGoneTaken; a request whose ctx has ended already is not sent.
 func (t *Transport) RoundTrip(ctx context.Context, req *Request, resp *Response) error {
+	_, err := t.roundTrip(ctx, req, resp, false)
+	return err
+}
+
+// roundTrip is RoundTrip, or with open Open's first exchange: it says
+// whether the worker accepted a long-lived exchange.
+func (t *Transport) roundTrip(ctx context.Context, req *Request, resp *Response, open bool) (accepted bool, err error) {
 	resp.Stats = wire.Stats{}
 	lim := *t.limits.Load()
 	t.inFlight.Add(1)
@@ -189,12 +197,12 @@ func (t *Transport) RoundTrip(ctx context.Context, req *Request, resp *Response)
 	for attempt := 1; ; attempt++ {
 		if err := req.gone(ctx); err != nil {
 			t.done(req.Slot)
-			return &Error{Op: "connect", Err: ErrGoneQueued, Cause: err}
+			return false, &Error{Op: "connect", Err: ErrGoneQueued, Cause: err}
 		}
 		c, err := t.dial()
 		if err != nil {
 			t.done(req.Slot)
-			return err
+			return false, err
 		}
 		// A client that goes away wakes the wait at once, whatever it is
 		// waiting for: through the caller's waker, or the context's end.
@@ -205,7 +213,7 @@ func (t *Transport) RoundTrip(ctx context.Context, req *Request, resp *Response)
 			f := c.f
 			stop = context.AfterFunc(ctx, func() { f.SetDeadline(aLongTimeAgo) })
 		}
-		again, err := c.exchange(ctx, frame, req, lim, queueEnd, &resp.Head)
+		again, accepted, err := c.exchange(ctx, frame, req, lim, queueEnd, &resp.Head, open)
 		if stop != nil {
 			stop() // had it run, ctx is done: gone says so below
 		} else {
@@ -214,16 +222,16 @@ func (t *Transport) RoundTrip(ctx context.Context, req *Request, resp *Response)
 		gone := req.gone(ctx)
 		if err == nil && gone == nil {
 			resp.c, resp.lim, resp.t, resp.slot = c, lim, t, req.Slot
-			return nil
+			return accepted, nil
 		}
 		if gone != nil {
 			// Gone, whatever the exchange made of its woken wait.
-			return t.abandon(c, req.Slot, queueEnd, gone)
+			return false, t.abandon(c, req.Slot, queueEnd, gone)
 		}
 		c.close()
 		if !again || attempt >= sendAgainMax {
 			t.done(req.Slot)
-			return err
+			return false, err
 		}
 	}
 }
@@ -344,49 +352,59 @@ func (c *conn) close() {
 
 // exchange writes the request and waits for the head. again says the
 // request may go once more.
-func (c *conn) exchange(ctx context.Context, frame []byte, req *Request, lim Limits, queueEnd time.Time, h *wire.Head) (again bool, err error) {
+func (c *conn) exchange(ctx context.Context, frame []byte, req *Request, lim Limits, queueEnd time.Time, h *wire.Head, open bool) (again, accepted bool, err error) {
 	c.f.SetWriteDeadline(queueEnd.Add(lim.AppTimeout))
 	if err := req.gone(ctx); err != nil {
 		// Gone before the deadline above was set: it may have undone the
 		// wake-up.
-		return false, err
+		return false, false, err
 	}
 	if mem, ok := req.Body.InMemory(); ok {
 		// One writev, the body not copied again.
 		err = c.writev(frame, mem)
 	} else if _, err = c.f.Write(frame); err == nil {
-		_, err = req.Body.WriteTo(c.f)
+		if n := req.Body.Len(); n > wire.MaxChunk {
+			// Frame wrote no Body header: one every MaxChunk bytes.
+			_, err = req.Body.WriteTo(&wire.BodyWriter{W: c.f, Left: n})
+		} else {
+			_, err = req.Body.WriteTo(c.f)
+		}
 	}
 	if err != nil {
 		if timedOut(err) {
-			return false, &Error{Op: "send", Err: ErrTimeout, Cause: err}
+			return false, false, &Error{Op: "send", Err: ErrTimeout, Cause: err}
 		}
 		// The worker hung up while the request was going in: unless the
 		// body was big enough for the app to start on part of it, the
 		// app has not run.
-		unseen := hungUp(err) && (req.Body.Len() <= fullBodyAt || req.Idempotent)
-		return unseen, &Error{Op: "send", Cause: err}
+		unseen := hungUp(err) && (req.Body.Len() <= FullBodyAt || req.Idempotent)
+		return unseen, false, &Error{Op: "send", Cause: err}
 	}
 	if err := c.await(ctx, req, queueEnd, lim); err != nil {
 		if errors.Is(err, ErrQueueTimeout) || req.gone(ctx) != nil {
-			return false, err
+			return false, false, err
 		}
 		if timedOut(err) {
-			return false, &Error{Op: "wait", Err: ErrTimeout, Cause: err}
+			return false, false, &Error{Op: "wait", Err: ErrTimeout, Cause: err}
 		}
 		// Hung up before a byte of answer: the worker may have run it.
-		return hungUp(err) && req.Idempotent, &Error{Op: "wait", Cause: err}
+		return hungUp(err) && req.Idempotent, false, &Error{Op: "wait", Cause: err}
 	}
-	if err := wire.ReadHead(c.r, h); err != nil {
+	if open {
+		accepted, err = wire.ReadOpen(c.r, h)
+	} else {
+		err = wire.ReadHead(c.r, h)
+	}
+	if err != nil {
 		if errors.Is(err, wire.ErrExpired) {
-			return false, ErrQueueTimeout
+			return false, false, ErrQueueTimeout
 		}
 		if timedOut(err) {
-			return false, &Error{Op: "read head", Err: ErrTimeout, Cause: err}
+			return false, false, &Error{Op: "read head", Err: ErrTimeout, Cause: err}
 		}
-		return false, &Error{Op: "read head", Cause: err}
+		return false, false, &Error{Op: "read head", Cause: err}
 	}
-	return false, nil
+	return false, accepted, nil
 }
 
 // queuePoll is how often a request that has no answer yet is checked for
@@ -442,7 +460,7 @@ func (c *conn) await(ctx context.Context, req *Request, queueEnd time.Time, lim 
 			continue
 		}
 		// A worker reads the whole request before the app starts (up to
-		// fullBodyAt; a larger body, at least its first part), so none
+		// FullBodyAt; a larger body, at least its first part), so none
 		// left, or less than at the last look, means it was taken.
 		if q := c.unread(); q == 0 || left >= 0 && q < left {
 			taken = time.Now()

@@ -3,7 +3,6 @@ package upstream
 import (
 	"bufio"
 	"context"
-	"encoding/binary"
 	"errors"
 	"io"
 	"net"
@@ -58,13 +57,7 @@ func serve(ln *net.UnixListener, answer func(n int32, c net.Conn)) *atomic.Int32
 			}
 			go func() {
 				defer c.Close()
-				r := bufio.NewReader(c)
-				prefix := make([]byte, 20)
-				if _, err := io.ReadFull(r, prefix); err != nil {
-					return
-				}
-				n := int64(binary.LittleEndian.Uint32(prefix)) + int64(binary.LittleEndian.Uint64(prefix[4:]))
-				if _, err := io.CopyN(io.Discard, r, n); err != nil {
+				if _, err := wire.ReadRequest(bufio.NewReader(c), 1<<30); err != nil {
 					return
 				}
 				answer(frames.Add(1), c)
@@ -75,19 +68,18 @@ func serve(ln *net.UnixListener, answer func(n int32, c net.Conn)) *atomic.Int32
 }
 
 func frame(worker, status string, body string) []byte {
-	h := worker + "\x00" + status
-	out := binary.LittleEndian.AppendUint32(nil, uint32(len(h)))
-	out = append(out, h...)
+	out := wire.AppendHead(nil, worker, status)
 	if body != "" {
-		out = binary.LittleEndian.AppendUint32(out, uint32(len(body)))
-		out = append(out, body...)
+		out = wire.AppendBody(out, []byte(body))
 	}
-	return binary.LittleEndian.AppendUint32(out, 0)
+	return wire.AppendEnd(out)
 }
 
 func request(idempotent bool) *Request {
 	var f wire.Request
-	f.Add("REQUEST_METHOD", "GET")
+	for _, name := range wire.RequestFields {
+		f.Add(name)
+	}
 	return &Request{Frame: &f, Body: memBody("body"), Idempotent: idempotent}
 }
 
@@ -146,7 +138,7 @@ func TestRoundTripErrors(t *testing.T) {
 		}, true, ErrQueueFull, 0},
 		{"expired in the queue", func(t *testing.T) string {
 			ln, path := listen(t, 8)
-			serve(ln, func(n int32, c net.Conn) { c.Write(binary.LittleEndian.AppendUint32(nil, 0xFFFFFFFE)) })
+			serve(ln, func(n int32, c net.Conn) { c.Write(wire.AppendHeader(nil, wire.TypeExpired, 0, 0)) })
 			return path
 		}, true, ErrQueueTimeout, 1},
 		{"hung up, safe to repeat: three tries", func(t *testing.T) string {
@@ -214,11 +206,9 @@ func TestRoundTripTakenThenSlow(t *testing.T) {
 func TestRoundTripSlowBody(t *testing.T) {
 	ln, path := listen(t, 8)
 	serve(ln, func(n int32, c net.Conn) {
-		h := "1\x00200 OK"
-		c.Write(append(binary.LittleEndian.AppendUint32(nil, uint32(len(h))), h...))
+		c.Write(wire.AppendHead(nil, "1", "200 OK"))
 		time.Sleep(600 * time.Millisecond) // past queuePoll, within app.timeout
-		c.Write(append(binary.LittleEndian.AppendUint32(nil, 4), "late"...))
-		c.Write(binary.LittleEndian.AppendUint32(nil, 0))
+		c.Write(wire.AppendEnd(wire.AppendBody(nil, []byte("late"))))
 	})
 	tr := New(path, Limits{QueueTimeout: 5 * time.Second, AppTimeout: 5 * time.Second})
 	var resp Response

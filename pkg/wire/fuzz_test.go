@@ -15,24 +15,27 @@ import (
 // safe to turn into HTTP header lines.
 func FuzzReadResponse(f *testing.F) {
 	for _, seed := range [][]byte{
-		cat(head("200 OK\x00Content-Type\x00text/plain"), frame("hello"), u32(0)),
-		cat(head("204"), u32(0)),
-		cat(head("599 Last"), u32(0)),
-		cat(head("600 Past"), u32(0)),
-		cat(head("404 Not Found\x00Content-Length\x009"), frame("not "), frame("found"), u32(0)),
-		cat(head("302 Found\x00Location\x00/next\x00Set-Cookie\x00a=1\x00Set-Cookie\x00b=2"), u32(0)),
-		cat(head("200 OK\x00X\x00caf\xe9\tx"), frame("partial"), u32(abort)),
-		cat(head("500 Internal Server Error\x00Content-Type\x00text/plain; charset=utf-8"), frame("Internal Server Error\n"), u32(0)),
-		cat(head("200 OK\x00X-Big\x00"+strings.Repeat("h", 4100)), frame(strings.Repeat("b", 4100)), u32(0)),
-		cat(head("200 OK"), u32(0), head("201 Created"), frame("again"), u32(0)),
-		u32(abort),
-		u32(MaxHead),
-		cat(u32(MaxHead), []byte("1\x00200 OK\x00")),
-		u32(expired),
-		cat(head("200 OK"), u32(MaxChunk), []byte("abc")),
-		cat(head("200 OK"), u32(MaxChunk+1)),
-		cat(head("200 OK\x00Bad Name\x00v"), u32(0)),
-		cat(head("200 OK\x00X\x00a\r\nb"), u32(0)),
+		cat(head("200 OK\x00Content-Type\x00text/plain"), frame("hello"), endF),
+		cat(head("204"), endF),
+		cat(head("599 Last"), endF),
+		cat(head("600 Past"), endF),
+		cat(head("404 Not Found\x00Content-Length\x009"), frame("not "), frame("found"), endF),
+		cat(head("302 Found\x00Location\x00/next\x00Set-Cookie\x00a=1\x00Set-Cookie\x00b=2"), endF),
+		cat(head("200 OK\x00X\x00caf\xe9\tx"), frame("partial"), abortF),
+		cat(head("500 Internal Server Error\x00Content-Type\x00text/plain; charset=utf-8"), frame("Internal Server Error\n"), endF),
+		cat(head("200 OK\x00X-Big\x00"+strings.Repeat("h", 4100)), frame(strings.Repeat("b", 4100)), endF),
+		cat(head("200 OK"), endF, head("201 Created"), frame("again"), endF),
+		abortF,
+		hdr(TypeHead, MaxHead),
+		cat(hdr(TypeHead, MaxHead), []byte("1\x00200 OK\x00")),
+		expiredF,
+		cat(head("200 OK"), hdr(TypeBody, MaxChunk), []byte("abc")),
+		cat(head("200 OK"), hdr(TypeBody, MaxChunk+1)),
+		cat(head("200 OK\x00Bad Name\x00v"), endF),
+		cat(head("200 OK\x00X\x00a\r\nb"), endF),
+		[]byte{1, 3, 0, 0, 0, 0, 0, 0},
+		cat(head("200 OK"), hdr(TypeRequest, 3), []byte("abc")),
+		cat(head("200 OK"), hdr(TypeEnd, 5)),
 		nil,
 	} {
 		f.Add(seed)
@@ -97,7 +100,7 @@ func FuzzReadResponse(f *testing.F) {
 			again += "\x00" + s
 		}
 		var h2 Head
-		if err := ReadHead(bufio.NewReader(bytes.NewReader(frame(again))), &h2); err != nil || !reflect.DeepEqual(h, h2) {
+		if err := ReadHead(bufio.NewReader(bytes.NewReader(headRaw(again))), &h2); err != nil || !reflect.DeepEqual(h, h2) {
 			t.Fatalf("head %+v written as %q reads back as %+v, %v", h, again, h2, err)
 		}
 	})
@@ -115,4 +118,43 @@ func isToken(s string) bool {
 		}
 	}
 	return true
+}
+
+// FuzzReadSession feeds arbitrary bytes to ReadOpen and then ReadMessage
+// as the edge reads a worker's side of a long-lived exchange: no panic,
+// no message over the limit, no allocation for bytes that never came.
+func FuzzReadSession(f *testing.F) {
+	for _, seed := range [][]byte{
+		cat(AppendAccept(nil, "1", "chat", "Set-Cookie", "a=1"), AppendMessage(nil, Message{Text: true, Data: []byte("hi")}), AppendMessage(nil, Message{Close: true, Code: 1000})),
+		cat(AppendAccept(nil, "1", ""), AppendMessage(nil, Message{Data: make([]byte, 70)})),
+		cat(head("403 Forbidden"), endF),
+		cat(AppendAccept(nil, "1", "bad name")),
+		cat(AppendAccept(nil, "1", ""), hdr(TypeClose, 1), []byte{1}),
+		cat(AppendAccept(nil, "1", ""), hdr(TypeMessage, MaxChunk)),
+	} {
+		f.Add(seed)
+	}
+	const max = 64
+	f.Fuzz(func(t *testing.T, in []byte) {
+		read := func() {
+			r := bufio.NewReaderSize(bytes.NewReader(in), 16)
+			var h Head
+			ok, err := ReadOpen(r, &h)
+			if err != nil || !ok {
+				return
+			}
+			if h.Status != 101 {
+				t.Fatalf("accepted with status %d", h.Status)
+			}
+			var m Message
+			for ReadMessage(r, &m, max) == nil {
+				if len(m.Data) > max {
+					t.Fatalf("a message of %d bytes over the %d limit", len(m.Data), max)
+				}
+			}
+		}
+		if alloc := allocated(read); alloc > uint64(64*len(in)+64<<10) {
+			t.Fatalf("%d bytes of input allocated %d bytes", len(in), alloc)
+		}
+	})
 }

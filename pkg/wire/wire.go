@@ -1,25 +1,31 @@
 // Package wire is the frame format between edged and a worker's Python
-// process. edged has already parsed and validated the HTTP request, so the
-// worker gets the WSGI environ ready-made and never parses HTTP:
+// process. edged has already parsed and validated the HTTP request; what
+// it sends is the request as neutral facts (method, raw target, decoded
+// path, the header list, the peer, TLS facts), from which the worker
+// builds a WSGI environ or an ASGI scope. The worker never parses HTTP.
 //
-//	request:  u32 envLen | u64 bodyLen | u64 deadline | env | body
-//	          env = "KEY\x00VALUE\x00KEY\x00VALUE..." (latin-1, as WSGI wants)
-//	          deadline: Unix nanoseconds after which the worker must not
-//	          start the request (0: none)
-//	response: u32 n | head             head = "WORKER\x00200 OK\x00Name\x00Value..."
-//	          u32 n | chunk            repeated, n > 0
-//	          u32 0                    end of body
-//	          u32 0xFFFFFFFD | stats   end of body, with what the worker
-//	                                   measured (Stats, 32 bytes)
-//	          u32 0xFFFFFFFF           the app failed after the head
-//	          u32 0xFFFFFFFE           instead of a head: the deadline had
-//	                                   passed, the app did not run
+// Everything on a worker connection is a frame, as FastCGI's records are:
 //
-// All integers are little-endian. A connection carries one request: edged
-// opens one per request on the socket every worker takes from. When the
-// client of a request goes away, edged shuts down its writing side of the
-// connection; a worker that finds it so once it has read the request
-// closes the connection without running the app.
+//	u8 version | u8 type | u16 flags | u32 length | payload
+//
+// little-endian, Version in every frame (a worker of another release is
+// told from a broken frame), the payload at most MaxHead or MaxChunk
+// bytes. One request goes each way per connection (see Type):
+//
+//	edged → worker: Request, then the body as Body frames
+//	worker → edged: Head, Body..., End; or Abort after the head (the
+//	                app failed part way); or Expired instead of a head
+//	                (the request waited past its deadline, not run)
+//
+// When the client of a request goes away, edged shuts down its writing
+// side of the connection; a worker that finds it so once it has read the
+// request closes the connection without running the app.
+//
+// The Python side (pkg/worker/python, edged_worker/frames.py) defines the
+// same numbers; a test holds the two to each other. A worker also answers
+// the version before (edged_worker/legacy.py), and the packages restart
+// the workers before edged: an upgrade across a new version fails no
+// request.
 package wire
 
 import (
@@ -33,19 +39,62 @@ import (
 	"time"
 )
 
+// Version is the frame format's version, the first byte of every frame.
+const Version = 2
+
+// Type is what a frame carries.
+type Type uint8
+
+// Frame types. The numbers are the protocol: never reuse one.
 const (
-	// MaxHead bounds the status line and headers of one response.
-	MaxHead = 1 << 20
-	// MaxChunk bounds one body chunk.
-	MaxChunk = 1 << 30
-	abort    = 0xFFFFFFFF
-	expired  = 0xFFFFFFFE
-	measured = 0xFFFFFFFD
-	// statsLen is the size of Stats on the wire.
-	statsLen = 32
-	// prefix is the fixed part of a request frame.
-	prefix = 20
+	// TypeRequest (edged → worker) opens an exchange: Deadline, the body
+	// length, TLS facts (RequestFixed bytes), then RequestFields and the
+	// header list as NUL-separated latin-1 strings.
+	TypeRequest Type = 1
+	// TypeBody is a piece of the request body (edged → worker) or of the
+	// answer's (worker → edged). Never empty.
+	TypeBody Type = 2
+	// TypeHead (worker → edged) is the answer's head: "WORKER\x00200
+	// OK\x00Name\x00Value...".
+	TypeHead Type = 3
+	// TypeEnd (worker → edged) ends the answer; its payload is empty or
+	// the worker's Stats (StatsLen bytes).
+	TypeEnd Type = 4
+	// TypeAbort (worker → edged): the app failed after its head went out.
+	TypeAbort Type = 5
+	// TypeExpired (worker → edged), instead of a head: the request was
+	// taken after its deadline and not run.
+	TypeExpired Type = 6
 )
+
+// HeaderLen is the size of a frame's header.
+const HeaderLen = 8
+
+const (
+	// MaxHead bounds a request frame and the status line and headers of
+	// one response.
+	MaxHead = 1 << 20
+	// MaxChunk bounds one body frame.
+	MaxChunk = 1 << 30
+	// StatsLen is the size of Stats on the wire.
+	StatsLen = 32
+	// RequestFixed is the fixed part of a request frame's payload:
+	// u64 deadline | u64 body length | u16 TLS version | u16 cipher
+	// suite | u32 zero.
+	RequestFixed = 24
+)
+
+// RequestFields are the strings a request frame carries before the
+// header list, in this order. Target is the request target as the client
+// sent it; Path is its path part percent-decoded (latin-1, as WSGI wants
+// it), Query its query string undecoded. Root is the prefix the site
+// mounts the app at (app.script_name), "" for none. Server is the host
+// and port the client addressed; Client the peer's address and port
+// after trusted proxies. Protocol is "HTTP/1.1" or "HTTP/2.0".
+var RequestFields = []string{
+	"method", "scheme", "protocol", "target", "path", "query", "root",
+	"server_name", "server_port", "client_addr", "client_port", "request_id",
+}
 
 // ErrAborted means the app raised after it had started its response.
 var ErrAborted = errors.New("the app failed while sending its response")
@@ -58,50 +107,132 @@ var ErrBadHead = errors.New("bad response head")
 // deadline and did not run it.
 var ErrExpired = errors.New("the request waited past its deadline and was not run")
 
-// Request builds one request frame. The zero value is ready to use.
+// ErrFrame means a frame broke the format: another version, a type out
+// of place, a length over its bound.
+var ErrFrame = errors.New("bad frame")
+
+// AppendHeader appends a frame header.
+func AppendHeader(b []byte, t Type, flags uint16, n int) []byte {
+	b = append(b, Version, byte(t))
+	b = binary.LittleEndian.AppendUint16(b, flags)
+	return binary.LittleEndian.AppendUint32(b, uint32(n))
+}
+
+// Request builds one request frame. The zero value is ready to use: Add
+// the RequestFields in order, then the headers.
 type Request struct {
-	buf []byte
+	buf    []byte
+	tls    [2]uint16
+	fields int
+	end    int // the end of the strings: Frame may append after it
+	flags  uint16
 }
 
-// Reset empties the frame and reserves room for its prefix.
+const requestStart = HeaderLen + RequestFixed
+
+// Reset empties the frame.
 func (r *Request) Reset() {
-	r.buf = append(r.buf[:0], make([]byte, prefix)...)
+	r.buf = append(r.buf[:0], make([]byte, requestStart)...)
+	r.tls = [2]uint16{}
+	r.fields = 0
+	r.end = requestStart
+	r.flags = 0
 }
 
-// Add appends one environ entry. Neither key nor value may hold a NUL; the
-// caller has validated them (HTTP forbids NUL in headers).
-func (r *Request) Add(key, value string) {
-	r.next()
-	r.buf = append(r.buf, key...)
-	r.buf = append(r.buf, 0)
-	r.buf = append(r.buf, value...)
-}
-
-// next readies the frame for one more entry: the prefix's room on a
-// zero Request, a NUL after the entry before.
-func (r *Request) next() {
-	if len(r.buf) < prefix {
+// OpenSession makes the request open a long-lived exchange (FlagSession):
+// a WebSocket, whose messages follow the worker's Accept.
+func (r *Request) OpenSession() {
+	if len(r.buf) < requestStart {
 		r.Reset()
-	} else if len(r.buf) > prefix {
+	}
+	r.flags |= FlagSession
+}
+
+// Add appends one string: a request field, or a header's name or value.
+// It may not hold a NUL; the caller has validated it (HTTP forbids NUL in
+// headers, and edged refuses a path that decodes to one).
+func (r *Request) Add(s string) {
+	if len(r.buf) < requestStart {
+		r.Reset()
+	}
+	if r.fields > 0 {
 		r.buf = append(r.buf, 0)
 	}
+	r.buf = append(r.buf, s...)
+	r.fields++
+	r.end = len(r.buf)
 }
 
-// Frame fills in the prefix for a body of bodyLen bytes (sent after it)
-// that must not start after deadline (zero: no deadline), and returns the
-// bytes to write.
+// AddHeader appends a header: its name as HTTP has it, and its value.
+func (r *Request) AddHeader(name, value string) {
+	r.Add(name)
+	r.Add(value)
+}
+
+// SetTLS records the TLS version and cipher suite the request came over
+// (crypto/tls's numbers; zero for none).
+func (r *Request) SetTLS(version, cipher uint16) { r.tls = [2]uint16{version, cipher} }
+
+// Frame fills in the frame for a body of bodyLen bytes (sent after it
+// with BodyWriter or as one Body frame) that must not start after
+// deadline (zero: no deadline), and returns the bytes to write. With
+// bodyLen from 1 to MaxChunk, the header of the one Body frame is
+// appended too: the body's bytes follow at once.
 func (r *Request) Frame(bodyLen int64, deadline time.Time) []byte {
-	if len(r.buf) < prefix {
+	if len(r.buf) < requestStart {
 		r.Reset()
 	}
-	binary.LittleEndian.PutUint32(r.buf[0:4], uint32(len(r.buf)-prefix))
-	binary.LittleEndian.PutUint64(r.buf[4:12], uint64(bodyLen))
+	r.buf = r.buf[:r.end]
+	b := r.buf
+	b[0], b[1] = Version, byte(TypeRequest)
+	binary.LittleEndian.PutUint16(b[2:], r.flags)
+	binary.LittleEndian.PutUint32(b[4:], uint32(len(b)-HeaderLen))
+	p := b[HeaderLen:]
 	var dl uint64
 	if !deadline.IsZero() {
 		dl = uint64(deadline.UnixNano())
 	}
-	binary.LittleEndian.PutUint64(r.buf[12:20], dl)
+	binary.LittleEndian.PutUint64(p[0:], dl)
+	binary.LittleEndian.PutUint64(p[8:], uint64(bodyLen))
+	binary.LittleEndian.PutUint16(p[16:], r.tls[0])
+	binary.LittleEndian.PutUint16(p[18:], r.tls[1])
+	binary.LittleEndian.PutUint32(p[20:], 0)
+	if bodyLen > 0 && bodyLen <= MaxChunk {
+		r.buf = AppendHeader(r.buf, TypeBody, 0, int(bodyLen))
+	}
 	return r.buf
+}
+
+// BodyWriter frames what is written to it as Body frames, for a body of
+// over MaxChunk bytes whose first frame header Frame could not write.
+type BodyWriter struct {
+	W    io.Writer
+	Left int64 // body bytes still to come
+	in   int64 // bytes left in the current frame
+}
+
+func (bw *BodyWriter) Write(p []byte) (int, error) {
+	total := 0
+	for len(p) > 0 {
+		if bw.in == 0 {
+			if bw.Left <= 0 {
+				return total, errors.New("body longer than declared")
+			}
+			bw.in = min(bw.Left, MaxChunk)
+			bw.Left -= bw.in
+			if _, err := bw.W.Write(AppendHeader(nil, TypeBody, 0, int(bw.in))); err != nil {
+				return total, err
+			}
+		}
+		n, err := bw.W.Write(p[:min(int64(len(p)), bw.in)])
+		total += n
+		bw.in -= int64(n)
+		p = p[n:]
+		if err != nil {
+			return total, err
+		}
+	}
+	return total, nil
 }
 
 // Head is a response's status and headers.
@@ -112,6 +243,26 @@ type Head struct {
 	Reason string
 	// Fields holds name, value, name, value... as the app gave them.
 	Fields []string
+	// Subprotocol is what an accepted long-lived exchange speaks (the
+	// WebSocket subprotocol the app chose), "" for none.
+	Subprotocol string
+}
+
+// readHeader reads a frame header, checking its version.
+func readHeader(r *bufio.Reader) (Type, uint16, uint32, error) {
+	b, err := r.Peek(HeaderLen)
+	if err != nil {
+		if len(b) == 0 && err == io.EOF {
+			return 0, 0, 0, io.EOF
+		}
+		return 0, 0, 0, unexpected(err)
+	}
+	if b[0] != Version {
+		return 0, 0, 0, fmt.Errorf("%w: version %d where %d was due (a worker of another release? restart the workers)", ErrFrame, b[0], Version)
+	}
+	t, flags, n := Type(b[1]), binary.LittleEndian.Uint16(b[2:]), binary.LittleEndian.Uint32(b[4:])
+	r.Discard(HeaderLen)
+	return t, flags, n, nil
 }
 
 // ReadHead reads the head frame. It checks that the status is an HTTP
@@ -119,16 +270,30 @@ type Head struct {
 // value holds a control character, so a misbehaving app cannot split a
 // response nor send a status no client knows.
 func ReadHead(r *bufio.Reader, h *Head) error {
-	n, err := readLen(r)
+	t, _, n, err := readHeader(r)
 	if err != nil {
 		return err
 	}
-	switch n {
-	case abort:
+	return headFrame(r, t, n, h)
+}
+
+// headFrame reads the rest of a frame of type t and length n that stands
+// where an answer's head is due.
+func headFrame(r *bufio.Reader, t Type, n uint32, h *Head) error {
+	switch t {
+	case TypeHead:
+		return readHead(r, n, h, false)
+	case TypeAbort:
 		return ErrAborted
-	case expired:
+	case TypeExpired:
 		return ErrExpired
 	}
+	return fmt.Errorf("%w: a frame of type %d where the head was due", ErrBadHead, t)
+}
+
+// readHead reads a head's payload of n bytes into h: a status line, or
+// for an accept the subprotocol, then the headers.
+func readHead(r *bufio.Reader, n uint32, h *Head, accept bool) error {
 	if n > MaxHead {
 		return fmt.Errorf("%w: response head of %d bytes is over the %d limit", ErrBadHead, n, MaxHead)
 	}
@@ -161,6 +326,14 @@ func ReadHead(r *bufio.Reader, h *Head) error {
 	}
 	h.Worker = worker
 	status, rest, _ := strings.Cut(s, "\x00")
+	h.Subprotocol = ""
+	if accept {
+		if !token(status) && status != "" {
+			return fmt.Errorf("%w: bad subprotocol %q from the app", ErrBadHead, status)
+		}
+		h.Status, h.Reason, h.Subprotocol = 101, "Switching Protocols", status
+		return readFields(rest, h)
+	}
 	if len(status) < 3 || (len(status) > 3 && status[3] != ' ') {
 		return fmt.Errorf("%w: bad status %q from the app", ErrBadHead, status)
 	}
@@ -173,6 +346,11 @@ func ReadHead(r *bufio.Reader, h *Head) error {
 	if len(status) > 4 {
 		h.Reason = status[4:]
 	}
+	return readFields(rest, h)
+}
+
+// readFields checks and splits a head's header names and values.
+func readFields(rest string, h *Head) error {
 	h.Fields = h.Fields[:0]
 	for rest != "" {
 		var name, value string
@@ -208,7 +386,7 @@ type Stats struct {
 
 // AppendStats appends the end frame carrying st.
 func AppendStats(b []byte, st Stats) []byte {
-	b = binary.LittleEndian.AppendUint32(b, measured)
+	b = AppendHeader(b, TypeEnd, 0, StatsLen)
 	b = binary.LittleEndian.AppendUint64(b, uint64(st.Taken))
 	b = binary.LittleEndian.AppendUint64(b, uint64(st.Wall))
 	b = binary.LittleEndian.AppendUint64(b, uint64(st.CPU))
@@ -216,21 +394,26 @@ func AppendStats(b []byte, st Stats) []byte {
 	return binary.LittleEndian.AppendUint32(b, st.RSS)
 }
 
-// ReadBody passes each body chunk to sink until the end frame. The slice is
-// only valid during the call. It returns ErrAborted when the app failed
-// part way, and io.ErrUnexpectedEOF when the input ends before the end
-// frame. An end frame with measurements fills st, when st is not nil.
+// ReadBody passes each body piece to sink until the end frame. The slice
+// is only valid during the call. It returns ErrAborted when the app
+// failed part way, and io.ErrUnexpectedEOF when the input ends before the
+// end frame. An end frame with measurements fills st, when st is not nil.
 func ReadBody(r *bufio.Reader, sink func([]byte) error, st *Stats) error {
 	for {
-		n, err := readLen(r)
+		t, _, n, err := readHeader(r)
 		if err != nil {
 			return unexpected(err)
 		}
-		if n == 0 {
-			return nil
-		}
-		if n == measured {
-			b, err := r.Peek(statsLen)
+		switch t {
+		case TypeBody:
+		case TypeEnd:
+			if n == 0 {
+				return nil
+			}
+			if n != StatsLen {
+				return fmt.Errorf("%w: end frame of %d bytes, want 0 or %d", ErrFrame, n, StatsLen)
+			}
+			b, err := r.Peek(StatsLen)
 			if err != nil {
 				return unexpected(err)
 			}
@@ -239,14 +422,15 @@ func ReadBody(r *bufio.Reader, sink func([]byte) error, st *Stats) error {
 				*st = Stats{Taken: int64(le.Uint64(b)), Wall: time.Duration(le.Uint64(b[8:])), CPU: time.Duration(int64(le.Uint64(b[16:]))),
 					PID: le.Uint32(b[24:]), RSS: le.Uint32(b[28:])}
 			}
-			r.Discard(statsLen)
+			r.Discard(StatsLen)
 			return nil
-		}
-		if n == abort {
+		case TypeAbort:
 			return ErrAborted
+		default:
+			return fmt.Errorf("%w: a frame of type %d in a response body", ErrFrame, t)
 		}
 		if n > MaxChunk {
-			return fmt.Errorf("body chunk of %d bytes is over the %d limit", n, MaxChunk)
+			return fmt.Errorf("%w: body frame of %d bytes is over the %d limit", ErrFrame, n, MaxChunk)
 		}
 		for left := int(n); left > 0; {
 			want := min(left, r.Size())
@@ -261,19 +445,6 @@ func ReadBody(r *bufio.Reader, sink func([]byte) error, st *Stats) error {
 			left -= len(b)
 		}
 	}
-}
-
-func readLen(r *bufio.Reader) (uint32, error) {
-	b, err := r.Peek(4)
-	if err != nil {
-		if len(b) == 0 && err == io.EOF {
-			return 0, io.EOF
-		}
-		return 0, unexpected(err)
-	}
-	n := binary.LittleEndian.Uint32(b)
-	r.Discard(4)
-	return n, nil
 }
 
 func unexpected(err error) error {
@@ -301,26 +472,104 @@ func token(s string) bool {
 	return true
 }
 
-// AddHeader appends an HTTP header as the environ entry HTTP_NAME (upper
-// case, "-" as "_"), its values joined by sep.
-func (r *Request) AddHeader(name string, values []string, sep string) {
-	r.next()
-	r.buf = append(r.buf, "HTTP_"...)
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		switch {
-		case c >= 'a' && c <= 'z':
-			c -= 'a' - 'A'
-		case c == '-':
-			c = '_'
-		}
-		r.buf = append(r.buf, c)
+// Frame types of a long-lived exchange (a WebSocket): a Request with
+// FlagSession opens it; the worker answers Accept, or refuses with an
+// HTTP answer (Head, Body..., End); then Message and Close frames go both
+// ways until each side has sent its Close.
+const (
+	// TypeAccept (worker → edged): the app accepted the exchange. Its
+	// payload: "WORKER\x00SUBPROTOCOL\x00Name\x00Value..." (headers for
+	// the answer that switches protocols).
+	TypeAccept Type = 7
+	// TypeMessage carries one whole message; FlagText says it is text
+	// (UTF-8, checked by edged on the way in), else binary.
+	TypeMessage Type = 8
+	// TypeClose ends the exchange from one side: u16 code | reason.
+	TypeClose Type = 9
+)
+
+// Frame flags.
+const (
+	// FlagSession, on a Request, opens a long-lived exchange.
+	FlagSession uint16 = 1
+	// FlagText, on a Message, says it is text.
+	FlagText uint16 = 1
+)
+
+// Message is one message of a long-lived exchange, or its close.
+type Message struct {
+	// Close says the frame was a Close: Code and Data (the reason) say
+	// why.
+	Close bool
+	Text  bool
+	Code  uint16
+	Data  []byte
+}
+
+// AppendMessage appends m as a Message or Close frame.
+func AppendMessage(b []byte, m Message) []byte {
+	if m.Close {
+		b = AppendHeader(b, TypeClose, 0, 2+len(m.Data))
+		b = binary.LittleEndian.AppendUint16(b, m.Code)
+		return append(b, m.Data...)
 	}
-	r.buf = append(r.buf, 0)
-	for i, v := range values {
-		if i > 0 {
-			r.buf = append(r.buf, sep...)
-		}
-		r.buf = append(r.buf, v...)
+	var flags uint16
+	if m.Text {
+		flags = FlagText
 	}
+	return append(AppendHeader(b, TypeMessage, flags, len(m.Data)), m.Data...)
+}
+
+// ErrTooBig means a message was longer than the reader takes.
+var ErrTooBig = errors.New("message over the size limit")
+
+// ReadMessage reads the next Message or Close frame into m, its Data
+// reusing m.Data's room; a message over max bytes is ErrTooBig (its
+// bytes are left unread: the exchange cannot go on).
+func ReadMessage(r *bufio.Reader, m *Message, max int) error {
+	t, flags, n, err := readHeader(r)
+	if err != nil {
+		return err
+	}
+	switch t {
+	case TypeMessage, TypeClose:
+	default:
+		return fmt.Errorf("%w: a frame of type %d where a message was due", ErrFrame, t)
+	}
+	if int64(n) > int64(max) {
+		return fmt.Errorf("%w: %d bytes, over the %d limit", ErrTooBig, n, max)
+	}
+	data := m.Data[:0]
+	if cap(data) < int(n) {
+		data = make([]byte, n)
+	}
+	data = data[:n]
+	if _, err := io.ReadFull(r, data); err != nil {
+		return unexpected(err)
+	}
+	*m = Message{Data: data}
+	if t == TypeClose {
+		if n < 2 {
+			return fmt.Errorf("%w: a close frame of %d bytes, want at least 2", ErrFrame, n)
+		}
+		m.Close, m.Code, m.Data = true, binary.LittleEndian.Uint16(data), data[2:]
+		return nil
+	}
+	m.Text = flags&FlagText != 0
+	return nil
+}
+
+// ReadOpen reads the worker's first frame of a long-lived exchange: an
+// Accept (it returns true, with the worker, Subprotocol and headers in h,
+// Status 101) or a refusal's head, checked as ReadHead checks it (it
+// returns false; the body follows as for any answer).
+func ReadOpen(r *bufio.Reader, h *Head) (bool, error) {
+	t, _, n, err := readHeader(r)
+	if err != nil {
+		return false, err
+	}
+	if t == TypeAccept {
+		return true, readHead(r, n, h, true)
+	}
+	return false, headFrame(r, t, n, h)
 }

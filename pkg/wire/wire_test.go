@@ -14,37 +14,53 @@ import (
 	"time"
 )
 
-// u32 is n as the 4 little-endian bytes that prefix every response frame.
-func u32(n uint32) []byte {
-	return binary.LittleEndian.AppendUint32(nil, n)
+// hdr is a frame header of type t for a payload of n bytes.
+func hdr(t Type, n uint32) []byte {
+	return AppendHeader(nil, t, 0, int(n))
 }
 
-// frame is one response frame: the length of s, then s.
+// frame is one body frame carrying s.
 func frame(s string) []byte {
-	return append(u32(uint32(len(s))), s...)
+	return append(hdr(TypeBody, uint32(len(s))), s...)
+}
+
+// headRaw is a head frame whose payload is s.
+func headRaw(s string) []byte {
+	return append(hdr(TypeHead, uint32(len(s))), s...)
 }
 
 // head is worker 3's head frame for s, a status and headers.
 func head(s string) []byte {
-	return frame("3\x00" + s)
+	return headRaw("3\x00" + s)
 }
 
-// reqFrame is the request frame for env and a body of bodyLen bytes.
-func reqFrame(env string, bodyLen uint64) []byte {
-	return append(reqPrefix(uint32(len(env)), bodyLen), env...)
-}
+var (
+	endF     = hdr(TypeEnd, 0)
+	abortF   = hdr(TypeAbort, 0)
+	expiredF = hdr(TypeExpired, 0)
+)
 
 // cat joins byte slices.
 func cat(parts ...[]byte) []byte {
 	return bytes.Join(parts, nil)
 }
 
-// reqPrefix is the request prefix for an env of envLen bytes, with no
-// deadline.
-func reqPrefix(envLen uint32, bodyLen uint64) []byte {
-	b := binary.LittleEndian.AppendUint32(nil, envLen)
-	b = binary.LittleEndian.AppendUint64(b, bodyLen)
-	return binary.LittleEndian.AppendUint64(b, 0)
+// reqFrame is the request frame for strs, a body of bodyLen bytes and a
+// deadline of dl (Unix ns), as the format says, written out by hand.
+func reqFrame(bodyLen uint64, dl uint64, tls [2]uint16, strs ...string) []byte {
+	payload := binary.LittleEndian.AppendUint64(nil, dl)
+	payload = binary.LittleEndian.AppendUint64(payload, bodyLen)
+	payload = binary.LittleEndian.AppendUint16(payload, tls[0])
+	payload = binary.LittleEndian.AppendUint16(payload, tls[1])
+	payload = append(payload, 0, 0, 0, 0)
+	payload = append(payload, strings.Join(strs, "\x00")...)
+	out := append([]byte{2, 1, 0, 0}, binary.LittleEndian.AppendUint32(nil, uint32(len(payload)))...)
+	out = append(out, payload...)
+	if bodyLen > 0 && bodyLen <= MaxChunk {
+		out = append(out, 2, 2, 0, 0)
+		out = binary.LittleEndian.AppendUint32(out, uint32(bodyLen))
+	}
+	return out
 }
 
 func TestRequest(t *testing.T) {
@@ -57,68 +73,53 @@ func TestRequest(t *testing.T) {
 		{
 			name:  "zero value",
 			build: func(r *Request) {},
-			want:  reqPrefix(0, 0),
+			want:  reqFrame(0, 0, [2]uint16{}),
 		},
 		{
-			name:    "one entry",
-			build:   func(r *Request) { r.Add("REQUEST_METHOD", "GET") },
-			bodyLen: 0,
-			want:    reqFrame("REQUEST_METHOD\x00GET", 0),
+			name:  "one string",
+			build: func(r *Request) { r.Add("GET") },
+			want:  reqFrame(0, 0, [2]uint16{}, "GET"),
 		},
 		{
-			name: "entries are NUL separated, empty values kept",
+			name: "strings are NUL separated, empty ones kept",
 			build: func(r *Request) {
-				r.Add("REQUEST_METHOD", "POST")
-				r.Add("QUERY_STRING", "")
-				r.Add("PATH_INFO", "/caf\xe9")
+				r.Add("POST")
+				r.Add("")
+				r.Add("/caf\xe9")
 			},
 			bodyLen: 10,
-			want:    reqFrame("REQUEST_METHOD\x00POST\x00QUERY_STRING\x00\x00PATH_INFO\x00/caf\xe9", 10),
+			want:    reqFrame(10, 0, [2]uint16{}, "POST", "", "/caf\xe9"),
 		},
 		{
-			name:    "large body length uses all 8 bytes",
-			build:   func(r *Request) { r.Add("A", "b") },
+			name:    "a body over MaxChunk: no body header",
+			build:   func(r *Request) { r.Add("A") },
 			bodyLen: 1<<40 + 0x0102,
-			want:    cat(u32(3), []byte{0x02, 0x01, 0, 0, 0, 1, 0, 0}, make([]byte, 8), []byte("A\x00b")),
+			want:    reqFrame(1<<40+0x0102, 0, [2]uint16{}, "A"),
 		},
 		{
-			name:  "AddHeader upper-cases and maps - to _",
-			build: func(r *Request) { r.AddHeader("Content-Type", []string{"text/plain"}, ", ") },
-			want:  reqFrame("HTTP_CONTENT_TYPE\x00text/plain", 0),
-		},
-		{
-			name:  "AddHeader joins values with sep",
-			build: func(r *Request) { r.AddHeader("x-forwarded-for", []string{"10.0.0.1", "10.0.0.2"}, ", ") },
-			want:  reqFrame("HTTP_X_FORWARDED_FOR\x0010.0.0.1, 10.0.0.2", 0),
-		},
-		{
-			name:  "AddHeader cookie separator, digits and underscores kept",
-			build: func(r *Request) { r.AddHeader("cookie", []string{"a=1", "b=2"}, "; ") },
-			want:  reqFrame("HTTP_COOKIE\x00a=1; b=2", 0),
-		},
-		{
-			name:  "AddHeader with no values",
-			build: func(r *Request) { r.AddHeader("X-Empty-2", nil, ", ") },
-			want:  reqFrame("HTTP_X_EMPTY_2\x00", 0),
-		},
-		{
-			name: "Add and AddHeader mixed",
+			name: "headers are names and values as given",
 			build: func(r *Request) {
-				r.Add("REQUEST_METHOD", "GET")
-				r.AddHeader("Host", []string{"example.com"}, ", ")
-				r.Add("SERVER_PORT", "80")
+				r.Add("GET")
+				r.AddHeader("Content-Type", "text/plain")
+				r.AddHeader("Cookie", "a=1")
 			},
-			want: reqFrame("REQUEST_METHOD\x00GET\x00HTTP_HOST\x00example.com\x00SERVER_PORT\x0080", 0),
+			want: reqFrame(0, 0, [2]uint16{}, "GET", "Content-Type", "text/plain", "Cookie", "a=1"),
 		},
 		{
-			name: "Reset forgets earlier entries",
+			name:  "TLS facts",
+			build: func(r *Request) { r.Add("GET"); r.SetTLS(0x0304, 0x1301) },
+			want:  reqFrame(0, 0, [2]uint16{0x0304, 0x1301}, "GET"),
+		},
+		{
+			name: "Reset forgets earlier strings and TLS",
 			build: func(r *Request) {
-				r.Add("OLD", "x")
+				r.Add("OLD")
+				r.SetTLS(1, 2)
 				r.Frame(99, time.Time{})
 				r.Reset()
-				r.Add("NEW", "y")
+				r.Add("NEW")
 			},
-			want: reqFrame("NEW\x00y", 0),
+			want: reqFrame(0, 0, [2]uint16{}, "NEW"),
 		},
 	}
 	for _, tt := range tests {
@@ -129,39 +130,72 @@ func TestRequest(t *testing.T) {
 			if !bytes.Equal(got, tt.want) {
 				t.Errorf("Frame(%d)\n got  %q\n want %q", tt.bodyLen, got, tt.want)
 			}
-			// Frame only fills in the prefix: calling it again is harmless.
+			// Calling it again gives the same frame.
 			if again := r.Frame(tt.bodyLen, time.Time{}); !bytes.Equal(again, tt.want) {
 				t.Errorf("second Frame(%d)\n got  %q\n want %q", tt.bodyLen, again, tt.want)
+			}
+			// And with another body length, the one header for it.
+			if again := r.Frame(0, time.Time{}); !bytes.Equal(again, reqFrameLen(tt.want, tt.bodyLen)) {
+				t.Errorf("Frame(0) after Frame(%d)\n got  %q", tt.bodyLen, again)
 			}
 		})
 	}
 }
 
+// reqFrameLen is want, a request frame with its body header if any, as
+// it is for an empty body.
+func reqFrameLen(want []byte, bodyLen int64) []byte {
+	out := append([]byte(nil), want...)
+	if bodyLen > 0 && bodyLen <= MaxChunk {
+		out = out[:len(out)-HeaderLen]
+	}
+	binary.LittleEndian.PutUint64(out[HeaderLen+8:], 0)
+	return out
+}
+
 // The deadline goes out as Unix nanoseconds, little-endian; none is 0.
 func TestRequestDeadline(t *testing.T) {
 	var r Request
-	r.Add("A", "b")
+	r.Add("A")
 	at := time.Unix(0, 0x0102030405060708)
 	got := r.Frame(5, at)
-	want := cat(u32(3), []byte{5, 0, 0, 0, 0, 0, 0, 0}, []byte{8, 7, 6, 5, 4, 3, 2, 1}, []byte("A\x00b"))
+	want := reqFrame(5, 0x0102030405060708, [2]uint16{}, "A")
 	if !bytes.Equal(got, want) {
 		t.Errorf("Frame(5, %v)\n got  %q\n want %q", at, got, want)
+	}
+	if !bytes.Equal(got[HeaderLen:HeaderLen+8], []byte{8, 7, 6, 5, 4, 3, 2, 1}) {
+		t.Errorf("deadline bytes %v", got[HeaderLen:HeaderLen+8])
 	}
 }
 
 func TestRequestReuse(t *testing.T) {
 	var r Request
-	r.Add("A", strings.Repeat("x", 1000))
+	r.Add(strings.Repeat("x", 1000))
 	first := r.Frame(0, time.Time{})
 	r.Reset()
-	r.Add("B", "c")
+	r.Add("B")
 	got := r.Frame(1, time.Time{})
-	want := reqFrame("B\x00c", 1)
+	want := reqFrame(1, 0, [2]uint16{}, "B")
 	if !bytes.Equal(got, want) {
 		t.Fatalf("after Reset: got %q, want %q", got, want)
 	}
 	if &first[0] != &got[0] {
 		t.Errorf("Reset did not reuse the buffer")
+	}
+}
+
+// BodyWriter cuts a body into frames of at most MaxChunk bytes, and
+// refuses more than it was told of.
+func TestBodyWriter(t *testing.T) {
+	var out bytes.Buffer
+	bw := &BodyWriter{W: &out, Left: 5}
+	bw.Write([]byte("ab"))
+	bw.Write([]byte("cde"))
+	if want := cat(hdr(TypeBody, 5), []byte("abcde")); !bytes.Equal(out.Bytes(), want) {
+		t.Errorf("got %q, want %q", out.Bytes(), want)
+	}
+	if _, err := bw.Write([]byte("f")); err == nil {
+		t.Errorf("a byte past the declared length was taken")
 	}
 }
 
@@ -237,20 +271,22 @@ func TestReadHead(t *testing.T) {
 		{name: "DEL in value", in: head("200 OK\x00X\x00a\x7f"), errHas: "control character"},
 		{name: "control character in a big value", in: head("200 OK\x00X\x00" + big + "\n"), errHas: "control character"},
 
-		{name: "over MaxHead, no bytes follow", in: u32(MaxHead + 1), errHas: "over the"},
-		{name: "over MaxHead, huge", in: cat(u32(expired-1), []byte("200 OK")), errHas: "over the"},
-		{name: "no worker named", in: frame("200 OK"), errHas: "names no worker"},
+		{name: "over MaxHead, no bytes follow", in: hdr(TypeHead, MaxHead+1), errHas: "over the"},
+		{name: "over MaxHead, huge", in: cat(hdr(TypeHead, 0xFFFFFFF0), []byte("200 OK")), errHas: "over the"},
+		{name: "no worker named", in: headRaw("200 OK"), errHas: "names no worker"},
+		{name: "another version", in: cat([]byte{1, 3, 0, 0, 6, 0, 0, 0}, []byte("200 OK")), wantErr: ErrFrame, errHas: "version 1"},
+		{name: "a body where the head is due", in: frame("200 OK"), wantErr: ErrBadHead, errHas: "type 2"},
 
-		{name: "abort marker", in: u32(abort), wantErr: ErrAborted},
-		{name: "expired marker", in: u32(expired), wantErr: ErrExpired},
-		{name: "abort marker followed by junk", in: cat(u32(abort), []byte("junk")), wantErr: ErrAborted},
+		{name: "abort marker", in: abortF, wantErr: ErrAborted},
+		{name: "expired marker", in: expiredF, wantErr: ErrExpired},
+		{name: "abort marker followed by junk", in: cat(abortF, []byte("junk")), wantErr: ErrAborted},
 
 		{name: "nothing at all", in: nil, wantErr: io.EOF},
 		{name: "half a length", in: []byte{6, 0}, wantErr: io.ErrUnexpectedEOF},
-		{name: "length without head", in: u32(6), wantErr: io.ErrUnexpectedEOF},
+		{name: "length without head", in: hdr(TypeHead, 6), wantErr: io.ErrUnexpectedEOF},
 		{name: "short head", in: head("200 OK")[:7], wantErr: io.ErrUnexpectedEOF},
 		{name: "short big head", in: head("200 OK\x00X\x00" + big)[:6000], wantErr: io.ErrUnexpectedEOF},
-		{name: "short MaxHead head", in: u32(MaxHead), wantErr: io.ErrUnexpectedEOF},
+		{name: "short MaxHead head", in: hdr(TypeHead, MaxHead), wantErr: io.ErrUnexpectedEOF},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -313,7 +349,7 @@ func short(h Head) Head {
 // is not there costs no more memory than the bytes that did arrive.
 func TestReadHeadDeclaredLength(t *testing.T) {
 	for _, n := range []uint32{MaxHead, MaxHead / 2, 8 << 10} {
-		in := cat(u32(n), []byte("3\x00200 OK\x00X\x00"), bytes.Repeat([]byte("v"), 100))
+		in := cat(hdr(TypeHead, n), []byte("3\x00200 OK\x00X\x00"), bytes.Repeat([]byte("v"), 100))
 		br := bufio.NewReaderSize(bytes.NewReader(in), 4096)
 		var h Head
 		alloc := allocated(func() {
@@ -346,26 +382,28 @@ func TestReadBody(t *testing.T) {
 		wantErr error
 		errHas  string
 	}{
-		{name: "empty body", in: u32(0), want: ""},
-		{name: "one chunk", in: cat(frame("hello"), u32(0)), want: "hello"},
-		{name: "several chunks", in: cat(frame("ab"), frame("cde"), frame("f"), u32(0)), want: "abcdef"},
-		{name: "chunk larger than the buffer", in: cat(frame("<"), frame(chunk10k), frame(">"), u32(0)), want: "<" + chunk10k + ">"},
-		{name: "chunks larger than a tiny buffer", size: 16, in: cat(frame(chunk10k[:100]), frame(chunk10k[:17]), frame(chunk10k[:16]), u32(0)),
+		{name: "empty body", in: endF, want: ""},
+		{name: "one chunk", in: cat(frame("hello"), endF), want: "hello"},
+		{name: "several chunks", in: cat(frame("ab"), frame("cde"), frame("f"), endF), want: "abcdef"},
+		{name: "chunk larger than the buffer", in: cat(frame("<"), frame(chunk10k), frame(">"), endF), want: "<" + chunk10k + ">"},
+		{name: "chunks larger than a tiny buffer", size: 16, in: cat(frame(chunk10k[:100]), frame(chunk10k[:17]), frame(chunk10k[:16]), endF),
 			want: chunk10k[:100] + chunk10k[:17] + chunk10k[:16]},
-		{name: "chunk exactly the buffer size", in: cat(frame(chunk10k[:4096]), u32(0)), want: chunk10k[:4096]},
-		{name: "binary data", in: cat(frame("\x00\xff\x00\x00\x00\x00"), u32(0)), want: "\x00\xff\x00\x00\x00\x00"},
+		{name: "chunk exactly the buffer size", in: cat(frame(chunk10k[:4096]), endF), want: chunk10k[:4096]},
+		{name: "binary data", in: cat(frame("\x00\xff\x00\x00\x00\x00"), endF), want: "\x00\xff\x00\x00\x00\x00"},
 
-		{name: "abort first", in: u32(abort), wantErr: ErrAborted},
-		{name: "abort mid-body", in: cat(frame("partial"), frame(chunk10k), u32(abort)), want: "partial" + chunk10k, wantErr: ErrAborted},
+		{name: "abort first", in: abortF, wantErr: ErrAborted},
+		{name: "abort mid-body", in: cat(frame("partial"), frame(chunk10k), abortF), want: "partial" + chunk10k, wantErr: ErrAborted},
 
-		{name: "chunk over MaxChunk", in: u32(MaxChunk + 1), errHas: "over the"},
+		{name: "chunk over MaxChunk", in: hdr(TypeBody, MaxChunk+1), errHas: "over the"},
 
 		{name: "no end frame", in: frame("abc"), want: "abc", wantErr: io.ErrUnexpectedEOF},
+		{name: "a head in the body", in: cat(frame("abc"), head("200 OK")), want: "abc", wantErr: ErrFrame},
+		{name: "an end frame of another size", in: cat(hdr(TypeEnd, 3), []byte("abc")), wantErr: ErrFrame},
 		{name: "nothing at all", in: nil, wantErr: io.ErrUnexpectedEOF},
 		{name: "half a length", in: cat(frame("abc"), []byte{0, 0}), want: "abc", wantErr: io.ErrUnexpectedEOF},
-		{name: "short chunk", in: cat(u32(10), []byte("abc")), want: "abc", wantErr: io.ErrUnexpectedEOF},
-		{name: "short big chunk", in: frame(chunk10k)[:6004], want: chunk10k[:6000], wantErr: io.ErrUnexpectedEOF},
-		{name: "huge declared chunk", in: cat(u32(MaxChunk), []byte("abc")), want: "abc", wantErr: io.ErrUnexpectedEOF},
+		{name: "short chunk", in: cat(hdr(TypeBody, 10), []byte("abc")), want: "abc", wantErr: io.ErrUnexpectedEOF},
+		{name: "short big chunk", in: frame(chunk10k)[:6008], want: chunk10k[:6000], wantErr: io.ErrUnexpectedEOF},
+		{name: "huge declared chunk", in: cat(hdr(TypeBody, MaxChunk), []byte("abc")), want: "abc", wantErr: io.ErrUnexpectedEOF},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -416,7 +454,7 @@ func TestReadBody(t *testing.T) {
 
 func TestReadBodySinkError(t *testing.T) {
 	stop := errors.New("client went away")
-	in := cat(frame("one"), frame("two"), u32(0))
+	in := cat(frame("one"), frame("two"), endF)
 	br := bufio.NewReader(bytes.NewReader(in))
 	calls := 0
 	err := ReadBody(br, func(b []byte) error {
@@ -436,10 +474,10 @@ func TestReadBodySinkError(t *testing.T) {
 // next response.
 func TestBackToBack(t *testing.T) {
 	in := cat(
-		head("200 OK\x00A\x001"), frame("first"), frame(big), u32(0),
-		head("404 Not Found"), u32(0),
-		head("500 Boom\x00B\x002"), frame("x"), u32(abort),
-		head("201 Created"), frame("last"), u32(0),
+		head("200 OK\x00A\x001"), frame("first"), frame(big), endF,
+		head("404 Not Found"), endF,
+		head("500 Boom\x00B\x002"), frame("x"), abortF,
+		head("201 Created"), frame("last"), endF,
 	)
 	type resp struct {
 		status int

@@ -27,13 +27,14 @@ import (
 
 	"github.com/edged/edged/pkg/config"
 	"github.com/edged/edged/pkg/sd"
+	"github.com/edged/edged/pkg/upstream"
 	"github.com/edged/edged/pkg/wire"
 	"github.com/edged/edged/pkg/worker/python"
 	"github.com/rs/zerolog"
 )
 
 // These tests run the real Python side: workerd's Run starts the
-// interpreter named by EDGED_PYTHON with the embedded edged_worker.py, and
+// interpreter named by EDGED_PYTHON with the embedded edged_worker package, and
 // the tests talk to it over the Unix socket as edge does.
 
 // pyWorker is one workerd, its Python child serving testdata/testapp.py.
@@ -231,13 +232,95 @@ func (c *client) roundTripBy(env []string, body []byte, deadline time.Time) (res
 }
 
 // requestFrame is the frame for a request with env and a body of bodyLen
-// bytes, sent after it.
+// bytes, sent after it. env is in WSGI's terms, as the tests think of
+// it; it goes out as the neutral request edge sends (neutral).
 func requestFrame(env []string, bodyLen int, deadline time.Time) []byte {
 	var f wire.Request
-	for i := 0; i+1 < len(env); i += 2 {
-		f.Add(env[i], env[i+1])
+	fields, headers := neutral(env)
+	for _, name := range wire.RequestFields {
+		f.Add(fields[name])
+	}
+	for _, h := range headers {
+		f.Add(h)
 	}
 	return f.Frame(int64(bodyLen), deadline)
+}
+
+// neutral turns environ keys and values into the request fields and the
+// header list from which the worker builds that environ again, later
+// keys winning.
+func neutral(env []string) (map[string]string, []string) {
+	fields := map[string]string{}
+	var headers []string
+	script := ""
+	for i := 0; i+1 < len(env); i += 2 {
+		k, v := env[i], env[i+1]
+		switch k {
+		case "REQUEST_METHOD":
+			fields["method"] = v
+		case "SCRIPT_NAME":
+			script = v
+		case "PATH_INFO":
+			fields["path"] = v
+		case "QUERY_STRING":
+			fields["query"] = v
+		case "RAW_URI", "REQUEST_URI":
+			fields["target"] = v
+		case "SERVER_NAME":
+			fields["server_name"] = v
+		case "SERVER_PORT":
+			fields["server_port"] = v
+		case "SERVER_PROTOCOL":
+			fields["protocol"] = v
+		case "REMOTE_ADDR":
+			fields["client_addr"] = v
+		case "REMOTE_PORT":
+			fields["client_port"] = v
+		case "wsgi.url_scheme":
+			fields["scheme"] = v
+		case "CONTENT_TYPE":
+			headers = append(headers, "Content-Type", v)
+		case "CONTENT_LENGTH":
+			headers = append(headers, "Content-Length", v)
+		default:
+			name, ok := strings.CutPrefix(k, "HTTP_")
+			if !ok {
+				panic("no request field for environ key " + k)
+			}
+			if name == "X_REQUEST_ID" {
+				fields["request_id"] = v
+			}
+			words := strings.Split(strings.ToLower(name), "_")
+			for i, w := range words {
+				if w != "" {
+					words[i] = strings.ToUpper(w[:1]) + w[1:]
+				}
+			}
+			headers = append(headers, strings.Join(words, "-"), v)
+		}
+	}
+	if script != "" {
+		fields["root"] = script
+		fields["path"] = script + fields["path"]
+	}
+	if fields["target"] == "" {
+		fields["target"] = fields["path"]
+		if fields["query"] != "" {
+			fields["target"] += "?" + fields["query"]
+		}
+	}
+	// A header given twice: the later one wins, as for other keys.
+	seen := map[string]int{}
+	var out []string
+	for i := 0; i+1 < len(headers); i += 2 {
+		if at, ok := seen[headers[i]]; ok {
+			out[at+1] = headers[i+1]
+			continue
+		}
+		seen[headers[i]] = len(out)
+		out = append(out, headers[i], headers[i+1])
+	}
+	return fields, out
 }
 
 // readResponse reads the one response on conn, as roundTrip does.
@@ -729,7 +812,7 @@ func TestPythonImportError(t *testing.T) {
 			if tt.traceback == "" && ie.Traceback != "" || !strings.Contains(ie.Traceback, tt.traceback) {
 				t.Errorf("Traceback is %q, want one with %q", ie.Traceback, tt.traceback)
 			}
-			if strings.Contains(ie.Traceback, "edged_worker.py") {
+			if strings.Contains(ie.Traceback, "edged_worker/") {
 				t.Errorf("Traceback shows the worker's own frames: %q", ie.Traceback)
 			}
 			if n := p.w.Restarts(); n != 0 {
@@ -841,25 +924,22 @@ func TestPythonThreads(t *testing.T) {
 	}
 }
 
-// FuzzWorkerFrame sends a request frame with a fuzzed environ to a running
-// Python child. The child must answer with a response edge can read, or
-// close the connection; either way it must go on serving.
+// FuzzWorkerFrame sends a request frame whose strings (the request
+// fields and headers) are fuzzed to a running Python child. The child
+// must answer with a response edge can read, or close the connection;
+// either way it must go on serving.
 func FuzzWorkerFrame(f *testing.F) {
-	var seed wire.Request
-	for _, kv := range [][2]string{{"REQUEST_METHOD", "POST"}, {"PATH_INFO", "/caf\xe9"}, {"QUERY_STRING", "a=1"}, {"HTTP_HOST", "x"}} {
-		seed.Add(kv[0], kv[1])
-	}
-	good := seed.Frame(0, time.Time{})[20:]
-	f.Add(good, []byte(nil))
-	f.Add(good, []byte("body bytes"))
-	f.Add([]byte("REQUEST_METHOD\x00GET"), []byte(nil))
-	f.Add([]byte("A\x00b\x00C"), []byte("x")) // odd number of fields
+	good := strings.Join([]string{"POST", "http", "HTTP/1.1", "/caf%e9?a=1", "/caf\xe9", "a=1", "", "x", "80", "127.0.0.1", "", "id", "Host", "x"}, "\x00")
+	f.Add([]byte(good), []byte(nil))
+	f.Add([]byte(good), []byte("body bytes"))
+	f.Add([]byte("GET"), []byte(nil)) // too few fields
+	f.Add([]byte(good+"\x00Odd"), []byte("x"))
 	f.Add([]byte(""), []byte(nil))
 	f.Add([]byte("\x00"), []byte(nil))
-	f.Add([]byte("\x00\x00\x00"), []byte("\x00"))
-	f.Add([]byte("wsgi.input\x00x\x00wsgi.version\x00y\x00wsgi.errors\x00z"), []byte("abc"))
-	f.Add([]byte("\xff\xfe\x00\x80\x00HTTP_X\x00"+strings.Repeat("v", 70000)), []byte("\n\n"))
-	f.Add([]byte("CONTENT_LENGTH\x00999999\x00wsgi.file_wrapper\x00no"), bytes.Repeat([]byte("b"), 4096))
+	f.Add([]byte(strings.Repeat("\x00", 13)), []byte("\x00"))
+	f.Add([]byte(strings.Repeat("\x00", 11)+"\x00Wsgi.input\x00x\x00Content-Length\x00999999"), []byte("abc"))
+	f.Add([]byte(good+"\x00\xff\xfe\x00\x80\x00X\x00"+strings.Repeat("v", 70000)), []byte("\n\n"))
+	f.Add([]byte(strings.Repeat("/\x00", 6)+"/\x00/\x00/\x00/\x00/\x00/"), bytes.Repeat([]byte("b"), 4096))
 
 	// Malformed frames make the child log a warning each: keep errors only.
 	p := startWorker(f, "testapp:fuzz_app", config.ClassSync, zerolog.ErrorLevel, nil)
@@ -874,10 +954,14 @@ func FuzzWorkerFrame(f *testing.F) {
 			t.Fatalf("dial: %v", err)
 		}
 		conn.SetDeadline(time.Now().Add(20 * time.Second))
-		frame := binary.LittleEndian.AppendUint32(nil, uint32(len(env)))
-		frame = binary.LittleEndian.AppendUint64(frame, uint64(len(body)))
-		frame = binary.LittleEndian.AppendUint64(frame, 0) // no deadline
-		frame = append(append(frame, env...), body...)
+		// The fixed part as edge writes it, the fuzzed strings, the body.
+		payload := make([]byte, wire.RequestFixed)
+		binary.LittleEndian.PutUint64(payload[8:], uint64(len(body)))
+		frame := wire.AppendHeader(nil, wire.TypeRequest, 0, len(payload)+len(env))
+		frame = append(append(frame, payload...), env...)
+		if len(body) > 0 {
+			frame = wire.AppendBody(frame, body)
+		}
 		if _, err := conn.Write(frame); err != nil && !closedErr(err) {
 			t.Fatalf("write: %v", err)
 		}
@@ -885,9 +969,8 @@ func FuzzWorkerFrame(f *testing.F) {
 		var h wire.Head
 		switch err := wire.ReadHead(r, &h); {
 		case err == nil:
-			ping := len(env) == 0 && len(body) == 0
-			if ping && h.Status != 204 || !ping && h.Status != 200 && h.Status != 500 {
-				t.Errorf("got status %d, want 200 or 500 (204 for a ping)", h.Status)
+			if h.Status != 200 && h.Status != 500 {
+				t.Errorf("got status %d, want 200 or 500", h.Status)
 			}
 			n := 0
 			if err := wire.ReadBody(r, func(b []byte) error { n += len(b); return nil }, nil); err != nil && !errors.Is(err, wire.ErrAborted) {
@@ -967,9 +1050,9 @@ func TestPythonExpired(t *testing.T) {
 // workerd killed it.
 func TestPythonStopUnderLock(t *testing.T) {
 	py := interpreter(t)
-	// Imported under another name than the bootstrap's, the module
-	// only defines: nothing runs, no descriptor is opened.
-	src := string(python.Source)
+	// Imported from files, the package only defines: nothing runs, no
+	// descriptor is opened.
+	pkg := pyPackage(t)
 	tests := []struct {
 		name     string
 		busy     int
@@ -981,22 +1064,17 @@ func TestPythonStopUnderLock(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			dir := t.TempDir()
-			worker := filepath.Join(dir, "edged_worker.py")
-			if err := os.WriteFile(worker, []byte(src), 0o644); err != nil {
-				t.Fatal(err)
-			}
 			script := fmt.Sprintf(`
 import os, sys
-g = {"__name__": "edged_worker"}
-exec(compile(open(%q).read(), "edged_worker.py", "exec"), g)
-w = g["Worker"](None, {"threads": 1}, None)
+sys.path.insert(0, %q)
+from edged_worker import sync, wsgi
+w = sync.Worker(None, {"threads": 1}, None, wsgi.Handler)
 w.busy = %d
 with w.lock:
     w.stop()  # as the handler would run here
 print("stopping=%%s" %% w.stopping)
 sys.exit(3)
-`, worker, tt.busy)
+`, pkg, tt.busy)
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
 			cmd := exec.CommandContext(ctx, py, "-c", script)
@@ -1208,11 +1286,7 @@ func TestPythonClientGone(t *testing.T) {
 // a skipped request is counted, and the count is in the stats event.
 func TestPythonHangUpCheck(t *testing.T) {
 	py := interpreter(t)
-	dir := t.TempDir()
-	worker := filepath.Join(dir, "edged_worker.py")
-	if err := os.WriteFile(worker, python.Source, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	pkg := pyPackage(t)
 	for _, class := range []string{config.ClassSync, config.ClassGevent} {
 		t.Run(class, func(t *testing.T) {
 			if class == config.ClassGevent {
@@ -1224,18 +1298,22 @@ if %[2]q == "gevent":
     from gevent import monkey
     monkey.patch_all()
 import socket, threading, time
-g = {"__name__": "edged_worker"}
-exec(compile(open(%[1]q).read(), "edged_worker.py", "exec"), g)
+sys.path.insert(0, %[1]q)
+from edged_worker import base, events, wsgi
+if %[2]q == "gevent":
+    from edged_worker.gevent import Worker
+else:
+    from edged_worker.sync import Worker
+`+pyFrame+`
 ran = []
 def app(environ, start_response):
     ran.append(environ["PATH_INFO"])
     start_response("200 OK", [])
     return [b"ok"]
-w = g["Worker"](app, {"threads": 1, "class": %[2]q}, None)
+w = Worker(app, {"threads": 1}, None, wsgi.Handler)
 
 def frame(path, body_len=0):
-    env = ("REQUEST_METHOD\0GET\0PATH_INFO\0" + path).encode()
-    return g["REQ"].pack(len(env), body_len, 0) + env
+    return request_frame("GET", path, body_len)
 
 def serve(path, hang_up, body_len=0, body=b""):
     edge, ours = socket.socketpair()
@@ -1249,7 +1327,7 @@ def serve(path, hang_up, body_len=0, body=b""):
         ours.close()
     else:
         fd = ours.detach()
-        w.serve(g["FdConn"](fd))
+        w.serve(base.FdConn(fd))
         os.close(fd)
     if hang_up == "close":
         return None
@@ -1269,15 +1347,15 @@ out["close"] = serve("/close", "close")
 out["big_shut"] = serve("/big", "shut", body_len=2 << 20, body=b"x" * 1000)
 out["ran"] = ran
 out["skipped"] = w.skipped
-g["EVENTS"] = io.StringIO()
+events.PIPE = io.StringIO()
 threading.Thread(target=w.heartbeat, daemon=True).start()
 for _ in range(500):
-    if g["EVENTS"].getvalue():
+    if events.PIPE.getvalue():
         break
     time.sleep(0.01)
-out["stats"] = json.loads(g["EVENTS"].getvalue().splitlines()[0])
+out["stats"] = json.loads(events.PIPE.getvalue().splitlines()[0])
 print(json.dumps(out))
-`, worker, class)
+`, pkg, class)
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
 			stdout, err := exec.CommandContext(ctx, py, "-c", script).Output()
@@ -1326,28 +1404,24 @@ print(json.dumps(out))
 // hung-request watch to find later and end the process for.
 func TestPythonBodyCutAccounted(t *testing.T) {
 	py := interpreter(t)
-	dir := t.TempDir()
-	worker := filepath.Join(dir, "edged_worker.py")
-	if err := os.WriteFile(worker, python.Source, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	pkg := pyPackage(t)
 	script := fmt.Sprintf(`
-import json, os, socket
-g = {"__name__": "edged_worker"}
-exec(compile(open(%q).read(), "edged_worker.py", "exec"), g)
+import json, os, socket, sys
+sys.path.insert(0, %q)
+from edged_worker import base, sync, wsgi
+`+pyFrame+`
 edge, ours = socket.socketpair()
 def app(environ, start_response):
     edge.shutdown(socket.SHUT_WR)  # the rest of the body never comes
     start_response("200 OK", [])
     return [b"ok"]
-w = g["Worker"](app, {"threads": 1}, None)
-env = b"REQUEST_METHOD\0POST\0PATH_INFO\0/"
-edge.sendall(g["REQ"].pack(len(env), 2 << 20, 0) + env + b"x" * 1000)
+w = sync.Worker(app, {"threads": 1}, None, wsgi.Handler)
+edge.sendall(request_frame("POST", "/", 2 << 20) + b"x" * 1000)
 fd = ours.detach()
-w.serve(g["FdConn"](fd))
+w.serve(base.FdConn(fd))
 os.close(fd)
 print(json.dumps({"busy": w.busy, "served": w.served, "inflight": len(w.inflight)}))
-`, worker)
+`, pkg)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	out, err := exec.CommandContext(ctx, py, "-c", script).Output()
@@ -1364,5 +1438,247 @@ print(json.dumps({"busy": w.busy, "served": w.served, "inflight": len(w.inflight
 	}
 	if want := (struct{ Busy, Served, Inflight int }{0, 1, 0}); got != want {
 		t.Errorf("after the request: %+v, want %+v", got, want)
+	}
+}
+
+// pyPackage writes the edged_worker package into a directory of its own
+// and returns the directory, for scripts that import it from files.
+func pyPackage(tb testing.TB) string {
+	tb.Helper()
+	dir := tb.TempDir()
+	if err := python.WriteTo(dir); err != nil {
+		tb.Fatal(err)
+	}
+	return dir
+}
+
+// pyFrame is Python for the scripts that drive a worker by hand:
+// request_frame(method, path, body_len) is the request frame edge sends
+// (the body follows in one frame of body_len bytes; only its header is
+// made here).
+const pyFrame = `
+from edged_worker import frames as _f
+def request_frame(method, path, body_len=0):
+    strs = [method, "http", "HTTP/1.1", path, path, "", "", "localhost", "80", "127.0.0.1", "", ""]
+    payload = _f.REQUEST_FIXED.pack(0, body_len, 0, 0, 0) + "\0".join(strs).encode("latin-1")
+    out = _f.header(_f.REQUEST, len(payload)) + payload
+    if body_len:
+        out += _f.chunk_header(body_len)
+    return out
+`
+
+// The protocol's numbers are defined once on each side: pkg/wire for
+// edged, edged_worker/frames.py for the worker. They must be the same.
+func TestProtocolConstants(t *testing.T) {
+	py := interpreter(t)
+	script := fmt.Sprintf(`
+import json, sys
+sys.path.insert(0, %q)
+from edged_worker import base, frames, wsgi
+print(json.dumps({
+    "version": frames.VERSION, "request": frames.REQUEST, "body": frames.BODY, "head": frames.HEAD,
+    "end": frames.END, "abort": frames.ABORT, "expired": frames.EXPIRED,
+    "header_len": frames.HEADER_LEN, "request_fixed": frames.REQUEST_FIXED.size,
+    "max_head": frames.MAX_HEAD, "max_chunk": frames.MAX_CHUNK, "stats_len": frames.STATS_LEN,
+    "fields": list(frames.REQUEST_FIELDS), "memory_body": [frames.MEMORY_BODY],
+    "rid_mark": wsgi.RID_MARK,
+}))
+`, pyPackage(t))
+	out, err := exec.Command(py, "-c", script).Output()
+	if err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	var got struct {
+		Version, Request, Body, Head, End, Abort, Expired int
+		HeaderLen                                         int `json:"header_len"`
+		RequestFixed                                      int `json:"request_fixed"`
+		MaxHead                                           int `json:"max_head"`
+		MaxChunk                                          int `json:"max_chunk"`
+		StatsLen                                          int `json:"stats_len"`
+		Fields                                            []string
+		MemoryBody                                        []int  `json:"memory_body"`
+		RIDMark                                           string `json:"rid_mark"`
+	}
+	if err := json.Unmarshal(out, &got); err != nil {
+		t.Fatalf("%q: %v", out, err)
+	}
+	for _, c := range []struct {
+		name     string
+		py, want int
+	}{
+		{"VERSION", got.Version, wire.Version},
+		{"REQUEST", got.Request, int(wire.TypeRequest)},
+		{"BODY", got.Body, int(wire.TypeBody)},
+		{"HEAD", got.Head, int(wire.TypeHead)},
+		{"END", got.End, int(wire.TypeEnd)},
+		{"ABORT", got.Abort, int(wire.TypeAbort)},
+		{"EXPIRED", got.Expired, int(wire.TypeExpired)},
+		{"HEADER_LEN", got.HeaderLen, wire.HeaderLen},
+		{"REQUEST_FIXED", got.RequestFixed, wire.RequestFixed},
+		{"MAX_HEAD", got.MaxHead, wire.MaxHead},
+		{"MAX_CHUNK", got.MaxChunk, wire.MaxChunk},
+		{"STATS_LEN", got.StatsLen, wire.StatsLen},
+		{"MEMORY_BODY", got.MemoryBody[0], upstream.FullBodyAt},
+	} {
+		if c.py != c.want {
+			t.Errorf("frames %s = %d, edged's is %d", c.name, c.py, c.want)
+		}
+	}
+	if !slices.Equal(got.Fields, wire.RequestFields) {
+		t.Errorf("REQUEST_FIELDS = %q, edged's are %q", got.Fields, wire.RequestFields)
+	}
+	if got.RIDMark != ridMark {
+		t.Errorf("RID_MARK = %q, workerd's is %q", got.RIDMark, ridMark)
+	}
+}
+
+// The environ the Python side builds from a neutral request is the one
+// pkg/wire says it builds (Incoming.Environ, which the edge's tests check
+// the edge's requests against): the two are held to each other here.
+func TestPythonEnvironMatchesWire(t *testing.T) {
+	p := startWorker(t, "testapp:app", config.ClassSync, zerolog.WarnLevel, nil)
+	tests := []struct {
+		name    string
+		fields  map[string]string
+		headers []string
+	}{
+		{"plain", map[string]string{"method": "GET", "path": "/", "target": "/"}, nil},
+		{"root split", map[string]string{"method": "GET", "path": "/app/x", "root": "/app", "target": "/app/x?q", "query": "q"}, nil},
+		{"root alone", map[string]string{"method": "GET", "path": "/app", "root": "/app"}, nil},
+		{"root only as a segment", map[string]string{"method": "GET", "path": "/application", "root": "/app"}, nil},
+		{"everything", map[string]string{
+			"method": "POST", "scheme": "https", "protocol": "HTTP/2.0", "target": "/caf%C3%A9?a=%20", "path": "/caf\xc3\xa9",
+			"query": "a=%20", "server_name": "example.com", "server_port": "443", "client_addr": "2001:db8::1", "client_port": "5000",
+			"request_id": "r1",
+		}, []string{
+			"Host", "example.com", "Content-Type", "text/plain", "Content-Length", "3", "X-Forwarded-For", "2001:db8::1",
+			"Accept", "a", "Accept", "b", "Cookie", "a=1", "Cookie", "b=2", "X-Caf", "caf\xe9", "X-Empty", "",
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var f wire.Request
+			for _, name := range wire.RequestFields {
+				f.Add(tt.fields[name])
+			}
+			for _, h := range append([]string{"X-Test", "echo"}, tt.headers...) {
+				f.Add(h)
+			}
+			body := []byte{}
+			if tt.fields["method"] == "POST" {
+				body = []byte("abc")
+			}
+			frame := append(f.Frame(int64(len(body)), time.Time{}), body...)
+			in, err := wire.ReadRequest(bufio.NewReader(bytes.NewReader(frame)), 1<<20)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := in.Environ()
+
+			conn, err := net.Dial("unix", p.sock)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			conn.SetDeadline(time.Now().Add(30 * time.Second))
+			conn.Write(frame)
+			resp, err := readResponse(conn)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got echoed
+			resp.json(t, &got)
+			for k, v := range got.Environ {
+				got.Environ[k] = latin1(t, v)
+			}
+			for k, v := range want {
+				if got.Environ[k] != v {
+					t.Errorf("environ[%q] = %q, wire says %q", k, got.Environ[k], v)
+				}
+			}
+			for k := range got.Environ {
+				if _, ok := want[k]; !ok && (strings.HasPrefix(k, "HTTP_") || strings.HasPrefix(k, "CONTENT_") || k == "REMOTE_PORT") {
+					t.Errorf("environ[%q] = %q, which wire does not have", k, got.Environ[k])
+				}
+			}
+		})
+	}
+}
+
+// A worker still answers the frames of the version before (an edged of
+// the last release, which runs until an upgrade restarts it after the
+// workers): a request as that edged sent it, with the environ built, and
+// the answer in its frames.
+func TestPythonLegacyFrames(t *testing.T) {
+	p := startWorker(t, "testapp:app", config.ClassSync, zerolog.WarnLevel, nil)
+	v1 := func(env []string, body []byte, deadline time.Time) []byte {
+		e := strings.Join(env, "\x00")
+		b := binary.LittleEndian.AppendUint32(nil, uint32(len(e)))
+		b = binary.LittleEndian.AppendUint64(b, uint64(len(body)))
+		var dl uint64
+		if !deadline.IsZero() {
+			dl = uint64(deadline.UnixNano())
+		}
+		b = binary.LittleEndian.AppendUint64(b, dl)
+		return append(append(b, e...), body...)
+	}
+	// readV1 reads an answer in version 1's frames: the head's fields,
+	// the body, and the end marker.
+	readV1 := func(frame []byte) ([]string, string, uint32) {
+		conn, err := net.Dial("unix", p.sock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		conn.SetDeadline(time.Now().Add(30 * time.Second))
+		conn.Write(frame)
+		r := bufio.NewReader(conn)
+		u32 := func() uint32 {
+			var b [4]byte
+			if _, err := io.ReadFull(r, b[:]); err != nil {
+				t.Fatalf("reading a length: %v", err)
+			}
+			return binary.LittleEndian.Uint32(b[:])
+		}
+		n := u32()
+		if n >= 0xFFFFFFF0 {
+			return nil, "", n
+		}
+		h := make([]byte, n)
+		io.ReadFull(r, h)
+		var body []byte
+		for {
+			n := u32()
+			if n == 0 || n >= 0xFFFFFFF0 {
+				if n == 0xFFFFFFFD {
+					io.CopyN(io.Discard, r, 32)
+				}
+				return strings.Split(string(h), "\x00"), string(body), n
+			}
+			chunk := make([]byte, n)
+			io.ReadFull(r, chunk)
+			body = append(body, chunk...)
+		}
+	}
+	env := []string{"REQUEST_METHOD", "POST", "SCRIPT_NAME", "", "PATH_INFO", "/old", "QUERY_STRING", "", "SERVER_NAME", "x",
+		"SERVER_PORT", "80", "SERVER_PROTOCOL", "HTTP/1.1", "REMOTE_ADDR", "10.0.0.1", "wsgi.url_scheme", "http",
+		"CONTENT_LENGTH", "3", "HTTP_X_TEST", "echo"}
+	head, body, end := readV1(v1(env, []byte("abc"), time.Time{}))
+	if len(head) < 2 || head[0] != "1" || head[1] != "200 OK" || end != 0xFFFFFFFD {
+		t.Fatalf("answer head %q, end %#x; want worker 1, 200 OK, measured", head, end)
+	}
+	var got echoed
+	if err := json.Unmarshal([]byte(body), &got); err != nil {
+		t.Fatalf("%q: %v", body, err)
+	}
+	if got.Environ["PATH_INFO"] != "/old" || got.Environ["REMOTE_ADDR"] != "10.0.0.1" || got.BodyLen != 3 {
+		t.Errorf("the app saw %v and %d bytes of body", got.Environ, got.BodyLen)
+	}
+	if _, _, end := readV1(v1(env, nil, time.Now().Add(-time.Second))); end != 0xFFFFFFFE {
+		t.Errorf("a request past its deadline: %#x, want the expired marker", end)
+	}
+	// And the frames of this version still work on the same worker.
+	if resp := dial(t, p.sock).do(t, environ("echo"), nil); resp.Status != 200 {
+		t.Errorf("a request of this version after: %d", resp.Status)
 	}
 }

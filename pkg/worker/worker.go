@@ -184,7 +184,7 @@ func (w *Worker) start(conf childConf, lf *os.File) (*child, error) {
 		}()
 	}
 	go func() {
-		srcW.Write(python.Source)
+		srcW.Write(python.Bundle())
 		srcW.Close()
 	}()
 	c := &child{cmd: cmd, waited: make(chan error, 1), events: make(chan struct{}), evR: evR}

@@ -93,28 +93,24 @@ func (s *state) trusted(host string) bool {
 	return false
 }
 
-// environ writes the WSGI environ of r into f. bodyLen is the buffered
-// body's length. It reports false when the request cannot be expressed
-// (a NUL byte in the decoded path).
-func (s *site) environ(f *wire.Request, r *http.Request, c client, id string, bodyLen int64) bool {
+// request writes the request as the worker gets it into f: the neutral
+// facts (wire.RequestFields) and the header list, from which the worker
+// builds a WSGI environ or an ASGI scope. bodyLen is the buffered body's
+// length. It reports false when the request cannot be expressed (a NUL
+// byte in the decoded path).
+func (s *site) request(f *wire.Request, r *http.Request, c client, id string, bodyLen int64) bool {
 	path := r.URL.Path
 	if strings.IndexByte(path, 0) >= 0 {
 		return false
 	}
 	f.Reset()
-	f.Add("REQUEST_METHOD", r.Method)
-	script := s.app.ScriptName
-	if script != "" && (path == script || strings.HasPrefix(path, script+"/")) {
-		f.Add("SCRIPT_NAME", script)
-		path = path[len(script):]
-	} else {
-		f.Add("SCRIPT_NAME", "")
-	}
-	f.Add("PATH_INFO", path)
-	f.Add("QUERY_STRING", r.URL.RawQuery)
-	f.Add("RAW_URI", r.RequestURI)
-	f.Add("REQUEST_URI", r.RequestURI)
-	f.Add("SERVER_PROTOCOL", r.Proto)
+	f.Add(r.Method)
+	f.Add(c.proto)
+	f.Add(r.Proto)
+	f.Add(r.RequestURI)
+	f.Add(path)
+	f.Add(r.URL.RawQuery)
+	f.Add(s.app.ScriptName)
 	localName, localPort := localAddr(r)
 	name, port := c.host, ""
 	if h, p, err := net.SplitHostPort(c.host); err == nil {
@@ -137,28 +133,32 @@ func (s *site) environ(f *wire.Request, r *http.Request, c client, id string, bo
 			}
 		}
 	}
-	f.Add("SERVER_NAME", name)
-	f.Add("SERVER_PORT", port)
-	f.Add("REMOTE_ADDR", c.addr)
-	if c.port != "" {
-		f.Add("REMOTE_PORT", c.port)
+	f.Add(name)
+	f.Add(port)
+	f.Add(c.addr)
+	f.Add(c.port)
+	f.Add(id)
+	if r.TLS != nil {
+		f.SetTLS(r.TLS.Version, r.TLS.CipherSuite)
 	}
-	f.Add("wsgi.url_scheme", c.proto)
-	if ct := r.Header.Get("Content-Type"); ct != "" {
-		f.Add("CONTENT_TYPE", ct)
+
+	if r.Host != "" {
+		f.AddHeader("Host", r.Host)
+	}
+	if ct := r.Header["Content-Type"]; len(ct) > 0 && ct[0] != "" {
+		f.AddHeader("Content-Type", ct[0])
 	}
 	if bodyLen > 0 || r.Header.Get("Content-Length") != "" {
-		f.Add("CONTENT_LENGTH", strconv.FormatInt(bodyLen, 10))
+		// The body is buffered whole: its length is known, whatever
+		// framing the client used.
+		f.AddHeader("Content-Length", strconv.FormatInt(bodyLen, 10))
 	}
-	if r.Host != "" {
-		f.Add("HTTP_HOST", r.Host)
-	}
-	f.Add("HTTP_X_FORWARDED_FOR", c.xff)
-	f.Add("HTTP_X_FORWARDED_PROTO", c.proto)
+	f.AddHeader("X-Forwarded-For", c.xff)
+	f.AddHeader("X-Forwarded-Proto", c.proto)
 	if c.host != "" {
-		f.Add("HTTP_X_FORWARDED_HOST", c.host)
+		f.AddHeader("X-Forwarded-Host", c.host)
 	}
-	f.Add("HTTP_X_REQUEST_ID", id)
+	f.AddHeader("X-Request-Id", id)
 
 	conn := r.Header["Connection"]
 	trusted := c.trusted
@@ -181,11 +181,9 @@ func (s *site) environ(f *wire.Request, r *http.Request, c client, id string, bo
 		if hopHeaders[name] || strings.IndexByte(name, '_') >= 0 || listed(conn, name) {
 			continue
 		}
-		sep := ","
-		if name == "Cookie" {
-			sep = "; "
+		for _, v := range vs {
+			f.AddHeader(name, v)
 		}
-		f.AddHeader(name, vs, sep)
 	}
 	return true
 }

@@ -1,0 +1,60 @@
+"""Finds the app's callable from app.module."""
+
+import ast
+import importlib
+import os
+import sys
+
+
+class AppNotFound(Exception):
+    """app.module names nothing callable: the message says what to write."""
+
+
+def load(spec, directory):
+    """Imports the callable spec names, as gunicorn reads it: "module"
+    (its "application"), "module:name", "module:obj.attr", or a factory
+    called with literal arguments, "module:create_app('x', k=1)". The call
+    is parsed, never eval'ed."""
+    sys.path.insert(0, directory)
+    os.chdir(directory)
+    module, _, expr = spec.partition(":")
+    expr = expr or "application"
+    try:
+        tree = ast.parse(expr, mode="eval").body
+    except SyntaxError:
+        raise AppNotFound("%r is not a name or a call of one" % expr) from None
+    call = None
+    if isinstance(tree, ast.Call):
+        call, tree = tree, tree.func
+    names = []
+    while isinstance(tree, ast.Attribute):
+        names.insert(0, tree.attr)
+        tree = tree.value
+    if not isinstance(tree, ast.Name):
+        raise AppNotFound("%r is not a name or a call of one" % expr)
+    names.insert(0, tree.id)
+    args, kwargs = [], {}
+    if call is not None:
+        try:
+            args = [ast.literal_eval(a) for a in call.args]
+            for k in call.keywords:
+                if k.arg is None:
+                    raise ValueError("**")
+                kwargs[k.arg] = ast.literal_eval(k.value)
+        except ValueError:
+            raise AppNotFound("the arguments of %s must be Python literals (strings, numbers, "
+                              "True/False/None, lists, dicts)" % expr) from None
+    obj = importlib.import_module(module)
+    for i, name in enumerate(names):
+        try:
+            obj = getattr(obj, name)
+        except AttributeError:
+            raise AppNotFound("module %s has no %s: name the WSGI callable, as in %s:app or %s:create_app()"
+                              % (module, ".".join(names[:i + 1]), module, module)) from None
+    if call is not None:
+        if not callable(obj):
+            raise AppNotFound("%s:%s is %s, not a factory to call" % (module, ".".join(names), type(obj).__name__))
+        obj = obj(*args, **kwargs)
+    if not callable(obj):
+        raise AppNotFound("%s gave %s, not a WSGI callable" % (spec, type(obj).__name__))
+    return obj
