@@ -114,14 +114,18 @@ const (
 	// monkey-patched before the app is imported (gunicorn's gevent
 	// worker): for apps that spend their time waiting on I/O.
 	ClassGevent = "gevent"
+	// ClassASGI runs an ASGI app (FastAPI, Starlette, Django's asgi.py)
+	// on an asyncio loop, uvloop where the interpreter has it:
+	// pool.connections requests at once in each worker.
+	ClassASGI = "asgi"
 )
 
 // Pool is the set of workerd instances.
 type Pool struct {
 	Class   string `toml:"class"`
 	Threads int    `toml:"threads"`
-	// Connections is how many requests one gevent worker runs at once
-	// (gunicorn's worker_connections).
+	// Connections is how many requests one gevent or asgi worker runs at
+	// once (gunicorn's worker_connections, uvicorn's limit_concurrency).
 	Connections int `toml:"connections"`
 	// Workers is the instance count; 0 means (2 x cores) + 1.
 	Workers   int    `toml:"workers"`
@@ -520,13 +524,15 @@ func (a *App) validate(sc scope) {
 
 func (p *Pool) validate(sc scope) {
 	switch p.Class {
-	case ClassSync, ClassThreads, ClassGevent:
+	case ClassSync, ClassThreads, ClassGevent, ClassASGI:
+	case "uvicorn", "uvicorn.workers.UvicornWorker":
+		sc.fail([]string{"pool", "class"}, fmt.Sprintf("%q is uvicorn's: write \"asgi\" for an ASGI app (FastAPI, Starlette, Django's asgi.py)", p.Class))
 	case "gthread":
 		sc.fail([]string{"pool", "class"}, "\"gthread\" is gunicorn's name: write \"threads\"")
 	case "eventlet":
 		sc.fail([]string{"pool", "class"}, "\"eventlet\" is not available: use \"gevent\" for I/O-bound apps")
 	default:
-		sc.fail([]string{"pool", "class"}, fmt.Sprintf("unknown worker class %q: use \"sync\", \"threads\" or \"gevent\"", p.Class))
+		sc.fail([]string{"pool", "class"}, fmt.Sprintf("unknown worker class %q: use \"sync\", \"threads\" or \"gevent\" for a WSGI app, \"asgi\" for an ASGI app", p.Class))
 	}
 	if p.Connections < 1 || p.Connections > 100000 {
 		sc.fail([]string{"pool", "connections"}, fmt.Sprintf("%d is out of range: use 1 to 100000", p.Connections))

@@ -320,8 +320,11 @@ func checkIOBound(p *patient) finding {
 	if f, ok := p.needMetrics(); !ok {
 		return f
 	}
-	if p.cfg.Pool.Class == config.ClassGevent {
+	switch p.cfg.Pool.Class {
+	case config.ClassGevent:
 		return ok("the gevent class: a request that waits on I/O does not hold a worker")
+	case config.ClassASGI:
+		return ok("the asgi class: a request that awaits I/O does not hold a worker")
 	}
 	var bound []string
 	for _, u := range p.routes() {
@@ -575,7 +578,7 @@ func checkCPURoutes(p *patient) finding {
 		total += u.cpu
 	}
 	if total == 0 {
-		return skip("no CPU time measured (the gevent class cannot tell one greenlet's CPU from another's)")
+		return skip("no CPU time measured (the gevent and asgi classes cannot tell one request's CPU from another's)")
 	}
 	var heavy []string
 	for _, u := range routes {

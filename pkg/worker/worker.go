@@ -358,8 +358,11 @@ func (w *Worker) readEvents(r *os.File, importErr *atomic.Pointer[ImportError]) 
 			if id, _ := ev["request_id"].(string); id != "" {
 				e = e.Str("request_id", id)
 			}
-			e.Interface("seconds", ev["seconds"]).Str("traceback", tb).
-				Msg("request hung past app.timeout: the python process stops here, and a new one starts")
+			msg := "request hung past app.timeout: the python process stops here, and a new one starts"
+			if alone, _ := ev["greenlet"].(bool); alone {
+				msg = "request hung past app.timeout: it alone is ended here, the others go on"
+			}
+			e.Interface("seconds", ev["seconds"]).Str("traceback", tb).Msg(msg)
 		case "recycle":
 			w.recycled.Store(true)
 			w.log.Info().Interface("served", ev["served"]).Msg("max_requests reached, recycling python process")
@@ -396,8 +399,8 @@ func (w *Worker) Status() string {
 	switch class {
 	case config.ClassThreads:
 		class = fmt.Sprintf("threads x%d", w.cfg.Pool.Threads)
-	case config.ClassGevent:
-		class = fmt.Sprintf("gevent x%d", w.cfg.Pool.Connections)
+	case config.ClassGevent, config.ClassASGI:
+		class = fmt.Sprintf("%s x%d", class, w.cfg.Pool.Connections)
 	}
 	if !w.loaded.Load() {
 		return fmt.Sprintf("%s, loading %s", class, w.cfg.App.Module)

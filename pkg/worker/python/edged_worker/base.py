@@ -75,6 +75,7 @@ class Worker:
         self.threads = conf.get("threads", 1)
         self.connections = conf.get("connections", 1000)
         self.max_requests = conf.get("max_requests", 0)
+        self.conf_module = conf.get("module", "")
         self.pid = os.getpid()
         self.rss_kib = 0
         self.rss_at = 0.0
@@ -93,7 +94,7 @@ class Worker:
         # Written to when the worker should stop taking requests: it wakes
         # every thread waiting for the next one.
         self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        self.handler = handler(app, self)
+        self.handler = handler(app, self) if handler is not None else None
 
     # -- what a class may change -------------------------------------------
 
@@ -192,15 +193,24 @@ class Worker:
                 self.hung(*oldest)
             time.sleep(1)
 
-    def report_hung(self, key, req):
+    def stack_of(self, key, req):
+        """Where the request's thread or greenlet is."""
         task = req.task
         if task is not None:
             frame = getattr(task, "gr_frame", None)
         else:
             frame = sys._current_frames().get(key)
-        stack = "".join(traceback.format_stack(frame)) if frame is not None else "(no stack)"
+        return "".join(traceback.format_stack(frame)) if frame is not None else "(no stack)"
+
+    def report_hung(self, key, req, stack=None, task=None):
+        """The hung event: task says whether the request alone is ended
+        (a greenlet, a task), not the process."""
+        if stack is None:
+            stack = self.stack_of(key, req)
+        if task is None:
+            task = req.task is not None
         event("hung", method=req.method, path=req.path, seconds=round(time.monotonic() - req.started, 1),
-              timeout=self.timeout, traceback=stack, greenlet=task is not None, request_id=req.rid)
+              timeout=self.timeout, traceback=stack, greenlet=task, request_id=req.rid)
 
     def begin(self, method, path, rid):
         info = InFlight(method, path, self.current_task(), rid)

@@ -2,6 +2,7 @@
 
 import ast
 import importlib
+import inspect
 import os
 import sys
 
@@ -58,3 +59,38 @@ def load(spec, directory):
     if not callable(obj):
         raise AppNotFound("%s gave %s, not a WSGI callable" % (spec, type(obj).__name__))
     return obj
+
+
+def kind(app):
+    """How app wants to be called: "asgi3" (an async callable of scope,
+    receive, send), "asgi2" (a class whose instances, made from a scope,
+    are async callables of receive and send) or "wsgi" (anything else)."""
+    if inspect.isclass(app):
+        if inspect.iscoroutinefunction(app.__dict__.get("__call__")) or any(
+                inspect.iscoroutinefunction(c.__dict__.get("__call__")) for c in app.__mro__):
+            return "asgi2"
+        return "wsgi"
+    if inspect.iscoroutinefunction(app) or inspect.iscoroutinefunction(getattr(app, "__call__", None)):
+        return "asgi3"
+    return "wsgi"
+
+
+def asgi3(app, how):
+    """app as an ASGI 3 callable."""
+    if how != "asgi2":
+        return app
+
+    async def app3(scope, receive, send):
+        await app(scope)(receive, send)
+    return app3
+
+
+def mismatch(spec, how, cls):
+    """What is wrong when app (of kind how) does not suit the class, or
+    None."""
+    if cls == "asgi" and how == "wsgi":
+        return ("%s is a WSGI app (or not an async callable): set pool.class = \"sync\", \"threads\" or \"gevent\", "
+                "or name the ASGI app" % spec)
+    if cls != "asgi" and how != "wsgi":
+        return "%s is an ASGI app: set pool.class = \"asgi\"" % spec
+    return None

@@ -2,6 +2,7 @@
 workerd asked for."""
 
 import faulthandler
+import gc
 import importlib
 import json
 import os
@@ -11,10 +12,10 @@ import traceback
 
 from edged_worker import events
 from edged_worker.events import event
-from edged_worker.load import AppNotFound, load
+from edged_worker.load import AppNotFound, asgi3, kind, load, mismatch
 
 # pool.class -> the module that has its Worker.
-CLASSES = {"sync": "sync", "threads": "threads", "gevent": "gevent"}
+CLASSES = {"sync": "sync", "threads": "threads", "gevent": "gevent", "asgi": "asyncio"}
 
 
 def set_title(title):
@@ -64,10 +65,25 @@ def main():
             tb = "".join(te.format()) if te.stack or isinstance(e, SyntaxError) else ""
         event("import_failed", module=conf["module"], summary=summary, traceback=tb)
         os._exit(3)
+    cls = conf.get("class") or "sync"
+    how = kind(app)
+    wrong = mismatch(conf["module"], how, cls)
+    if wrong:
+        event("import_failed", module=conf["module"], summary=wrong, traceback="")
+        os._exit(3)
     if conf.get("check"):
         # edged --check: the app imports; nothing is served.
         event("ready", pid=os.getpid())
         os._exit(0)
+    # What the import made lives as long as the process: out of the
+    # collector's sight, it is not walked again at every full collection
+    # (measured: 144 -> 103 us of CPU a FastAPI request, as with the
+    # collector off).
+    gc.collect()
+    gc.freeze()
+    worker = importlib.import_module("edged_worker." + CLASSES[cls]).Worker
+    if cls == "asgi":
+        worker(asgi3(app, how), conf, socket.socket(fileno=3), None).run()
+        return
     from edged_worker import wsgi
-    cls = importlib.import_module("edged_worker." + CLASSES[conf.get("class") or "sync"]).Worker
-    cls(app, conf, socket.socket(fileno=3), wsgi.Handler).run()
+    worker(app, conf, socket.socket(fileno=3), wsgi.Handler).run()
