@@ -42,7 +42,48 @@ func startSides(t *testing.T, static string) map[string]benchSide {
 		nginxAlone:     startStaticNginx(t, static, sync),
 		edgedSites:     startEdgedSites(t),
 		gunicornSites:  startGunicornSites(t),
+		edgedASGI:      startEdgedASGI(t),
+		uvicorn:        startUvicorn(t),
 	}
+}
+
+// startEdgedASGI runs the FastAPI app on edged's asgi class.
+func startEdgedASGI(t *testing.T) benchSide {
+	s, err := trySuite(t, suiteOpts{module: "fastapiapp:app", workers: benchWorkers, class: "asgi",
+		pool: fmt.Sprintf("connections = %d", gunicornConnections), extra: "access = false"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid := s.cmd.Process.Pid
+	return benchSide{base: s.http, procs: func(p procTable) []int { return p.tree(pid)[1:] }}
+}
+
+// startUvicorn runs the FastAPI app on uvicorn (uvloop and httptools, as
+// its "standard" install has them) on a Unix socket behind nginx, with
+// the location uvicorn's deployment guide gives, which also carries
+// WebSockets.
+func startUvicorn(t *testing.T) benchSide {
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "uvicorn.sock")
+	backend := startBackend(t, dir, python, "-m", "uvicorn", "--uds", sock, "--workers", strconv.Itoa(benchWorkers),
+		"--loop", "uvloop", "--http", "httptools", "--app-dir", filepath.Join(repoRoot, "testdata", "apps"),
+		"--limit-concurrency", strconv.Itoa(gunicornConnections), "--log-level", "warning", "--no-access-log", "fastapiapp:app")
+	return startNginx(t, dir, fmt.Sprintf(`
+        map $http_upgrade $connection_upgrade { default upgrade; '' close; }
+        upstream app { server unix:%s fail_timeout=0; }
+        server {
+            listen %%s;
+            location / {
+                proxy_set_header Host $http_host;
+                proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+                proxy_set_header X-Forwarded-Proto $scheme;
+                proxy_set_header Upgrade $http_upgrade;
+                proxy_set_header Connection $connection_upgrade;
+                proxy_http_version 1.1;
+                proxy_redirect off;
+                proxy_pass http://app;
+            }
+        }`, sock), "/hello", backend)
 }
 
 // startEdgedSites runs edged with two [[site]]s, each the Flask app with

@@ -30,6 +30,10 @@ const (
 	// two gunicorns.
 	edgedSites    = "edged two sites"
 	gunicornSites = "nginx+gunicorn two sites"
+	// The FastAPI app: edged's asgi class, and uvicorn (uvloop,
+	// httptools) behind nginx's usual location for it.
+	edgedASGI = "edged asgi"
+	uvicorn   = "nginx+uvicorn"
 )
 
 // benchSites are the host names of the two-site sides, and the worker
@@ -104,6 +108,8 @@ var benchScenarios = []benchScenario{
 		sides: []string{edgedSync, nginxAlone}, vs: []string{nginxAlone}},
 	{name: "Flask GET /hello on two sites at once (3 + 2 workers, c32 each)", path: "/hello", conns: 64, hosts: []string{"shop.bench", "blog.bench"},
 		sides: []string{edgedSites, gunicornSites}, vs: []string{gunicornSites}},
+	{name: "FastAPI GET /hello (JSON)", path: "/hello", conns: 64,
+		sides: []string{edgedASGI, uvicorn}, vs: []string{uvicorn}},
 }
 
 // benchFiles are the static scenarios' files, of fixed bytes, and an index
@@ -123,6 +129,11 @@ func TestBench(t *testing.T) {
 		t.Skip("run with `make bench`")
 	}
 	needFlask(t)
+	for _, m := range []string{"fastapi", "uvicorn", "uvloop", "httptools"} {
+		if err := exec.Command(python, "-c", "import "+m).Run(); err != nil {
+			t.Fatalf("%s cannot import %s: run `make bench-deps`", python, m)
+		}
+	}
 	for _, tool := range []string{"wrk", "h2load", "nginx", "gunicorn", "uwsgi"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Fatalf("%s is not installed: run `make bench-deps`", tool)
