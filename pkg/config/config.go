@@ -37,6 +37,9 @@ type Config struct {
 	Log      Log      `toml:"log"`
 	Compress Compress `toml:"compress"`
 	Metrics  Metrics  `toml:"metrics"`
+	// WebSocket bounds the WebSockets edged ends for the apps (every
+	// site's).
+	WebSocket WebSocket `toml:"websocket"`
 	// SiteBlocks are the [[site]] tables as written; Sites is what they
 	// and the top-level tables describe.
 	SiteBlocks []Site `toml:"site"`
@@ -290,6 +293,21 @@ type Compress struct {
 	ZstdLevel int  `toml:"zstd_level"` // 1 to 22, as zstd counts them
 }
 
+// WebSocket configures the WebSockets edged ends for the apps.
+type WebSocket struct {
+	// MaxMessage bounds one message either way: a client's over it is
+	// closed with 1009.
+	MaxMessage Size `toml:"max_message"`
+	// IdleTimeout closes a WebSocket with no message either way for this
+	// long (1001); 0: never (pings still find a client that is gone).
+	IdleTimeout Duration `toml:"idle_timeout"`
+	// PingInterval is how often edged pings each client; one that has
+	// not answered by the next ping is gone. 0: no pings.
+	PingInterval Duration `toml:"ping_interval"`
+	// Compress offers permessage-deflate (RFC 7692) to clients that ask.
+	Compress bool `toml:"compress"`
+}
+
 // Log configures the logs of every binary.
 type Log struct {
 	Level  string `toml:"level"`
@@ -329,6 +347,9 @@ func Default() *Config {
 			ResponseMax:    1 << 30,
 		},
 		Log: Log{Level: "info", Format: "auto", Access: true},
+		// uvicorn's ping interval; its message limit is 16 MiB, a
+		// request body's default here is 1 MiB.
+		WebSocket: WebSocket{MaxMessage: 1 << 20, PingInterval: Duration(20 * time.Second), Compress: true},
 		Compress: Compress{
 			Types: []string{"text/*", "application/json", "application/javascript", "application/xml",
 				"application/xhtml+xml", "application/rss+xml", "application/atom+xml", "image/svg+xml"},
@@ -419,6 +440,7 @@ func (c *Config) validate(v *validator) {
 	c.Pool.validate(top)
 	c.Limits.validate(top)
 	c.Compress.validate(v)
+	c.WebSocket.validate(v)
 	c.Buffers.validate(v)
 	c.Proxy.validate(v)
 	c.Log.validate(v)
@@ -683,6 +705,18 @@ func splitHostPort(a string) error {
 // errHostName is wrapped by splitHostPort for a host that is a name
 // other than "localhost".
 var errHostName = errors.New("is not an IP address")
+
+func (ws *WebSocket) validate(v *validator) {
+	if ws.MaxMessage < 125 || ws.MaxMessage > 1<<30 {
+		v.fail([]string{"websocket", "max_message"}, fmt.Sprintf("%s is out of range: use 125 bytes to 1g", ws.MaxMessage))
+	}
+	if ws.IdleTimeout < 0 {
+		v.fail([]string{"websocket", "idle_timeout"}, fmt.Sprintf("%s is negative: use a duration, or 0 for none", ws.IdleTimeout))
+	}
+	if ws.PingInterval < 0 || ws.PingInterval > 0 && ws.PingInterval.D() < time.Second {
+		v.fail([]string{"websocket", "ping_interval"}, fmt.Sprintf("%s is out of range: use 1s or more, or 0 for no pings", ws.PingInterval))
+	}
+}
 
 func (cp *Compress) validate(v *validator) {
 	if cp.GzipLevel < 1 || cp.GzipLevel > 9 {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/edged/edged/pkg/static"
 	"github.com/edged/edged/pkg/wire"
+	"github.com/edged/edged/pkg/ws"
 	"github.com/rs/zerolog"
 )
 
@@ -57,6 +58,8 @@ type logRecord struct {
 	spilled     []string
 	streamedFor time.Duration
 	err         error
+	// ws is what a WebSocket carried, once it closed.
+	ws *ws.Stats
 }
 
 // logAccess writes one structured event per request: fields, never a
@@ -109,6 +112,14 @@ func (s *site) logAccess(r *http.Request, lr *logRecord) {
 	}
 	if ua := r.Header.Get("User-Agent"); ua != "" {
 		e = e.Str("user_agent", ua)
+	}
+	if w := lr.ws; w != nil {
+		e = e.Int("close_code", w.Code).Str("closed_by", w.ClosedBy).
+			Int64("messages_in", w.MessagesIn).Int64("messages_out", w.MessagesOut).
+			Int64("bytes_in", w.BytesIn).Int64("bytes_out", w.BytesOut)
+		if w.Reason != "" {
+			e = e.Str("close_reason", w.Reason)
+		}
 	}
 	e.Send()
 }

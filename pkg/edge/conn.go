@@ -62,6 +62,15 @@ type trackedConn struct {
 	wmu  sync.Mutex
 	held *[]byte // writes not yet sent, from heldPool; nil when none
 	werr error   // why sending failed: every later read and write fails so
+	// direct: every write goes out at once, none held (a WebSocket,
+	// whose messages must not wait for the client's next one).
+	direct atomic.Bool
+}
+
+// sendDirect has every write from now on go out at once.
+func (c *trackedConn) sendDirect() {
+	c.direct.Store(true)
+	c.flush()
 }
 
 // holdMax is the most output held back: a TLS record's worth.
@@ -112,6 +121,12 @@ func (c *trackedConn) Write(b []byte) (int, error) {
 	defer c.wmu.Unlock()
 	if c.werr != nil {
 		return 0, c.werr
+	}
+	if c.direct.Load() {
+		if err := c.flushLocked(); err != nil {
+			return 0, err
+		}
+		return c.send(b)
 	}
 	if c.held == nil && len(b) < holdMax {
 		c.held = heldPool.Get().(*[]byte)

@@ -16,6 +16,7 @@ import (
 	"github.com/edged/edged/pkg/config"
 	"github.com/edged/edged/pkg/metric"
 	"github.com/edged/edged/pkg/wire"
+	"github.com/edged/edged/pkg/ws"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -48,6 +49,11 @@ type metrics struct {
 	rss      *prometheus.GaugeVec   // by worker
 	restarts *prometheus.CounterVec // by worker
 
+	webSockets *prometheus.GaugeVec   // by site
+	wsMessages *prometheus.CounterVec // by site, direction
+	wsBytes    *prometheus.CounterVec // by site, direction
+	wsClosed   *prometheus.CounterVec // by site, code
+
 	mu     sync.Mutex
 	pids   map[string]uint32 // worker -> its Python process's pid
 	routes routeTable
@@ -58,6 +64,8 @@ const (
 	kindStatic = "static"
 	kindApp    = "app"
 	kindEdge   = "edge" // answered by edged itself: an error, OPTIONS *
+	// kindWebSocket: a WebSocket's opening (counted when it closes).
+	kindWebSocket = "websocket"
 )
 
 // latencyBuckets span 1 ms to 30 s (app.timeout's default).
@@ -102,8 +110,17 @@ func newMetrics() *metrics {
 		Help: "Resident memory of each worker's Python process, as of its last answer."}, []string{metric.LabelWorker})
 	m.restarts = prometheus.NewCounterVec(prometheus.CounterOpts{Name: metric.WorkerRestartsTotal,
 		Help: "New Python processes seen answering for each worker, after its first."}, []string{metric.LabelWorker})
+	m.webSockets = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: metric.Websockets,
+		Help: "WebSockets open, by site."}, []string{metric.LabelSite})
+	m.wsMessages = prometheus.NewCounterVec(prometheus.CounterOpts{Name: metric.WebsocketMessagesTotal,
+		Help: "WebSocket messages, by site and direction (in: from clients, out: to them), counted when each WebSocket closes."}, []string{metric.LabelSite, metric.LabelDirection})
+	m.wsBytes = prometheus.NewCounterVec(prometheus.CounterOpts{Name: metric.WebsocketBytesTotal,
+		Help: "WebSocket message bytes, by site and direction, counted when each WebSocket closes."}, []string{metric.LabelSite, metric.LabelDirection})
+	m.wsClosed = prometheus.NewCounterVec(prometheus.CounterOpts{Name: metric.WebsocketsClosedTotal,
+		Help: "Websockets closed, by site and close code (1000 normal, 1001 going away or idle, 1006 no close frame, 1007 invalid UTF-8, 1009 too big, 1011 the worker went away, 1012 restart)."}, []string{metric.LabelSite, metric.LabelCode})
 	for _, c := range []prometheus.Collector{m.requests, m.duration, m.queueWait, m.appTime, m.appWall, m.appCPU, m.rejected,
 		m.bytesIn, m.bytesOut, m.spills, m.streamed, m.streamFor, m.tls, m.served, m.busy, m.rss, m.restarts,
+		m.webSockets, m.wsMessages, m.wsBytes, m.wsClosed,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
 		f(c)
 	}
@@ -363,4 +380,25 @@ func listenMetrics(cfg *config.Config) (net.Listener, error) {
 	}
 	os.Chmod(m.Listen, 0o660)
 	return l, nil
+}
+
+// webSocketOpened counts a WebSocket open on site.
+func (m *metrics) webSocketOpened(site string) {
+	if m == nil {
+		return
+	}
+	m.webSockets.WithLabelValues(site).Inc()
+}
+
+// webSocketClosed counts a WebSocket gone, with what it carried.
+func (m *metrics) webSocketClosed(site string, st ws.Stats) {
+	if m == nil {
+		return
+	}
+	m.webSockets.WithLabelValues(site).Dec()
+	m.wsMessages.WithLabelValues(site, "in").Add(float64(st.MessagesIn))
+	m.wsMessages.WithLabelValues(site, "out").Add(float64(st.MessagesOut))
+	m.wsBytes.WithLabelValues(site, "in").Add(float64(st.BytesIn))
+	m.wsBytes.WithLabelValues(site, "out").Add(float64(st.BytesOut))
+	m.wsClosed.WithLabelValues(site, strconv.Itoa(st.Code)).Inc()
 }

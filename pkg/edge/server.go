@@ -21,6 +21,7 @@ import (
 
 	"github.com/edged/edged/pkg/config"
 	"github.com/edged/edged/pkg/upstream"
+	"github.com/edged/edged/pkg/ws"
 	"github.com/rs/zerolog"
 )
 
@@ -47,6 +48,9 @@ type Server struct {
 	// httpsPort is the port of the first HTTPS listener ("" when none),
 	// where plain HTTP is redirected to.
 	httpsPort atomic.Value
+
+	// webSockets are those open, closed with 1001 when edged stops.
+	webSockets webSockets
 }
 
 var _ http.Handler = (*Server)(nil)
@@ -527,6 +531,13 @@ func (s *Server) Serve(ctx context.Context, ls *Listeners) error {
 			unfinished = e
 		}
 	}
+	// net/http's Shutdown does not wait for a WebSocket (its connection
+	// is no longer net/http's): with the listeners closed, they are
+	// closed here, with 1001, spread over a few seconds so that their
+	// clients do not all reconnect at once to wherever they go next.
+	if n := s.webSockets.closeAll(ws.GoingAway, min(3*time.Second, timeout/2), deadlineOf(grace)); n > 0 {
+		s.log.Info().Int("websockets", n).Msg("stopping: WebSockets closed with 1001 (going away)")
+	}
 	if metricsSrv != nil {
 		metricsSrv.Close()
 	}
@@ -537,6 +548,14 @@ func (s *Server) Serve(ctx context.Context, ls *Listeners) error {
 		s.log.Info().Int64("requests", s.requests.Load()).Msg("stopped")
 	}
 	return err
+}
+
+// deadlineOf is ctx's deadline, or now.
+func deadlineOf(ctx context.Context) time.Time {
+	if d, ok := ctx.Deadline(); ok {
+		return d
+	}
+	return time.Now()
 }
 
 // tempDirOK checks that spilled bodies have somewhere to go.

@@ -6,12 +6,14 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/edged/edged/pkg/config"
 	"github.com/edged/edged/pkg/htpasswd"
 	"github.com/edged/edged/pkg/route"
 	"github.com/edged/edged/pkg/static"
 	"github.com/edged/edged/pkg/upstream"
+	"github.com/edged/edged/pkg/ws"
 	"github.com/rs/zerolog"
 )
 
@@ -54,6 +56,9 @@ type site struct {
 	// plain-text error bodies, by status.
 	headers    []siteHeader
 	errorPages map[int][]byte
+
+	// wsRefusedOnce logs once that the site's class takes no WebSocket.
+	wsRefusedOnce sync.Once
 }
 
 // siteHeader is one of [site.headers]; override: it replaces the app's
@@ -105,6 +110,10 @@ func (h staticHandler) serve(w http.ResponseWriter, r *http.Request, _ client, l
 type appHandler struct{ s *site }
 
 func (h appHandler) serve(w http.ResponseWriter, r *http.Request, c client, lr *logRecord) {
+	if ws.Wants(r) {
+		h.s.serveWebSocket(w, r, c, lr)
+		return
+	}
 	h.s.serveApp(w, r, c, lr)
 }
 

@@ -33,18 +33,25 @@ const (
 	InFlightRequests           = "edged_in_flight_requests"        // gauge
 	WorkerInFlightRequests     = "edged_worker_in_flight_requests" // gauge
 	AbandonedRequests          = "edged_abandoned_requests"        // gauge
+
+	Websockets             = "edged_websockets"               // gauge; site
+	WebsocketMessagesTotal = "edged_websocket_messages_total" // site, direction
+	WebsocketBytesTotal    = "edged_websocket_bytes_total"    // site, direction
+	WebsocketsClosedTotal  = "edged_websockets_closed_total"  // site, code
 )
 
 // The labels of those metrics.
 const (
-	LabelClass  = "class"  // status class: "2xx", "5xx"...
-	LabelMethod = "method" // request method
-	LabelKind   = "kind"   // who answered: "static", "app", "edge"
-	LabelSite   = "site"   // the site that took the request; "" when none did
-	LabelRoute  = "route"  // the path, id-like segments folded
-	LabelLimit  = "limit"  // the limit that turned a request away, in the config's terms
-	LabelWhat   = "what"   // "request" or "response" body
-	LabelResult = "result" // "ok" or "failed"
-	LabelWorker = "worker" // the worker's instance number
-	LabelSocket = "socket" // a listening socket: "http 0.0.0.0:80", "workers /run/..."
+	LabelClass     = "class"     // status class: "2xx", "5xx"...
+	LabelMethod    = "method"    // request method
+	LabelKind      = "kind"      // who answered: "static", "app", "edge"
+	LabelSite      = "site"      // the site that took the request; "" when none did
+	LabelRoute     = "route"     // the path, id-like segments folded
+	LabelLimit     = "limit"     // the limit that turned a request away, in the config's terms
+	LabelWhat      = "what"      // "request" or "response" body
+	LabelResult    = "result"    // "ok" or "failed"
+	LabelWorker    = "worker"    // the worker's instance number
+	LabelSocket    = "socket"    // a listening socket: "http 0.0.0.0:80", "workers /run/..."
+	LabelDirection = "direction" // "in" (from clients) or "out" (to them)
+	LabelCode      = "code"      // a WebSocket's close code
 )

@@ -227,6 +227,9 @@ type childConf struct {
 	// process is declared hung: one second past edged's own deadline, so
 	// that the client has had its 504.
 	Timeout float64 `json:"timeout"`
+	// GracefulTimeout (seconds) is how long a stop may take: the asgi
+	// class spreads its WebSockets' closes over part of it.
+	GracefulTimeout float64 `json:"graceful_timeout"`
 }
 
 // waitOutput waits a moment for the app's last output to be logged: a
@@ -264,8 +267,9 @@ func (w *Worker) runChild(ctx context.Context, lf *os.File) error {
 	w.busy.Store(0)
 	c, err := w.start(childConf{
 		Class: w.cfg.Pool.Class, Threads: threads, Connections: w.cfg.Pool.Connections,
-		MaxRequests: maxRequests(w.cfg.Pool),
-		Timeout:     w.cfg.App.Timeout.D().Seconds() + 1,
+		MaxRequests:     maxRequests(w.cfg.Pool),
+		Timeout:         w.cfg.App.Timeout.D().Seconds() + 1,
+		GracefulTimeout: w.cfg.Pool.GracefulTimeout.D().Seconds(),
 	}, lf)
 	if err != nil {
 		return err

@@ -285,3 +285,156 @@ class Lifespan:
 
 class StartupFailed(Exception):
     """The app sent lifespan.startup.failed."""
+
+
+# -- WebSockets ---------------------------------------------------------------
+
+CONNECTING, OPEN, CLOSED = range(3)
+
+
+def ws_scope(req, state):
+    """The websocket scope of req: the HTTP scope's keys less the method,
+    the scheme ws or wss, the subprotocols the client offered."""
+    s = scope(req, state)
+    del s["method"]
+    s["type"] = "websocket"
+    s["scheme"] = "wss" if s["scheme"] == "https" else "ws"
+    subprotocols = []
+    for name, value in s["headers"]:
+        if name == b"sec-websocket-protocol":
+            subprotocols += [p.strip() for p in value.decode("latin-1").split(",") if p.strip()]
+    s["subprotocols"] = subprotocols
+    s.setdefault("extensions", {})["websocket.http.response"] = {}
+    return s
+
+
+def accept_frame(subprotocol, headers):
+    if subprotocol is None:
+        subprotocol = ""
+    if type(subprotocol) is not str or (subprotocol and not TOKEN.fullmatch(subprotocol.encode("latin-1", "replace"))):
+        raise ValueError("websocket.accept: subprotocol %r is not a token" % (subprotocol,))
+    parts = [INSTANCE + subprotocol.encode("latin-1")]
+    for h in headers:
+        try:
+            name, value = h
+        except (TypeError, ValueError):
+            raise TypeError("websocket.accept: header %r is not a (name, value) pair of bytes" % (h,)) from None
+        if type(name) is not bytes or type(value) is not bytes or not TOKEN.fullmatch(name) or CONTROL.search(value):
+            raise ValueError("websocket.accept: header %r is not a token and a value without control characters" % (h,))
+        if name.lower() == b"sec-websocket-protocol":
+            continue  # edged answers it, from subprotocol
+        parts.append(name)
+        parts.append(value)
+    payload = b"\0".join(parts)
+    return frames.header(frames.ACCEPT, len(payload)) + payload
+
+
+class WebSocket:
+    """One WebSocket of an ASGI app over its worker connection: edged has
+    done the handshake's checks and speaks RFC 6455 to the client; the
+    app's events become ACCEPT, MESSAGE and CLOSE frames, and back."""
+
+    __slots__ = ("conn", "state", "connected", "http", "closed_code")
+
+    def __init__(self, conn):
+        self.conn = conn
+        self.state = CONNECTING
+        self.connected = False  # websocket.connect went to the app
+        self.http = None  # the app's own HTTP answer instead, once begun
+        self.closed_code = None
+
+    async def receive(self):
+        if not self.connected:
+            self.connected = True
+            return {"type": "websocket.connect"}
+        if self.state == CLOSED and self.closed_code is not None:
+            return {"type": "websocket.disconnect", "code": self.closed_code}
+        kind, data = await self.conn.next_message()
+        if kind == frames.CLOSE:
+            self.state = CLOSED
+            self.closed_code = data
+            return {"type": "websocket.disconnect", "code": data}
+        if kind == "text":
+            return {"type": "websocket.receive", "text": data.decode("utf-8")}
+        return {"type": "websocket.receive", "bytes": data}
+
+    async def send(self, message):
+        t = message["type"]
+        conn = self.conn
+        if t == "websocket.accept":
+            if self.state != CONNECTING or self.http is not None:
+                raise RuntimeError("websocket.accept after the WebSocket was accepted, closed or answered")
+            await conn.send(accept_frame(message.get("subprotocol"), message.get("headers", ())))
+            self.state = OPEN
+        elif t == "websocket.send":
+            if self.state != OPEN:
+                raise RuntimeError("websocket.send on a WebSocket that is not open")
+            text, data = message.get("text"), message.get("bytes")
+            if text is not None:
+                await conn.send(frames.message(text.encode("utf-8"), True))
+            elif data is not None:
+                await conn.send(frames.message(bytes(data), False))
+            else:
+                raise ValueError("websocket.send with neither text nor bytes")
+        elif t == "websocket.close":
+            if self.state == CONNECTING and self.http is None:
+                # Refused before accepting: a 403, as the spec says.
+                await conn.send(refusal(403))
+            elif self.state == OPEN:
+                reason = (message.get("reason") or "").encode("utf-8")[:123]
+                await conn.send(frames.close(int(message.get("code", 1000)), reason))
+            self.state = CLOSED
+            if self.closed_code is None:
+                self.closed_code = int(message.get("code", 1000))
+        elif t in ("websocket.http.response.start", "websocket.http.response.body"):
+            if self.state != CONNECTING:
+                raise RuntimeError("%s after the WebSocket was accepted or closed" % t)
+            if self.http is None:
+                self.http = HTTP(conn)
+            await self.http.send(dict(message, type=t.replace("websocket.", "", 1)))
+            if self.http.complete:
+                await conn.send(b"".join(self.http.out) + frames.END_FRAME)
+                self.http.out.clear()
+                self.state = CLOSED
+        else:
+            raise RuntimeError("unexpected ASGI message %r on a WebSocket" % (t,))
+
+    def server_close(self, code):
+        """Closes from the worker's side (it stops: 1012): the client is
+        told, the app hears websocket.disconnect."""
+        if self.state == OPEN:
+            self.conn.write(frames.close(code))
+        self.state = CLOSED
+        self.closed_code = code
+        self.conn.wake()
+
+
+def refusal(status):
+    h = INSTANCE + b"%d" % status
+    return frames.header(frames.HEAD, len(h)) + h + frames.END_FRAME
+
+
+async def serve_websocket(app, conn, req, state, worker):
+    """Runs the app for the WebSocket req opens, until it ends."""
+    ws = WebSocket(conn)
+    worker.sessions.add(ws)
+    try:
+        await app(ws_scope(req, state), ws.receive, ws.send)
+    except Exception:
+        if conn.broken:
+            return
+        failed(req)
+        if ws.state == CONNECTING and ws.http is None:
+            conn.write(ERROR_500)
+        elif ws.state == OPEN:
+            conn.write(frames.close(1011))
+        ws.state = CLOSED
+        return
+    finally:
+        worker.sessions.discard(ws)
+    if ws.state == CONNECTING and ws.http is None:
+        await conn.send(refusal(403))  # returned without accepting
+    elif ws.state == CONNECTING:
+        conn.write(frames.ABORT_FRAME)  # an HTTP answer left unfinished
+    elif ws.state == OPEN:
+        await conn.send(frames.close(1000))

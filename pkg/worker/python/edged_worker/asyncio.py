@@ -32,7 +32,7 @@ class Conn:
     app listens for, an answer edged is slow to take)."""
 
     __slots__ = ("worker", "sock", "fd", "taken", "buf", "req", "body_left", "in_frame", "chunks", "held",
-                 "body_done", "gone", "waiters", "task", "reading", "closed", "broken")
+                 "body_done", "gone", "waiters", "task", "reading", "closed", "broken", "inbox")
 
     def __init__(self, worker, fd):
         self.worker = worker
@@ -52,6 +52,7 @@ class Conn:
         self.reading = False
         self.closed = False
         self.broken = False  # a write to edged failed
+        self.inbox = None  # a session's messages from edged
 
     # -- reading -------------------------------------------------------------
 
@@ -99,6 +100,9 @@ class Conn:
             data, self.buf = self.buf, b""
             if self.req is None:  # expired
                 return
+        if self.req.session:
+            self.feed_session(data)
+            return
         self.feed(data)
         if self.task is None:
             if self.body_done or self.req.body_len > frames.MEMORY_BODY:
@@ -122,7 +126,8 @@ class Conn:
         need = frames.HEADER_LEN + n
         if len(buf) < need:
             return False
-        req = frames.Request(buf, frames.HEADER_LEN, need)
+        flags = frames.HEADER.unpack_from(buf, 0)[2]
+        req = frames.Request(buf, frames.HEADER_LEN, need, bool(flags & frames.FLAG_SESSION))
         self.buf = buf[need:]
         if req.deadline and time.time_ns() > req.deadline:
             self.write(frames.EXPIRED_FRAME)
@@ -158,6 +163,40 @@ class Conn:
             self.body_done = True
         self.wake()
 
+    def feed_session(self, data):
+        """Takes a session's MESSAGE and CLOSE frames apart into the inbox."""
+        if self.inbox is None:
+            self.inbox = collections.deque()
+        buf = self.buf + data
+        at = 0
+        while len(buf) - at >= frames.HEADER_LEN:
+            version, kind, flags, n = frames.HEADER.unpack_from(buf, at)
+            if version != frames.VERSION or kind not in (frames.MESSAGE, frames.CLOSE):
+                raise frames.FrameError("frame of type %d, version %d in a session" % (kind, version))
+            if len(buf) - at < frames.HEADER_LEN + n:
+                break
+            payload = buf[at + frames.HEADER_LEN:at + frames.HEADER_LEN + n]
+            at += frames.HEADER_LEN + n
+            if kind == frames.CLOSE:
+                self.inbox.append((frames.CLOSE, frames.CLOSE_CODE.unpack_from(payload)[0] if n >= 2 else 1005))
+            else:
+                self.inbox.append(("text" if flags & frames.FLAG_TEXT else "bytes", payload))
+        self.buf = buf[at:]
+        if self.task is None:
+            self.start()
+        self.read(True)
+        self.wake()
+
+    async def next_message(self):
+        """The next message from edged: ("text" or "bytes", data), or
+        (CLOSE, code) once it closes or hangs up (1006)."""
+        while not self.inbox and not self.gone:
+            self.read(True)
+            await self.wait()
+        if self.inbox:
+            return self.inbox.popleft()
+        return frames.CLOSE, 1006
+
     def start(self):
         w = self.worker
         if w.gone(self.fd):
@@ -171,9 +210,12 @@ class Conn:
     async def run(self):
         w = self.worker
         f = self.req.fields
-        w.begin(f[frames.F_METHOD], f[frames.F_PATH], f[frames.F_REQUEST_ID])
+        w.begin(f[frames.F_METHOD], f[frames.F_PATH], f[frames.F_REQUEST_ID], self.req.session)
         try:
-            await asgi.serve_http(w.app, self, self.req, w.state, w, self.taken)
+            if self.req.session:
+                await asgi.serve_websocket(w.app, self, self.req, w.state, w)
+            else:
+                await asgi.serve_http(w.app, self, self.req, w.state, w, self.taken)
         except (asyncio.CancelledError, OSError):
             pass  # ended past app.timeout, or edged hung up
         finally:
@@ -248,6 +290,7 @@ class Conn:
 class Worker(base.Worker):
 
     multithread = True
+    websockets = True
 
     def __init__(self, *args):
         super().__init__(*args)
@@ -310,6 +353,13 @@ class Worker(base.Worker):
     def stop(self, *_):
         self.stopping = True
         self.watch_queue(False)
+        # The WebSockets are told the worker restarts (1012), spread over
+        # a few seconds so that their clients do not all come back at
+        # once.
+        sessions = list(self.sessions)
+        spread = min(3.0, self.graceful / 2)
+        for i, ws in enumerate(sessions):
+            self.loop.call_later(spread * i / len(sessions), ws.server_close, 1012)
         if self.stopped is not None and not self.stopped.done():
             self.stopped.set_result(None)
 

@@ -50,15 +50,16 @@ class InFlight:
     """A request being served, for the heartbeat's look for hung ones and
     for wsgi.errors' request ids."""
 
-    __slots__ = ("started", "method", "path", "task", "rid", "line_start")
+    __slots__ = ("started", "method", "path", "task", "rid", "line_start", "session")
 
-    def __init__(self, method, path, task, rid):
+    def __init__(self, method, path, task, rid, session=False):
         self.started = time.monotonic()
         self.method = method
         self.path = path
         self.task = task  # what hung() can end alone (a greenlet), or None
         self.rid = rid
         self.line_start = True  # the last wsgi.errors write ended a line
+        self.session = session  # a WebSocket: held as long as it is open, never hung
 
 
 class Worker:
@@ -68,6 +69,8 @@ class Worker:
 
     # Whether requests may run at once in this process (wsgi.multithread).
     multithread = False
+    # Whether the class holds WebSockets (a greenlet or a task each).
+    websockets = False
 
     def __init__(self, app, conf, listener, handler):
         self.app = app
@@ -76,6 +79,7 @@ class Worker:
         self.connections = conf.get("connections", 1000)
         self.max_requests = conf.get("max_requests", 0)
         self.conf_module = conf.get("module", "")
+        self.graceful = conf.get("graceful_timeout", 30)
         self.pid = os.getpid()
         self.rss_kib = 0
         self.rss_at = 0.0
@@ -95,6 +99,7 @@ class Worker:
         # every thread waiting for the next one.
         self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self.handler = handler(app, self) if handler is not None else None
+        self.sessions = set()  # the WebSockets open
 
     # -- what a class may change -------------------------------------------
 
@@ -187,7 +192,8 @@ class Worker:
         while True:
             with self.lock:
                 served, busy, skipped = self.served, self.busy, self.skipped
-                oldest = min(self.inflight.items(), key=lambda kv: kv[1].started, default=None)
+                oldest = min(((k, r) for k, r in self.inflight.items() if not r.session),
+                             key=lambda kv: kv[1].started, default=None)
             event("stats", served=served, busy=busy, skipped=skipped)
             if oldest is not None and self.timeout and time.monotonic() - oldest[1].started > self.timeout:
                 self.hung(*oldest)
@@ -212,8 +218,8 @@ class Worker:
         event("hung", method=req.method, path=req.path, seconds=round(time.monotonic() - req.started, 1),
               timeout=self.timeout, traceback=stack, greenlet=task, request_id=req.rid)
 
-    def begin(self, method, path, rid):
-        info = InFlight(method, path, self.current_task(), rid)
+    def begin(self, method, path, rid, session=False):
+        info = InFlight(method, path, self.current_task(), rid, session)
         with self.lock:
             self.busy += 1
             self.inflight[self.task_key()] = info
@@ -273,17 +279,25 @@ class Worker:
         n = frames.check_header(buf, 0, frames.REQUEST)
         if n > frames.MAX_HEAD or n < frames.REQUEST_FIXED.size:
             raise frames.FrameError("request frame of %d bytes" % n)
+        session = bool(frames.HEADER.unpack_from(buf, 0)[2] & frames.FLAG_SESSION)
         need = frames.HEADER_LEN + n
         while len(buf) < need:
             data = recv(max(1 << 16, need - len(buf)))
             if not data:
                 return
             buf += data
-        req = frames.Request(buf, frames.HEADER_LEN, need)
+        req = frames.Request(buf, frames.HEADER_LEN, need, session)
         if req.deadline and time.time_ns() > req.deadline:
             # It waited in the queue past limits.queue_timeout: edged has
             # answered 503 (or is about to); running it now helps no one.
             conn.sendall(frames.EXPIRED_FRAME)
+            return
+        if session:
+            if self.gone(conn):
+                with self.lock:
+                    self.skipped += 1
+                return
+            self.handler.serve_session(conn, req, buf[need:])
             return
         body = frames.Body(recv, buf[need:], req.body_len)
         data = body.read_all() if req.body_len <= MEMORY_BODY else None

@@ -24,6 +24,16 @@ HEAD = 3
 END = 4
 ABORT = 5
 EXPIRED = 6
+# A long-lived exchange (a WebSocket): a REQUEST with FLAG_SESSION opens
+# it; the worker answers ACCEPT ("WORKER\0SUBPROTOCOL\0Name\0Value...")
+# or refuses with an HTTP answer; then MESSAGE (FLAG_TEXT: text, else
+# binary) and CLOSE (<u16 code> reason) both ways.
+ACCEPT = 7
+MESSAGE = 8
+CLOSE = 9
+FLAG_SESSION = 1
+FLAG_TEXT = 1
+CLOSE_CODE = struct.Struct("<H")
 
 HEADER = struct.Struct("<BBHI")
 HEADER_LEN = HEADER.size
@@ -65,6 +75,16 @@ ABORT_FRAME = header(ABORT, 0)
 EXPIRED_FRAME = header(EXPIRED, 0)
 
 
+def message(data, text):
+    """A MESSAGE frame carrying data (bytes)."""
+    return _pack(VERSION, MESSAGE, FLAG_TEXT if text else 0, len(data)) + data
+
+
+def close(code, reason=b""):
+    """A CLOSE frame."""
+    return _pack(VERSION, CLOSE, 0, 2 + len(reason)) + CLOSE_CODE.pack(code) + reason
+
+
 def measured(taken, wall, cpu, pid, rss):
     return MEASURED.pack(VERSION, END, 0, STATS_LEN, taken, wall, cpu, pid, rss)
 
@@ -88,10 +108,12 @@ class Request:
     """One request as edged sends it: the neutral facts and the header
     list, which wsgi.py (or asgi.py) turns into what the app wants."""
 
-    __slots__ = ("fields", "deadline", "body_len", "tls_version", "cipher")
+    __slots__ = ("fields", "deadline", "body_len", "tls_version", "cipher", "session")
 
-    def __init__(self, buf, start, end):
-        """The request whose payload is buf[start:end]."""
+    def __init__(self, buf, start, end, session=False):
+        """The request whose payload is buf[start:end]; session: it opens
+        a long-lived exchange."""
+        self.session = session
         self.deadline, self.body_len, self.tls_version, self.cipher, _ = REQUEST_FIXED.unpack_from(buf, start)
         fields = buf[start + REQUEST_FIXED.size:end].decode("latin-1").split("\0")
         if len(fields) < N_FIELDS or (len(fields) - N_FIELDS) % 2:

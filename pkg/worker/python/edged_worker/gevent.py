@@ -20,6 +20,7 @@ class HungRequest(Exception):
 class Worker(base.Worker):
 
     multithread = True
+    websockets = True  # environ["wsgi.websocket"], for Flask-SocketIO
 
     def __init__(self, *args):
         super().__init__(*args)
@@ -46,6 +47,13 @@ class Worker(base.Worker):
 
     def stop(self, *_):
         super().stop()
+        # The WebSockets are told the worker restarts (1012), spread over
+        # a few seconds so that their clients do not all come back at
+        # once.
+        sessions = list(self.sessions)
+        spread = min(3.0, self.graceful / 2)
+        for i, ws in enumerate(sessions):
+            gevent.spawn_later(spread * i / len(sessions), ws.server_close, 1012)
         if self.acceptor is not None:
             # Parked in accept() or waiting for a free slot: no request
             # is in its hands, so ending it loses none. It is the main

@@ -421,6 +421,43 @@ class Handler:
             finally:
                 w.end()
 
+    def serve_session(self, conn, req, rest):
+        """A WebSocket: accepted for the app at once (as gevent-websocket
+        does, before the app runs), which then talks through
+        environ["wsgi.websocket"] until it returns."""
+        w = self.worker
+        if not w.websockets:
+            h = INSTANCE + b"400 Bad Request"
+            conn.sendall(frames.header(frames.HEAD, len(h)) + h + frames.END_FRAME)
+            return
+        env = environ(self.base, req)
+        env["wsgi.input"] = io.BytesIO(b"")
+        ws = WebSocket(conn, env, rest)
+        env["wsgi.websocket"] = ws
+        env["wsgi.websocket_version"] = "13"
+        a = INSTANCE
+        conn.sendall(frames.header(frames.ACCEPT, len(a)) + a)
+        f = req.fields
+        w.begin(f[F_METHOD], f[F_PATH], f[F_REQUEST_ID], True)
+        w.sessions.add(ws)
+        result = None
+        try:
+            result = self.app(env, lambda status, headers, exc_info=None: (lambda data: None))
+            for _ in result or ():
+                pass  # what the app answers after a WebSocket goes nowhere
+        except Exception:
+            failed(env)
+            ws.close(1011)
+        finally:
+            w.sessions.discard(ws)
+            if result is not None and hasattr(result, "close"):
+                try:
+                    result.close()
+                except Exception:
+                    failed(env)
+            ws.close(1000)
+            w.end()
+
     def respond(self, conn, environ, body=None, taken=0, framing=FRAMING):
         w = self.worker
         r = Response(w, conn, body, framing)
@@ -454,6 +491,85 @@ class Handler:
                     failed(environ)
         r.out.append(framing.measured(*w.measured(taken, started, cpu)))
         r.flush(done=True)
+
+
+class WebSocket:
+    """environ["wsgi.websocket"] for the gevent class, as gevent-websocket
+    gives it (what Flask-SocketIO's gevent driver, engineio, uses):
+    receive() -> str, bytes or None once closed; send(message, binary);
+    close(code, message); version, path, origin, protocol. edged has done
+    the handshake and speaks RFC 6455 to the client: these are whole
+    messages, in frames, over the request's own connection."""
+
+    def __init__(self, conn, environ, rest):
+        self.conn = conn
+        self.environ = environ
+        self.buf = rest
+        self.closed = False
+        self.close_code = None
+        self.version = "13"
+        self.path = environ.get("PATH_INFO", "")
+        self.origin = environ.get("HTTP_ORIGIN")
+        self.protocol = None
+
+    def _frame(self):
+        """The next frame from edged: (type, flags, payload), or None when
+        the connection ends."""
+        while len(self.buf) < frames.HEADER_LEN:
+            data = self.conn.recv(1 << 16)
+            if not data:
+                return None
+            self.buf += data
+        version, kind, flags, n = frames.HEADER.unpack_from(self.buf)
+        if version != frames.VERSION or kind not in (frames.MESSAGE, frames.CLOSE):
+            raise frames.FrameError("frame of type %d, version %d in a session" % (kind, version))
+        need = frames.HEADER_LEN + n
+        while len(self.buf) < need:
+            data = self.conn.recv(max(1 << 16, need - len(self.buf)))
+            if not data:
+                return None
+            self.buf += data
+        payload, self.buf = self.buf[frames.HEADER_LEN:need], self.buf[need:]
+        return kind, flags, payload
+
+    def receive(self):
+        if self.closed:
+            return None
+        try:
+            f = self._frame()
+        except OSError:
+            f = None
+        if f is None or f[0] == frames.CLOSE:
+            self.closed = True
+            self.close_code = frames.CLOSE_CODE.unpack_from(f[2])[0] if f is not None and len(f[2]) >= 2 else 1006
+            return None
+        kind, flags, payload = f
+        if flags & frames.FLAG_TEXT:
+            return payload.decode("utf-8")
+        return payload
+
+    def send(self, message, binary=None):
+        if self.closed:
+            raise OSError("the WebSocket is closed")
+        if binary is None:
+            binary = not isinstance(message, str)
+        data = message.encode("utf-8") if isinstance(message, str) else bytes(message)
+        self.conn.sendall(frames.message(data, not binary))
+
+    def close(self, code=1000, message=b""):
+        if self.closed:
+            return
+        self.closed = True
+        if isinstance(message, str):
+            message = message.encode("utf-8")
+        try:
+            self.conn.sendall(frames.close(code, message[:123]))
+        except OSError:
+            pass
+
+    def server_close(self, code):
+        """Closes from the worker's side (it stops: 1012)."""
+        self.close(code)
 
 
 def failed(environ):
