@@ -195,8 +195,9 @@ func Serve(w http.ResponseWriter, r *http.Request, subprotocol string, peer Peer
 					code = TooBig
 					closeWith("edged", code, "message over websocket.max_message")
 				default:
+					// No close frame: the client went, or edged cut it
+					// off (a write or ping that failed says why itself).
 					code = abnormal
-					closeWith("client", code, "")
 				}
 				if code == noStatus {
 					code = 1000 // what the app is told of a close without a code
@@ -319,6 +320,6 @@ func Serve(w http.ResponseWriter, r *http.Request, subprotocol string, peer Peer
 	c.CloseNow()
 	<-done
 	peer.Close()
-	closeWith("edged", abnormal, "")
+	closeWith("client", abnormal, "")
 	return st, nil
 }
