@@ -230,3 +230,32 @@ func TestFlaskSocketIO(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// TestWebSocketPerClient: an open WebSocket is one of its client's
+// requests in hand (limits.connections_per_client) for as long as it is
+// open.
+func TestWebSocketPerClient(t *testing.T) {
+	s := startSuite(t, suiteOpts{module: "asgichat:app", class: "asgi", workers: 1, limits: "connections_per_client = 2"})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var open []*websocket.Conn
+	for i := 0; i < 2; i++ {
+		c, _, err := websocket.Dial(ctx, s.wsURL("/ws"), nil)
+		if err != nil {
+			t.Fatalf("WebSocket %d: %v", i+1, err)
+		}
+		open = append(open, c)
+	}
+	if _, resp, err := websocket.Dial(ctx, s.wsURL("/ws"), nil); err == nil || resp == nil || resp.StatusCode != 503 {
+		t.Errorf("a third WebSocket from the same client: %v %v, want 503", resp, err)
+	}
+	open[0].Close(websocket.StatusNormalClosure, "")
+	time.Sleep(200 * time.Millisecond)
+	c, _, err := websocket.Dial(ctx, s.wsURL("/ws"), nil)
+	if err != nil {
+		t.Errorf("after one closed: %v", err)
+	} else {
+		c.CloseNow()
+	}
+	open[1].CloseNow()
+}

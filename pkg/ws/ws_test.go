@@ -506,3 +506,30 @@ func TestCheck(t *testing.T) {
 		t.Errorf("Wants: true for an h2c upgrade")
 	}
 }
+
+// permessage-deflate (RFC 7692) when offered and asked for: a compressed
+// message comes back whole; when not offered, no extension is agreed.
+func TestCompression(t *testing.T) {
+	ctx := context.Background()
+	for _, offer := range []bool{true, false} {
+		peer := newPeer(true)
+		url, _, _ := serve(t, peer, Limits{MaxMessage: 1 << 20, Compress: offer})
+		c, resp, err := websocket.Dial(ctx, url, &websocket.DialOptions{CompressionMode: websocket.CompressionContextTakeover})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ext := resp.Header.Get("Sec-WebSocket-Extensions")
+		if offer != strings.Contains(ext, "permessage-deflate") {
+			t.Errorf("offered %v: Sec-WebSocket-Extensions %q", offer, ext)
+		}
+		msg := strings.Repeat("compress me ", 1000)
+		for i := 0; i < 3; i++ {
+			c.Write(ctx, websocket.MessageText, []byte(msg))
+			_, got, err := c.Read(ctx)
+			if err != nil || string(got) != strings.ToUpper(msg) {
+				t.Errorf("offered %v: echo %d: %d bytes, %v", offer, i, len(got), err)
+			}
+		}
+		c.Close(websocket.StatusNormalClosure, "")
+	}
+}
