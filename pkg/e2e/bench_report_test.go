@@ -42,10 +42,23 @@ func writeScenario(b *strings.Builder, sc benchScenario, sides map[string]benchS
 		m := r.median()
 		fmt.Fprintf(b, "| %s | %.0f | %.2f | %.2f | %.0f | %.0f |", name, m.rps, m.lat[0], m.lat[1], m.errors, float64(r.peakRSS)/(1<<20))
 		for _, inc := range sc.vs {
+			if sc.ws == "idle" {
+				fmt.Fprintf(b, " %s |", memRatio(r, res[inc]))
+				continue
+			}
 			fmt.Fprintf(b, " %s |", ratio(m.rps, res[inc]))
 		}
 		b.WriteString("\n")
 	}
+}
+
+// memRatio is the incumbent's peak RSS over the side's: above 1, the
+// side used less memory.
+func memRatio(side, inc *sideResult) string {
+	if inc == nil || side.peakRSS == 0 {
+		return "—"
+	}
+	return fmt.Sprintf("%.2fx", float64(inc.peakRSS)/float64(side.peakRSS))
 }
 
 // ratio is rps over the incumbent's median req/s.

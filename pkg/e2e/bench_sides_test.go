@@ -47,10 +47,15 @@ func startSides(t *testing.T, static string) map[string]benchSide {
 	}
 }
 
+// asgiConnections is what each ASGI worker may hold at once on both
+// ASGI sides (pool.connections, uvicorn's --limit-concurrency): enough for
+// the idle WebSockets scenario's 10,000 over 5 workers.
+const asgiConnections = 4000
+
 // startEdgedASGI runs the FastAPI app on edged's asgi class.
 func startEdgedASGI(t *testing.T) benchSide {
 	s, err := trySuite(t, suiteOpts{module: "fastapiapp:app", workers: benchWorkers, class: "asgi",
-		pool: fmt.Sprintf("connections = %d", gunicornConnections), extra: "access = false"})
+		pool: fmt.Sprintf("connections = %d", asgiConnections), extra: "access = false"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,10 +70,11 @@ func startEdgedASGI(t *testing.T) benchSide {
 func startUvicorn(t *testing.T) benchSide {
 	dir := t.TempDir()
 	sock := filepath.Join(dir, "uvicorn.sock")
-	backend := startBackend(t, dir, python, "-m", "uvicorn", "--uds", sock, "--workers", strconv.Itoa(benchWorkers),
+	uv := append([]string{python}, "-m", "uvicorn", "--uds", sock, "--workers", strconv.Itoa(benchWorkers),
 		"--loop", "uvloop", "--http", "httptools", "--app-dir", filepath.Join(repoRoot, "testdata", "apps"),
-		"--limit-concurrency", strconv.Itoa(gunicornConnections), "--log-level", "warning", "--no-access-log", "fastapiapp:app")
-	return startNginx(t, dir, fmt.Sprintf(`
+		"--limit-concurrency", strconv.Itoa(asgiConnections), "--log-level", "warning", "--no-access-log", "fastapiapp:app")
+	backend := startBackend(t, dir, uv[0], uv[1:]...)
+	return startNginxWith(t, dir, "", "worker_connections 19000;", fmt.Sprintf(`
         map $http_upgrade $connection_upgrade { default upgrade; '' close; }
         upstream app { server unix:%s fail_timeout=0; }
         server {
@@ -273,6 +279,13 @@ func startBackend(t *testing.T, dir, name string, args ...string) int {
 // it. The side's processes are nginx's and those of backends (pids).
 func startNginx(t *testing.T, dir, server, probe string, backends ...int) benchSide {
 	t.Helper()
+	return startNginxWith(t, dir, "", "worker_connections 4096;", server, probe, backends...)
+}
+
+// startNginxWith is startNginx with more main-context directives (main)
+// and its own events block body (events).
+func startNginxWith(t *testing.T, dir, main, events, server, probe string, backends ...int) benchSide {
+	t.Helper()
 	addr := freePort(t)
 	user := ""
 	if os.Getuid() == 0 {
@@ -283,7 +296,8 @@ worker_processes auto;
 daemon off;
 pid %[2]s/nginx.pid;
 error_log %[2]s/error.log warn;
-events { worker_connections 4096; }
+%[4]s
+events { %[5]s }
 http {
     access_log off;
     client_body_temp_path %[2]s/body;
@@ -293,7 +307,7 @@ http {
     scgi_temp_path %[2]s/scgi;
 %[3]s
 }
-`, user, dir, fmt.Sprintf(server, addr))
+`, user, dir, fmt.Sprintf(server, addr), main, events)
 	cf := filepath.Join(dir, "nginx.conf")
 	os.WriteFile(cf, []byte(conf), 0o644)
 	n := exec.Command("nginx", "-c", cf, "-p", dir)

@@ -59,12 +59,21 @@ type benchScenario struct {
 	// header), conns shared among them, all at once; the side's figures
 	// are their sum (req/s, errors) and their worst (latency).
 	hosts []string
+	// ws, when set, is a WebSocket load with wsload (testdata/wsload):
+	// "echo" (messages of 1 KiB sent and echoed, each connection one at
+	// a time) or "idle" (conns opened and held; the figure that counts
+	// is the stack's memory, and the ratio is the incumbent's peak RSS
+	// over the side's).
+	ws    string
 	sides []string // in the order run and shown
 	vs    []string // the incumbents every side gets a ratio to
 }
 
 // tool is the load generator of sc.
 func (sc benchScenario) tool() benchTool {
+	if sc.ws != "" {
+		return wsload
+	}
 	if sc.streams > 0 {
 		return h2load
 	}
@@ -85,6 +94,9 @@ func (sc benchScenario) load() string {
 
 // url is where side takes sc's load.
 func (sc benchScenario) url(side benchSide) string {
+	if sc.ws != "" {
+		return "ws" + strings.TrimPrefix(side.base, "http") + sc.path
+	}
 	if sc.tls {
 		return side.https + sc.path
 	}
@@ -109,6 +121,13 @@ var benchScenarios = []benchScenario{
 	{name: "Flask GET /hello on two sites at once (3 + 2 workers, c32 each)", path: "/hello", conns: 64, hosts: []string{"shop.bench", "blog.bench"},
 		sides: []string{edgedSites, gunicornSites}, vs: []string{gunicornSites}},
 	{name: "FastAPI GET /hello (JSON)", path: "/hello", conns: 64,
+		sides: []string{edgedASGI, uvicorn}, vs: []string{uvicorn}},
+	{name: "FastAPI WebSocket echo, 1 KiB text messages (messages/s)", path: "/ws", conns: 100, ws: "echo",
+		sides: []string{edgedASGI, uvicorn}, vs: []string{uvicorn}},
+	// 9,000 rather than 10,000: the hard limit on descriptors here is
+	// 20,000 (and cannot be raised: no CAP_SYS_RESOURCE), and edged holds
+	// two for each WebSocket, the client's and its worker's.
+	{name: "FastAPI, 9,000 idle WebSockets (the figure is peak RSS; ratio: the incumbent's RSS over the side's)", path: "/ws", conns: 9000, ws: "idle",
 		sides: []string{edgedASGI, uvicorn}, vs: []string{uvicorn}},
 }
 
@@ -143,6 +162,12 @@ func TestBench(t *testing.T) {
 		t.Fatalf("%s cannot import gevent: run `make bench-deps`", python)
 	}
 	load := benchLoadFromEnv(t)
+	build := exec.Command("go", "build", "-o", binDir+"/", "./pkg/e2e/testdata/wsload")
+	build.Dir = repoRoot
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building wsload: %v\n%s", err, out)
+	}
+	wsload.path = filepath.Join(binDir, "wsload")
 	sides := startSides(t, writeBenchFiles(t))
 
 	results := make([]map[string]*sideResult, len(benchScenarios))
@@ -212,6 +237,7 @@ type loadResult struct {
 // benchTool is a load generator.
 type benchTool struct {
 	name    string
+	path    string    // where it is, when not on PATH
 	latency [2]string // what its two latency figures are, as the table heads them
 	// args is its command line for sc, less the URL.
 	args  func(t *testing.T, sc benchScenario, load benchLoad) []string
@@ -265,6 +291,29 @@ var h2load = benchTool{
 	},
 }
 
+// wsload is the WebSocket load (testdata/wsload, built into binDir by
+// TestBench): its first figure is messages a second, its latencies the
+// round trips of a message (echo) or the handshakes (idle); its errors
+// are connections that failed.
+var wsload = benchTool{
+	name:    "wsload",
+	latency: [2]string{"p50 ms", "p99 ms"},
+	args: func(t *testing.T, sc benchScenario, load benchLoad) []string {
+		args := []string{"-c", strconv.Itoa(sc.conns), "-d", load.duration}
+		if sc.ws == "idle" {
+			args = append(args, "-idle")
+		}
+		return args
+	},
+	parse: func(t *testing.T, out string) loadResult {
+		return loadResult{
+			rps:    matchFloat(out, `Messages/sec: ([0-9.]+)`),
+			lat:    [2]float64{matchFloat(out, `50%: ([0-9.]+)ms`), matchFloat(out, `99%: ([0-9.]+)ms`)},
+			errors: matchFloat(out, `Errors: (\d+)`),
+		}
+	},
+}
+
 // runScenario runs each available side of sc in turn, sc's rounds times.
 func runScenario(t *testing.T, sc benchScenario, sides map[string]benchSide, load benchLoad) map[string]*sideResult {
 	tool := sc.tool()
@@ -281,7 +330,11 @@ func runScenario(t *testing.T, sc benchScenario, sides map[string]benchSide, loa
 			}
 			res := results[name]
 			url := sc.url(side)
-			settle(t, name, url)
+			if sc.ws != "" {
+				settle(t, name, side.base+"/hello")
+			} else {
+				settle(t, name, url)
+			}
 			var run loadResult
 			peak := peakRSS(side.procs, func() {
 				if len(sc.hosts) > 0 {
@@ -347,7 +400,11 @@ func writePostScript(t *testing.T, size int) string {
 }
 
 func runLoad(t *testing.T, tool benchTool, args ...string) loadResult {
-	out, err := exec.Command(tool.name, args...).CombinedOutput()
+	name := tool.name
+	if tool.path != "" {
+		name = tool.path
+	}
+	out, err := exec.Command(name, args...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("%s %v: %v\n%s", tool.name, args, err, out)
 	}

@@ -42,7 +42,11 @@ func (s *site) serveWebSocket(w http.ResponseWriter, r *http.Request, c client, 
 		return
 	}
 	x := exchanges.Get().(*exchange)
-	defer exchanges.Put(x)
+	defer func() {
+		if x != nil {
+			exchanges.Put(x)
+		}
+	}()
 	if !s.request(&x.frame, r, c, lr.id(r), 0) {
 		s.fail(w, lr, http.StatusBadRequest, limitProtocol, "NUL byte in the path")
 		return
@@ -76,11 +80,16 @@ func (s *site) serveWebSocket(w http.ResponseWriter, r *http.Request, c client, 
 		s.writeResponse(w, r, lr, &x.resp.Head, resp)
 		return
 	}
-	// Accepted: the app's headers (a cookie, say) go with the 101.
+	// Accepted: the app's headers (a cookie, say) go with the 101. The
+	// exchange's buffers go back to the pool now, not when the WebSocket
+	// ends: an idle WebSocket should hold as little as it can.
 	h := w.Header()
 	for i := 0; i+1 < len(x.resp.Fields); i += 2 {
 		h.Add(x.resp.Fields[i], x.resp.Fields[i+1])
 	}
+	subprotocol := x.resp.Subprotocol
+	exchanges.Put(x)
+	x = nil
 	if lr.conn != nil {
 		// Each message goes out as it comes, not held for the next read.
 		lr.conn.sendDirect()
@@ -89,7 +98,7 @@ func (s *site) serveWebSocket(w http.ResponseWriter, r *http.Request, c client, 
 	lim := ws.Limits{MaxMessage: int64(wc.MaxMessage), Idle: wc.IdleTimeout.D(), Ping: wc.PingInterval.D(), Compress: wc.Compress,
 		Send: s.lim.SendTimeout.D()}
 	var conn *ws.Conn
-	st, err := ws.Serve(w, r, x.resp.Subprotocol, sess, lim, func(c *ws.Conn) {
+	st, err := ws.Serve(w, r, subprotocol, sess, lim, func(c *ws.Conn) {
 		conn = c
 		lr.status = http.StatusSwitchingProtocols
 		s.srv.webSockets.add(c)

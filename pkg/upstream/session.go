@@ -1,7 +1,11 @@
 package upstream
 
 import (
+	"bufio"
+	"bytes"
 	"context"
+	"io"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -15,7 +19,8 @@ import (
 // reader, which calls Recv, and any number of writers, which Send through
 // one lock; Close ends it, waking a Recv.
 type Session struct {
-	c      *conn
+	f      *os.File
+	r      *bufio.Reader
 	t      *Transport
 	slot   Slot
 	send   time.Duration // how long a Send may wait for the worker to take it
@@ -23,6 +28,10 @@ type Session struct {
 	wbuf   []byte
 	closed atomic.Bool
 }
+
+// sessionBuffer is a session's read buffer: a message larger than it is
+// read straight into its own slice.
+const sessionBuffer = 4 << 10
 
 // Open sends req (its frame made with OpenSession, no body) to open a
 // long-lived exchange, and waits for the worker's first answer as
@@ -36,11 +45,23 @@ func (t *Transport) Open(ctx context.Context, req *Request, resp *Response) (*Se
 	if err != nil || !accepted {
 		return nil, err
 	}
-	s := &Session{c: resp.c, t: t, slot: resp.slot, send: resp.lim.AppTimeout}
+	c := resp.c
+	s := &Session{f: c.f, t: t, slot: resp.slot, send: resp.lim.AppTimeout}
+	// A session may last for hours, mostly idle: it keeps a small buffer,
+	// not the 64 KiB one a request's answer is read with.
+	if n := c.r.Buffered(); n > 0 {
+		early, _ := c.r.Peek(n)
+		s.r = bufio.NewReaderSize(io.MultiReader(bytes.NewReader(bytes.Clone(early)), c.f), sessionBuffer)
+	} else {
+		s.r = bufio.NewReaderSize(c.f, sessionBuffer)
+	}
+	c.f = nil
+	c.r.Reset(nil)
+	conns.Put(c)
 	resp.c, resp.slot = nil, nil
 	// From now on the exchange has no deadline of the app's: it lasts
 	// as long as both sides keep it.
-	s.c.f.SetReadDeadline(time.Time{})
+	s.f.SetReadDeadline(time.Time{})
 	t.inFlight.Add(-1)
 	t.sessions.Add(1)
 	return s, nil
@@ -55,8 +76,8 @@ func (s *Session) Send(m wire.Message) error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	s.wbuf = wire.AppendMessage(s.wbuf[:0], m)
-	s.c.f.SetWriteDeadline(time.Now().Add(s.send))
-	_, err := s.c.f.Write(s.wbuf)
+	s.f.SetWriteDeadline(time.Now().Add(s.send))
+	_, err := s.f.Write(s.wbuf)
 	if cap(s.wbuf) > 64<<10 {
 		s.wbuf = nil // a big message's room is not kept
 	}
@@ -70,7 +91,7 @@ func (s *Session) Send(m wire.Message) error {
 // until the next Recv), of at most max bytes (wire.ErrTooBig past it).
 // It returns an error once the session is closed or the worker hangs up.
 func (s *Session) Recv(m *wire.Message, max int) error {
-	return wire.ReadMessage(s.c.r, m, max)
+	return wire.ReadMessage(s.r, m, max)
 }
 
 // Close ends the session and frees its place; a Recv under way returns.
@@ -81,9 +102,9 @@ func (s *Session) Close() {
 	}
 	// Wake a Recv and a Send under way; the descriptor itself is closed
 	// only when both are done with it (os.File waits for them).
-	s.c.f.SetDeadline(aLongTimeAgo)
+	s.f.SetDeadline(aLongTimeAgo)
 	s.wmu.Lock()
-	s.c.f.Close()
+	s.f.Close()
 	s.wmu.Unlock()
 	s.t.sessions.Add(-1)
 	if s.slot != nil {

@@ -121,18 +121,67 @@ type Stats struct {
 type Conn struct {
 	c        *websocket.Conn
 	peer     Peer
+	lim      Limits
+	ctx      context.Context
 	stopping atomic.Int32 // the code Stop asked for, 0 until then
-	stop     chan struct{}
-	once     sync.Once
+	closing  sync.Once
+	st       Stats
+	last     atomic.Int64 // the last message either way, Unix ns
+	lastPing time.Time    // touched by tick alone
+	timer    *time.Timer  // pings and the idle limit; nil with neither
+}
+
+// closeWith records, once, who ended the WebSocket and with what.
+func (c *Conn) closeWith(by string, code int, reason string) {
+	c.closing.Do(func() {
+		c.st.ClosedBy, c.st.Code, c.st.Reason = by, code, reason
+	})
 }
 
 // Stop closes the WebSocket with code (GoingAway when edged stops,
 // ServiceRestart when the app's workers restart), telling both ends.
 func (c *Conn) Stop(code int) {
-	c.once.Do(func() {
-		c.stopping.Store(int32(code))
-		close(c.stop)
-	})
+	if !c.stopping.CompareAndSwap(0, int32(code)) {
+		return
+	}
+	c.closeWith("edged", code, "edged stops or the app restarts")
+	c.peer.Send(wire.Message{Close: true, Code: uint16(code)})
+	c.c.Close(websocket.StatusCode(code), "")
+}
+
+// tick is the idle limit's and the pings' look, on a timer rather than a
+// goroutine of its own: an idle WebSocket costs no stack for it.
+func (c *Conn) tick() {
+	now := time.Now()
+	if c.lim.Idle > 0 && now.Sub(time.Unix(0, c.last.Load())) >= c.lim.Idle {
+		c.closeWith("edged", GoingAway, "no message for websocket.idle_timeout")
+		c.peer.Send(wire.Message{Close: true, Code: GoingAway})
+		c.c.Close(GoingAway, "idle")
+		return
+	}
+	if c.lim.Ping > 0 && now.Sub(c.lastPing) >= c.lim.Ping {
+		c.lastPing = now
+		pctx, cancel := context.WithTimeout(c.ctx, c.lim.Ping)
+		err := c.c.Ping(pctx)
+		cancel()
+		if err != nil {
+			if c.ctx.Err() == nil {
+				c.closeWith("edged", abnormal, "the client did not answer a ping")
+				c.c.CloseNow()
+			}
+			return
+		}
+	}
+	c.timer.Reset(c.interval())
+}
+
+// interval is how often tick looks.
+func (c *Conn) interval() time.Duration {
+	t := c.lim.Ping
+	if c.lim.Idle > 0 && (t == 0 || c.lim.Idle/2 < t) {
+		t = c.lim.Idle / 2
+	}
+	return t
 }
 
 // Serve accepts r (checked with Check, the app having accepted it with
@@ -164,20 +213,20 @@ func Serve(w http.ResponseWriter, r *http.Request, subprotocol string, peer Peer
 		return st, err
 	}
 	c.SetReadLimit(lim.MaxMessage)
-	conn := &Conn{c: c, peer: peer, stop: make(chan struct{})}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	conn := &Conn{c: c, peer: peer, lim: lim, ctx: ctx, lastPing: time.Now()}
+	conn.last.Store(time.Now().UnixNano())
+	closeWith := conn.closeWith
+	last := &conn.last
 	if started != nil {
 		started(conn)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var last atomic.Int64 // the last message either way, Unix ns
-	last.Store(time.Now().UnixNano())
-	var closing sync.Once
-	// closeWith ends the WebSocket once: by whom, with what.
-	closeWith := func(by string, code int, reason string) {
-		closing.Do(func() {
-			st.ClosedBy, st.Code, st.Reason = by, code, reason
-		})
+	if t := conn.interval(); t > 0 {
+		// Armed once assigned: tick re-arms it.
+		conn.timer = time.AfterFunc(time.Hour, conn.tick)
+		conn.timer.Reset(t)
+		defer conn.timer.Stop()
 	}
 
 	done := make(chan struct{})
@@ -221,51 +270,6 @@ func Serve(w http.ResponseWriter, r *http.Request, subprotocol string, peer Peer
 				closeWith("edged", InternalError, "the app's worker went away")
 				c.Close(InternalError, "the app's worker went away")
 				return
-			}
-		}
-	}()
-
-	// Pings, the idle limit and Stop.
-	go func() {
-		tick := lim.Ping
-		if lim.Idle > 0 && (tick == 0 || lim.Idle/2 < tick) {
-			tick = lim.Idle / 2
-		}
-		var ticks <-chan time.Time
-		if tick > 0 {
-			t := time.NewTicker(tick)
-			defer t.Stop()
-			ticks = t.C
-		}
-		lastPing := time.Now()
-		for {
-			select {
-			case <-done:
-				return
-			case <-conn.stop:
-				code := int(conn.stopping.Load())
-				closeWith("edged", code, "edged stops or the app restarts")
-				peer.Send(wire.Message{Close: true, Code: uint16(code)})
-				c.Close(websocket.StatusCode(code), "")
-				return
-			case now := <-ticks:
-				if lim.Idle > 0 && now.Sub(time.Unix(0, last.Load())) >= lim.Idle {
-					closeWith("edged", GoingAway, "no message for websocket.idle_timeout")
-					peer.Send(wire.Message{Close: true, Code: GoingAway})
-					c.Close(GoingAway, "idle")
-					return
-				}
-				if lim.Ping > 0 && now.Sub(lastPing) >= lim.Ping {
-					lastPing = now
-					go func() {
-						pctx, pcancel := context.WithTimeout(ctx, lim.Ping)
-						defer pcancel()
-						if err := c.Ping(pctx); err != nil && ctx.Err() == nil {
-							closeWith("edged", abnormal, "the client did not answer a ping")
-							c.CloseNow()
-						}
-					}()
-				}
 			}
 		}
 	}()
@@ -321,5 +325,7 @@ func Serve(w http.ResponseWriter, r *http.Request, subprotocol string, peer Peer
 	<-done
 	peer.Close()
 	closeWith("client", abnormal, "")
-	return st, nil
+	conn.st.MessagesIn, conn.st.MessagesOut = st.MessagesIn, st.MessagesOut
+	conn.st.BytesIn, conn.st.BytesOut = st.BytesIn, st.BytesOut
+	return conn.st, nil
 }

@@ -4,7 +4,7 @@ module = "fastapiapp:app", pool.class = "asgi"."""
 import asyncio
 import os
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import StreamingResponse
 
 app = FastAPI()
@@ -45,3 +45,14 @@ async def events():
 @app.get("/boom")
 async def boom():
     raise RuntimeError("boom")
+
+
+@app.websocket("/ws")
+async def echo_ws(websocket: WebSocket):
+    """Echoes each text message back; held open until the client goes."""
+    await websocket.accept()
+    try:
+        while True:
+            await websocket.send_text(await websocket.receive_text())
+    except WebSocketDisconnect:
+        pass
