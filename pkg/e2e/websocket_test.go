@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -258,4 +259,23 @@ func TestWebSocketPerClient(t *testing.T) {
 		c.CloseNow()
 	}
 	open[1].CloseNow()
+}
+
+// TestWebSocketStop: stopping the suite closes an open WebSocket with a
+// close frame (1001 from edged, or 1012 from its worker, whichever stops
+// first), never by cutting the connection.
+func TestWebSocketStop(t *testing.T) {
+	s := startSuite(t, suiteOpts{module: "asgichat:app", class: "asgi", workers: 1})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, _, err := websocket.Dial(ctx, s.wsURL("/ws"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.CloseNow()
+	s.cmd.Process.Signal(syscall.SIGINT) // as Ctrl-C; the cleanup waits for the end
+	_, _, err = c.Read(ctx)
+	if code := websocket.CloseStatus(err); code != websocket.StatusGoingAway && code != websocket.StatusServiceRestart {
+		t.Errorf("on stop the client got %v, want a close with 1001 or 1012", err)
+	}
 }

@@ -1,8 +1,10 @@
 package worker
 
 import (
+	"bufio"
 	"bytes"
 	"errors"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -268,5 +270,60 @@ func TestASGIHung(t *testing.T) {
 	}
 	if evs := logs.events(t, "request hung past app.timeout: the python process stops here, and a new one starts"); len(evs) != 1 {
 		t.Errorf("hung events for the blocked loop: %v", evs)
+	}
+}
+
+// The app hears http.disconnect when edged hangs up on a request (its
+// client went away) while the app waits for it.
+func TestASGIDisconnect(t *testing.T) {
+	p := startWorker(t, "asgiapp:app", config.ClassASGI, zerolog.WarnLevel, asgiFiles(t))
+	conn, err := net.Dial("unix", p.sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(20 * time.Second))
+	conn.Write(requestFrame(environ("disconnect"), 0, time.Time{}))
+	time.Sleep(200 * time.Millisecond) // the app is waiting in receive()
+	conn.(*net.UnixConn).CloseWrite()
+	resp, err := readResponse(conn)
+	if err != nil || resp.Status != 200 || !bytes.Contains(resp.body, []byte(`"then": "http.disconnect"`)) {
+		t.Errorf("got %d %q %v, want the app to have heard http.disconnect", resp.Status, resp.body, err)
+	}
+}
+
+// A stopping worker closes its WebSockets with 1012 (service restart):
+// the client is told through edged, and the app hears the disconnect.
+func TestASGIStopClosesWebSockets(t *testing.T) {
+	p := startWorker(t, "asgiapp:ws_echo", config.ClassASGI, zerolog.WarnLevel, asgiFiles(t))
+	conn, err := net.Dial("unix", p.sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(20 * time.Second))
+	var f wire.Request
+	fields, headers := neutral(environ("echo"))
+	for _, name := range wire.RequestFields {
+		f.Add(fields[name])
+	}
+	for _, h := range headers {
+		f.Add(h)
+	}
+	f.OpenSession()
+	conn.Write(f.Frame(0, time.Time{}))
+	r := bufio.NewReader(conn)
+	var h wire.Head
+	if ok, err := wire.ReadOpen(r, &h); !ok || err != nil {
+		t.Fatalf("the session was not accepted: %v %v %+v", ok, err, h)
+	}
+	conn.Write(wire.AppendMessage(nil, wire.Message{Text: true, Data: []byte("ping")}))
+	var m wire.Message
+	if err := wire.ReadMessage(r, &m, 1<<20); err != nil || string(m.Data) != "ping" {
+		t.Fatalf("echo: %q %v", m.Data, err)
+	}
+	p.stop()
+	if err := wire.ReadMessage(r, &m, 1<<20); err != nil || !m.Close || m.Code != 1012 {
+		t.Errorf("on stop: %+v %v, want a close with 1012", m, err)
 	}
 }

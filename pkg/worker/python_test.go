@@ -47,6 +47,8 @@ type pyWorker struct {
 	cfg *config.Config
 	ln  *os.File
 	log zerolog.Logger // workerd's: to the test's log unless set before run
+	// stop ends Run as a stop of the service does.
+	stop context.CancelFunc
 }
 
 // interpreter is the Python to test with; without one it skips the test.
@@ -120,6 +122,7 @@ func (p *pyWorker) run(tb testing.TB) {
 	tb.Helper()
 	p.w = New(p.cfg, "1", p.log)
 	ctx, cancel := context.WithCancel(context.Background())
+	p.stop = cancel
 	go func() { p.done <- p.w.Run(ctx, p.ln) }()
 	tb.Cleanup(func() {
 		cancel()

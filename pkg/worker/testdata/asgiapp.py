@@ -118,3 +118,19 @@ async def no_lifespan(scope, receive, send):
 def wsgi_app(environ, start_response):
     start_response("200 OK", [])
     return [b"wsgi"]
+
+
+async def ws_echo(scope, receive, send):
+    """Echoes a WebSocket's messages; answers HTTP with 200."""
+    if scope["type"] == "lifespan":
+        return
+    if scope["type"] == "http":
+        await respond(send, {})
+        return
+    await receive()
+    await send({"type": "websocket.accept"})
+    while True:
+        m = await receive()
+        if m["type"] == "websocket.disconnect":
+            return
+        await send({"type": "websocket.send", "text": m.get("text"), "bytes": m.get("bytes")})
