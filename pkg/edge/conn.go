@@ -67,8 +67,13 @@ type trackedConn struct {
 	direct atomic.Bool
 }
 
-// sendDirect has every write from now on go out at once.
+// sendDirect hands the connection over to another protocol (a
+// WebSocket): every write goes out at once, a read never waits for the
+// writes, and what it reads is no longer HTTP heads to judge.
 func (c *trackedConn) sendDirect() {
+	c.mu.Lock()
+	c.scan.state, c.scan.head, c.scan.line, c.scan.verdicts = off, nil, nil, nil
+	c.mu.Unlock()
 	c.direct.Store(true)
 	c.flush()
 }
@@ -85,6 +90,11 @@ func (c *trackedConn) Read(b []byte) (int, error) {
 	// one-byte read net/http keeps pending while a handler runs, to see
 	// the client go away: flushing there would split the answer being
 	// written, which ends with a deadline change and goes out then.
+	if c.direct.Load() {
+		// Nothing is held back, and reading must not wait for a write
+		// to a slow reader (a WebSocket's pongs and closes).
+		return c.Conn.Read(b)
+	}
 	if len(b) > 1 || c.phase.Load() != phaseHandler {
 		if err := c.flush(); err != nil {
 			return 0, err

@@ -264,3 +264,49 @@ func (l listenerFunc) Accept() (net.Conn, error) {
 	}
 	return l.wrap(c), nil
 }
+
+// A connection handed to a WebSocket (sendDirect) sends each write at
+// once, reads without waiting for a write, and judges no HTTP heads in
+// what it reads: a client's frames full of blank lines must not pile up
+// verdicts no one reads.
+func TestSendDirect(t *testing.T) {
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	tc := &trackedConn{Conn: a, scan: headScanner{max: 8192}}
+	tc.sendDirect()
+	go func() {
+		io.WriteString(b, strings.Repeat("GET / HTTP/1.1\r\nHost: x\r\n\r\n", 50))
+	}()
+	buf := make([]byte, 4096)
+	got := 0
+	for got < 50*len("GET / HTTP/1.1\r\nHost: x\r\n\r\n") {
+		n, err := tc.Read(buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got += n
+	}
+	tc.mu.Lock()
+	verdicts := len(tc.scan.verdicts)
+	tc.mu.Unlock()
+	if verdicts != 0 {
+		t.Errorf("%d verdicts kept after the hand-over, want none", verdicts)
+	}
+	// A small write goes out at once, not held for the next read.
+	done := make(chan string, 1)
+	go func() {
+		p := make([]byte, 5)
+		io.ReadFull(b, p)
+		done <- string(p)
+	}()
+	tc.Write([]byte("hello"))
+	select {
+	case s := <-done:
+		if s != "hello" {
+			t.Errorf("the client read %q", s)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a small write was held back")
+	}
+}

@@ -526,16 +526,20 @@ func (s *Server) Serve(ctx context.Context, ls *Listeners) error {
 	grace, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	var unfinished error
+	// net/http's Shutdown does not wait for a WebSocket (its connection
+	// is no longer net/http's): they are closed meanwhile, with 1001,
+	// spread over a few seconds so that their clients do not all
+	// reconnect at once to wherever they go next.
+	wsDone := make(chan int, 1)
+	go func() {
+		wsDone <- s.webSockets.closeAll(ws.GoingAway, min(3*time.Second, timeout/2), deadlineOf(grace))
+	}()
 	for _, srv := range []*http.Server{plain, secure} {
 		if e := srv.Shutdown(grace); e != nil {
 			unfinished = e
 		}
 	}
-	// net/http's Shutdown does not wait for a WebSocket (its connection
-	// is no longer net/http's): with the listeners closed, they are
-	// closed here, with 1001, spread over a few seconds so that their
-	// clients do not all reconnect at once to wherever they go next.
-	if n := s.webSockets.closeAll(ws.GoingAway, min(3*time.Second, timeout/2), deadlineOf(grace)); n > 0 {
+	if n := <-wsDone; n > 0 {
 		s.log.Info().Int("websockets", n).Msg("stopping: WebSockets closed with 1001 (going away)")
 	}
 	if metricsSrv != nil {

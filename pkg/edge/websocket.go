@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/textproto"
+	"strings"
 	"sync"
 	"time"
 
@@ -85,8 +87,15 @@ func (s *site) serveWebSocket(w http.ResponseWriter, r *http.Request, c client, 
 	// ends: an idle WebSocket should hold as little as it can.
 	h := w.Header()
 	for i := 0; i+1 < len(x.resp.Fields); i += 2 {
-		h.Add(x.resp.Fields[i], x.resp.Fields[i+1])
+		name := textproto.CanonicalMIMEHeaderKey(x.resp.Fields[i])
+		// The handshake's headers are edged's to answer; the hop's and
+		// a body's have no place on a 101.
+		if hopHeaders[name] || name == "Content-Length" || name == "Content-Type" || strings.HasPrefix(name, "Sec-Websocket-") {
+			continue
+		}
+		h.Add(name, x.resp.Fields[i+1])
 	}
+	s.addHeaders(h)
 	subprotocol := x.resp.Subprotocol
 	exchanges.Put(x)
 	x = nil
@@ -129,13 +138,22 @@ func (s *site) workerName(w string) string {
 
 // webSockets are the WebSockets open, so that a stop can close them.
 type webSockets struct {
-	mu    sync.Mutex
-	conns map[*ws.Conn]struct{}
-	wg    sync.WaitGroup
+	mu      sync.Mutex
+	conns   map[*ws.Conn]struct{}
+	wg      sync.WaitGroup
+	closing int // the code closeAll closes with; 0 until it runs
 }
 
+// add registers c; one that opens while all are being closed is closed
+// at once with the same code.
 func (o *webSockets) add(c *ws.Conn) {
 	o.mu.Lock()
+	if o.closing != 0 {
+		code := o.closing
+		o.mu.Unlock()
+		go c.Stop(code)
+		return
+	}
 	if o.conns == nil {
 		o.conns = map[*ws.Conn]struct{}{}
 	}
@@ -158,6 +176,10 @@ func (o *webSockets) remove(c *ws.Conn) {
 // until deadline.
 func (o *webSockets) closeAll(code int, spread time.Duration, deadline time.Time) int {
 	o.mu.Lock()
+	o.closing = code
+	// Spread over at most half the time left, so that the last close
+	// still goes out before the deadline.
+	spread = min(spread, time.Until(deadline)/2)
 	all := make([]*ws.Conn, 0, len(o.conns))
 	for c := range o.conns {
 		all = append(all, c)

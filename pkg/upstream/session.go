@@ -75,6 +75,9 @@ func (t *Transport) Sessions() int64 { return t.sessions.Load() }
 func (s *Session) Send(m wire.Message) error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
+	if s.closed.Load() {
+		return os.ErrClosed
+	}
 	s.wbuf = wire.AppendMessage(s.wbuf[:0], m)
 	s.f.SetWriteDeadline(time.Now().Add(s.send))
 	_, err := s.f.Write(s.wbuf)

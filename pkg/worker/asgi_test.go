@@ -327,3 +327,34 @@ func TestASGIStopClosesWebSockets(t *testing.T) {
 		t.Errorf("on stop: %+v %v, want a close with 1012", m, err)
 	}
 }
+
+// A request that expired in the queue, whose edged end has gone by the
+// time the worker answers, still gives its room back: a worker with room
+// for two takes the next requests after many such.
+func TestASGIExpiredGone(t *testing.T) {
+	p := listenWorker(t, "asgiapp:app", config.ClassASGI, zerolog.WarnLevel, asgiFiles(t))
+	p.cfg.Pool.Connections = 2
+	p.run(t)
+	p.waitReady(t)
+	for i := 0; i < 10; i++ {
+		conn, err := net.Dial("unix", p.sock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn.Write(requestFrame(environ("echo"), 0, time.Now().Add(-time.Second)))
+		conn.Close()
+	}
+	done := make(chan response, 1)
+	go func() {
+		resp, _ := dial(t, p.sock).roundTrip(environ("echo"), nil)
+		done <- resp
+	}()
+	select {
+	case resp := <-done:
+		if resp.Status != 200 {
+			t.Errorf("after the expired requests: %d", resp.Status)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the worker took no request after the expired ones: their room was not given back")
+	}
+}

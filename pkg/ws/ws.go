@@ -37,6 +37,18 @@ const (
 // client closed.
 const closeGrace = 5 * time.Second
 
+// sendable says code may be sent in a close frame (RFC 6455 section
+// 7.4): the registered codes an endpoint may send, and 3000 to 4999.
+func sendable(code int) bool {
+	switch {
+	case code >= 3000 && code <= 4999:
+		return true
+	case code >= 1000 && code <= 1003, code >= 1007 && code <= 1014:
+		return true
+	}
+	return false
+}
+
 // Wants says r asks to become a WebSocket: Connection names upgrade and
 // Upgrade names websocket.
 func Wants(r *http.Request) bool {
@@ -233,6 +245,8 @@ func Serve(w http.ResponseWriter, r *http.Request, subprotocol string, peer Peer
 	// The client's messages to the app: the one reader of the client.
 	go func() {
 		defer close(done)
+		// However it ends, the app has closeGrace to end its side.
+		defer time.AfterFunc(closeGrace, peer.Close)
 		for {
 			typ, data, err := c.Read(ctx)
 			if err != nil {
@@ -252,8 +266,6 @@ func Serve(w http.ResponseWriter, r *http.Request, subprotocol string, peer Peer
 					code = 1000 // what the app is told of a close without a code
 				}
 				peer.Send(wire.Message{Close: true, Code: uint16(code)})
-				// The app has this long to end its side.
-				time.AfterFunc(closeGrace, peer.Close)
 				return
 			}
 			text := typ == websocket.MessageText
@@ -292,11 +304,15 @@ func Serve(w http.ResponseWriter, r *http.Request, subprotocol string, peer Peer
 		}
 		if m.Close {
 			code := int(m.Code)
-			if code == 0 {
-				code = 1000
+			if !sendable(code) {
+				code = InternalError // the app's code may not go on the wire
 			}
-			closeWith("app", code, string(m.Data))
-			c.Close(websocket.StatusCode(code), string(m.Data))
+			reason := string(m.Data)
+			if len(reason) > 123 || !utf8.ValidString(reason) {
+				reason = ""
+			}
+			closeWith("app", code, reason)
+			c.Close(websocket.StatusCode(code), reason)
 			break
 		}
 		typ := websocket.MessageBinary

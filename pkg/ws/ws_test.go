@@ -533,3 +533,26 @@ func TestCompression(t *testing.T) {
 		c.Close(websocket.StatusNormalClosure, "")
 	}
 }
+
+// A close code the app may not send on the wire (1006, 1015, under 1000)
+// goes to the client as 1011, and an over-long reason is dropped.
+func TestAppCloseCodes(t *testing.T) {
+	ctx := context.Background()
+	for _, tt := range []struct {
+		code uint16
+		want websocket.StatusCode
+	}{{1006, InternalError}, {999, InternalError}, {1015, InternalError}, {4999, 4999}, {1000, 1000}} {
+		peer := newPeer(false)
+		url, _, _ := serve(t, peer, lim)
+		c, _, err := websocket.Dial(ctx, url, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		peer.out <- wire.Message{Close: true, Code: tt.code, Data: []byte(strings.Repeat("r", 200))}
+		_, _, err = c.Read(ctx)
+		var ce websocket.CloseError
+		if !errors.As(err, &ce) || ce.Code != tt.want || ce.Reason != "" {
+			t.Errorf("the app's %d: the client got %v, want %d with no reason", tt.code, err, tt.want)
+		}
+	}
+}

@@ -203,7 +203,7 @@ async def serve_http(app, conn, req, state, worker, taken):
         if conn.broken:
             return  # edged hung up: its client went away
         failed(req)
-        conn.write(frames.ABORT_FRAME if http.sent else ERROR_500)
+        await conn.send(frames.ABORT_FRAME if http.sent else ERROR_500)
         return
     http.out.append(frames.measured(*worker.measured(taken, started, None)))
     await conn.send(b"".join(http.out))
@@ -366,6 +366,8 @@ class WebSocket:
                 raise RuntimeError("websocket.accept after the WebSocket was accepted, closed or answered")
             await conn.send(accept_frame(message.get("subprotocol"), message.get("headers", ())))
             self.state = OPEN
+            # Open, it may last for hours: no longer a request that can hang.
+            conn.worker.held_open()
         elif t == "websocket.send":
             if self.state != OPEN:
                 raise RuntimeError("websocket.send on a WebSocket that is not open")
@@ -381,8 +383,7 @@ class WebSocket:
                 # Refused before accepting: a 403, as the spec says.
                 await conn.send(refusal(403))
             elif self.state == OPEN:
-                reason = (message.get("reason") or "").encode("utf-8")[:123]
-                await conn.send(frames.close(int(message.get("code", 1000)), reason))
+                await conn.send(frames.close(int(message.get("code", 1000)), close_reason(message.get("reason"))))
             self.state = CLOSED
             if self.closed_code is None:
                 self.closed_code = int(message.get("code", 1000))
@@ -403,10 +404,19 @@ class WebSocket:
         """Closes from the worker's side (it stops: 1012): the client is
         told, the app hears websocket.disconnect."""
         if self.state == OPEN:
-            self.conn.write(frames.close(code))
+            self.conn.worker.loop.create_task(self.conn.send(frames.close(code)))
         self.state = CLOSED
         self.closed_code = code
         self.conn.wake()
+
+
+def close_reason(reason):
+    """A close frame's reason: UTF-8, at most 123 bytes, cut between
+    characters."""
+    b = (reason or "").encode("utf-8")
+    if len(b) > 123:
+        b = b[:123].decode("utf-8", "ignore").encode("utf-8")
+    return b
 
 
 def refusal(status):
@@ -424,11 +434,11 @@ async def serve_websocket(app, conn, req, state, worker):
         if conn.broken:
             return
         failed(req)
-        if ws.state == CONNECTING and ws.http is None:
-            conn.write(ERROR_500)
-        elif ws.state == OPEN:
-            conn.write(frames.close(1011))
-        ws.state = CLOSED
+        state, ws.state = ws.state, CLOSED
+        if state == CONNECTING and ws.http is None:
+            await conn.send(ERROR_500)
+        elif state == OPEN:
+            await conn.send(frames.close(1011))
         return
     finally:
         worker.sessions.discard(ws)

@@ -32,7 +32,7 @@ class Conn:
     app listens for, an answer edged is slow to take)."""
 
     __slots__ = ("worker", "sock", "fd", "taken", "buf", "req", "body_left", "in_frame", "chunks", "held",
-                 "body_done", "gone", "waiters", "task", "reading", "closed", "broken", "inbox")
+                 "body_done", "gone", "waiters", "task", "reading", "closed", "broken", "inbox", "held_in", "writing", "wqueue", "blocking")
 
     def __init__(self, worker, fd):
         self.worker = worker
@@ -53,6 +53,10 @@ class Conn:
         self.closed = False
         self.broken = False  # a write to edged failed
         self.inbox = None  # a session's messages from edged
+        self.held_in = 0  # bytes of them not yet received by the app
+        self.writing = False  # a task is writing a frame
+        self.wqueue = None  # the tasks waiting for their turn to write
+        self.blocking = True  # the socket's mode: non-blocking once a write must wait
 
     # -- reading -------------------------------------------------------------
 
@@ -74,6 +78,8 @@ class Conn:
         except frames.FrameError as e:
             event("log", level="warn", message="connection to edged failed", error=str(e))
             self.close()
+        except OSError:
+            self.close()  # edged hung up while the worker answered (expired)
 
     def read(self, on):
         """Has the loop watch the socket for reading, or not."""
@@ -164,10 +170,13 @@ class Conn:
         self.wake()
 
     def feed_session(self, data):
-        """Takes a session's MESSAGE and CLOSE frames apart into the inbox."""
+        """Takes a session's MESSAGE and CLOSE frames apart into the inbox;
+        reading stops while the app has HELD_MAX bytes of them unread."""
         if self.inbox is None:
             self.inbox = collections.deque()
-        buf = self.buf + data
+            self.buf = bytearray(self.buf)
+        buf = self.buf
+        buf += data
         at = 0
         while len(buf) - at >= frames.HEADER_LEN:
             version, kind, flags, n = frames.HEADER.unpack_from(buf, at)
@@ -175,16 +184,17 @@ class Conn:
                 raise frames.FrameError("frame of type %d, version %d in a session" % (kind, version))
             if len(buf) - at < frames.HEADER_LEN + n:
                 break
-            payload = buf[at + frames.HEADER_LEN:at + frames.HEADER_LEN + n]
+            payload = bytes(buf[at + frames.HEADER_LEN:at + frames.HEADER_LEN + n])
             at += frames.HEADER_LEN + n
             if kind == frames.CLOSE:
                 self.inbox.append((frames.CLOSE, frames.CLOSE_CODE.unpack_from(payload)[0] if n >= 2 else 1005))
             else:
                 self.inbox.append(("text" if flags & frames.FLAG_TEXT else "bytes", payload))
-        self.buf = buf[at:]
+                self.held_in += n
+        del buf[:at]
         if self.task is None:
             self.start()
-        self.read(True)
+        self.read(self.held_in <= HELD_MAX)
         self.wake()
 
     async def next_message(self):
@@ -194,7 +204,12 @@ class Conn:
             self.read(True)
             await self.wait()
         if self.inbox:
-            return self.inbox.popleft()
+            m = self.inbox.popleft()
+            if m[0] != frames.CLOSE:
+                self.held_in -= len(m[1])
+                if self.held_in <= HELD_MAX // 2:
+                    self.read(True)
+            return m
         return frames.CLOSE, 1006
 
     def start(self):
@@ -210,7 +225,7 @@ class Conn:
     async def run(self):
         w = self.worker
         f = self.req.fields
-        w.begin(f[frames.F_METHOD], f[frames.F_PATH], f[frames.F_REQUEST_ID], self.req.session)
+        w.begin(f[frames.F_METHOD], f[frames.F_PATH], f[frames.F_REQUEST_ID])
         try:
             if self.req.session:
                 await asgi.serve_websocket(w.app, self, self.req, w.state, w)
@@ -274,17 +289,54 @@ class Conn:
         return data[n:] if n < len(data) else b""
 
     async def send(self, data):
-        """Writes all of data, waiting for edged to take it."""
-        rest = self.write(data)
-        if rest:
-            self.sock.setblocking(False)
+        """Writes all of data, whole, waiting for edged to take it: one
+        frame at a time however many tasks write (a broadcast and the
+        worker's own close of a WebSocket, say), in turn."""
+        if self.writing:
+            fut = self.worker.loop.create_future()
+            if self.wqueue is None:
+                self.wqueue = collections.deque()
+            self.wqueue.append(fut)
             try:
-                await self.worker.loop.sock_sendall(self.sock, rest)
-            except OSError:
-                self.broken = True
+                await fut
+            except asyncio.CancelledError:
+                if fut.done() and not fut.cancelled():
+                    self.next_writer()  # handed the turn as it was cancelled
                 raise
-            finally:
-                self.sock.setblocking(True)
+        else:
+            self.writing = True
+        try:
+            rest = self.write(data)
+            if rest:
+                await self.write_rest(rest)
+        finally:
+            self.next_writer()
+
+    def next_writer(self):
+        """Hands the turn to write to the next task waiting for it."""
+        while self.wqueue:
+            fut = self.wqueue.popleft()
+            if not fut.done():
+                fut.set_result(None)
+                return
+        self.writing = False
+
+    async def write_rest(self, data):
+        if not data:
+            return
+        if self.blocking:
+            self.sock.setblocking(False)
+            self.blocking = False
+        try:
+            await self.worker.loop.sock_sendall(self.sock, data)
+        except asyncio.CancelledError:
+            # Part of a frame may be out: nothing more can follow it.
+            self.broken = True
+            self.close()
+            raise
+        except OSError:
+            self.broken = True
+            raise
 
 
 class Worker(base.Worker):

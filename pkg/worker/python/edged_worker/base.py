@@ -224,6 +224,14 @@ class Worker:
             self.busy += 1
             self.inflight[self.task_key()] = info
 
+    def held_open(self):
+        """The request being served is now a long-lived exchange (an
+        accepted WebSocket): the hung-request watch leaves it alone."""
+        with self.lock:
+            req = self.inflight.get(self.task_key())
+            if req is not None:
+                req.session = True
+
     def progress(self):
         """A streamed response that sends a chunk is not hung."""
         with self.lock:

@@ -6,6 +6,7 @@ import os
 import re
 import sys
 import tempfile
+import threading
 import time
 import traceback
 
@@ -493,6 +494,15 @@ class Handler:
         r.flush(done=True)
 
 
+def close_reason(reason):
+    """A close frame's reason: UTF-8, at most 123 bytes, cut between
+    characters."""
+    b = (reason or "").encode("utf-8")
+    if len(b) > 123:
+        b = b[:123].decode("utf-8", "ignore").encode("utf-8")
+    return b
+
+
 class WebSocket:
     """environ["wsgi.websocket"] for the gevent class, as gevent-websocket
     gives it (what Flask-SocketIO's gevent driver, engineio, uses):
@@ -507,6 +517,7 @@ class WebSocket:
         self.buf = rest
         self.closed = False
         self.close_code = None
+        self.lock = threading.Lock()  # a frame at a time: a greenlet's lock under gevent
         self.version = "13"
         self.path = environ.get("PATH_INFO", "")
         self.origin = environ.get("HTTP_ORIGIN")
@@ -554,16 +565,18 @@ class WebSocket:
         if binary is None:
             binary = not isinstance(message, str)
         data = message.encode("utf-8") if isinstance(message, str) else bytes(message)
-        self.conn.sendall(frames.message(data, not binary))
+        with self.lock:
+            self.conn.sendall(frames.message(data, not binary))
 
     def close(self, code=1000, message=b""):
         if self.closed:
             return
         self.closed = True
-        if isinstance(message, str):
-            message = message.encode("utf-8")
+        if isinstance(message, bytes):
+            message = message.decode("utf-8", "replace")
         try:
-            self.conn.sendall(frames.close(code, message[:123]))
+            with self.lock:
+                self.conn.sendall(frames.close(code, close_reason(message)))
         except OSError:
             pass
 
