@@ -31,7 +31,7 @@ type Session struct {
 
 // sessionBuffer is a session's read buffer: a message larger than it is
 // read straight into its own slice.
-const sessionBuffer = 4 << 10
+const sessionBuffer = 512
 
 // Open sends req (its frame made with OpenSession, no body) to open a
 // long-lived exchange, and waits for the worker's first answer as
