@@ -121,15 +121,17 @@ func (l *pipeline) ready(c net.Conn) {
 func (l *pipeline) refuseProxied(c net.Conn, err error) {
 	defer c.Close()
 	e := l.log.Debug()
-	if errors.Is(err, proxied.ErrForged) || errors.Is(err, proxied.ErrMissing) {
+	refused := errors.Is(err, proxied.ErrForged) || errors.Is(err, proxied.ErrMissing)
+	if refused {
 		e = l.log.Warn()
 		l.metrics.rejectedBy(limitProxyProtocol)
-		if l.tls == nil {
-			c.SetWriteDeadline(time.Now().Add(time.Second))
-			c.Write([]byte(response400))
-		}
 	}
+	// Logged before the answer: whoever reads the answer finds the line.
 	e.Str("client", c.RemoteAddr().String()).Str("listener", c.LocalAddr().String()).Err(err).Msg("connection refused: PROXY protocol")
+	if refused && l.tls == nil {
+		c.SetWriteDeadline(time.Now().Add(time.Second))
+		c.Write([]byte(response400))
+	}
 }
 
 const response400 = "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 12\r\nConnection: close\r\n\r\nBad Request\n"
