@@ -39,7 +39,7 @@ test: deps ## run every test (vet, unit, end to end, fuzz seeds) with -race
 	EDGED_PYTHON=$(PYTHON) $(GO) test -race -count=1 -timeout 12m ./...
 
 bench: bench-deps build ## edged vs nginx + gunicorn and nginx + uWSGI side by side, with ratios
-	EDGED_PYTHON=$(PYTHON) EDGED_BENCH=1 $(GO) test -count=1 -run '^TestBench$$' -v -timeout 20m ./pkg/e2e/
+	EDGED_PYTHON=$(PYTHON) EDGED_BENCH=1 $(GO) test -count=1 -run '^TestBench$$' -v -timeout 30m ./pkg/e2e/
 
 h2spec: ## HTTP/2 conformance: h2spec (pinned in packaging/tools) against edged over TLS; also in make test
 	@.ci/deps python3
