@@ -106,19 +106,7 @@ func TestStarlette(t *testing.T) {
 // the admin's login page with its CSRF token.
 func TestDjangoASGI(t *testing.T) {
 	needPython(t, "django")
-	dir := t.TempDir()
-	cmd := exec.Command(python, "-m", "django", "startproject", "shop")
-	cmd.Dir = dir
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("startproject: %v\n%s", err, out)
-	}
-	settings := filepath.Join(dir, "shop", "shop", "settings.py")
-	f, err := os.OpenFile(settings, os.O_APPEND|os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.WriteString("\nALLOWED_HOSTS = ['127.0.0.1', 'localhost']\n")
-	f.Close()
+	dir := startProject(t, "\nALLOWED_HOSTS = ['127.0.0.1', 'localhost']\n")
 	s := startSuite(t, suiteOpts{module: "shop.asgi", class: "asgi", appDir: filepath.Join(dir, "shop"), workers: 1,
 		app: `env = { DJANGO_SETTINGS_MODULE = "shop.settings" }`})
 	status, body := get(t, s.client(), s.http+"/admin/login/")

@@ -31,20 +31,9 @@ func TestDjango(t *testing.T) {
 			t.Fatalf("manage.py %s: %v\n%s", strings.Join(args, " "), err, out)
 		}
 	}
-	cmd := exec.Command(python, "-m", "django", "startproject", "shop")
-	cmd.Dir = dir
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("startproject: %v\n%s", err, out)
-	}
 	// What the README says to add to settings.py.
-	settings := filepath.Join(dir, "shop", "shop", "settings.py")
-	f, err := os.OpenFile(settings, os.O_APPEND|os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
 	static := filepath.Join(dir, "static")
-	f.WriteString("\nALLOWED_HOSTS = ['127.0.0.1', 'localhost']\nSTATIC_ROOT = " + pyString(static) + "\n")
-	f.Close()
+	startProjectIn(t, dir, "\nALLOWED_HOSTS = ['127.0.0.1', 'localhost']\nSTATIC_ROOT = "+pyString(static)+"\n")
 	manage("migrate", "--noinput")
 	manage("createsuperuser", "--noinput", "--username", "admin", "--email", "admin@example.com")
 	manage("collectstatic", "--noinput")
@@ -97,4 +86,31 @@ func TestDjango(t *testing.T) {
 // pyString writes s as a Python string literal.
 func pyString(s string) string {
 	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(s) + "'"
+}
+
+// startProject makes a stock Django project "shop" (django-admin
+// startproject) in a directory of its own, with settings appended to its
+// settings.py, and returns the directory.
+func startProject(t *testing.T, settings string) string {
+	t.Helper()
+	dir := t.TempDir()
+	startProjectIn(t, dir, settings)
+	return dir
+}
+
+func startProjectIn(t *testing.T, dir, settings string) {
+	t.Helper()
+	cmd := exec.Command(python, "-m", "django", "startproject", "shop")
+	cmd.Dir = dir
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("startproject: %v\n%s", err, out)
+	}
+	f, err := os.OpenFile(filepath.Join(dir, "shop", "shop", "settings.py"), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteString(settings); err != nil {
+		t.Fatal(err)
+	}
 }

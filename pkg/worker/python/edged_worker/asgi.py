@@ -383,7 +383,7 @@ class WebSocket:
                 # Refused before accepting: a 403, as the spec says.
                 await conn.send(refusal(403))
             elif self.state == OPEN:
-                await conn.send(frames.close(int(message.get("code", 1000)), close_reason(message.get("reason"))))
+                await conn.send(frames.close(int(message.get("code", 1000)), message.get("reason") or ""))
             self.state = CLOSED
             if self.closed_code is None:
                 self.closed_code = int(message.get("code", 1000))
@@ -408,15 +408,6 @@ class WebSocket:
         self.state = CLOSED
         self.closed_code = code
         self.conn.wake()
-
-
-def close_reason(reason):
-    """A close frame's reason: UTF-8, at most 123 bytes, cut between
-    characters."""
-    b = (reason or "").encode("utf-8")
-    if len(b) > 123:
-        b = b[:123].decode("utf-8", "ignore").encode("utf-8")
-    return b
 
 
 def refusal(status):

@@ -5,6 +5,7 @@ happens to one that hangs."""
 
 import os
 import select
+import signal
 import socket
 import struct
 import sys
@@ -144,6 +145,16 @@ class Worker:
         the settings are the same for every worker (and systemd)."""
         self.listener.setblocking(True)
         self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", 0, ACCEPT_WAIT_MS * 1000))
+
+    def serve_threads(self):
+        """What the thread classes do before their threads take requests:
+        SIGTERM stops, the shared socket is set for blocking accepts, the
+        worker says it is ready, the heartbeat starts."""
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, self.stop)
+        self.blocking_listener()
+        event("ready", pid=os.getpid())
+        self.start_heartbeat()
 
     def start_heartbeat(self):
         threading.Thread(target=self.heartbeat, daemon=True).start()

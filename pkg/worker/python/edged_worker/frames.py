@@ -80,9 +80,13 @@ def message(data, text):
     return _pack(VERSION, MESSAGE, FLAG_TEXT if text else 0, len(data)) + data
 
 
-def close(code, reason=b""):
-    """A CLOSE frame."""
-    return _pack(VERSION, CLOSE, 0, 2 + len(reason)) + CLOSE_CODE.pack(code) + reason
+def close(code, reason=""):
+    """A CLOSE frame; the reason (str or UTF-8 bytes) cut to the 123
+    bytes a close frame has room for, between characters."""
+    b = reason.encode("utf-8") if isinstance(reason, str) else bytes(reason)
+    if len(b) > 123:
+        b = b[:123].decode("utf-8", "ignore").encode("utf-8")
+    return _pack(VERSION, CLOSE, 0, 2 + len(b)) + CLOSE_CODE.pack(code) + b
 
 
 def measured(taken, wall, cpu, pid, rss):

@@ -2,11 +2,9 @@
 off the shared queue."""
 
 import os
-import signal
 import threading
 
 from edged_worker import base
-from edged_worker.events import event
 
 
 class Worker(base.Worker):
@@ -14,11 +12,7 @@ class Worker(base.Worker):
     multithread = True
 
     def run(self):
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, self.stop)
-        self.blocking_listener()
-        event("ready", pid=os.getpid())
-        self.start_heartbeat()
+        self.serve_threads()
         ts = [threading.Thread(target=self.take_requests, daemon=True) for _ in range(self.threads)]
         for t in ts:
             t.start()

@@ -494,15 +494,6 @@ class Handler:
         r.flush(done=True)
 
 
-def close_reason(reason):
-    """A close frame's reason: UTF-8, at most 123 bytes, cut between
-    characters."""
-    b = (reason or "").encode("utf-8")
-    if len(b) > 123:
-        b = b[:123].decode("utf-8", "ignore").encode("utf-8")
-    return b
-
-
 class WebSocket:
     """environ["wsgi.websocket"] for the gevent class, as gevent-websocket
     gives it (what Flask-SocketIO's gevent driver, engineio, uses):
@@ -576,7 +567,7 @@ class WebSocket:
             message = message.decode("utf-8", "replace")
         try:
             with self.lock:
-                self.conn.sendall(frames.close(code, close_reason(message)))
+                self.conn.sendall(frames.close(code, message or ""))
         except OSError:
             pass
 
