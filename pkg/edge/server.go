@@ -69,8 +69,13 @@ func New(cfg *config.Config, log zerolog.Logger) (*Server, error) {
 		return nil, err
 	}
 	s.cur.Store(st)
+	st.certs.Watch(certWatch)
 	return s, nil
 }
+
+// certWatch is how often the certificate files are looked at: a renewed
+// one (certbot's, a secret manager's) serves new handshakes within it.
+const certWatch = 5 * time.Second
 
 // Reload replaces the config: static roots, certificates, limits, buffers,
 // proxies and the app's timeout take effect for the next request. It
@@ -82,6 +87,9 @@ func (s *Server) Reload(cfg *config.Config) error {
 		return err
 	}
 	old := s.cur.Swap(st)
+	// The new certificates are watched from now on, the old ones no more.
+	old.certs.Close()
+	st.certs.Watch(certWatch)
 	s.usePools(st)
 	if cfg.Metrics.Listen != old.cfg.Metrics.Listen {
 		s.log.Warn().Str("metrics.listen", cfg.Metrics.Listen).Msg("metrics.listen changed: it takes effect at the next restart of edged")
@@ -419,7 +427,7 @@ func (s *Server) tlsConfig() *tls.Config {
 		},
 		NextProtos: []string{"h2", "http/1.1"},
 		GetCertificate: func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
-			return s.cur.Load().certs.pick(hello)
+			return s.cur.Load().certs.GetCertificate(hello)
 		},
 	}
 }
@@ -428,7 +436,7 @@ func (s *Server) tlsConfig() *tls.Config {
 // in flight (up to the graceful timeout), and returns.
 func (s *Server) Serve(ctx context.Context, ls *Listeners) error {
 	cfg := s.Config()
-	if len(ls.HTTPS) > 0 && len(s.cur.Load().certs.certs) == 0 {
+	if len(ls.HTTPS) > 0 && s.cur.Load().certs.Len() == 0 {
 		// Handshakes fail until a reload brings a certificate in: HTTPS
 		// can be turned on without a restart.
 		s.log.Warn().Msg("HTTPS socket but no [[tls]] certificate in the config: TLS handshakes fail until one is added and edged reloaded")

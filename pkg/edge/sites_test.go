@@ -579,21 +579,3 @@ func TestSitesReviewed(t *testing.T) {
 		}
 	})
 }
-
-// A certificate for a client that sends no name is one it can use.
-func TestCertWithoutSNI(t *testing.T) {
-	pool := x509.NewCertPool()
-	dir := t.TempDir()
-	cert, key := certFor(t, dir, pool, "ecdsa.example")
-	c, err := tls.LoadX509KeyPair(cert, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cs := &certSet{exact: map[string][]*tls.Certificate{}, wildcard: map[string][]*tls.Certificate{}}
-	cs.add(&c)
-	// A client that takes ECDSA gets it, asking for no name.
-	got, err := cs.pick(&tls.ClientHelloInfo{SupportedVersions: []uint16{tls.VersionTLS13}, SignatureSchemes: []tls.SignatureScheme{tls.ECDSAWithP256AndSHA256}, SupportedCurves: []tls.CurveID{tls.CurveP256}})
-	if err != nil || got != &c {
-		t.Errorf("pick without SNI = %v, %v", got, err)
-	}
-}

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/edged/edged/pkg/certs"
 	"github.com/edged/edged/pkg/config"
 	"github.com/edged/edged/pkg/htpasswd"
 	"github.com/edged/edged/pkg/route"
@@ -23,7 +24,7 @@ import (
 // swaps it in whole.
 type state struct {
 	cfg   *config.Config
-	certs *certSet
+	certs *certs.Store
 	sites route.Table[*site]
 	all   []*site
 	// edge answers for requests no site takes (a name no site claims, a
@@ -132,7 +133,7 @@ func (s *Server) newState(cfg *config.Config) (*state, error) {
 			st.close()
 		}
 	}()
-	cs, err := loadCerts(cfg)
+	cs, err := certs.Load(certPairs(cfg), s.log)
 	if err != nil {
 		return nil, err
 	}
@@ -147,7 +148,8 @@ func (s *Server) newState(cfg *config.Config) (*state, error) {
 		if err := st.sites.Add(si, si.name, sc.Names, sc.Default); err != nil {
 			return nil, err
 		}
-		if why := cs.uncovered(sc); why != "" {
+		if why := cs.Uncovered(sc.Names); why != "" {
+			why += " (give the site a [[site.tls]] whose certificate names them)"
 			if sc.HTTPS != config.HTTPSOff {
 				return nil, fmt.Errorf("site %s: https = %q, but %s", sc.Name, sc.HTTPS, why)
 			}
@@ -311,7 +313,22 @@ func (si *site) close() {
 }
 
 func (st *state) close() {
+	st.certs.Close()
 	for _, si := range st.all {
 		si.close()
 	}
+}
+
+// certPairs are the top-level [[tls]] pairs and every site's.
+func certPairs(cfg *config.Config) []certs.Pair {
+	var pairs []certs.Pair
+	for i, p := range cfg.TLS {
+		pairs = append(pairs, certs.Pair{Cert: p.Cert, Key: p.Key, Where: fmt.Sprintf("tls[%d]", i)})
+	}
+	for _, s := range cfg.SiteBlocks {
+		for i, p := range s.TLS {
+			pairs = append(pairs, certs.Pair{Cert: p.Cert, Key: p.Key, Where: fmt.Sprintf("site %s: tls[%d]", s.Name, i)})
+		}
+	}
+	return pairs
 }
