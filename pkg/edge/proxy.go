@@ -12,7 +12,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/edged/edged/pkg/config"
 	"github.com/edged/edged/pkg/upstream"
 	"github.com/edged/edged/pkg/wire"
 )
@@ -85,11 +84,7 @@ func (s *site) serveApp(w http.ResponseWriter, r *http.Request, c client, lr *lo
 		return
 	}
 	defer x.resp.Close()
-	lr.worker = x.resp.Worker
-	if s.name != config.DefaultSite {
-		// Each site numbers its workers from 1: "shop/2".
-		lr.worker = s.name + "/" + lr.worker
-	}
+	lr.worker = s.workerName(x.resp.Worker)
 	if x.resp.Status < 200 {
 		// An interim status as the final answer: passed on, it would
 		// leave the client (or a proxy in front) expecting another

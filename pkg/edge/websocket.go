@@ -128,7 +128,8 @@ func (s *site) serveWebSocket(w http.ResponseWriter, r *http.Request, c client, 
 	lr.ws = &st
 }
 
-// workerName is how a site's worker is named in logs: "shop/2".
+// workerName is how a site's worker is named in logs: each site numbers
+// its workers from 1, "shop/2"; the default site's are "2".
 func (s *site) workerName(w string) string {
 	if s.name != config.DefaultSite {
 		return s.name + "/" + w

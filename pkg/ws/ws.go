@@ -202,7 +202,6 @@ func (c *Conn) interval() time.Duration {
 // is told the Conn once it is open. It returns what passed, and an error
 // only when the handshake itself failed.
 func Serve(w http.ResponseWriter, r *http.Request, subprotocol string, peer Peer, lim Limits, started func(*Conn)) (Stats, error) {
-	var st Stats
 	// The connection's own deadlines (the request's read and send
 	// timeouts) would cut a WebSocket short: this one keeps its own.
 	rc := http.NewResponseController(w)
@@ -222,7 +221,7 @@ func Serve(w http.ResponseWriter, r *http.Request, subprotocol string, peer Peer
 	c, err := websocket.Accept(w, r, opts)
 	if err != nil {
 		peer.Close()
-		return st, err
+		return Stats{}, err
 	}
 	c.SetReadLimit(lim.MaxMessage)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -230,7 +229,6 @@ func Serve(w http.ResponseWriter, r *http.Request, subprotocol string, peer Peer
 	conn := &Conn{c: c, peer: peer, lim: lim, ctx: ctx, lastPing: time.Now()}
 	conn.last.Store(time.Now().UnixNano())
 	closeWith := conn.closeWith
-	last := &conn.last
 	if started != nil {
 		started(conn)
 	}
@@ -275,9 +273,9 @@ func Serve(w http.ResponseWriter, r *http.Request, subprotocol string, peer Peer
 				peer.Send(wire.Message{Close: true, Code: InvalidPayload})
 				return
 			}
-			last.Store(time.Now().UnixNano())
-			st.MessagesIn++
-			st.BytesIn += int64(len(data))
+			conn.last.Store(time.Now().UnixNano())
+			conn.st.MessagesIn++
+			conn.st.BytesIn += int64(len(data))
 			if err := peer.Send(wire.Message{Text: text, Data: data}); err != nil {
 				closeWith("edged", InternalError, "the app's worker went away")
 				c.Close(InternalError, "the app's worker went away")
@@ -319,9 +317,9 @@ func Serve(w http.ResponseWriter, r *http.Request, subprotocol string, peer Peer
 		if m.Text {
 			typ = websocket.MessageText
 		}
-		last.Store(time.Now().UnixNano())
-		st.MessagesOut++
-		st.BytesOut += int64(len(m.Data))
+		conn.last.Store(time.Now().UnixNano())
+		conn.st.MessagesOut++
+		conn.st.BytesOut += int64(len(m.Data))
 		wctx, wcancel := ctx, context.CancelFunc(func() {})
 		if lim.Send > 0 {
 			wctx, wcancel = context.WithTimeout(ctx, lim.Send)
@@ -341,7 +339,5 @@ func Serve(w http.ResponseWriter, r *http.Request, subprotocol string, peer Peer
 	<-done
 	peer.Close()
 	closeWith("client", abnormal, "")
-	conn.st.MessagesIn, conn.st.MessagesOut = st.MessagesIn, st.MessagesOut
-	conn.st.BytesIn, conn.st.BytesOut = st.BytesIn, st.BytesOut
 	return conn.st, nil
 }

@@ -124,16 +124,10 @@ class Conn:
         """Whether the request frame is in; the body's first bytes stay in
         buf. A request past its deadline is answered and dropped."""
         buf = self.buf
-        if len(buf) < frames.HEADER_LEN:
+        need = frames.request_end(buf)
+        if not need:
             return False
-        n = frames.check_header(buf, 0, frames.REQUEST)
-        if n > frames.MAX_HEAD or n < frames.REQUEST_FIXED.size:
-            raise frames.FrameError("request frame of %d bytes" % n)
-        need = frames.HEADER_LEN + n
-        if len(buf) < need:
-            return False
-        flags = frames.HEADER.unpack_from(buf, 0)[2]
-        req = frames.Request(buf, frames.HEADER_LEN, need, bool(flags & frames.FLAG_SESSION))
+        req = frames.parse_request(buf, need)
         self.buf = buf[need:]
         if req.deadline and time.time_ns() > req.deadline:
             self.write(frames.EXPIRED_FRAME)

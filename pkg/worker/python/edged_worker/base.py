@@ -295,17 +295,15 @@ class Worker:
             if legacy.is_legacy(buf):
                 legacy.serve(self, conn, buf, taken)
                 return
-        n = frames.check_header(buf, 0, frames.REQUEST)
-        if n > frames.MAX_HEAD or n < frames.REQUEST_FIXED.size:
-            raise frames.FrameError("request frame of %d bytes" % n)
-        session = bool(frames.HEADER.unpack_from(buf, 0)[2] & frames.FLAG_SESSION)
-        need = frames.HEADER_LEN + n
-        while len(buf) < need:
-            data = recv(max(1 << 16, need - len(buf)))
+        need = frames.request_end(buf)
+        while not need:
+            data = recv(1 << 16)
             if not data:
                 return
             buf += data
-        req = frames.Request(buf, frames.HEADER_LEN, need, session)
+            need = frames.request_end(buf)
+        req = frames.parse_request(buf, need)
+        session = req.session
         if req.deadline and time.time_ns() > req.deadline:
             # It waited in the queue past limits.queue_timeout: edged has
             # answered 503 (or is about to); running it now helps no one.

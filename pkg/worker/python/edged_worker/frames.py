@@ -108,6 +108,24 @@ def check_header(buf, at, kind):
     return n
 
 
+def request_end(buf):
+    """Where the request frame that begins buf ends, once buf holds it
+    all; 0 while it does not yet. A frame that breaks the format is a
+    FrameError."""
+    if len(buf) < HEADER_LEN:
+        return 0
+    n = check_header(buf, 0, REQUEST)
+    if n > MAX_HEAD or n < REQUEST_FIXED.size:
+        raise FrameError("request frame of %d bytes" % n)
+    end = HEADER_LEN + n
+    return end if len(buf) >= end else 0
+
+
+def parse_request(buf, end):
+    """The request whose frame is buf[:end] (see request_end)."""
+    return Request(buf, HEADER_LEN, end, bool(HEADER.unpack_from(buf, 0)[2] & FLAG_SESSION))
+
+
 class Request:
     """One request as edged sends it: the neutral facts and the header
     list, which wsgi.py (or asgi.py) turns into what the app wants."""
@@ -125,10 +143,6 @@ class Request:
                              % (len(fields), N_FIELDS))
         self.fields = fields
 
-    def headers(self):
-        """The header list: (name, value) pairs as HTTP has them."""
-        it = iter(self.fields[N_FIELDS:])
-        return zip(it, it)
 
 
 class Body:
