@@ -1,8 +1,9 @@
 // Package certs gives the TLS handshake its certificate. A Store answers
 // tls.Config.GetCertificate by the name the client asks for, from an index
-// by name (never a scan), whatever holds the certificates: files today,
-// reloaded when they change (certbot's renewals, a secret manager), with
-// the server none the wiser about where a certificate came from.
+// by name (never a scan), whatever holds the certificates: files, reloaded
+// when they change (certbot's renewals, a secret manager), or ACME, which
+// obtains and renews them for the names configured; the server is none
+// the wiser about where a certificate came from.
 package certs
 
 import (
@@ -41,6 +42,25 @@ type Store struct {
 	refused []stamp            // of the files last refused, by pair: logged once
 	stop    chan struct{}
 	once    sync.Once
+
+	// acme keeps the certificates of acmeNames (normalised names), set
+	// by UseACME before the store is in use.
+	acme      *ACME
+	acmeNames map[string]bool
+	acmeFirst string
+}
+
+// UseACME has the store answer for names with a's certificates. It is
+// called before the store serves a handshake.
+func (s *Store) UseACME(a *ACME, names []string) {
+	s.acme = a
+	s.acmeNames = map[string]bool{}
+	for _, n := range names {
+		s.acmeNames[route.Normalize(n)] = true
+	}
+	if len(names) > 0 {
+		s.acmeFirst = names[0]
+	}
 }
 
 // stamp tells one state of a pair's two files from another.
@@ -186,7 +206,46 @@ func (s *Store) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, er
 	if s == nil {
 		return nil, errors.New("no certificate configured")
 	}
+	if s.acme != nil { // nil under --check
+		if Challenge(hello) || s.acmeNames[route.Normalize(hello.ServerName)] {
+			return s.acme.GetCertificate(hello)
+		}
+		if len(s.cur.Load().certs) == 0 {
+			// No name, or one no site has: the first ACME name's.
+			h := *hello
+			h.ServerName = s.acmeFirst
+			return s.acme.GetCertificate(&h)
+		}
+	}
 	return s.cur.Load().pick(hello)
+}
+
+// Infos describes every certificate: the files' and ACME's, by name.
+func (s *Store) Infos() []Info {
+	if s == nil {
+		return nil
+	}
+	var out []Info
+	for i, c := range s.cur.Load().certs {
+		in := Info{Source: "file"}
+		if i < len(s.pairs) {
+			in.File = s.pairs[i].Cert
+		}
+		if c.Leaf != nil {
+			in.Names = c.Leaf.DNSNames
+			in.Issuer, in.NotBefore, in.NotAfter = issuerName(c.Leaf), c.Leaf.NotBefore, c.Leaf.NotAfter
+		}
+		out = append(out, in)
+	}
+	if s.acme != nil {
+		for _, in := range s.acme.Infos() {
+			if s.acmeNames[route.Normalize(firstName(in))] {
+				out = append(out, in)
+			}
+		}
+	}
+	sortInfos(out)
+	return out
 }
 
 // Len is how many certificates the store holds.
@@ -194,7 +253,7 @@ func (s *Store) Len() int {
 	if s == nil {
 		return 0
 	}
-	return len(s.cur.Load().certs)
+	return len(s.cur.Load().certs) + len(s.acmeNames)
 }
 
 // Uncovered says which of names no certificate is for, "" when every one
@@ -202,6 +261,15 @@ func (s *Store) Len() int {
 func (s *Store) Uncovered(names []string) string {
 	if s == nil {
 		return ""
+	}
+	if len(s.acmeNames) > 0 {
+		var rest []string
+		for _, n := range names {
+			if !s.acmeNames[route.Normalize(n)] {
+				rest = append(rest, n)
+			}
+		}
+		names = rest
 	}
 	return s.cur.Load().uncovered(names)
 }

@@ -27,7 +27,8 @@ const DefaultPath = "/etc/edged/edged.toml"
 // Config is the whole file, after defaults and validation.
 type Config struct {
 	Listen   Listen   `toml:"listen"`
-	TLS      []TLS    `toml:"tls"`
+	TLS      TLSList  `toml:"tls"`
+	ACME     ACME     `toml:"acme"`
 	Static   []Static `toml:"static"`
 	App      App      `toml:"app"`
 	Pool     Pool     `toml:"pool"`
@@ -62,13 +63,6 @@ type Listen struct {
 	// connection: required from them, refused from anyone else.
 	ProxyProtocol []string       `toml:"proxy_protocol"`
 	ProxyNets     []netip.Prefix `toml:"-"`
-}
-
-// TLS is one certificate and its key. The names it serves come from the
-// certificate itself; the client's SNI picks among them.
-type TLS struct {
-	Cert string `toml:"cert"`
-	Key  string `toml:"key"`
 }
 
 // Static maps a URL prefix to a directory that edged serves itself.
@@ -425,9 +419,8 @@ var ErrNotFound = errors.New("config file not found")
 func (c *Config) validate(v *validator) {
 	top := scope{v: v}
 	c.validateListen(v)
-	for i := range c.TLS {
-		c.TLS[i].validate(top, i)
-	}
+	c.TLS.validate(top)
+	c.ACME.validate(v, c)
 	seen := map[string]bool{}
 	for i := range c.Static {
 		c.Static[i].validate(top, i, seen)
@@ -459,25 +452,19 @@ func (c *Config) validateListen(v *validator) {
 	if len(c.Listen.HTTP)+len(c.Listen.HTTPS) == 0 {
 		v.fail([]string{"listen"}, "no address to listen on: set listen.http = [\"0.0.0.0:80\"] or listen.https")
 	}
-	if len(c.Listen.HTTPS) > 0 && len(c.TLS) == 0 && !c.siteTLS() {
-		v.fail([]string{"listen", "https"}, "HTTPS addresses need at least one [[tls]] table with cert and key")
+	if len(c.Listen.HTTPS) > 0 && !c.TLS.Any() && !c.siteTLS() {
+		v.fail([]string{"listen", "https"}, "HTTPS addresses need at least one [[tls]] table with cert and key, or tls = \"acme\"")
 	}
 }
 
 // siteTLS says some [[site]] has a certificate.
 func (c *Config) siteTLS() bool {
 	for _, s := range c.SiteBlocks {
-		if len(s.TLS) > 0 {
+		if s.TLS.Any() {
 			return true
 		}
 	}
 	return false
-}
-
-func (t *TLS) validate(sc scope, i int) {
-	e := sc.elem("tls", i)
-	t.Cert = e.path([]string{"cert"}, Credential("tls", sc.v.abs(t.Cert)), true)
-	t.Key = e.path([]string{"key"}, Credential("tls", sc.v.abs(t.Key)), true)
 }
 
 // validate checks the ith [[static]]; seen holds the prefixes before it.

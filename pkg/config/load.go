@@ -106,6 +106,9 @@ func parse(name, dir string, data []byte, files bool) (*Config, error) {
 		if underUnknown(k, unknown) {
 			continue // a key of a misspelt table: the table is reported
 		}
+		if k[0] == "tls" || len(k) > 1 && k[0] == "site" && k[1] == "tls" {
+			continue // TLSList checks its keys itself
+		}
 		v.unknown(k)
 	}
 	v.checkPEM(data)

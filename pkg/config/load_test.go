@@ -102,8 +102,12 @@ func dump(c *config.Config, dir string) string {
 	}
 	p("listen.http", strings.Join(c.Listen.HTTP, " "))
 	p("listen.https", strings.Join(c.Listen.HTTPS, " "))
-	for i, t := range c.TLS {
+	for i, t := range c.TLS.Files {
 		p(fmt.Sprintf("tls[%d]", i), rel(t.Cert)+" "+rel(t.Key))
+	}
+	if c.ACMEUsed() {
+		a := c.ACME
+		p("acme", fmt.Sprintf("names=%s ca=%s ca_root=%s email=%q renew_check=%s", strings.Join(c.ACMENames(), ","), a.CA, rel(a.CARoot), a.Email, a.RenewCheck))
 	}
 	for i, s := range c.Static {
 		p(fmt.Sprintf("static[%d]", i), fmt.Sprintf("%s -> %s max_age=%s index=%q", s.Prefix, rel(s.Root), s.MaxAge, s.Index))
@@ -166,8 +170,11 @@ func dumpSites(p func(string, any), rel func(string) string, c *config.Config) {
 		for _, st := range s.Static {
 			p(k+" static", st.Prefix+" -> "+rel(st.Root))
 		}
-		for _, t := range s.TLS {
+		for _, t := range s.TLS.Files {
 			p(k+" tls", rel(t.Cert)+" "+rel(t.Key))
+		}
+		if s.TLS.ACME {
+			p(k+" tls", "acme")
 		}
 		l := s.Limits
 		p(k+" limits", fmt.Sprintf("max_body=%s body_timeout=%s rate=%s burst=%d queue_length=%d", l.MaxBody, l.BodyTimeout, l.Rate, l.Burst, l.QueueLength))

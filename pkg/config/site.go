@@ -46,7 +46,7 @@ type Site struct {
 	App    App        `toml:"app"`
 	Pool   Pool       `toml:"pool"`
 	Static []Static   `toml:"static"`
-	TLS    []TLS      `toml:"tls"`
+	TLS    TLSList    `toml:"tls"`
 	Own    SiteLimits `toml:"limits"`
 	Paths  []Path     `toml:"path"`
 
@@ -262,6 +262,9 @@ func (c *Config) validateSites(v *validator) {
 			App: c.App, Pool: c.Pool, Static: c.Static, TLS: c.TLS, Limits: c.Limits,
 		}
 		top.Pool.Queue = QueueSocket
+		if c.TLS.ACME {
+			top.Names = c.ACME.Names
+		}
 		c.Sites = append(c.Sites, top)
 	}
 	names := map[string]string{} // normalised host name → site
@@ -356,11 +359,12 @@ func (s *Site) validate(sc scope, c *Config) {
 	for i := range s.Static {
 		s.Static[i].validate(sc, i, seen)
 	}
-	for i := range s.TLS {
-		s.TLS[i].validate(sc, i)
-	}
-	if len(s.TLS) > 0 && len(c.Listen.HTTPS) == 0 {
+	s.TLS.validate(sc)
+	if s.TLS.Any() && len(c.Listen.HTTPS) == 0 {
 		sc.fail([]string{"tls"}, "certificates but no HTTPS listener: set listen.https = [\"0.0.0.0:443\"]")
+	}
+	if s.TLS.ACME {
+		s.validateACME(sc)
 	}
 	s.Own.validate(sc)
 	s.Limits = s.Own.over(c.Limits)

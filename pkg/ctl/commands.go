@@ -420,9 +420,11 @@ func status(ctx context.Context, args []string, out io.Writer) error {
 			return err
 		})
 		var lv *liveView
+		var certs []certInfo
 		liveErr := cfgErr
 		if cfg != nil {
 			lv, liveErr = live(ctx, cfg, *every)
+			certs, _ = readCertificates(ctx, cfg) // none when the load is missing: said there
 		}
 		if ctx.Err() != nil {
 			return nil
@@ -433,7 +435,7 @@ func status(ctx context.Context, args []string, out io.Writer) error {
 		if *asJSON {
 			enc := json.NewEncoder(out)
 			enc.SetIndent("", "  ")
-			sj := statusJSON{report: rep, Live: lv}
+			sj := statusJSON{report: rep, Live: lv, Certificates: certs}
 			if unitsErr != nil {
 				sj.UnitsError = unitsErr.Error()
 			}
@@ -459,6 +461,10 @@ func status(ctx context.Context, args []string, out io.Writer) error {
 			} else {
 				fmt.Fprintf(out, "load: %v\n", liveErr)
 			}
+			if len(certs) > 0 {
+				fmt.Fprintln(out)
+				printCertificates(out, certs, time.Now())
+			}
 		}
 		if !*watch {
 			return nil
@@ -481,6 +487,45 @@ type statusJSON struct {
 	UnitsError string    `json:"units_error,omitempty"`
 	Live       *liveView `json:"live,omitempty"`
 	LiveError  string    `json:"live_error,omitempty"`
+	// Certificates are edged's, as it serves them.
+	Certificates []certInfo `json:"certificates,omitempty"`
+}
+
+// printCertificates is status's table of certificates: where each came
+// from, when it ends and is renewed, and what the last order came to.
+func printCertificates(out io.Writer, certs []certInfo, now time.Time) {
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "CERTIFICATE\tSOURCE\tISSUER\tEXPIRES\tRENEWS\tORDERS")
+	at := func(t time.Time) string {
+		if t.IsZero() {
+			return "-"
+		}
+		return t.Local().Format("2006-01-02 15:04")
+	}
+	for _, c := range certs {
+		renews, orders := "-", "-"
+		if c.Source == "acme" || c.Source == "self-signed" {
+			renews, orders = at(c.RenewAt), "ok"
+			if c.RenewBy == "ari" {
+				renews += " (ARI)"
+			}
+			if c.Failures > 0 {
+				orders = fmt.Sprintf("%d failed, last %s ago: %s", c.Failures, now.Sub(c.LastErrorAt).Round(time.Second), firstLine(c.LastError))
+			} else if c.Source == "self-signed" {
+				orders = "first order under way"
+			}
+		}
+		name := strings.Join(c.Names, ",")
+		if c.File != "" {
+			name += " (" + c.File + ")"
+		}
+		issuer := c.Issuer
+		if issuer == "" {
+			issuer = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", name, c.Source, issuer, at(c.NotAfter), renews, orders)
+	}
+	tw.Flush()
 }
 
 // report is `edgectl status`.

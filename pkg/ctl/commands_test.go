@@ -727,3 +727,22 @@ func TestRestartCanary(t *testing.T) {
 		}
 	})
 }
+
+func TestPrintCertificates(t *testing.T) {
+	now := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+	var b strings.Builder
+	printCertificates(&b, []certInfo{
+		{Names: []string{"shop.example"}, Source: "acme", Issuer: "R11", NotAfter: now.Add(60 * 24 * time.Hour), RenewAt: now.Add(30 * 24 * time.Hour), RenewBy: "ari"},
+		{Names: []string{"blog.example"}, Source: "self-signed", Failures: 3, LastErrorAt: now.Add(-time.Minute),
+			LastError: "urn:ietf:params:acme:error:connection: dial tcp: connection refused"},
+		{Names: []string{"old.example"}, Source: "file", File: "/etc/edged/tls/old.crt", Issuer: "R10", NotAfter: now},
+	}, now)
+	for _, want := range []string{
+		"shop.example", "(ARI)", "blog.example", "3 failed, last 1m0s ago: urn:ietf:params:acme:error:connection",
+		"old.example (/etc/edged/tls/old.crt)",
+	} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("printCertificates: no %q in\n%s", want, b.String())
+		}
+	}
+}

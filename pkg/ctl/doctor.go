@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -58,7 +59,11 @@ type patient struct {
 	// interval apart (nil without [metrics], with the reason in metricsErr).
 	before, after *scrape
 	metricsErr    error
-	view          *liveView // between before and after: see load
+	// certs are edged's certificates as it serves them (nil without
+	// [metrics], certsErr saying why).
+	certs    []certInfo
+	certsErr error
+	view     *liveView // between before and after: see load
 	// overflows are the kernel's ListenOverflows at the two readings.
 	overflows [2]uint64
 	somaxconn int
@@ -145,6 +150,7 @@ func examine(ctx context.Context, file string, every time.Duration) *patient {
 	p.overflows[0], _, _ = backlog.Overflows()
 	if p.cfg != nil {
 		p.before, p.metricsErr = readMetrics(ctx, p.cfg)
+		p.certs, p.certsErr = readCertificates(ctx, p.cfg)
 	} else {
 		p.metricsErr = p.cfgErr
 	}
@@ -651,55 +657,113 @@ func checkTLS(p *patient) finding {
 	if p.cfg == nil {
 		return skip("needs the config: " + firstLine(fmt.Sprint(p.cfgErr)))
 	}
-	pairs := append([]config.TLS{}, p.cfg.TLS...)
-	for _, s := range p.cfg.SiteBlocks {
-		pairs = append(pairs, s.TLS...)
-	}
-	if len(pairs) == 0 {
-		return ok("no [[tls]] certificate configured")
-	}
+	infos := p.certs
 	verdict := verdictOK
-	var notes []string
+	var notes, fixes []string
+	if infos == nil {
+		// edged's own view needs [metrics]: the files, as on disk.
+		var bad []string
+		infos, bad, verdict = fileCerts(p.cfg)
+		notes = append(notes, bad...)
+		if p.cfg.ACMEUsed() {
+			verdict = worst(verdict, verdictWarn)
+			notes = append(notes, "the ACME certificates (tls = \"acme\") cannot be judged without edged's admin listener: "+firstLine(fmt.Sprint(p.certsErr)))
+		}
+	}
+	if len(infos) == 0 && len(notes) == 0 {
+		return ok("no certificate configured")
+	}
+	for _, c := range infos {
+		name := strings.Join(c.Names, ", ")
+		if c.File != "" {
+			name += " (" + c.File + ")"
+		}
+		left := c.NotAfter.Sub(p.now)
+		switch {
+		case c.Failures > 0:
+			verdict = worst(verdict, verdictWarn)
+			notes = append(notes, fmt.Sprintf("%s: %d orders in a row failed, the last %s ago: the CA said %q", name, c.Failures,
+				p.now.Sub(c.LastErrorAt).Round(time.Second), c.LastError))
+			fixes = append(fixes, "the CA must reach this host on port 80 (http-01) or 443 (tls-alpn-01) for each name, and each name's DNS must point here; edged retries with back-off and serves the certificate it has meanwhile")
+		case c.Source == "self-signed":
+			verdict = worst(verdict, verdictWarn)
+			notes = append(notes, name+": no certificate from the CA yet, a self-signed one serves (the first order is under way)")
+		}
+		switch {
+		case c.NotAfter.IsZero():
+		case left <= 0:
+			verdict = worst(verdict, verdictFail)
+			notes = append(notes, fmt.Sprintf("%s expired on %s", name, c.NotAfter.Format(time.DateOnly)))
+		case left < certWarn && c.Source != "acme":
+			verdict = worst(verdict, verdictWarn)
+			notes = append(notes, fmt.Sprintf("%s expires in %d days, on %s", name, int(left.Hours()/24), c.NotAfter.Format(time.DateOnly)))
+			fixes = append(fixes, "renew the certificate file: edged notices the new one within seconds (no restart)")
+		case c.Source == "acme" && c.Failures == 0:
+			notes = append(notes, fmt.Sprintf("%s valid %s, renewed from %s (%s)", name, days(left), c.RenewAt.Format(time.DateTime), renewBy(c.RenewBy)))
+		case c.Failures == 0:
+			notes = append(notes, fmt.Sprintf("%s valid %s", name, days(left)))
+		}
+	}
+	f := finding{Verdict: verdict, Evidence: strings.Join(notes, "; ")}
+	if verdict != verdictOK {
+		if len(fixes) == 0 {
+			fixes = append(fixes, "renew the certificate file: edged notices the new one within seconds (no restart)")
+		}
+		f.Fix = strings.Join(slices.Compact(fixes), "; ")
+	}
+	return f
+}
+
+// days is a time left in days, or hours under two days.
+func days(d time.Duration) string {
+	if d < 48*time.Hour {
+		return fmt.Sprintf("%d more hours", int(d.Hours()))
+	}
+	return fmt.Sprintf("%d more days", int(d.Hours()/24))
+}
+
+// renewBy says where a renewal time came from.
+func renewBy(by string) string {
+	if by == "ari" {
+		return "the CA's renewal window, ARI"
+	}
+	return "a third of its life left"
+}
+
+// fileCerts reads the certificate files cfg names, as they are on disk;
+// bad lists the ones that cannot be read, verdict judges those.
+func fileCerts(cfg *config.Config) (infos []certInfo, bad []string, verdict string) {
+	verdict = verdictOK
+	pairs := append([]config.TLS{}, cfg.TLS.Files...)
+	for _, s := range cfg.SiteBlocks {
+		pairs = append(pairs, s.TLS.Files...)
+	}
 	for _, t := range pairs {
 		b, err := os.ReadFile(t.Cert)
 		if err != nil {
-			notes = append(notes, fmt.Sprintf("%s: %v", t.Cert, err))
+			bad = append(bad, fmt.Sprintf("%s: %v", t.Cert, err))
 			verdict = worst(verdict, verdictWarn)
 			continue
 		}
 		blk, _ := pem.Decode(b)
 		if blk == nil {
-			notes = append(notes, t.Cert+": no PEM certificate")
+			bad = append(bad, t.Cert+": no PEM certificate")
 			verdict = worst(verdict, verdictFail)
 			continue
 		}
 		c, err := x509.ParseCertificate(blk.Bytes)
 		if err != nil {
-			notes = append(notes, fmt.Sprintf("%s: %v", t.Cert, err))
+			bad = append(bad, fmt.Sprintf("%s: %v", t.Cert, err))
 			verdict = worst(verdict, verdictFail)
 			continue
 		}
-		left := c.NotAfter.Sub(p.now)
-		name := c.Subject.CommonName
-		if len(c.DNSNames) > 0 {
-			name = c.DNSNames[0]
+		names := c.DNSNames
+		if len(names) == 0 {
+			names = []string{c.Subject.CommonName}
 		}
-		switch {
-		case left <= 0:
-			verdict = worst(verdict, verdictFail)
-			notes = append(notes, fmt.Sprintf("%s (%s) expired on %s", name, t.Cert, c.NotAfter.Format(time.DateOnly)))
-		case left < certWarn:
-			verdict = worst(verdict, verdictWarn)
-			notes = append(notes, fmt.Sprintf("%s (%s) expires in %d days, on %s", name, t.Cert, int(left.Hours()/24), c.NotAfter.Format(time.DateOnly)))
-		default:
-			notes = append(notes, fmt.Sprintf("%s valid %d more days", name, int(left.Hours()/24)))
-		}
+		infos = append(infos, certInfo{Names: names[:1], Source: "file", File: t.Cert, NotAfter: c.NotAfter})
 	}
-	f := finding{Verdict: verdict, Evidence: strings.Join(notes, "; ")}
-	if verdict != verdictOK {
-		f.Fix = "renew the certificate, put it in /etc/edged/tls/ and systemctl restart edged (the sockets stay open: nothing is dropped)"
-	}
-	return f
+	return infos, bad, verdict
 }
 
 func worst(a, b string) string {

@@ -2,6 +2,7 @@ package ctl
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"math"
@@ -29,33 +30,11 @@ var errNoMetrics = fmt.Errorf("the config has no [metrics] listen: add [metrics]
 
 // readMetrics scrapes edged at cfg's [metrics] listen.
 func readMetrics(ctx context.Context, cfg *config.Config) (*scrape, error) {
-	listen := cfg.Metrics.Listen
-	if listen == "" {
-		return nil, errNoMetrics
-	}
-	network, addr := "tcp", listen
-	if cfg.Metrics.Unix() {
-		network = "unix"
-	}
-	// One connection a reading, closed after it: --watch reads for hours.
-	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
-		DisableKeepAlives: true,
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			return (&net.Dialer{}).DialContext(ctx, network, addr)
-		}}}
-	req, _ := http.NewRequestWithContext(ctx, "GET", "http://edged/metrics", nil)
-	resp, err := c.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("edged's metrics at %s: %w (is edged running?)", listen, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != 200 {
-		return nil, fmt.Errorf("edged's metrics at %s: %s", listen, resp.Status)
-	}
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 32<<20))
+	b, err := adminGet(ctx, cfg, "/metrics", "metrics")
 	if err != nil {
 		return nil, err
 	}
+	listen := cfg.Metrics.Listen
 	p := expfmt.NewTextParser(model.UTF8Validation)
 	fams, err := p.TextToMetricFamilies(strings.NewReader(string(b)))
 	if err != nil {
@@ -192,4 +171,62 @@ func quantile(q float64, bs []bucket) float64 {
 		prevLe, prevCount = b.le, b.count
 	}
 	return prevLe
+}
+
+// adminGet reads path from edged's admin listener ([metrics] listen);
+// what names it in errors ("metrics").
+func adminGet(ctx context.Context, cfg *config.Config, path, what string) ([]byte, error) {
+	listen := cfg.Metrics.Listen
+	if listen == "" {
+		return nil, errNoMetrics
+	}
+	network, addr := "tcp", listen
+	if cfg.Metrics.Unix() {
+		network = "unix"
+	}
+	// One connection a reading, closed after it: --watch reads for hours.
+	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		DisableKeepAlives: true,
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, network, addr)
+		}}}
+	req, _ := http.NewRequestWithContext(ctx, "GET", "http://edged"+path, nil)
+	resp, err := c.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("edged's %s at %s: %w (is edged running?)", what, listen, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		return nil, fmt.Errorf("edged's %s at %s: %s", what, listen, resp.Status)
+	}
+	return io.ReadAll(io.LimitReader(resp.Body, 32<<20))
+}
+
+// certInfo is one certificate as edged's /certificates describes it.
+type certInfo struct {
+	Names       []string  `json:"names"`
+	Source      string    `json:"source"` // "file", "acme", "self-signed"
+	Issuer      string    `json:"issuer,omitempty"`
+	NotAfter    time.Time `json:"not_after,omitzero"`
+	RenewAt     time.Time `json:"renew_at,omitzero"`
+	RenewBy     string    `json:"renew_by,omitempty"`
+	File        string    `json:"file,omitempty"`
+	LastError   string    `json:"last_error,omitempty"`
+	LastErrorAt time.Time `json:"last_error_at,omitzero"`
+	Failures    int       `json:"failures,omitempty"`
+}
+
+// readCertificates asks edged for its certificates.
+func readCertificates(ctx context.Context, cfg *config.Config) ([]certInfo, error) {
+	b, err := adminGet(ctx, cfg, "/certificates", "certificates")
+	if err != nil {
+		return nil, err
+	}
+	var body struct {
+		Certificates []certInfo `json:"certificates"`
+	}
+	if err := json.Unmarshal(b, &body); err != nil {
+		return nil, fmt.Errorf("edged's /certificates: %w", err)
+	}
+	return body.Certificates, nil
 }

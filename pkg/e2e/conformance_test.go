@@ -114,19 +114,27 @@ func TestH2spec(t *testing.T) {
 // skips, loudly, when its modules cannot be fetched (no module proxy
 // here); a build that fails once they are fetched is a failure.
 func buildH2spec(t *testing.T) string {
+	return buildTool(t, "h2spec", "github.com/summerwind/h2spec/cmd/h2spec")
+}
+
+// buildTool builds a program pinned in packaging/tools into binDir, once
+// per test binary; it skips when the module proxy cannot give its modules.
+func buildTool(t *testing.T, name, pkg string) string {
 	t.Helper()
-	const pkg = "github.com/summerwind/h2spec/cmd/h2spec"
+	bin := filepath.Join(binDir, name)
+	if _, err := os.Stat(bin); err == nil {
+		return bin
+	}
 	modfile := "-modfile=" + filepath.Join("packaging", "tools", "go.mod")
 	fetch := exec.Command("go", "list", modfile, "-deps", pkg)
 	fetch.Dir = repoRoot
 	if out, err := fetch.CombinedOutput(); err != nil {
-		t.Skipf("SKIPPED: cannot fetch h2spec's modules (is the Go module proxy reachable?): %v\n%s", err, tail(string(out), 20))
+		t.Skipf("SKIPPED: cannot fetch %s's modules (is the Go module proxy reachable?): %v\n%s", name, err, tail(string(out), 20))
 	}
-	bin := filepath.Join(binDir, "h2spec")
 	build := exec.Command("go", "build", modfile, "-o", bin, pkg)
 	build.Dir = repoRoot
 	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("building h2spec: %v\n%s", err, out)
+		t.Fatalf("building %s: %v\n%s", name, err, out)
 	}
 	return bin
 }

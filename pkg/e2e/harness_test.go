@@ -88,6 +88,7 @@ type suite struct {
 	certs  *x509.CertPool
 	socket string
 	static string // the [[static]] root
+	args   []string // edgectl run's
 }
 
 type syncBuffer struct {
@@ -124,6 +125,13 @@ type suiteOpts struct {
 	appDir string
 	// args are more arguments for edgectl run (--reload).
 	args []string
+	// acme, when set, is the [acme] table's body: the top-level site
+	// says tls = "acme" and gets an HTTPS listener with no certificate
+	// file.
+	acme string
+	// httpAddr and httpsAddr are the listeners' addresses; free ports
+	// by default.
+	httpAddr, httpsAddr string
 }
 
 func freePort(t testing.TB) string {
@@ -166,14 +174,28 @@ func trySuite(t testing.TB, o suiteOpts) (*suite, error) {
 	}
 	dir := t.TempDir()
 	s := &suite{t: t, dir: dir, out: &syncBuffer{}, done: make(chan error, 1), socket: filepath.Join(dir, "workers")}
-	httpAddr := freePort(t)
+	httpAddr := o.httpAddr
+	if httpAddr == "" {
+		httpAddr = freePort(t)
+	}
 	s.http = "http://" + httpAddr
 	var b strings.Builder
+	if o.acme != "" {
+		b.WriteString("tls = \"acme\"\n")
+	}
 	fmt.Fprintf(&b, "[listen]\nhttp = [%q]\n", httpAddr)
-	if o.tls {
-		httpsAddr := freePort(t)
+	if o.tls || o.acme != "" {
+		httpsAddr := o.httpsAddr
+		if httpsAddr == "" {
+			httpsAddr = freePort(t)
+		}
 		s.https = "https://" + httpsAddr
 		fmt.Fprintf(&b, "https = [%q]\n", httpsAddr)
+	}
+	if o.acme != "" {
+		fmt.Fprintf(&b, "[acme]\n%s\n", o.acme)
+	}
+	if o.tls {
 		s.certs = x509.NewCertPool()
 		for _, name := range []string{"localhost", "other.test"} {
 			cert, key := writeCert(t, dir, name, s.certs)
@@ -200,21 +222,46 @@ func trySuite(t testing.TB, o suiteOpts) (*suite, error) {
 		t.Fatal(err)
 	}
 
-	s.cmd = exec.Command(filepath.Join(binDir, "edgectl"), append([]string{"run", "-c", s.cfg, "--socket-dir", s.socket}, o.args...)...)
+	s.args = append([]string{"run", "-c", s.cfg, "--socket-dir", s.socket}, o.args...)
+	s.start()
+	t.Cleanup(s.stop)
+	return s, s.waitReady(o.workers)
+}
+
+// start starts edgectl run on the suite's config.
+func (s *suite) start() {
+	s.cmd = exec.Command(filepath.Join(binDir, "edgectl"), s.args...)
 	s.cmd.Stdout, s.cmd.Stderr = s.out, s.out
 	s.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := s.cmd.Start(); err != nil {
-		t.Fatal(err)
+		s.t.Fatal(err)
 	}
-	go func() { s.done <- s.cmd.Wait() }()
-	t.Cleanup(s.stop)
-	return s, s.waitReady(o.workers)
+	done := make(chan error, 1)
+	s.done = done
+	cmd := s.cmd
+	go func() { done <- cmd.Wait() }()
+}
+
+// restart stops the suite and starts it again on the same config and
+// state; its output goes on in s.out after a marker line.
+func (s *suite) restart(workers int) {
+	s.t.Helper()
+	s.stop()
+	fmt.Fprintf(s.out, "\n=== restart ===\n")
+	s.start()
+	if err := s.waitReadySince(workers, strings.LastIndex(s.out.String(), "=== restart ===")); err != nil {
+		s.t.Fatal(err)
+	}
 }
 
 // waitReady waits until every worker has loaded the app and edged answers.
 // Its error says whether edgectl run exited first or was still not ready
 // after 30s.
-func (s *suite) waitReady(workers int) error {
+func (s *suite) waitReady(workers int) error { return s.waitReadySince(workers, 0) }
+
+// waitReadySince is waitReady counting the workers' lines from offset
+// from of the output on.
+func (s *suite) waitReadySince(workers, from int) error {
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
 		select {
@@ -222,7 +269,7 @@ func (s *suite) waitReady(workers int) error {
 			return fmt.Errorf("edgectl run exited early: %v\n%s", err, s.out.String())
 		default:
 		}
-		if strings.Count(s.out.String(), "app loaded, serving") >= workers {
+		if strings.Count(s.out.String()[from:], "app loaded, serving") >= workers {
 			if resp, err := http.Get(s.http + "/static/"); err == nil {
 				resp.Body.Close()
 				return nil

@@ -276,7 +276,7 @@ func Check(cfg *config.Config) error {
 				return fmt.Errorf("%sstatic[%d].root %s: %s", where, i, sc.Root, why)
 			}
 		}
-		for i, t := range site.TLS {
+		for i, t := range site.TLS.Files {
 			for _, f := range []struct{ key, path string }{{"cert", t.Cert}, {"key", t.Key}} {
 				if strings.Contains(f.path, "-----BEGIN") || os.Geteuid() == 0 && filepath.Dir(f.path) == TLSCredentials {
 					continue // systemd reads it, as root (LoadCredential=)

@@ -54,6 +54,8 @@ type metrics struct {
 	wsBytes    *prometheus.CounterVec // by site, direction
 	wsClosed   *prometheus.CounterVec // by site, code
 
+	renewals *prometheus.CounterVec // ACME orders, by result, order
+
 	mu     sync.Mutex
 	pids   map[string]uint32 // worker -> its Python process's pid
 	routes routeTable
@@ -100,6 +102,8 @@ func newMetrics() *metrics {
 		Help: "Answers passed on as the app sent them, their worker held (X-Accel-Buffering: no, text/event-stream, or over buffers.response_max)."})
 	m.streamFor = prometheus.NewCounter(prometheus.CounterOpts{Name: metric.StreamedSecondsTotal,
 		Help: "Time streamed answers held their workers, summed."})
+	m.renewals = prometheus.NewCounterVec(prometheus.CounterOpts{Name: metric.CertificateRenewalsTotal,
+		Help: "ACME orders that ended, by result (ok, failed) and order (new: a first certificate, renewal)."}, []string{metric.LabelResult, metric.LabelOrder})
 	m.tls = prometheus.NewCounterVec(prometheus.CounterOpts{Name: metric.TLSHandshakesTotal,
 		Help: "TLS handshakes, by result (ok, failed)."}, []string{metric.LabelResult})
 	m.served = prometheus.NewCounterVec(prometheus.CounterOpts{Name: metric.WorkerRequestsTotal,
@@ -120,7 +124,7 @@ func newMetrics() *metrics {
 		Help: "Websockets closed, by site and close code (1000 normal, 1001 going away or idle, 1006 no close frame, 1007 invalid UTF-8, 1009 too big, 1011 the worker went away, 1012 restart)."}, []string{metric.LabelSite, metric.LabelCode})
 	for _, c := range []prometheus.Collector{m.requests, m.duration, m.queueWait, m.appTime, m.appWall, m.appCPU, m.rejected,
 		m.bytesIn, m.bytesOut, m.spills, m.streamed, m.streamFor, m.tls, m.served, m.busy, m.rss, m.restarts,
-		m.webSockets, m.wsMessages, m.wsBytes, m.wsClosed,
+		m.webSockets, m.wsMessages, m.wsBytes, m.wsClosed, m.renewals,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
 		f(c)
 	}

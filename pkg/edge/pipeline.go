@@ -3,6 +3,7 @@ package edge
 import (
 	"crypto/tls"
 	"errors"
+	"github.com/edged/edged/pkg/certs"
 	"net"
 	"sync"
 	"time"
@@ -102,6 +103,10 @@ func (l *pipeline) ready(c net.Conn) {
 		}
 		c.SetDeadline(time.Time{})
 		state := tc.ConnectionState()
+		if state.NegotiatedProtocol == certs.ACMETLS1 {
+			tc.Close() // a CA's validation: the handshake was all of it
+			return
+		}
 		if state.NegotiatedProtocol == "h2" {
 			next, ch = newH2Conn(tc, &state, l.limits, l.log, l.metrics), l.http2
 		} else {

@@ -19,6 +19,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/edged/edged/pkg/certs"
 	"github.com/edged/edged/pkg/config"
 	"github.com/edged/edged/pkg/upstream"
 	"github.com/edged/edged/pkg/ws"
@@ -51,6 +52,10 @@ type Server struct {
 
 	// webSockets are those open, closed with 1001 when edged stops.
 	webSockets webSockets
+
+	// acme obtains and renews the certificates of the sites that say
+	// tls = "acme" (nil when none does at start); it outlives reloads.
+	acme *certs.ACME
 }
 
 var _ http.Handler = (*Server)(nil)
@@ -64,12 +69,23 @@ func New(cfg *config.Config, log zerolog.Logger) (*Server, error) {
 		// metrics otherwise.
 		s.metrics = newMetrics()
 	}
+	if cfg.ACMEUsed() {
+		a, err := s.newACME(cfg)
+		if err != nil {
+			return nil, err
+		}
+		s.acme = a
+	}
 	st, err := s.newState(cfg)
 	if err != nil {
+		s.acme.Close()
 		return nil, err
 	}
 	s.cur.Store(st)
 	st.certs.Watch(certWatch)
+	if s.acme != nil {
+		s.acme.Manage(cfg.ACMENames()) // ordered once Serve starts it
+	}
 	return s, nil
 }
 
@@ -90,6 +106,7 @@ func (s *Server) Reload(cfg *config.Config) error {
 	// The new certificates are watched from now on, the old ones no more.
 	old.certs.Close()
 	st.certs.Watch(certWatch)
+	s.reloadACME(old.cfg, cfg)
 	s.usePools(st)
 	if cfg.Metrics.Listen != old.cfg.Metrics.Listen {
 		s.log.Warn().Str("metrics.listen", cfg.Metrics.Listen).Msg("metrics.listen changed: it takes effect at the next restart of edged")
@@ -137,6 +154,7 @@ func (s *Server) withWorkers() (inFlight, abandoned int64) {
 // Close releases the static roots.
 func (s *Server) Close() {
 	s.cur.Load().close()
+	s.acme.Close()
 }
 
 // ServeHTTP routes a request to a static root or to the app.
@@ -200,6 +218,9 @@ func (s *Server) account(w http.ResponseWriter, r *http.Request, lr *logRecord, 
 // leads to, and hands r to it.
 func (st *state) serve(w http.ResponseWriter, r *http.Request, lr *logRecord) {
 	if !st.wellFormed(w, r, lr) {
+		return
+	}
+	if st.answerACME(w, r, lr) {
 		return
 	}
 	if r.Method == http.MethodOptions && r.RequestURI == "*" {
@@ -429,6 +450,15 @@ func (s *Server) tlsConfig() *tls.Config {
 		GetCertificate: func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
 			return s.cur.Load().certs.GetCertificate(hello)
 		},
+		GetConfigForClient: func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+			if s.acme != nil && certs.Challenge(hello) {
+				// A CA's TLS-ALPN-01 validation: the handshake is the
+				// whole of it (the pipeline closes the connection).
+				return &tls.Config{MinVersion: tls.VersionTLS12, NextProtos: []string{certs.ACMETLS1},
+					GetCertificate: s.acme.GetCertificate}, nil
+			}
+			return nil, nil
+		},
 	}
 }
 
@@ -436,6 +466,9 @@ func (s *Server) tlsConfig() *tls.Config {
 // in flight (up to the graceful timeout), and returns.
 func (s *Server) Serve(ctx context.Context, ls *Listeners) error {
 	cfg := s.Config()
+	if err := s.startACME(ls); err != nil {
+		return err
+	}
 	if len(ls.HTTPS) > 0 && s.cur.Load().certs.Len() == 0 {
 		// Handshakes fail until a reload brings a certificate in: HTTPS
 		// can be turned on without a restart.
@@ -507,6 +540,8 @@ func (s *Server) Serve(ctx context.Context, ls *Listeners) error {
 		s.metrics.reg.MustRegister(newQueueCollector(s, ls))
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", s.metrics.handler())
+		mux.HandleFunc("GET /certificates", s.serveCertificates)
+		s.metrics.reg.MustRegister(newCertCollector(s))
 		metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 30 * time.Second, ErrorLog: errLog}
 		serve(metricsSrv, ml, "metrics")
 	}

@@ -25,6 +25,7 @@ import (
 type state struct {
 	cfg   *config.Config
 	certs *certs.Store
+	acme  *certs.ACME // nil when no site says tls = "acme"
 	sites route.Table[*site]
 	all   []*site
 	// edge answers for requests no site takes (a name no site claims, a
@@ -138,6 +139,12 @@ func (s *Server) newState(cfg *config.Config) (*state, error) {
 		return nil, err
 	}
 	st.certs = cs
+	if cfg.ACMEUsed() {
+		// The names are covered under --check too, where nothing is
+		// ordered.
+		cs.UseACME(s.acme, cfg.ACMENames())
+		st.acme = s.acme
+	}
 	st.edge = &site{cfg: cfg, lim: cfg.Limits, log: s.log, access: s.log.With().Str("log", "access").Logger(), logged: cfg.Log.Access, metrics: s.metrics}
 	for _, sc := range cfg.Sites {
 		si, err := s.newSite(cfg, sc)
@@ -322,11 +329,11 @@ func (st *state) close() {
 // certPairs are the top-level [[tls]] pairs and every site's.
 func certPairs(cfg *config.Config) []certs.Pair {
 	var pairs []certs.Pair
-	for i, p := range cfg.TLS {
+	for i, p := range cfg.TLS.Files {
 		pairs = append(pairs, certs.Pair{Cert: p.Cert, Key: p.Key, Where: fmt.Sprintf("tls[%d]", i)})
 	}
 	for _, s := range cfg.SiteBlocks {
-		for i, p := range s.TLS {
+		for i, p := range s.TLS.Files {
 			pairs = append(pairs, certs.Pair{Cert: p.Cert, Key: p.Key, Where: fmt.Sprintf("site %s: tls[%d]", s.Name, i)})
 		}
 	}

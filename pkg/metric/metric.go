@@ -38,6 +38,9 @@ const (
 	WebsocketMessagesTotal = "edged_websocket_messages_total" // site, direction
 	WebsocketBytesTotal    = "edged_websocket_bytes_total"    // site, direction
 	WebsocketsClosedTotal  = "edged_websockets_closed_total"  // site, code
+
+	CertificateExpirySeconds = "edged_certificate_expiry_seconds" // gauge; name, source
+	CertificateRenewalsTotal = "edged_certificate_renewals_total" // result, order
 )
 
 // The labels of those metrics.
@@ -54,4 +57,7 @@ const (
 	LabelSocket    = "socket"    // a listening socket: "http 0.0.0.0:80", "workers /run/..."
 	LabelDirection = "direction" // "in" (from clients) or "out" (to them)
 	LabelCode      = "code"      // a WebSocket's close code
+	LabelName      = "name"      // a certificate's first name
+	LabelSource    = "source"    // where a certificate came from: "file", "acme", "self-signed"
+	LabelOrder     = "order"     // an ACME order: "new" (a first certificate) or "renewal"
 )

@@ -42,6 +42,8 @@ var names = map[string]string{
 	"WebsocketMessagesTotal":     WebsocketMessagesTotal,
 	"WebsocketBytesTotal":        WebsocketBytesTotal,
 	"WebsocketsClosedTotal":      WebsocketsClosedTotal,
+	"CertificateExpirySeconds":   CertificateExpirySeconds,
+	"CertificateRenewalsTotal":   CertificateRenewalsTotal,
 
 	"LabelClass":     LabelClass,
 	"LabelMethod":    LabelMethod,
@@ -51,6 +53,9 @@ var names = map[string]string{
 	"LabelLimit":     LabelLimit,
 	"LabelWhat":      LabelWhat,
 	"LabelResult":    LabelResult,
+	"LabelName":      LabelName,
+	"LabelSource":    LabelSource,
+	"LabelOrder":     LabelOrder,
 	"LabelWorker":    LabelWorker,
 	"LabelSocket":    LabelSocket,
 	"LabelDirection": LabelDirection,
