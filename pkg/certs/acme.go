@@ -344,25 +344,20 @@ func (a *ACME) Infos() []Info {
 // chosen in the CA's ARI window when there is one, else when a third of
 // its lifetime is left.
 func (a *ACME) renewAt(name string, leaf *x509.Certificate) (time.Time, string) {
-	iss := a.issuer.Load()
-	if iss == nil {
-		life := leaf.NotAfter.Sub(leaf.NotBefore)
-		return leaf.NotAfter.Add(-life / 3), "lifetime"
-	}
-	key := certmagic.StorageKeys.SiteMeta(iss.IssuerKey(), name)
-	if b, err := a.magic.Storage.Load(a.ctx, key); err == nil {
-		var meta struct {
-			IssuerData struct {
-				RenewalInfo *acme.RenewalInfo `json:"renewal_info"`
-			} `json:"issuer_data"`
-		}
-		if json.Unmarshal(b, &meta) == nil && meta.IssuerData.RenewalInfo != nil {
-			ri := meta.IssuerData.RenewalInfo
-			if !ri.SelectedTime.IsZero() {
-				return ri.SelectedTime, "ari"
+	if iss := a.issuer.Load(); iss != nil {
+		key := certmagic.StorageKeys.SiteMeta(iss.IssuerKey(), name)
+		if b, err := a.magic.Storage.Load(a.ctx, key); err == nil {
+			var meta struct {
+				IssuerData struct {
+					RenewalInfo *acme.RenewalInfo `json:"renewal_info"`
+				} `json:"issuer_data"`
 			}
-			if !ri.SuggestedWindow.Start.IsZero() {
-				return ri.SuggestedWindow.Start, "ari"
+			if json.Unmarshal(b, &meta) == nil && meta.IssuerData.RenewalInfo != nil {
+				if ri := meta.IssuerData.RenewalInfo; !ri.SelectedTime.IsZero() {
+					return ri.SelectedTime, "ari"
+				} else if !ri.SuggestedWindow.Start.IsZero() {
+					return ri.SuggestedWindow.Start, "ari"
+				}
 			}
 		}
 	}

@@ -340,6 +340,10 @@ directory = "/usr/share/edged/app"
 				t.Fatalf("%s: %v\n%s", strings.Join(cmd, " "), err, out)
 			}
 		}
+		// What ACME keeps (tls = "acme") lives in edged's StateDirectory=:
+		// the upgrade must leave it, and its owner, as they are.
+		owner := strings.TrimSpace(m.mustExec("stat", "-c", "%u", "/var/lib/private/edged"))
+		m.mustExec("sh", "-c", "mkdir -p /var/lib/private/edged/acme && echo kept > /var/lib/private/edged/acme/marker && chown -R "+owner+" /var/lib/private/edged/acme")
 		hc := m.hostClient()
 		la, lb := startLoad(hc, "http://a.test/whoami", 4), startLoad(hc, "http://b.test/whoami", 4)
 		upOut, err := m.exec("apt-get", "install", "-y", "-q", "-o", "Dpkg::Options::=--force-confdef", "-o", "Dpkg::Options::=--force-confold", "/root/"+filepath.Base(p3.deb))
@@ -356,6 +360,9 @@ directory = "/usr/share/edged/app"
 		if st := m.mustExec("edgectl", "status"); !strings.Contains(st, "workerd-a@2.service") || !strings.Contains(st, "workerd-b@2.service") {
 			t.Errorf("edgectl status after the upgrade:\n%s", st)
 		}
+		if got, _ := m.exec("stat", "-c", "%u %a %n", "/var/lib/private/edged", "/var/lib/private/edged/acme/marker"); !strings.HasPrefix(got, owner+" 700 ") || !strings.Contains(got, "/marker") {
+			t.Errorf("edged's state directory after the upgrade: %q, want it and what it held, owned by uid %s, mode 0700", got, owner)
+		}
 	})
 
 	t.Run("remove stops and disables, purge leaves nothing", func(t *testing.T) {
@@ -369,7 +376,7 @@ directory = "/usr/share/edged/app"
 			t.Errorf("enablement links left after apt remove: %s", en)
 		}
 		m.mustExec("apt-get", "purge", "-y", "-q", "edged")
-		left, _ := m.exec("sh", "-c", "ls -d /etc/edged /usr/lib/systemd/system/edged* /usr/lib/systemd/system/workerd* /run/edged /var/lib/edged /usr/lib/edged /usr/bin/edged 2>/dev/null; ps -eo comm= | grep -xE 'edged|workerd|python3' || true")
+		left, _ := m.exec("sh", "-c", "ls -d /etc/edged /usr/lib/systemd/system/edged* /usr/lib/systemd/system/workerd* /run/edged /var/lib/edged /var/lib/private/edged /usr/lib/edged /usr/bin/edged 2>/dev/null; ps -eo comm= | grep -xE 'edged|workerd|python3' || true")
 		if strings.TrimSpace(left) != "" {
 			t.Errorf("left behind after purge:\n%s", left)
 		}

@@ -27,8 +27,9 @@ import (
 )
 
 // machine is a real systemd booted as PID 1 in new namespaces: its own
-// PIDs, mounts, hostname and network, a private /tmp, /var/tmp, /var/log
-// and a private copy of /etc, so that users, groups, units and configs
+// PIDs, mounts, hostname and network, a private /tmp, /var/tmp, /var/log,
+// /var/lib/private (DynamicUser='s StateDirectory=) and a private copy of
+// /etc, so that users, groups, units and configs
 // installed by a test never touch the host.
 type machine struct {
 	t    *testing.T
@@ -60,6 +61,8 @@ func bootMachineIn(t *testing.T, root string) *machine {
 mount -t tmpfs -o mode=1777 tmpfs /tmp
 mount -t tmpfs -o mode=1777 tmpfs /var/tmp
 mount -t tmpfs -o mode=0755 tmpfs /var/log
+mkdir -p /var/lib/private
+mount -t tmpfs -o mode=0700 tmpfs /var/lib/private
 mount -t tmpfs -o mode=0755 tmpfs /mnt
 cp -a /etc/. /mnt/
 mount --bind /mnt /etc
