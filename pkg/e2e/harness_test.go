@@ -87,7 +87,7 @@ type suite struct {
 	done   chan error
 	certs  *x509.CertPool
 	socket string
-	static string // the [[static]] root
+	static string   // the [[static]] root
 	args   []string // edgectl run's
 }
 
