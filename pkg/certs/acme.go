@@ -18,6 +18,7 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -61,6 +62,9 @@ type ACME struct {
 	names    []string
 	state    map[string]*nameState
 	fallback map[string]*tls.Certificate
+	// orders ends the orders of a name: the library keeps retrying an
+	// order until its context ends.
+	orders map[string]context.CancelFunc
 }
 
 // nameState is what the last orders for a name came to.
@@ -76,7 +80,8 @@ func NewACME(o ACMEOptions, log zerolog.Logger) (*ACME, error) {
 	if err := os.MkdirAll(o.Storage, 0o700); err != nil {
 		return nil, fmt.Errorf("acme storage %s: %w (under systemd it is StateDirectory=edged; elsewhere set [acme] storage)", o.Storage, err)
 	}
-	a := &ACME{log: log, opts: o, state: map[string]*nameState{}, fallback: map[string]*tls.Certificate{}}
+	a := &ACME{log: log, opts: o, state: map[string]*nameState{}, fallback: map[string]*tls.Certificate{},
+		orders: map[string]context.CancelFunc{}}
 	a.ctx, a.cancel = context.WithCancel(context.Background())
 	zl := zap.New(newZapCore(log))
 	a.zap = zl
@@ -109,23 +114,28 @@ func (a *ACME) Start(httpAddr, tlsAddr string) error {
 	}
 	// The challenge "servers" are edged's own listeners: the library
 	// finds the address in use and leaves the answering to HandleHTTP
-	// and GetCertificate, through the storage they share.
-	if err := listenerAt(tlsAddr, &tmpl.ListenHost, &tmpl.AltTLSALPNPort); err != nil {
+	// and GetCertificate, through the storage they share. It has one
+	// host for both: when the listeners' hosts differ, TLS-ALPN-01 is
+	// left out (the CA tries HTTP-01 on port 80).
+	var tlsHost string
+	if err := listenerAt(tlsAddr, &tlsHost, &tmpl.AltTLSALPNPort); err != nil {
 		return err
 	}
-	if err := listenerAt(httpAddr, &tmpl.ListenHost, &tmpl.AltHTTPPort); err != nil {
-		return err
+	tmpl.ListenHost = tlsHost
+	if httpAddr != "" {
+		if err := listenerAt(httpAddr, &tmpl.ListenHost, &tmpl.AltHTTPPort); err != nil {
+			return err
+		}
+		if tlsAddr != "" && tlsHost != tmpl.ListenHost {
+			tmpl.DisableTLSALPNChallenge = true
+			a.log.Info().Str("http", httpAddr).Str("https", tlsAddr).
+				Msg("acme: the HTTP and HTTPS listeners have different hosts: the CA validates over HTTP-01 only")
+		}
 	}
 	iss := certmagic.NewACMEIssuer(a.magic, tmpl)
 	a.magic.Issuers = []certmagic.Issuer{iss}
 	a.issuer.Store(iss)
-	a.mu.Lock()
-	names := slices.Clone(a.names)
-	a.mu.Unlock()
-	if len(names) == 0 {
-		return nil
-	}
-	return a.magic.ManageAsync(a.ctx, names)
+	return a.order()
 }
 
 func listenerAt(addr string, host *string, port *int) error {
@@ -146,7 +156,7 @@ func listenerAt(addr string, host *string, port *int) error {
 
 // Manage makes names the ones kept: a certificate is obtained for each
 // new one in the background (retried with back-off while it fails), and
-// one no longer listed is no longer renewed.
+// one no longer listed is no longer ordered nor renewed.
 func (a *ACME) Manage(names []string) error {
 	a.mu.Lock()
 	var gone []certmagic.SubjectIssuer
@@ -154,6 +164,11 @@ func (a *ACME) Manage(names []string) error {
 		if !slices.Contains(names, n) {
 			gone = append(gone, certmagic.SubjectIssuer{Subject: n})
 			delete(a.state, n)
+			delete(a.fallback, n)
+			if cancel := a.orders[n]; cancel != nil {
+				cancel()
+				delete(a.orders, n)
+			}
 		}
 	}
 	a.names = slices.Clone(names)
@@ -166,10 +181,32 @@ func (a *ACME) Manage(names []string) error {
 	if len(gone) > 0 {
 		a.cache.RemoveManaged(gone)
 	}
-	if len(names) == 0 || a.issuer.Load() == nil {
+	if a.issuer.Load() == nil {
 		return nil // Start orders them
 	}
-	return a.magic.ManageAsync(a.ctx, names)
+	return a.order()
+}
+
+// order starts managing each name not yet managed, each under a context
+// of its own that Manage ends when the name goes.
+func (a *ACME) order() error {
+	a.mu.Lock()
+	var fresh []string
+	ctxs := map[string]context.Context{}
+	for _, n := range a.names {
+		if a.orders[n] == nil {
+			ctx, cancel := context.WithCancel(a.ctx)
+			a.orders[n], ctxs[n] = cancel, ctx
+			fresh = append(fresh, n)
+		}
+	}
+	a.mu.Unlock()
+	for _, n := range fresh {
+		if err := a.magic.ManageAsync(ctxs[n], []string{n}); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Manages says name is one of the names kept.
@@ -195,10 +232,14 @@ func (a *ACME) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, err
 	if Challenge(hello) {
 		return a.magic.GetCertificate(hello)
 	}
-	if certs := a.cache.AllMatchingCertificates(hello.ServerName); len(certs) > 0 {
+	name := strings.ToLower(hello.ServerName)
+	if !a.Manages(name) {
+		return nil, fmt.Errorf("no certificate for %q", hello.ServerName)
+	}
+	if certs := a.cache.AllMatchingCertificates(name); len(certs) > 0 {
 		return a.magic.GetCertificate(hello)
 	}
-	return a.selfSigned(hello.ServerName)
+	return a.selfSigned(name)
 }
 
 // HandleHTTP answers an HTTP-01 validation; it says whether r was one.
@@ -251,11 +292,16 @@ func (a *ACME) onEvent(_ context.Context, event string, data map[string]any) err
 	switch event {
 	case "cert_obtained":
 		a.mu.Lock()
-		if st := a.state[name]; st != nil {
+		st := a.state[name]
+		if st != nil {
 			*st = nameState{ObtainedAt: time.Now()}
 		}
 		delete(a.fallback, name)
 		a.mu.Unlock()
+		if st == nil {
+			// Issued for a name dropped meanwhile: not to be renewed.
+			a.cache.RemoveManaged([]certmagic.SubjectIssuer{{Subject: name}})
+		}
 		if a.opts.OnResult != nil {
 			a.opts.OnResult(renewal, "")
 		}

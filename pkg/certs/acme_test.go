@@ -50,6 +50,20 @@ func TestStoreACME(t *testing.T) {
 	if again, _ := s.GetCertificate(hello("shop.example")); again != got {
 		t.Errorf("a new stand-in at each handshake: want one, made once")
 	}
+	// A regression: a name with a port, brackets or another case once
+	// made a new stand-in each, without end.
+	if c, _ := s.GetCertificate(hello("SHOP.Example")); c != got {
+		t.Errorf("SHOP.Example did not get shop.example's certificate")
+	}
+	for _, odd := range []string{"shop.example:443", "[shop.example]", "other.example"} {
+		s.GetCertificate(hello(odd))
+		if _, err := a.GetCertificate(hello(odd)); err == nil {
+			t.Errorf("ACME answered for %q, a name it does not keep", odd)
+		}
+	}
+	if len(a.fallback) != 1 {
+		t.Errorf("%d stand-ins made, want 1", len(a.fallback))
+	}
 	if n := strings.Count(out.String(), "serving a self-signed one"); n != 1 {
 		t.Errorf("the stand-in's warning logged %d times, want once:\n%s", n, out.String())
 	}

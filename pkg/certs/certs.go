@@ -56,7 +56,7 @@ func (s *Store) UseACME(a *ACME, names []string) {
 	s.acme = a
 	s.acmeNames = map[string]bool{}
 	for _, n := range names {
-		s.acmeNames[route.Normalize(n)] = true
+		s.acmeNames[strings.ToLower(n)] = true
 	}
 	if len(names) > 0 {
 		s.acmeFirst = names[0]
@@ -207,8 +207,15 @@ func (s *Store) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, er
 		return nil, errors.New("no certificate configured")
 	}
 	if s.acme != nil { // nil under --check
-		if Challenge(hello) || s.acmeNames[route.Normalize(hello.ServerName)] {
+		if Challenge(hello) {
 			return s.acme.GetCertificate(hello)
+		}
+		// SNI is a host name, never with a port: only its case is
+		// folded, and ACME is asked for configured names alone.
+		if name := strings.ToLower(hello.ServerName); s.acmeNames[name] {
+			h := *hello
+			h.ServerName = name
+			return s.acme.GetCertificate(&h)
 		}
 		if len(s.cur.Load().certs) == 0 {
 			// No name, or one no site has: the first ACME name's.

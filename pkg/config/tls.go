@@ -194,10 +194,16 @@ func (a *ACME) validate(v *validator, c *Config) {
 		v.fail([]string{"acme", "challenges"}, "empty: give \"http-01\", \"tls-alpn-01\" or both (the default)")
 	}
 	for i, n := range a.Names {
+		if why := hostNameProblem(n); why != "" {
+			v.failElem([]string{"acme", "names"}, "acme.names", n, fmt.Sprintf("names[%d] %q %s", i, n, why))
+		}
 		a.Names[i] = normalizeName(n)
 	}
 	if len(a.Names) > 0 && !c.TLS.ACME {
 		v.fail([]string{"acme", "names"}, "names for the top-level site, which does not say tls = \"acme\": add it, or give the names to the [[site]] they belong to")
+	}
+	if c.TLS.ACME && c.App.Module == "" && len(c.SiteBlocks) > 0 {
+		v.fail([]string{"tls"}, "tls = \"acme\" at the top level is for the top-level app, and there is none: put tls = \"acme\" in each [[site]] that wants it")
 	}
 	if c.TLS.ACME {
 		if len(c.Listen.HTTPS) == 0 {

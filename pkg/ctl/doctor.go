@@ -668,6 +668,7 @@ func checkTLS(p *patient) finding {
 		if p.cfg.ACMEUsed() {
 			verdict = worst(verdict, verdictWarn)
 			notes = append(notes, "the ACME certificates (tls = \"acme\") cannot be judged without edged's admin listener: "+firstLine(fmt.Sprint(p.certsErr)))
+			fixes = append(fixes, "set [metrics] listen = \"127.0.0.1:9180\" and restart edged, so doctor can ask edged for its certificates")
 		}
 	}
 	if len(infos) == 0 && len(notes) == 0 {
@@ -688,12 +689,16 @@ func checkTLS(p *patient) finding {
 		case c.Source == "self-signed":
 			verdict = worst(verdict, verdictWarn)
 			notes = append(notes, name+": no certificate from the CA yet, a self-signed one serves (the first order is under way)")
+			fixes = append(fixes, "wait for the first order (edgectl status shows it); it needs the name's DNS pointing here and port 80 or 443 open")
 		}
 		switch {
 		case c.NotAfter.IsZero():
 		case left <= 0:
 			verdict = worst(verdict, verdictFail)
 			notes = append(notes, fmt.Sprintf("%s expired on %s", name, c.NotAfter.Format(time.DateOnly)))
+			if c.Source == "acme" {
+				fixes = append(fixes, "the renewals failed (journalctl -u edged shows why): the CA must reach this host for each name")
+			}
 		case left < certWarn && c.Source != "acme":
 			verdict = worst(verdict, verdictWarn)
 			notes = append(notes, fmt.Sprintf("%s expires in %d days, on %s", name, int(left.Hours()/24), c.NotAfter.Format(time.DateOnly)))

@@ -65,7 +65,7 @@ func (s *Server) startACME(ls *Listeners) error {
 func (s *Server) reloadACME(old, cfg *config.Config) {
 	if s.acme == nil {
 		if cfg.ACMEUsed() {
-			s.log.Warn().Msg("tls = \"acme\" is new in this config: the first orders start at the next restart of edged (systemctl restart edged drops no connection); until then its names get a self-signed certificate")
+			s.log.Warn().Strs("names", cfg.ACMENames()).Msg("tls = \"acme\" is new in this config: ACME starts at the next restart of edged (systemctl restart edged drops no connection); until then TLS handshakes for these names fail, or get another site's certificate")
 		}
 		return
 	}
