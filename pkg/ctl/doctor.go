@@ -90,6 +90,7 @@ var checks = []check{
 	{"secrets", checkSecrets},
 	{"cpu-routes", checkCPURoutes},
 	{"memory", checkMemory},
+	{"app-key", checkAppKey},
 	{"tls", checkTLS},
 }
 

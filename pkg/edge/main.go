@@ -314,7 +314,7 @@ func checkApp(file string) error {
 	cmd := exec.Command(workerd, "--check", "-c", file)
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("the app would not start (workerd --check: %v)", err)
+		return fmt.Errorf("the app is refused (workerd --check: %v): what it printed above says why", err)
 	}
 	return nil
 }

@@ -57,7 +57,8 @@ type metrics struct {
 	renewals *prometheus.CounterVec // ACME orders, by result, order
 
 	mu     sync.Mutex
-	pids   map[string]uint32 // worker -> its Python process's pid
+	pids   map[string]uint32  // worker -> its Python process's pid
+	keys   map[string]keySeen // worker -> its report on the app's key
 	routes routeTable
 }
 
@@ -77,6 +78,7 @@ func newMetrics() *metrics {
 	m := &metrics{
 		reg:  prometheus.NewRegistry(),
 		pids: map[string]uint32{},
+		keys: map[string]keySeen{},
 	}
 	m.routes.max = maxRoutes
 	f := func(c prometheus.Collector) { m.reg.MustRegister(c) }
@@ -122,6 +124,9 @@ func newMetrics() *metrics {
 		Help: "WebSocket message bytes, by site and direction, counted when each WebSocket closes."}, []string{metric.LabelSite, metric.LabelDirection})
 	m.wsClosed = prometheus.NewCounterVec(prometheus.CounterOpts{Name: metric.WebsocketsClosedTotal,
 		Help: "Websockets closed, by site and close code (1000 normal, 1001 going away or idle, 1006 no close frame, 1007 invalid UTF-8, 1009 too big, 1011 the worker went away, 1012 restart)."}, []string{metric.LabelSite, metric.LabelCode})
+	f(&keyCollector{m: m, desc: prometheus.NewDesc(metric.WorkerAppKeyInfo,
+		"1 for each worker's report on the app's secret key (as judged at import; the key itself never leaves the worker): its source (environment, credential, literal, default, process, none), weak (under 256 bits), django_unsafe (DEBUG or ALLOWED_HOSTS = ['*']) and a 10-bit fingerprint that tells two workers' keys apart.",
+		[]string{metric.LabelWorker, metric.LabelSource, metric.LabelWeak, metric.LabelDjangoUnsafe, metric.LabelFingerprint}, nil)})
 	for _, c := range []prometheus.Collector{m.requests, m.duration, m.queueWait, m.appTime, m.appWall, m.appCPU, m.rejected,
 		m.bytesIn, m.bytesOut, m.spills, m.streamed, m.streamFor, m.tls, m.served, m.busy, m.rss, m.restarts,
 		m.webSockets, m.wsMessages, m.wsBytes, m.wsClosed, m.renewals,
@@ -197,6 +202,9 @@ func (m *metrics) worker(worker, path string, sent time.Time, st wire.Stats) {
 	m.mu.Lock()
 	last, seen := m.pids[worker]
 	m.pids[worker] = st.PID
+	if st.Key&wire.KeyPresent != 0 {
+		m.keys[worker] = keySeen{st.Key, time.Now()}
+	}
 	m.mu.Unlock()
 	if seen && last != st.PID {
 		m.restarts.WithLabelValues(worker).Inc()
@@ -405,4 +413,36 @@ func (m *metrics) webSocketClosed(site string, st ws.Stats) {
 	m.wsBytes.WithLabelValues(site, "in").Add(float64(st.BytesIn))
 	m.wsBytes.WithLabelValues(site, "out").Add(float64(st.BytesOut))
 	m.wsClosed.WithLabelValues(site, strconv.Itoa(st.Code)).Inc()
+}
+
+// keySeen is a worker's last report on the app's key, and when it came.
+type keySeen struct {
+	key  wire.KeyReport
+	seen time.Time
+}
+
+// keyAge is how long a worker's report counts after its last answer: a
+// worker scaled away drops out of the comparison.
+const keyAge = 15 * time.Minute
+
+// keyCollector reports each worker's app key report.
+type keyCollector struct {
+	m    *metrics
+	desc *prometheus.Desc
+}
+
+func (c *keyCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *keyCollector) Collect(ch chan<- prometheus.Metric) {
+	c.m.mu.Lock()
+	defer c.m.mu.Unlock()
+	for w, k := range c.m.keys {
+		if time.Since(k.seen) > keyAge {
+			delete(c.m.keys, w)
+			continue
+		}
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, 1, w, k.key.Source().String(),
+			strconv.FormatBool(k.key&wire.KeyWeak != 0), strconv.FormatBool(k.key&wire.KeyDjangoUnsafe != 0),
+			fmt.Sprintf("%03x", k.key.Print()))
+	}
 }

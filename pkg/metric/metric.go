@@ -39,25 +39,30 @@ const (
 	WebsocketBytesTotal    = "edged_websocket_bytes_total"    // site, direction
 	WebsocketsClosedTotal  = "edged_websockets_closed_total"  // site, code
 
+	WorkerAppKeyInfo = "edged_worker_app_key_info" // gauge; worker, source, weak, django_unsafe, fingerprint
+
 	CertificateExpirySeconds = "edged_certificate_expiry_seconds" // gauge; name, source
 	CertificateRenewalsTotal = "edged_certificate_renewals_total" // result, order
 )
 
 // The labels of those metrics.
 const (
-	LabelClass     = "class"     // status class: "2xx", "5xx"...
-	LabelMethod    = "method"    // request method
-	LabelKind      = "kind"      // who answered: "static", "app", "edge"
-	LabelSite      = "site"      // the site that took the request; "" when none did
-	LabelRoute     = "route"     // the path, id-like segments folded
-	LabelLimit     = "limit"     // the limit that turned a request away, in the config's terms
-	LabelWhat      = "what"      // "request" or "response" body
-	LabelResult    = "result"    // "ok" or "failed"
-	LabelWorker    = "worker"    // the worker's instance number
-	LabelSocket    = "socket"    // a listening socket: "http 0.0.0.0:80", "workers /run/..."
-	LabelDirection = "direction" // "in" (from clients) or "out" (to them)
-	LabelCode      = "code"      // a WebSocket's close code
-	LabelName      = "name"      // a certificate's first name
-	LabelSource    = "source"    // where a certificate came from: "file", "acme", "self-signed"
-	LabelOrder     = "order"     // an ACME order: "new" (a first certificate) or "renewal"
+	LabelClass        = "class"         // status class: "2xx", "5xx"...
+	LabelMethod       = "method"        // request method
+	LabelKind         = "kind"          // who answered: "static", "app", "edge"
+	LabelSite         = "site"          // the site that took the request; "" when none did
+	LabelRoute        = "route"         // the path, id-like segments folded
+	LabelLimit        = "limit"         // the limit that turned a request away, in the config's terms
+	LabelWhat         = "what"          // "request" or "response" body
+	LabelResult       = "result"        // "ok" or "failed"
+	LabelWorker       = "worker"        // the worker's instance number
+	LabelSocket       = "socket"        // a listening socket: "http 0.0.0.0:80", "workers /run/..."
+	LabelDirection    = "direction"     // "in" (from clients) or "out" (to them)
+	LabelCode         = "code"          // a WebSocket's close code
+	LabelName         = "name"          // a certificate's first name
+	LabelSource       = "source"        // where a certificate came from: "file", "acme", "self-signed"
+	LabelOrder        = "order"         // an ACME order: "new" (a first certificate) or "renewal"
+	LabelWeak         = "weak"          // "true" or "false"
+	LabelDjangoUnsafe = "django_unsafe" // "true" or "false"
+	LabelFingerprint  = "fingerprint"   // 10 bits of a keyed hash, in hex
 )

@@ -382,11 +382,58 @@ type Stats struct {
 	Wall, CPU time.Duration
 	// PID and RSS (KiB) are the worker's Python process's.
 	PID, RSS uint32
+	// Key is the worker's report on the app's secret key (the end frame's
+	// flags; 0 from a worker that sends none).
+	Key KeyReport
 }
+
+// KeyReport is what a worker judged of the app's secret key at import,
+// in 16 bits: whether there is a report, where the key came from, whether
+// it is weak, whether Django runs with DEBUG or ALLOWED_HOSTS = ['*'],
+// and a 10-bit keyed fingerprint that tells two workers' keys apart (and
+// says nothing of the key).
+type KeyReport uint16
+
+// KeyReport's parts.
+const (
+	KeyPresent      KeyReport = 1 << 15
+	KeyWeak         KeyReport = 1 << 11
+	KeyDjangoUnsafe KeyReport = 1 << 10
+	keySourceShift            = 12
+	keyPrintMask              = 0x3ff
+)
+
+// KeySource is where the app's key came from.
+type KeySource uint8
+
+// The sources a worker tells apart.
+const (
+	KeyNone        KeySource = iota // the app has no key
+	KeyEnvironment                  // an environment variable
+	KeyCredential                   // an [app.credentials] one: a systemd credential
+	KeyLiteral                      // a literal in the app's code
+	KeyDefault                      // a framework's or tutorial's default ("django-insecure-…", "dev")
+	KeyProcess                      // none of those: made in the process, or read from elsewhere
+)
+
+var keySources = [...]string{"none", "environment", "credential", "literal", "default", "process"}
+
+func (s KeySource) String() string {
+	if int(s) < len(keySources) {
+		return keySources[s]
+	}
+	return "unknown"
+}
+
+// Source is where the key came from.
+func (k KeyReport) Source() KeySource { return KeySource(k >> keySourceShift & 7) }
+
+// Print is the key's fingerprint.
+func (k KeyReport) Print() uint16 { return uint16(k & keyPrintMask) }
 
 // AppendStats appends the end frame carrying st.
 func AppendStats(b []byte, st Stats) []byte {
-	b = AppendHeader(b, TypeEnd, 0, StatsLen)
+	b = AppendHeader(b, TypeEnd, uint16(st.Key), StatsLen)
 	b = binary.LittleEndian.AppendUint64(b, uint64(st.Taken))
 	b = binary.LittleEndian.AppendUint64(b, uint64(st.Wall))
 	b = binary.LittleEndian.AppendUint64(b, uint64(st.CPU))
@@ -400,7 +447,7 @@ func AppendStats(b []byte, st Stats) []byte {
 // end frame. An end frame with measurements fills st, when st is not nil.
 func ReadBody(r *bufio.Reader, sink func([]byte) error, st *Stats) error {
 	for {
-		t, _, n, err := readHeader(r)
+		t, flags, n, err := readHeader(r)
 		if err != nil {
 			return unexpected(err)
 		}
@@ -420,7 +467,7 @@ func ReadBody(r *bufio.Reader, sink func([]byte) error, st *Stats) error {
 			if st != nil {
 				le := binary.LittleEndian
 				*st = Stats{Taken: int64(le.Uint64(b)), Wall: time.Duration(le.Uint64(b[8:])), CPU: time.Duration(int64(le.Uint64(b[16:]))),
-					PID: le.Uint32(b[24:]), RSS: le.Uint32(b[28:])}
+					PID: le.Uint32(b[24:]), RSS: le.Uint32(b[28:]), Key: KeyReport(flags)}
 			}
 			r.Discard(StatsLen)
 			return nil

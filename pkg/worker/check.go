@@ -22,11 +22,29 @@ var ErrCheckTimeout = errors.New("the app did not finish importing in time")
 // *ImportError saying why it would not, or an error wrapping
 // ErrCheckTimeout after timeout.
 //
-// What the app prints while it imports goes to log.
-func CheckApp(ctx context.Context, cfg *config.Config, timeout time.Duration, log zerolog.Logger) error {
+// What the app prints while it imports goes to log. The app's secret key,
+// judged, comes back when the app has one edged can see (Flask's, Django's).
+// A key of no source edged can name is imported a second time: one that
+// differs is made anew by each process (os.urandom), and said so.
+func CheckApp(ctx context.Context, cfg *config.Config, timeout time.Duration, log zerolog.Logger) (*AppKey, error) {
+	k, err := checkOnce(ctx, cfg, timeout, log)
+	if err != nil || k == nil || k.Source != "process" {
+		return k, err
+	}
+	again, err := checkOnce(ctx, cfg, timeout, log)
+	if err != nil {
+		return k, err
+	}
+	if again != nil && again.Fingerprint != k.Fingerprint {
+		k.Differs = true
+	}
+	return k, nil
+}
+
+func checkOnce(ctx context.Context, cfg *config.Config, timeout time.Duration, log zerolog.Logger) (*AppKey, error) {
 	devnull, err := os.Open(os.DevNull)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer devnull.Close()
 	w := New(cfg, "check", log)
@@ -34,7 +52,7 @@ func CheckApp(ctx context.Context, cfg *config.Config, timeout time.Duration, lo
 	w.checking = true
 	c, err := w.start(childConf{Check: true, Class: cfg.Pool.Class}, devnull)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	var werr error
 	select {
@@ -43,18 +61,18 @@ func CheckApp(ctx context.Context, cfg *config.Config, timeout time.Duration, lo
 		c.cmd.Process.Kill()
 		<-c.waited
 		w.finish(c)
-		return fmt.Errorf("%w: importing %q took over %v (is it waiting on a database or the network at import time?)", ErrCheckTimeout, cfg.App.Module, timeout)
+		return nil, fmt.Errorf("%w: importing %q took over %v (is it waiting on a database or the network at import time?)", ErrCheckTimeout, cfg.App.Module, timeout)
 	case <-ctx.Done():
 		c.cmd.Process.Kill()
 		<-c.waited
 		w.finish(c)
-		return ctx.Err()
+		return nil, ctx.Err()
 	}
 	if ie := w.finish(c); ie != nil {
-		return ie
+		return nil, ie
 	}
 	if werr != nil || !w.loaded.Load() {
-		return &ImportError{Module: cfg.App.Module, Summary: fmt.Sprintf("the Python process ended without loading the app (%v)", werr)}
+		return nil, &ImportError{Module: cfg.App.Module, Summary: fmt.Sprintf("the Python process ended without loading the app (%v)", werr)}
 	}
-	return nil
+	return w.appKey.Load(), nil
 }

@@ -115,7 +115,8 @@ func checkApps(file, site string) error {
 func checkApp(cfg *config.Config) error {
 	timeout := max(cfg.App.Timeout.D(), 30*time.Second)
 	log := logging.New(os.Stderr, cfg.Log.Level, cfg.Log.Format).With().Str("worker", "check").Logger()
-	if err := CheckApp(context.Background(), cfg, timeout, log); err != nil {
+	key, err := CheckApp(context.Background(), cfg, timeout, log)
+	if err != nil {
 		var ie *ImportError
 		if errors.As(err, &ie) && ie.Traceback != "" {
 			fmt.Fprint(os.Stderr, ie.Traceback)
@@ -127,6 +128,17 @@ func checkApp(cfg *config.Config) error {
 		where = "site " + name + ": "
 	}
 	fmt.Printf("%sapp %s (%s): imports, ok\n", where, cfg.App.Module, cfg.App.Interpreter())
+	if key == nil {
+		return nil
+	}
+	verdict, _, fix := key.Verdict()
+	fmt.Printf("%sapp secret key: %s: %s\n", where, verdict, key.Summary())
+	if fix != "" {
+		fmt.Printf("%s  fix: %s\n", where, fix)
+	}
+	if verdict == "fail" {
+		return fmt.Errorf("%sthe app's secret key: %s", where, key.Summary())
+	}
 	return nil
 }
 

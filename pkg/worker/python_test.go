@@ -1477,8 +1477,11 @@ func TestProtocolConstants(t *testing.T) {
 	script := fmt.Sprintf(`
 import json, sys
 sys.path.insert(0, %q)
-from edged_worker import base, frames, wsgi
+from edged_worker import appkey, base, frames, wsgi
 print(json.dumps({
+    "key_present": appkey.PRESENT, "key_weak": appkey.WEAK, "key_django": appkey.DJANGO_UNSAFE,
+    "key_sources": [appkey.SOURCES[i] for i in range(len(appkey.SOURCES))],
+    "key_word": appkey.word(dict(source="literal", fingerprint=5, weak=True, debug=True)),
     "version": frames.VERSION, "request": frames.REQUEST, "body": frames.BODY, "head": frames.HEAD,
     "end": frames.END, "abort": frames.ABORT, "expired": frames.EXPIRED,
     "header_len": frames.HEADER_LEN, "request_fixed": frames.REQUEST_FIXED.size,
@@ -1499,8 +1502,13 @@ print(json.dumps({
 		MaxChunk                                          int `json:"max_chunk"`
 		StatsLen                                          int `json:"stats_len"`
 		Fields                                            []string
-		MemoryBody                                        []int  `json:"memory_body"`
-		RIDMark                                           string `json:"rid_mark"`
+		MemoryBody                                        []int    `json:"memory_body"`
+		RIDMark                                           string   `json:"rid_mark"`
+		KeyPresent                                        int      `json:"key_present"`
+		KeyWeak                                           int      `json:"key_weak"`
+		KeyDjango                                         int      `json:"key_django"`
+		KeySources                                        []string `json:"key_sources"`
+		KeyWord                                           int      `json:"key_word"`
 	}
 	if err := json.Unmarshal(out, &got); err != nil {
 		t.Fatalf("%q: %v", out, err)
@@ -1522,6 +1530,9 @@ print(json.dumps({
 		{"MAX_CHUNK", got.MaxChunk, wire.MaxChunk},
 		{"STATS_LEN", got.StatsLen, wire.StatsLen},
 		{"MEMORY_BODY", got.MemoryBody[0], upstream.FullBodyAt},
+		{"appkey.PRESENT", got.KeyPresent, int(wire.KeyPresent)},
+		{"appkey.WEAK", got.KeyWeak, int(wire.KeyWeak)},
+		{"appkey.DJANGO_UNSAFE", got.KeyDjango, int(wire.KeyDjangoUnsafe)},
 	} {
 		if c.py != c.want {
 			t.Errorf("frames %s = %d, edged's is %d", c.name, c.py, c.want)
@@ -1532,6 +1543,14 @@ print(json.dumps({
 	}
 	if got.RIDMark != ridMark {
 		t.Errorf("RID_MARK = %q, workerd's is %q", got.RIDMark, ridMark)
+	}
+	for i, name := range got.KeySources {
+		if s := wire.KeySource(i).String(); s != name {
+			t.Errorf("appkey source %d is %q, edged's is %q", i, name, s)
+		}
+	}
+	if k := wire.KeyReport(got.KeyWord); k.Source() != wire.KeyLiteral || k.Print() != 5 || k&wire.KeyWeak == 0 || k&wire.KeyDjangoUnsafe == 0 {
+		t.Errorf("appkey.word() = %#x: edged reads source %v, print %d", got.KeyWord, k.Source(), k.Print())
 	}
 }
 

@@ -66,6 +66,9 @@ type Worker struct {
 	output sync.WaitGroup
 	// checking: the process only imports the app (CheckApp).
 	checking bool
+	// appKey is what the Python process reported of the app's secret
+	// key (nil: nothing).
+	appKey atomic.Pointer[AppKey]
 
 	// credentials is where to read app.credentials when systemd passed
 	// none (CREDENTIALS_DIRECTORY unset): the check reads them where
@@ -131,6 +134,9 @@ var errRecycled = errors.New("python process recycled after pool.max_requests")
 func (w *Worker) start(conf childConf, lf *os.File) (*child, error) {
 	a := w.cfg.App
 	conf.Module, conf.Directory = a.Module, a.Directory
+	for name := range a.Credentials {
+		conf.Credentials = append(conf.Credentials, name)
+	}
 	js, _ := json.Marshal(conf)
 	env, err := w.environ(string(js))
 	if err != nil {
@@ -230,6 +236,9 @@ type childConf struct {
 	// GracefulTimeout (seconds) is how long a stop may take: the asgi
 	// class spreads its WebSockets' closes over part of it.
 	GracefulTimeout float64 `json:"graceful_timeout"`
+	// Credentials are the environment variables that hold
+	// [app.credentials]: a key read from one came from a credential.
+	Credentials []string `json:"credentials,omitempty"`
 }
 
 // waitOutput waits a moment for the app's last output to be logged: a
@@ -350,6 +359,12 @@ func (w *Worker) readEvents(r *os.File, importErr *atomic.Pointer[ImportError]) 
 			}
 			if w.ready.CompareAndSwap(false, true) {
 				close(w.Ready)
+			}
+		case "app_key":
+			k := appKeyOf(ev)
+			w.appKey.Store(k)
+			if !w.checking {
+				k.log(w.log)
 			}
 		case "import_failed":
 			ie := &ImportError{Module: w.cfg.App.Module}

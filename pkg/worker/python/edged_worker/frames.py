@@ -89,8 +89,18 @@ def close(code, reason=""):
     return _pack(VERSION, CLOSE, 0, 2 + len(b)) + CLOSE_CODE.pack(code) + b
 
 
+# The end frame's flags: the app key's report (appkey.word), the same for
+# every answer of the process.
+_key_word = 0
+
+
+def set_key_word(w):
+    global _key_word
+    _key_word = w
+
+
 def measured(taken, wall, cpu, pid, rss):
-    return MEASURED.pack(VERSION, END, 0, STATS_LEN, taken, wall, cpu, pid, rss)
+    return MEASURED.pack(VERSION, END, _key_word, STATS_LEN, taken, wall, cpu, pid, rss)
 
 
 class FrameError(Exception):

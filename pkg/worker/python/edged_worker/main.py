@@ -10,7 +10,7 @@ import signal
 import socket
 import traceback
 
-from edged_worker import events
+from edged_worker import appkey, events, frames
 from edged_worker.events import event
 from edged_worker.load import AppNotFound, asgi3, kind, load, mismatch
 
@@ -71,6 +71,13 @@ def main():
     if wrong:
         event("import_failed", module=conf["module"], summary=wrong, traceback="")
         os._exit(3)
+    # The app's secret key, judged once: reported to workerd (which logs
+    # it, and --check prints it), and in every answer's end frame, for
+    # edged to compare the workers' keys.
+    report = appkey.judge(app, conf["directory"], conf.get("credentials") or ())
+    if report is not None:
+        event("app_key", **report)
+    frames.set_key_word(appkey.word(report))
     if conf.get("check"):
         # edged --check: the app imports; nothing is served.
         event("ready", pid=os.getpid())
