@@ -131,7 +131,7 @@ func TestSystemdSites(t *testing.T) {
 		if n := strings.Count(running, "workerd-blog@"); n != 1 {
 			t.Errorf("%d blog workers running, want 1 (scaling shop touched blog):\n%s", n, running)
 		}
-		if b := m.mustExec("cat", "/var/lib/edged/scale/shop"); strings.TrimSpace(b) != "4" {
+		if b := m.mustExec("cat", "/etc/edged/scale/shop"); strings.TrimSpace(b) != "4" {
 			t.Errorf("recorded for the next boot: %q, want 4", b)
 		}
 		st := m.mustExec(edgectl, "status")
