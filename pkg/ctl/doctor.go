@@ -196,9 +196,18 @@ func suiteProcess(comm string) bool {
 	return comm == "edged" || comm == "workerd" || comm == "edged-worker"
 }
 
-// processes lists the suite's processes: pid -> name.
+// processes lists the suite's processes: pid -> name. The suite is the
+// config's: edged and workerd started with -c naming this config file
+// (the default one when they name none), and the Python workers of
+// those workerd; another suite on the host, with a config of its own, is
+// not looked at. Without a config, every suite's.
 func (p *patient) processes() map[int]string {
-	out := map[int]string{}
+	type proc struct {
+		comm   string
+		ppid   int
+		config string
+	}
+	all := map[int]proc{}
 	ents, _ := os.ReadDir(p.proc)
 	for _, e := range ents {
 		pid, err := strconv.Atoi(e.Name())
@@ -209,11 +218,77 @@ func (p *patient) processes() map[int]string {
 		if err != nil {
 			continue
 		}
-		if comm := strings.TrimSpace(string(b)); suiteProcess(comm) {
-			out[pid] = comm
+		comm := strings.TrimSpace(string(b))
+		if !suiteProcess(comm) {
+			continue
+		}
+		pr := proc{comm: comm, ppid: p.ppid(pid)}
+		if comm != "edged-worker" {
+			pr.config = p.configOf(pid)
+		}
+		all[pid] = pr
+	}
+	want := ""
+	if p.cfg != nil && p.cfg.File != "" {
+		want, _ = filepath.Abs(p.cfg.File)
+	}
+	out := map[int]string{}
+	for pid, pr := range all {
+		cfg := pr.config
+		if pr.comm == "edged-worker" {
+			cfg = config.DefaultPath // a worker's suite is its workerd's
+			if parent, ok := all[pr.ppid]; ok && parent.comm == "workerd" {
+				cfg = parent.config
+			}
+		}
+		if want == "" || cfg == want {
+			out[pid] = pr.comm
 		}
 	}
 	return out
+}
+
+// ppid is a process's parent's pid; 0 when it cannot be read.
+func (p *patient) ppid(pid int) int {
+	b, err := os.ReadFile(filepath.Join(p.proc, strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return 0
+	}
+	// pid (comm) state ppid ...: comm may hold spaces and parentheses.
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	if len(f) < 2 {
+		return 0
+	}
+	n, _ := strconv.Atoi(f[1])
+	return n
+}
+
+// configOf is the absolute path of the config file a process of the
+// suite was started with (-c FILE, relative to its working directory),
+// the default one when it names none.
+func (p *patient) configOf(pid int) string {
+	b, err := os.ReadFile(filepath.Join(p.proc, strconv.Itoa(pid), "cmdline"))
+	if err != nil {
+		return ""
+	}
+	args := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
+	file := config.DefaultPath
+	for i, a := range args {
+		switch {
+		case (a == "-c" || a == "--c" || a == "-config" || a == "--config") && i+1 < len(args):
+			file = args[i+1]
+		case strings.HasPrefix(a, "-c="):
+			file = strings.TrimPrefix(a, "-c=")
+		}
+	}
+	if !filepath.IsAbs(file) {
+		cwd, err := os.Readlink(filepath.Join(p.proc, strconv.Itoa(pid), "cwd"))
+		if err != nil {
+			return ""
+		}
+		file = filepath.Join(cwd, file)
+	}
+	return filepath.Clean(file)
 }
 
 // uid reads a process's real user id; -1 when it cannot.

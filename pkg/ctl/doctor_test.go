@@ -56,6 +56,10 @@ func testPatient(t *testing.T, cfgText string) *patient {
 		p.cfg, p.cfgErr = config.Parse("edged.toml", dir, []byte(cfgText))
 		if p.cfgErr != nil {
 			p.cfg = nil
+		} else {
+			// The fake processes name no config: they are the default
+			// one's suite.
+			p.cfg.File = config.DefaultPath
 		}
 	}
 	return p

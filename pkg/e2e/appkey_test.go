@@ -198,3 +198,25 @@ func TestAppKeyDjangoDefaults(t *testing.T) {
 		}
 	}
 }
+
+// TestDoctorOneSuite: two suites on one host, each with its own config:
+// each doctor counts its own suite's processes and workers, never the
+// other's.
+func TestDoctorOneSuite(t *testing.T) {
+	a := startSuite(t, suiteOpts{module: "sample:app", workers: 1})
+	b := startSuite(t, suiteOpts{module: "sample:app", workers: 3})
+	for _, tt := range []struct {
+		s       *suite
+		procs   int // edged, workerd per worker, a Python process per worker
+		workers int
+	}{{a, 3, 1}, {b, 7, 3}} {
+		fs, out := doctorOf(t, tt.s)
+		root := fs["root"].Evidence
+		if !strings.Contains(root, fmt.Sprintf(" %d processes", tt.procs)) && !strings.Contains(root, fmt.Sprintf("of %d processes", tt.procs)) {
+			t.Errorf("root: %q, want this suite's %d processes\n%s", root, tt.procs, out)
+		}
+		if sec := fs["secrets"].Evidence; !strings.Contains(sec, fmt.Sprintf("%d worker processes", tt.workers)) {
+			t.Errorf("secrets: %q, want this suite's %d workers", sec, tt.workers)
+		}
+	}
+}
