@@ -59,6 +59,9 @@ type patient struct {
 	// interval apart (nil without [metrics], with the reason in metricsErr).
 	before, after *scrape
 	metricsErr    error
+	// runDelay is the time the suite's Python workers spent ready to run
+	// but waiting for a CPU, at the two readings (schedstat).
+	runDelay [2]time.Duration
 	// certs are edged's certificates as it serves them (nil without
 	// [metrics], certsErr saying why).
 	certs    []certInfo
@@ -150,6 +153,7 @@ func examine(ctx context.Context, file string, every time.Duration) *patient {
 	}
 	p.overflows[0], _, _ = backlog.Overflows()
 	if p.cfg != nil {
+		p.runDelay[0] = p.workersRunDelay()
 		p.before, p.metricsErr = readMetrics(ctx, p.cfg)
 		p.certs, p.certsErr = readCertificates(ctx, p.cfg)
 	} else {
@@ -161,6 +165,7 @@ func examine(ctx context.Context, file string, every time.Duration) *patient {
 	}
 	if p.before != nil {
 		p.after, p.metricsErr = readMetrics(ctx, p.cfg)
+		p.runDelay[1] = p.workersRunDelay()
 		if p.after == nil {
 			p.before = nil
 		}
@@ -364,13 +369,17 @@ func checkHardening(p *patient) finding {
 // routeUse is what the workers measured of one route, since edged
 // started.
 type routeUse struct {
-	route          string
-	count          float64
-	wall, cpu      float64 // seconds, summed
-	cpuKnown       bool
-	waitShare      float64 // of the wall time, the part not on the CPU
-	cpuPerRequest  float64
-	wallPerRequest float64
+	route     string
+	count     float64
+	wall, cpu float64 // seconds, summed
+	cpuKnown  bool
+	waitShare float64 // of the wall time, the part not on the CPU
+	// cpuWaitShare is the part of the wall time spent waiting for a CPU
+	// (the machine's run queue, measured over the check for every
+	// worker), ioShare the rest of the waiting: I/O, sleeps, locks.
+	cpuWaitShare, ioShare float64
+	cpuPerRequest         float64
+	wallPerRequest        float64
 }
 
 func (p *patient) routes() []routeUse {
@@ -389,10 +398,53 @@ func (p *patient) routes() []routeUse {
 		if u.wall > 0 && u.cpuKnown {
 			u.waitShare = math.Max(0, 1-u.cpu/u.wall)
 		}
+		u.ioShare = u.waitShare
+		if share, ok := p.cpuWait(); ok {
+			u.cpuWaitShare = math.Min(u.waitShare, share)
+			u.ioShare = u.waitShare - u.cpuWaitShare
+		}
 		out = append(out, u)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].wall > out[j].wall })
 	return out
+}
+
+// workersRunDelay sums the time every thread of the suite's Python
+// workers spent ready to run but waiting for a CPU (the second field of
+// /proc/PID/task/TID/schedstat).
+func (p *patient) workersRunDelay() time.Duration {
+	var total time.Duration
+	for pid, comm := range p.processes() {
+		if comm != "edged-worker" {
+			continue
+		}
+		tasks, _ := filepath.Glob(filepath.Join(p.proc, strconv.Itoa(pid), "task", "*", "schedstat"))
+		for _, f := range tasks {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				continue
+			}
+			if fs := strings.Fields(string(b)); len(fs) >= 2 {
+				n, _ := strconv.ParseInt(fs[1], 10, 64)
+				total += time.Duration(n)
+			}
+		}
+	}
+	return total
+}
+
+// cpuWait is the share of the app's time, over the check, that the
+// workers spent waiting for a CPU; false when too little ran to tell.
+func (p *patient) cpuWait() (float64, bool) {
+	if p.before == nil || p.after == nil {
+		return 0, false
+	}
+	wall := p.after.sum(metric.AppWallSecondsTotal) - p.before.sum(metric.AppWallSecondsTotal)
+	delay := (p.runDelay[1] - p.runDelay[0]).Seconds()
+	if wall < 0.5 || delay < 0 {
+		return 0, false
+	}
+	return math.Min(1, delay/wall), true
 }
 
 // minRequests is how many requests a route needs before it is judged.
@@ -408,15 +460,30 @@ func checkIOBound(p *patient) finding {
 	case config.ClassASGI:
 		return ok("the asgi class: a request that awaits I/O does not hold a worker")
 	}
-	var bound []string
+	var bound, cpuBound []string
 	for _, u := range p.routes() {
-		if u.count >= minRequests && u.cpuKnown && u.waitShare >= 0.5 && u.wallPerRequest >= 0.01 {
+		if u.count < minRequests || !u.cpuKnown || u.wallPerRequest < 0.01 {
+			continue
+		}
+		switch {
+		case u.ioShare >= 0.5:
 			bound = append(bound, fmt.Sprintf("%s waits %.0f%% of its app time (%.0f ms a request, %.1f ms of it on the CPU, %.0f requests)",
-				u.route, 100*u.waitShare, 1000*u.wallPerRequest, 1000*u.cpuPerRequest, u.count))
+				u.route, 100*u.ioShare, 1000*u.wallPerRequest, 1000*u.cpuPerRequest, u.count))
+		case u.waitShare >= 0.5:
+			// Waiting, but for a CPU: more greenlets would only wait longer.
+			cpuBound = append(cpuBound, fmt.Sprintf("%s waits %.0f%% of its app time, %.0f%% of it for a CPU (the run queue)",
+				u.route, 100*u.waitShare, 100*u.cpuWaitShare/u.waitShare))
 		}
 	}
 	if len(bound) == 0 {
-		return ok(fmt.Sprintf("no route of at least %d requests waits most of its time", minRequests))
+		if len(cpuBound) > 0 {
+			return ok("no route waits on I/O: " + strings.Join(cpuBound, "; ") + " — the CPU is the bottleneck, not I/O (see cpu-routes)")
+		}
+		msg := fmt.Sprintf("no route of at least %d requests waits most of its time", minRequests)
+		if share, ok := p.cpuWait(); ok {
+			msg += fmt.Sprintf(" (over the check, the workers waited %.0f%% of their app time for a CPU)", 100*share)
+		}
+		return ok(msg)
 	}
 	starved := p.starved()
 	return finding{Verdict: verdictWarn,
@@ -665,7 +732,9 @@ func checkCPURoutes(p *patient) finding {
 	var heavy []string
 	for _, u := range routes {
 		share := u.cpu / total
-		if u.count >= minRequests && share >= 0.4 && u.wall > 0 && u.cpu/u.wall >= 0.7 && u.cpuPerRequest >= 0.005 {
+		// On the CPU most of the time it was not waiting for one.
+		running := u.wall * (1 - u.cpuWaitShare)
+		if u.count >= minRequests && share >= 0.4 && running > 0 && u.cpu/running >= 0.7 && u.cpuPerRequest >= 0.005 {
 			heavy = append(heavy, fmt.Sprintf("%s takes %.0f%% of all worker CPU (%.1f ms of CPU a request, %.0f requests)", u.route, 100*share, 1000*u.cpuPerRequest, u.count))
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // keySuite runs keyapp's create_app(how) on workers workers, with
@@ -32,7 +33,13 @@ const testKey = "Zq3v7Yh0LkX2pW9sR4tU6bN8mC1eF5gJ0aD3oI7uQ2yT9wE4rS6"
 // doctorOf runs edgectl doctor --json on the suite.
 func doctorOf(t *testing.T, s *suite) (map[string]doctorFinding, string) {
 	t.Helper()
-	out, _ := exec.Command(filepath.Join(binDir, "edgectl"), "doctor", "--json", "--interval", "500ms", "-c", s.cfg).Output()
+	return doctorOf2(t, s, "500ms")
+}
+
+// doctorOf2 is doctorOf watching the load for interval.
+func doctorOf2(t *testing.T, s *suite, interval string) (map[string]doctorFinding, string) {
+	t.Helper()
+	out, _ := exec.Command(filepath.Join(binDir, "edgectl"), "doctor", "--json", "--interval", interval, "-c", s.cfg).Output()
 	var fs []doctorFinding
 	if err := json.Unmarshal(out, &fs); err != nil {
 		t.Fatalf("doctor --json: %v\n%s", err, out)
@@ -218,5 +225,46 @@ func TestDoctorOneSuite(t *testing.T) {
 		if sec := fs["secrets"].Evidence; !strings.Contains(sec, fmt.Sprintf("%d worker processes", tt.workers)) {
 			t.Errorf("secrets: %q, want this suite's %d workers", sec, tt.workers)
 		}
+	}
+}
+
+// TestDoctorCPUWaitIsNotIO: a route that serialises 5 MB of JSON, four
+// clients at once on this machine's cores: most of its time waits, but
+// for a CPU. Doctor once called it I/O-bound and advised gevent; the
+// run-queue delay now tells the two apart, and cpu-routes names it.
+func TestDoctorCPUWaitIsNotIO(t *testing.T) {
+	metricsAddr := freePort(t)
+	s := startSuite(t, suiteOpts{module: "export:app", workers: 5, extra: fmt.Sprintf("[metrics]\nlisten = %q\n", metricsAddr)})
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	for range 4 {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			c := &http.Client{}
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if resp, err := c.Get(s.http + "/export.json"); err == nil {
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+				}
+			}
+		}()
+	}
+	time.Sleep(2 * time.Second) // past the first requests
+	fs, out := doctorOf2(t, s, "3s")
+	close(stop)
+	for range 4 {
+		<-done
+	}
+	t.Logf("io-bound: %s\ncpu-routes: %s", fs["io-bound"].Evidence, fs["cpu-routes"].Evidence)
+	if f := fs["io-bound"]; f.Verdict != "ok" || !strings.Contains(f.Evidence, "for a CPU") {
+		t.Errorf("io-bound: %+v, want ok, the waiting told as waiting for a CPU\n%s", f, out)
+	}
+	if f := fs["cpu-routes"]; f.Verdict != "warn" || !strings.Contains(f.Evidence, "/export.json") {
+		t.Errorf("cpu-routes: %+v, want a warn naming /export.json", f)
 	}
 }
