@@ -730,17 +730,28 @@ func checkCPURoutes(p *patient) finding {
 		return skip("no CPU time measured (the gevent and asgi classes cannot tell one request's CPU from another's)")
 	}
 	var heavy []string
+	jsonHeavy := false
+	jsons := p.after.by(metric.AppJSONSecondsTotal, metric.LabelRoute)
 	for _, u := range routes {
 		share := u.cpu / total
 		// On the CPU most of the time it was not waiting for one.
 		running := u.wall * (1 - u.cpuWaitShare)
 		if u.count >= minRequests && share >= 0.4 && running > 0 && u.cpu/running >= 0.7 && u.cpuPerRequest >= 0.005 {
-			heavy = append(heavy, fmt.Sprintf("%s takes %.0f%% of all worker CPU (%.1f ms of CPU a request, %.0f requests)", u.route, 100*share, 1000*u.cpuPerRequest, u.count))
+			h := fmt.Sprintf("%s takes %.0f%% of all worker CPU (%.1f ms of CPU a request, %.0f requests)", u.route, 100*share, 1000*u.cpuPerRequest, u.count)
+			if j, ok := jsons[u.route]; ok || len(jsons) > 0 {
+				js := math.Min(1, j/u.cpu)
+				h += fmt.Sprintf(", %.0f%% of it encoding JSON", 100*js)
+				jsonHeavy = jsonHeavy || js >= 0.3
+			}
+			heavy = append(heavy, h)
 		}
 	}
 	if len(heavy) > 0 {
-		return finding{Verdict: verdictWarn, Evidence: "CPU-bound routes: " + strings.Join(heavy, "; "),
-			Fix: "profile them (cProfile, py-spy): serialising large JSON is the usual cost (a faster encoder such as orjson, smaller answers, a cache)"}
+		fix := "profile them (cProfile, py-spy): the cost is in the app's own code, a cache or less work per request are the cures"
+		if jsonHeavy {
+			fix = "serialising JSON is the cost: a faster encoder, orjson, encodes several times faster (Debian 12 has no package of it: pip install orjson in the app's virtualenv, and have the app use it, such as Flask's app.json provider), or send less, or cache the encoded answer"
+		}
+		return finding{Verdict: verdictWarn, Evidence: "CPU-bound routes: " + strings.Join(heavy, "; "), Fix: fix}
 	}
 	top := routes[0]
 	for _, u := range routes {

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -228,33 +229,40 @@ func TestDoctorOneSuite(t *testing.T) {
 	}
 }
 
-// TestDoctorCPUWaitIsNotIO: a route that serialises 5 MB of JSON, four
-// clients at once on this machine's cores: most of its time waits, but
-// for a CPU. Doctor once called it I/O-bound and advised gevent; the
-// run-queue delay now tells the two apart, and cpu-routes names it.
+// TestDoctorCPUWaitIsNotIO: a route that serialises 5 MB of JSON and one
+// that computes as long, four clients at once on this machine's cores:
+// most of their time waits, but for a CPU. Doctor once called them
+// I/O-bound and advised gevent; the run-queue delay now tells the two
+// apart, and cpu-routes names them, with the share of each one's CPU
+// spent encoding JSON (measured in the worker), and orjson for the one
+// where it is large.
 func TestDoctorCPUWaitIsNotIO(t *testing.T) {
 	metricsAddr := freePort(t)
 	s := startSuite(t, suiteOpts{module: "export:app", workers: 5, extra: fmt.Sprintf("[metrics]\nlisten = %q\n", metricsAddr)})
 	stop := make(chan struct{})
 	done := make(chan struct{})
-	for range 4 {
+	for i := range 4 {
 		go func() {
 			defer func() { done <- struct{}{} }()
 			c := &http.Client{}
-			for {
+			for n := i; ; n++ {
 				select {
 				case <-stop:
 					return
 				default:
 				}
-				if resp, err := c.Get(s.http + "/export.json"); err == nil {
+				path := "/export.json"
+				if n%2 == 1 {
+					path = "/compute" // as much CPU, no JSON
+				}
+				if resp, err := c.Get(s.http + path); err == nil {
 					io.Copy(io.Discard, resp.Body)
 					resp.Body.Close()
 				}
 			}
 		}()
 	}
-	time.Sleep(2 * time.Second) // past the first requests
+	time.Sleep(4 * time.Second) // past the first requests: each route seen 20 times
 	fs, out := doctorOf2(t, s, "3s")
 	close(stop)
 	for range 4 {
@@ -264,7 +272,20 @@ func TestDoctorCPUWaitIsNotIO(t *testing.T) {
 	if f := fs["io-bound"]; f.Verdict != "ok" || !strings.Contains(f.Evidence, "for a CPU") {
 		t.Errorf("io-bound: %+v, want ok, the waiting told as waiting for a CPU\n%s", f, out)
 	}
-	if f := fs["cpu-routes"]; f.Verdict != "warn" || !strings.Contains(f.Evidence, "/export.json") {
-		t.Errorf("cpu-routes: %+v, want a warn naming /export.json", f)
+	f := fs["cpu-routes"]
+	if f.Verdict != "warn" || !strings.Contains(f.Evidence, "/export.json") || !strings.Contains(f.Fix, "orjson") {
+		t.Errorf("cpu-routes: %+v, want a warn naming /export.json and orjson", f)
+	}
+	// The JSON share, measured: most of the export's CPU, none of the
+	// computation's.
+	shares := regexp.MustCompile(`(/export\.json|/compute) takes [^;]*?, (\d+)% of it encoding JSON`).FindAllStringSubmatch(f.Evidence, -1)
+	got := map[string]int{}
+	for _, m := range shares {
+		var n int
+		fmt.Sscan(m[2], &n)
+		got[m[1]] = n
+	}
+	if c, listed := got["/compute"]; got["/export.json"] < 50 || !listed || c > 5 {
+		t.Errorf("JSON shares %v, want most of /export.json's CPU and none of /compute's: %s", got, f.Evidence)
 	}
 }

@@ -53,6 +53,7 @@ type logRecord struct {
 	// what spilled to disk, how long an answer passed on held its worker.
 	kind        string
 	stats       wire.Stats
+	json        time.Duration // the app's JSON encoding, as the worker measured it
 	sent        time.Time
 	bodyIn      int64
 	spilled     []string

@@ -36,6 +36,7 @@ type metrics struct {
 	appTime   *prometheus.HistogramVec // by route
 	appWall   *prometheus.CounterVec   // by route
 	appCPU    *prometheus.CounterVec   // by route
+	appJSON   *prometheus.CounterVec   // by route
 	rejected  *prometheus.CounterVec   // by limit
 	bytesIn   prometheus.Counter
 	bytesOut  prometheus.Counter
@@ -94,6 +95,8 @@ func newMetrics() *metrics {
 		Help: "The app's wall time, summed, by route."}, []string{metric.LabelRoute})
 	m.appCPU = prometheus.NewCounterVec(prometheus.CounterOpts{Name: metric.AppCPUSecondsTotal,
 		Help: "The CPU time of the thread that ran the app, summed, by route (sync and threads classes: gevent's greenlets share a thread)."}, []string{metric.LabelRoute})
+	m.appJSON = prometheus.NewCounterVec(prometheus.CounterOpts{Name: metric.AppJSONSecondsTotal,
+		Help: "The CPU time the app spent encoding JSON (json.dumps, as Flask's and Django's JSON answers call it), summed, by route (WSGI classes)."}, []string{metric.LabelRoute})
 	m.rejected = prometheus.NewCounterVec(prometheus.CounterOpts{Name: metric.RejectedTotal,
 		Help: "Requests turned away, by the limit that did it (limits.max_body: 413, limits.header_timeout and body_timeout: 408, limits.max_header: 431, limits.rate: 429, limits.connections_per_client, queue_length, queue_timeout: 503, app.timeout: 504; protocol: a malformed request)."}, []string{metric.LabelLimit})
 	m.bytesIn = prometheus.NewCounter(prometheus.CounterOpts{Name: metric.ReceivedBodyBytesTotal, Help: "Request body bytes received."})
@@ -127,7 +130,7 @@ func newMetrics() *metrics {
 	f(&keyCollector{m: m, desc: prometheus.NewDesc(metric.WorkerAppKeyInfo,
 		"1 for each worker's report on the app's secret key (as judged at import; the key itself never leaves the worker): its source (environment, credential, literal, default, process, none), weak (under 256 bits), django_unsafe (DEBUG or ALLOWED_HOSTS = ['*']) and a 10-bit fingerprint that tells two workers' keys apart.",
 		[]string{metric.LabelWorker, metric.LabelSource, metric.LabelWeak, metric.LabelDjangoUnsafe, metric.LabelFingerprint}, nil)})
-	for _, c := range []prometheus.Collector{m.requests, m.duration, m.queueWait, m.appTime, m.appWall, m.appCPU, m.rejected,
+	for _, c := range []prometheus.Collector{m.requests, m.duration, m.queueWait, m.appTime, m.appWall, m.appCPU, m.appJSON, m.rejected,
 		m.bytesIn, m.bytesOut, m.spills, m.streamed, m.streamFor, m.tls, m.served, m.busy, m.rss, m.restarts,
 		m.webSockets, m.wsMessages, m.wsBytes, m.wsClosed, m.renewals,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
@@ -176,12 +179,12 @@ func (m *metrics) observe(r *http.Request, lr *logRecord, took time.Duration) {
 		m.streamFor.Add(lr.streamedFor.Seconds())
 	}
 	if lr.stats.Taken != 0 {
-		m.worker(lr.worker, r.URL.Path, lr.sent, lr.stats)
+		m.worker(lr.worker, r.URL.Path, lr.sent, lr.stats, lr.json)
 	}
 }
 
 // worker takes in what a worker measured of one request.
-func (m *metrics) worker(worker, path string, sent time.Time, st wire.Stats) {
+func (m *metrics) worker(worker, path string, sent time.Time, st wire.Stats, json time.Duration) {
 	if !sent.IsZero() {
 		if wait := time.Unix(0, st.Taken).Sub(sent); wait >= 0 {
 			m.queueWait.Observe(wait.Seconds())
@@ -192,6 +195,9 @@ func (m *metrics) worker(worker, path string, sent time.Time, st wire.Stats) {
 	m.appWall.WithLabelValues(route).Add(st.Wall.Seconds())
 	if st.CPU >= 0 {
 		m.appCPU.WithLabelValues(route).Add(st.CPU.Seconds())
+	}
+	if json > 0 {
+		m.appJSON.WithLabelValues(route).Add(json.Seconds())
 	}
 	if worker == "" {
 		return

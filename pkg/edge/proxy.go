@@ -84,7 +84,7 @@ func (s *site) serveApp(w http.ResponseWriter, r *http.Request, c client, lr *lo
 		return
 	}
 	defer x.resp.Close()
-	lr.worker = s.workerName(x.resp.Worker)
+	lr.worker, lr.json = s.workerName(x.resp.Worker), x.resp.JSON
 	if x.resp.Status < 200 {
 		// An interim status as the final answer: passed on, it would
 		// leave the client (or a proxy in front) expecting another

@@ -14,6 +14,7 @@ const (
 	AppDurationSeconds     = "edged_app_duration_seconds"     // histogram; route
 	AppWallSecondsTotal    = "edged_app_wall_seconds_total"   // route
 	AppCPUSecondsTotal     = "edged_app_cpu_seconds_total"    // route
+	AppJSONSecondsTotal    = "edged_app_json_seconds_total"   // route
 	RejectedTotal          = "edged_rejected_total"           // limit
 	ReceivedBodyBytesTotal = "edged_received_body_bytes_total"
 	SentBodyBytesTotal     = "edged_sent_body_bytes_total"

@@ -20,6 +20,7 @@ var names = map[string]string{
 	"AppDurationSeconds":         AppDurationSeconds,
 	"AppWallSecondsTotal":        AppWallSecondsTotal,
 	"AppCPUSecondsTotal":         AppCPUSecondsTotal,
+	"AppJSONSecondsTotal":        AppJSONSecondsTotal,
 	"RejectedTotal":              RejectedTotal,
 	"ReceivedBodyBytesTotal":     ReceivedBodyBytesTotal,
 	"SentBodyBytesTotal":         SentBodyBytesTotal,

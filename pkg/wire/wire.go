@@ -246,7 +246,14 @@ type Head struct {
 	// Subprotocol is what an accepted long-lived exchange speaks (the
 	// WebSocket subprotocol the app chose), "" for none.
 	Subprotocol string
+	// JSON is the CPU time the app spent encoding JSON before the head
+	// went out (the head frame's flags, in JSONUnits; 0 from a worker
+	// that does not measure it).
+	JSON time.Duration
 }
+
+// JSONUnit is the unit of the head frame's flags: the JSON time.
+const JSONUnit = 100 * time.Microsecond
 
 // readHeader reads a frame header, checking its version.
 func readHeader(r *bufio.Reader) (Type, uint16, uint32, error) {
@@ -270,9 +277,12 @@ func readHeader(r *bufio.Reader) (Type, uint16, uint32, error) {
 // value holds a control character, so a misbehaving app cannot split a
 // response nor send a status no client knows.
 func ReadHead(r *bufio.Reader, h *Head) error {
-	t, _, n, err := readHeader(r)
+	t, flags, n, err := readHeader(r)
 	if err != nil {
 		return err
+	}
+	if t == TypeHead {
+		h.JSON = time.Duration(flags) * JSONUnit
 	}
 	return headFrame(r, t, n, h)
 }

@@ -532,3 +532,27 @@ func TestReadBodyStats(t *testing.T) {
 		t.Errorf("a cut stats frame: %v, want io.ErrUnexpectedEOF", err)
 	}
 }
+
+// The head frame's flags carry the app's JSON time; the end frame's, the
+// app key report.
+func TestHeadJSONAndEndKey(t *testing.T) {
+	h := []byte("3\x00200 OK")
+	b := AppendHeader(nil, TypeHead, 25, len(h))
+	b = append(b, h...)
+	b = AppendStats(b, Stats{Taken: 1, Key: KeyPresent | KeyWeak | KeyReport(KeyLiteral)<<keySourceShift | 0x2a})
+	r := bufio.NewReader(bytes.NewReader(b))
+	var head Head
+	if err := ReadHead(r, &head); err != nil {
+		t.Fatal(err)
+	}
+	if head.JSON != 2500*time.Microsecond || head.Worker != "3" {
+		t.Errorf("head: JSON %v, worker %q; want 2.5ms from worker 3", head.JSON, head.Worker)
+	}
+	var st Stats
+	if err := ReadBody(r, func([]byte) error { return nil }, &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Key.Source() != KeyLiteral || st.Key.Print() != 0x2a || st.Key&KeyWeak == 0 || st.Key&KeyDjangoUnsafe != 0 {
+		t.Errorf("end: key %#x: source %v, print %#x", uint16(st.Key), st.Key.Source(), st.Key.Print())
+	}
+}

@@ -12,3 +12,10 @@ ROWS = [{"id": i, "name": "item %d" % i, "price": i * 1.25, "tags": ["a", "b", "
 @app.get("/export.json")
 def export():
     return Response(json.dumps(ROWS), mimetype="application/json")
+
+
+@app.get("/compute")
+def compute():
+    # As much CPU as the export, none of it JSON.
+    n = sum(i * i % 7 for i in range(4_000_000))
+    return Response(str(n), mimetype="text/plain")

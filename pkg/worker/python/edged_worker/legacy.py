@@ -48,7 +48,7 @@ class Framing(wsgi.Framing):
         return MEASURED.pack(0xFFFFFFFD, taken, wall, cpu, pid, rss)
 
     @staticmethod
-    def head(h):
+    def head(h, flags=0):
         return U32.pack(len(h)) + h
 
 

@@ -49,6 +49,10 @@ def main():
     events.open_pipe(5)
     conf = json.loads(os.environ.pop("EDGED_WORKER"))
     set_title("edged-worker %s %s" % (os.environ.get("EDGED_INSTANCE", ""), conf["module"]))
+    if conf.get("class") != "asgi":
+        # Before the app is imported, so that its own json.dumps is timed.
+        from edged_worker import jsontime
+        jsontime.install()
     try:
         app = load(conf["module"], conf["directory"])
     except BaseException as e:

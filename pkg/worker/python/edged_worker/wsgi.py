@@ -10,7 +10,7 @@ import threading
 import time
 import traceback
 
-from edged_worker import frames
+from edged_worker import frames, jsontime
 from edged_worker.frames import MEMORY_BODY
 from edged_worker.events import event
 
@@ -32,8 +32,8 @@ class Framing:
                  + frames.chunk_header(len(ERROR_BODY)) + ERROR_BODY + frames.END_FRAME)
 
     @staticmethod
-    def head(h):
-        return frames.header(frames.HEAD, len(h)) + h
+    def head(h, flags=0):
+        return frames.header(frames.HEAD, len(h), flags) + h
 
 
 FRAMING = Framing()
@@ -364,7 +364,7 @@ class Response:
         app added after start_response is held to the same rules."""
         if not self.sent:
             h = INSTANCE + "\0".join(head_fields(self.status, self.headers)).encode("latin-1")
-            self.out.insert(0, self.framing.head(h))
+            self.out.insert(0, self.framing.head(h, jsontime.flags()))
             self.sent = True
 
     def flush(self, done=False):
@@ -413,6 +413,7 @@ class Handler:
         """Runs the app with env, its request counted in flight."""
         w = self.worker
         w.begin(method, path, rid)
+        jsontime.reset()
         try:
             self.respond(conn, env, drain, taken, framing)
         finally:
