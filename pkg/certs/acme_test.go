@@ -6,6 +6,7 @@ import (
 	"errors"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -32,7 +33,7 @@ func TestStoreACME(t *testing.T) {
 	dir := t.TempDir()
 	c, k := filepath.Join(dir, "f.crt"), filepath.Join(dir, "f.key")
 	fileSerial := writePair(t, c, k, "files.example")
-	var out bytes.Buffer
+	var out lockedBuffer // the library logs from its own goroutines too
 	s, err := Load([]Pair{{Cert: c, Key: k}}, zerolog.New(&out))
 	if err != nil {
 		t.Fatal(err)
@@ -122,6 +123,24 @@ func TestACMEOrders(t *testing.T) {
 	if len(a.Infos()) != 0 || a.Manages("shop.example") {
 		t.Errorf("a name removed is still kept")
 	}
+}
+
+// lockedBuffer is a bytes.Buffer several goroutines may log to.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 // TestZapCore: the library's zap events reach zerolog with their fields
