@@ -240,7 +240,7 @@ func TestDoctor(t *testing.T) {
 	if h := findings[got["hardening"]]; h.Verdict != "skip" || !strings.Contains(h.Evidence, "systemd") {
 		t.Errorf("hardening under edgectl run: %+v, want a skip that says it needs systemd", h)
 	}
-	if len(findings) != 10 {
-		t.Errorf("%d checks, want 10", len(findings))
+	if len(findings) != 11 {
+		t.Errorf("%d checks, want 11", len(findings))
 	}
 }
