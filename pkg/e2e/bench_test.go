@@ -64,7 +64,12 @@ type benchScenario struct {
 	// a time) or "idle" (conns opened and held; the figure that counts
 	// is the stack's memory, and the ratio is the incumbent's peak RSS
 	// over the side's).
+	// "http-idle" is the same with HTTP/1.1 keep-alive connections, each
+	// after one request; front, then, measures the front process alone
+	// (edged, nginx), before and during: its figure is memory a
+	// connection.
 	ws    string
+	front bool
 	sides []string // in the order run and shown
 	vs    []string // the incumbents every side gets a ratio to
 }
@@ -94,6 +99,9 @@ func (sc benchScenario) load() string {
 
 // url is where side takes sc's load.
 func (sc benchScenario) url(side benchSide) string {
+	if sc.ws == "http-idle" {
+		return side.base + sc.path
+	}
 	if sc.ws != "" {
 		return "ws" + strings.TrimPrefix(side.base, "http") + sc.path
 	}
@@ -129,6 +137,9 @@ var benchScenarios = []benchScenario{
 	// two for each WebSocket, the client's and its worker's.
 	{name: "FastAPI, 9,000 idle WebSockets (the figure is peak RSS; ratio: the incumbent's RSS over the side's)", path: "/ws", conns: 9000, ws: "idle",
 		sides: []string{edgedASGI, uvicorn}, vs: []string{uvicorn}},
+	{name: "8,000 idle keep-alive connections, each after one request for a 16-byte file (the figure is the front process's memory a connection: edged's, nginx's; ratio: nginx's over edged's)",
+		path: "/static/index.html", conns: 8000, ws: "http-idle", front: true,
+		sides: []string{edgedSync, nginxAlone}, vs: []string{nginxAlone}},
 }
 
 // benchFiles are the static scenarios' files, of fixed bytes, and an index
@@ -224,6 +235,7 @@ func writeBenchFiles(t *testing.T) string {
 type sideResult struct {
 	runs    []loadResult
 	peakRSS int64 // bytes, the highest over the runs
+	baseRSS int64 // bytes, before the first run (front scenarios)
 }
 
 // loadResult is one run: req/s, the tool's two latency figures in ms, and
@@ -300,7 +312,7 @@ var wsload = benchTool{
 	latency: [2]string{"p50 ms", "p99 ms"},
 	args: func(t *testing.T, sc benchScenario, load benchLoad) []string {
 		args := []string{"-c", strconv.Itoa(sc.conns), "-d", load.duration}
-		if sc.ws == "idle" {
+		if sc.ws == "idle" || sc.ws == "http-idle" {
 			args = append(args, "-idle")
 		}
 		return args
@@ -330,13 +342,20 @@ func runScenario(t *testing.T, sc benchScenario, sides map[string]benchSide, loa
 			}
 			res := results[name]
 			url := sc.url(side)
-			if sc.ws != "" {
+			if sc.ws != "" && sc.ws != "http-idle" {
 				settle(t, name, side.base+"/hello")
 			} else {
 				settle(t, name, url)
 			}
+			procs := side.procs
+			if sc.front {
+				procs = front(side.procs)
+				if res.baseRSS == 0 {
+					res.baseRSS = rssOf(procs)
+				}
+			}
 			var run loadResult
-			peak := peakRSS(side.procs, func() {
+			peak := peakRSS(procs, func() {
 				if len(sc.hosts) > 0 {
 					run = runHosts(t, sc, load, url)
 				} else {
@@ -348,6 +367,29 @@ func runScenario(t *testing.T, sc benchScenario, sides map[string]benchSide, loa
 		}
 	}
 	return results
+}
+
+// front keeps of a stack's processes its front: edged, or nginx's.
+func front(procs func(procTable) []int) func(procTable) []int {
+	return func(p procTable) []int {
+		var out []int
+		for _, pid := range procs(p) {
+			b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+			if c := strings.TrimSpace(string(b)); c == "edged" || c == "nginx" {
+				out = append(out, pid)
+			}
+		}
+		return out
+	}
+}
+
+// rssOf is the processes' VmRSS now, summed, in bytes.
+func rssOf(procs func(procTable) []int) int64 {
+	var sum int64
+	for _, pid := range procs(readProcs()) {
+		sum += procKiB(fmt.Sprintf("/proc/%d/status", pid), "VmRSS") << 10
+	}
+	return sum
 }
 
 // runHosts runs one wrk per host of sc at once, each with its share of

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"net/netip"
 	"os"
 	"runtime/debug"
@@ -541,6 +542,11 @@ func (s *Server) Serve(ctx context.Context, ls *Listeners) error {
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", s.metrics.handler())
 		mux.HandleFunc("GET /certificates", s.serveCertificates)
+		// Go's profiles (heap, goroutines, CPU), for finding where edged's
+		// memory and time go: the admin address only, like the metrics.
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 		s.metrics.reg.MustRegister(newCertCollector(s))
 		metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 30 * time.Second, ErrorLog: errLog}
 		serve(metricsSrv, ml, "metrics")
