@@ -236,6 +236,14 @@ type sideResult struct {
 	runs    []loadResult
 	peakRSS int64 // bytes, the highest over the runs
 	baseRSS int64 // bytes, before the first run (front scenarios)
+	mu      sync.Mutex
+	holdRSS int64 // bytes, near the end of the hold, the highest over the runs
+}
+
+func (r *sideResult) setHold(v int64) {
+	r.mu.Lock()
+	r.holdRSS = max(r.holdRSS, v)
+	r.mu.Unlock()
 }
 
 // loadResult is one run: req/s, the tool's two latency figures in ms, and
@@ -353,6 +361,13 @@ func runScenario(t *testing.T, sc benchScenario, sides map[string]benchSide, loa
 				if res.baseRSS == 0 {
 					res.baseRSS = rssOf(procs)
 				}
+			}
+			if sc.front {
+				// What the connections cost once they are all open and
+				// idle: read near the end of the hold.
+				d, _ := time.ParseDuration(load.duration)
+				timer := time.AfterFunc(max(d-1500*time.Millisecond, d/2), func() { res.setHold(rssOf(procs)) })
+				defer timer.Stop()
 			}
 			var run loadResult
 			peak := peakRSS(procs, func() {

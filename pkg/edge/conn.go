@@ -65,6 +65,14 @@ type trackedConn struct {
 	// direct: every write goes out at once, none held (a WebSocket,
 	// whose messages must not wait for the client's next one).
 	direct atomic.Bool
+
+	// park, when set, takes the connection out of net/http while it
+	// waits long for its client (see parker); rdl is the read deadline
+	// net/http last set (live), parked that Close must hand the socket
+	// to park rather than close it.
+	park   *parker
+	rdl    time.Time
+	parked bool
 }
 
 // sendDirect hands the connection over to another protocol (a
@@ -100,7 +108,16 @@ func (c *trackedConn) Read(b []byte) (int, error) {
 			return 0, err
 		}
 	}
-	n, err := c.Conn.Read(b)
+	var n int
+	var err error
+	if c.park != nil && len(b) > 1 && c.phase.Load() == phaseIdle {
+		var park bool
+		if n, park, err = c.waitOrPark(b); park {
+			return 0, io.EOF // net/http lets go; Close hands the socket on
+		}
+	} else {
+		n, err = c.Conn.Read(b)
+	}
 	if n > 0 {
 		c.phase.CompareAndSwap(phaseIdle, phaseHeaders)
 		c.mu.Lock()
@@ -205,12 +222,33 @@ func (c *trackedConn) release() {
 // allowed, for a slow worker, through no fault of the client's); the
 // removal of one does not: then it goes out under the old.
 func (c *trackedConn) SetDeadline(t time.Time) error {
-	return c.setWriteDeadline(c.live(t), c.Conn.SetDeadline)
+	c.rdl = c.live(t)
+	return c.setWriteDeadline(c.rdl, c.Conn.SetDeadline)
 }
 
 func (c *trackedConn) SetReadDeadline(t time.Time) error {
 	c.flush()
-	return c.Conn.SetReadDeadline(c.live(t))
+	c.rdl = c.live(t)
+	return c.Conn.SetReadDeadline(c.rdl)
+}
+
+// waitOrPark reads the client's next request for up to parkAfter; past
+// it with nothing read (and the deadline net/http set still ahead), it
+// says to park.
+func (c *trackedConn) waitOrPark(b []byte) (int, bool, error) {
+	grace := time.Now().Add(parkAfter)
+	if !c.rdl.IsZero() && !c.rdl.After(grace) {
+		n, err := c.Conn.Read(b) // its own deadline comes first
+		return n, false, err
+	}
+	c.Conn.SetReadDeadline(grace)
+	n, err := c.Conn.Read(b)
+	if n == 0 && timedOut(err) {
+		c.parked = true
+		return 0, true, nil
+	}
+	c.Conn.SetReadDeadline(c.rdl)
+	return n, false, err
 }
 
 // net/http reads its connections' timeouts from its Server, which cannot
@@ -254,6 +292,12 @@ func (c *trackedConn) setWriteDeadline(t time.Time, set func(time.Time) error) e
 
 func (c *trackedConn) Close() error {
 	c.flush()
+	if c.parked {
+		c.parked = false
+		if c.park.park(c.Conn, c.rdl) {
+			return nil
+		}
+	}
 	return c.Conn.Close()
 }
 

@@ -6,6 +6,7 @@ import (
 	"github.com/edged/edged/pkg/certs"
 	"net"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/edged/edged/pkg/config"
@@ -37,6 +38,10 @@ type pipeline struct {
 	http1, http2 chan net.Conn
 	done         chan struct{} // closed when raw is
 	closeOnce    sync.Once
+
+	// park holds plain HTTP/1.1 connections while they wait long for
+	// their client (nil over TLS, or without epoll).
+	park *parker
 }
 
 // newPipeline readies the connections of raw: over TLS with conf, or
@@ -47,8 +52,23 @@ func newPipeline(raw net.Listener, conf *tls.Config, live func() *config.Config,
 		http1: make(chan net.Conn), http2: make(chan net.Conn),
 		done: make(chan struct{}),
 	}
+	if conf == nil {
+		l.park = newParker(l.unpark)
+	}
 	go l.accept()
 	return l
+}
+
+// unpark hands back a parked connection whose client spoke again: to
+// net/http, as a connection of its own.
+func (l *pipeline) unpark(c net.Conn) {
+	next := newTrackedConn(c, nil, l.limits, l.metrics)
+	next.park = l.park
+	select {
+	case l.http1 <- next:
+	case <-l.done:
+		c.Close()
+	}
 }
 
 func (l *pipeline) accept() {
@@ -88,7 +108,11 @@ func (l *pipeline) ready(c net.Conn) {
 	var next net.Conn
 	ch := l.http1
 	if l.tls == nil {
-		next = newTrackedConn(c, nil, l.limits, l.metrics)
+		tc := newTrackedConn(c, nil, l.limits, l.metrics)
+		if _, ok := c.(syscall.Conn); ok {
+			tc.park = l.park // not behind a PROXY header's wrapper
+		}
+		next = tc
 	} else {
 		tc := tls.Server(c, l.tls)
 		if timeout := l.limits().HeaderTimeout.D(); timeout > 0 {
@@ -146,6 +170,7 @@ func (l *pipeline) close() error {
 	l.closeOnce.Do(func() {
 		err = l.raw.Close()
 		close(l.done)
+		l.park.close()
 	})
 	return err
 }

@@ -54,6 +54,10 @@ type Server struct {
 	// webSockets are those open, closed with 1001 when edged stops.
 	webSockets webSockets
 
+	// parkers hold the idle keep-alive connections of the HTTP
+	// listeners ([]*parker).
+	parkers atomic.Value
+
 	// acme obtains and renews the certificates of the sites that say
 	// tls = "acme" (nil when none does at start); it outlives reloads.
 	acme *certs.ACME
@@ -65,6 +69,7 @@ var _ http.Handler = (*Server)(nil)
 // pool, but binds nothing yet.
 func New(cfg *config.Config, log zerolog.Logger) (*Server, error) {
 	s := &Server{log: log, pools: map[string]*upstream.Transport{}}
+	s.parkers.Store([]*parker{})
 	if cfg.Metrics.Listen != "" {
 		// Counted only when someone can read them: nothing is spent on
 		// metrics otherwise.
@@ -534,7 +539,9 @@ func (s *Server) Serve(ctx context.Context, ls *Listeners) error {
 		}()
 	}
 	for _, l := range ls.HTTP {
-		serve(plain, newPipeline(l, nil, s.Config, s.log, s.metrics).HTTP1(), "http")
+		pl := newPipeline(l, nil, s.Config, s.log, s.metrics)
+		s.parkers.Store(append(s.parkers.Load().([]*parker), pl.park))
+		serve(plain, pl.HTTP1(), "http")
 	}
 	var metricsSrv *http.Server
 	if ml != nil && s.metrics != nil {
@@ -622,4 +629,13 @@ func tempDirOK(dir string) error {
 	}
 	f.Close()
 	return os.Remove(f.Name())
+}
+
+// parked is how many idle keep-alive connections are parked (see parker).
+func (s *Server) parked() int {
+	n := 0
+	for _, p := range s.parkers.Load().([]*parker) {
+		n += p.Len()
+	}
+	return n
 }
