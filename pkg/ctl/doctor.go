@@ -739,7 +739,9 @@ func checkCPURoutes(p *patient) finding {
 		if u.count >= minRequests && share >= 0.4 && running > 0 && u.cpu/running >= 0.7 && u.cpuPerRequest >= 0.005 {
 			h := fmt.Sprintf("%s takes %.0f%% of all worker CPU (%.1f ms of CPU a request, %.0f requests)", u.route, 100*share, 1000*u.cpuPerRequest, u.count)
 			if j, ok := jsons[u.route]; ok || len(jsons) > 0 {
-				js := math.Min(1, j/u.cpu)
+				// Both wall times: the JSON's, and the route's while it
+				// was not waiting for a CPU.
+				js := math.Min(1, j/running)
 				h += fmt.Sprintf(", %.0f%% of it encoding JSON", 100*js)
 				jsonHeavy = jsonHeavy || js >= 0.3
 			}

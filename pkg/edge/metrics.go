@@ -96,7 +96,7 @@ func newMetrics() *metrics {
 	m.appCPU = prometheus.NewCounterVec(prometheus.CounterOpts{Name: metric.AppCPUSecondsTotal,
 		Help: "The CPU time of the thread that ran the app, summed, by route (sync and threads classes: gevent's greenlets share a thread)."}, []string{metric.LabelRoute})
 	m.appJSON = prometheus.NewCounterVec(prometheus.CounterOpts{Name: metric.AppJSONSecondsTotal,
-		Help: "The CPU time the app spent encoding JSON (json.dumps, as Flask's and Django's JSON answers call it), summed, by route (WSGI classes)."}, []string{metric.LabelRoute})
+		Help: "The time the app spent encoding JSON (json.dumps, as Flask's and Django's JSON answers call it), summed, by route (WSGI classes)."}, []string{metric.LabelRoute})
 	m.rejected = prometheus.NewCounterVec(prometheus.CounterOpts{Name: metric.RejectedTotal,
 		Help: "Requests turned away, by the limit that did it (limits.max_body: 413, limits.header_timeout and body_timeout: 408, limits.max_header: 431, limits.rate: 429, limits.connections_per_client, queue_length, queue_timeout: 503, app.timeout: 504; protocol: a malformed request)."}, []string{metric.LabelLimit})
 	m.bytesIn = prometheus.NewCounter(prometheus.CounterOpts{Name: metric.ReceivedBodyBytesTotal, Help: "Request body bytes received."})
