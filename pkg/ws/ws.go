@@ -240,6 +240,11 @@ func Serve(w http.ResponseWriter, r *http.Request, subprotocol string, peer Peer
 	}
 
 	done := make(chan struct{})
+	// ended is set before the reader tells the app the client's side is
+	// over, so that the app's answer to that (its side closing) is not
+	// taken for the worker going away: a race, once, sent 1011 to a
+	// client that had broken the protocol.
+	var ended atomic.Bool
 	// The client's messages to the app: the one reader of the client.
 	go func() {
 		defer close(done)
@@ -263,12 +268,14 @@ func Serve(w http.ResponseWriter, r *http.Request, subprotocol string, peer Peer
 				if code == noStatus {
 					code = 1000 // what the app is told of a close without a code
 				}
+				ended.Store(true)
 				peer.Send(wire.Message{Close: true, Code: uint16(code)})
 				return
 			}
 			text := typ == websocket.MessageText
 			if text && !utf8.Valid(data) {
 				closeWith("edged", InvalidPayload, "a text message that is not UTF-8")
+				ended.Store(true)
 				c.Close(InvalidPayload, "invalid UTF-8")
 				peer.Send(wire.Message{Close: true, Code: InvalidPayload})
 				return
@@ -291,6 +298,9 @@ func Serve(w http.ResponseWriter, r *http.Request, subprotocol string, peer Peer
 			select {
 			case <-done: // the client closed first: the session ends with it
 			default:
+				if ended.Load() {
+					break // the same, the reader not yet returned
+				}
 				code := InternalError
 				if s := int(conn.stopping.Load()); s != 0 {
 					code = s
