@@ -250,7 +250,7 @@ func TestSitesRouting(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			resp, body := f.raw(t, tt.sni, tt.req)
 			if resp.StatusCode != tt.status || body != tt.body {
-				t.Errorf("%d %q, want %d %q", resp.StatusCode, body, tt.status, tt.body)
+				t.Errorf("%d %q, want %d %q\nedged's log:\n%s", resp.StatusCode, body, tt.status, tt.body, f.logs.String())
 			}
 		})
 	}
