@@ -100,15 +100,7 @@ func checkAppKey(p *patient) finding {
 	}
 	f := finding{Verdict: verdict, Evidence: strings.Join(notes, "; ")}
 	if verdict != verdictOK {
-		seen := map[string]bool{}
-		var uniq []string
-		for _, x := range fixes {
-			if !seen[x] {
-				seen[x] = true
-				uniq = append(uniq, x)
-			}
-		}
-		f.Fix = strings.Join(uniq, "; ")
+		f.Fix = strings.Join(uniq(fixes), "; ")
 	}
 	return f
 }

@@ -42,3 +42,10 @@ func TestCheckAppKey(t *testing.T) {
 		})
 	}
 }
+
+func TestUniq(t *testing.T) {
+	got := strings.Join(uniq([]string{"a", "b", "a", "c", "b"}), ",")
+	if got != "a,b,c" {
+		t.Errorf("uniq = %q, want a,b,c (a repeat apart from its first is dropped too)", got)
+	}
+}

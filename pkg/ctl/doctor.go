@@ -15,7 +15,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -872,7 +871,7 @@ func checkTLS(p *patient) finding {
 		if len(fixes) == 0 {
 			fixes = append(fixes, "renew the certificate file: edged notices the new one within seconds (no restart)")
 		}
-		f.Fix = strings.Join(slices.Compact(fixes), "; ")
+		f.Fix = strings.Join(uniq(fixes), "; ")
 	}
 	return f
 }
@@ -927,6 +926,20 @@ func fileCerts(cfg *config.Config) (infos []certInfo, bad []string, verdict stri
 		infos = append(infos, certInfo{Names: names[:1], Source: "file", File: t.Cert, NotAfter: c.NotAfter})
 	}
 	return infos, bad, verdict
+}
+
+// uniq is xs without repeats, in order (a fix given for several findings
+// is said once).
+func uniq(xs []string) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, x := range xs {
+		if !seen[x] {
+			seen[x] = true
+			out = append(out, x)
+		}
+	}
+	return out
 }
 
 func worst(a, b string) string {

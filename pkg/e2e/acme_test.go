@@ -422,15 +422,10 @@ func TestACMERenewal(t *testing.T) {
 	if !ari {
 		t.Errorf("/certificates: no renewal time from the CA's ARI window: %+v", certificatesOf(t, metricsAddr))
 	}
-	resp, err := http.Get("http://" + metricsAddr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if !strings.Contains(string(b), `edged_certificate_renewals_total{order="renewal",result="ok"}`) ||
-		!strings.Contains(string(b), `edged_certificate_expiry_seconds{name="shop.test",source="acme"}`) {
-		t.Errorf("the metrics do not count the renewal:\n%s", grepLines(string(b), "edged_certificate"))
+	b := metricsText(t, metricsAddr)
+	if !strings.Contains(b, `edged_certificate_renewals_total{order="renewal",result="ok"}`) ||
+		!strings.Contains(b, `edged_certificate_expiry_seconds{name="shop.test",source="acme"}`) {
+		t.Errorf("the metrics do not count the renewal:\n%s", grepLines(b, "edged_certificate"))
 	}
 }
 

@@ -154,16 +154,11 @@ func TestAppKeyCredential(t *testing.T) {
 	if err != nil || !strings.Contains(chk, "SECRET_KEY from the credential (SECRET_KEY)") {
 		t.Errorf("edged --check: %v\n%s", err, chk)
 	}
-	resp, err := http.Get("http://" + metricsAddr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	metrics, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if !strings.Contains(string(metrics), `edged_worker_app_key_info{`) {
+	metrics := metricsText(t, metricsAddr)
+	if !strings.Contains(metrics, `edged_worker_app_key_info{`) {
 		t.Errorf("no edged_worker_app_key_info in the metrics")
 	}
-	for what, text := range map[string]string{"doctor": out, "edged --check": chk, "the log": s.out.String(), "the metrics": string(metrics)} {
+	for what, text := range map[string]string{"doctor": out, "edged --check": chk, "the log": s.out.String(), "the metrics": metrics} {
 		if strings.Contains(text, testKey) {
 			t.Errorf("the key's value is in %s", what)
 		}
@@ -191,16 +186,11 @@ func TestAppKeyDjangoDefaults(t *testing.T) {
 	if err == nil || !strings.Contains(chk, "known default (starter/settings.py:5)") || !strings.Contains(chk, "DEBUG = True") {
 		t.Errorf("edged --check: %v\n%s", err, chk)
 	}
-	resp, err := http.Get("http://" + metricsAddr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
+	metrics := metricsText(t, metricsAddr)
+	if !strings.Contains(metrics, `django_unsafe="true"`) {
+		t.Errorf("the metrics do not say DEBUG is on:\n%s", grepLines(metrics, "app_key"))
 	}
-	metrics, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if !strings.Contains(string(metrics), `django_unsafe="true"`) {
-		t.Errorf("the metrics do not say DEBUG is on:\n%s", grepLines(string(metrics), "app_key"))
-	}
-	for what, text := range map[string]string{"doctor": out, "edged --check": chk, "the log": s.out.String(), "the metrics": string(metrics)} {
+	for what, text := range map[string]string{"doctor": out, "edged --check": chk, "the log": s.out.String(), "the metrics": metrics} {
 		if strings.Contains(text, "3u@k!h0c9") {
 			t.Errorf("the key's value is in %s", what)
 		}
@@ -288,4 +278,16 @@ func TestDoctorCPUWaitIsNotIO(t *testing.T) {
 	if c, listed := got["/compute"]; got["/export.json"] < 50 || !listed || c > 5 {
 		t.Errorf("JSON shares %v, want most of /export.json's CPU and none of /compute's: %s", got, f.Evidence)
 	}
+}
+
+// metricsText is edged's /metrics at addr.
+func metricsText(t *testing.T, addr string) string {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
 }
