@@ -114,6 +114,8 @@ func (sc benchScenario) url(side benchSide) string {
 var benchScenarios = []benchScenario{
 	{name: "Flask GET /hello (JSON)", path: "/hello", conns: 64,
 		sides: []string{edgedSync, edgedThreads, gunicornSync, uwsgi}, vs: []string{gunicornSync, uwsgi}},
+	{name: "Flask GET /hello (JSON) on the gevent class", path: "/hello", conns: 64,
+		sides: []string{edgedGevent, gunicornGevent}, vs: []string{gunicornGevent}},
 	{name: "Flask GET /sleep?s=0.1 (100 ms asleep; sync sides for reference)", path: "/sleep?s=0.1", conns: 200,
 		sides: []string{edgedGevent, gunicornGevent, edgedSync, gunicornSync}, vs: []string{gunicornGevent}},
 	{name: "Flask POST /length, a 64 KiB body", path: "/length", conns: 32, body: 64 << 10,

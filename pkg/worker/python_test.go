@@ -1284,8 +1284,8 @@ func TestPythonClientGone(t *testing.T) {
 }
 
 // The hang-up check on the Python side alone, on a socket pair for each
-// kind of connection the classes hand it (a descriptor in FdConn, a
-// socket object under gevent): the app runs only for an open connection,
+// kind of connection the classes hand it (a descriptor in base.FdConn, a
+// non-blocking one in gevent's FdConn): the app runs only for an open connection,
 // a skipped request is counted, and the count is in the stats event.
 func TestPythonHangUpCheck(t *testing.T) {
 	py := interpreter(t)
@@ -1304,7 +1304,7 @@ import socket, threading, time
 sys.path.insert(0, %[1]q)
 from edged_worker import base, events, wsgi
 if %[2]q == "gevent":
-    from edged_worker.gevent import Worker
+    from edged_worker.gevent import Worker, FdConn
 else:
     from edged_worker.sync import Worker
 `+pyFrame+`
@@ -1325,11 +1325,13 @@ def serve(path, hang_up, body_len=0, body=b""):
         edge.shutdown(socket.SHUT_WR)
     elif hang_up == "close":
         edge.close()
+    fd = ours.detach()
     if %[2]q == "gevent":
-        w.serve(ours)
-        ours.close()
+        os.set_blocking(fd, False)
+        conn = FdConn(fd)
+        w.serve(conn)
+        conn.close()
     else:
-        fd = ours.detach()
         w.serve(base.FdConn(fd))
         os.close(fd)
     if hang_up == "close":
@@ -1469,6 +1471,114 @@ def request_frame(method, path, body_len=0):
         out += _f.chunk_header(body_len)
     return out
 `
+
+// The gevent class keeps its server greenlets and hands each the next
+// request when it is free (a new greenlet costs this Python an mmap and a
+// munmap of its frame stack, the dearest system calls of a request), and
+// runs each request in a context of its own, as a new greenlet had: a
+// ContextVar set by one request is unset in the next. Its connections are
+// served through gevent's loop: a body that comes after the frame, in
+// pieces, is waited for without blocking the other greenlets.
+func TestGeventReusesGreenlets(t *testing.T) {
+	needGevent(t)
+	script := fmt.Sprintf(`
+from gevent import monkey
+monkey.patch_all()
+import contextvars, io, json, os, socket, sys
+import gevent
+sys.path.insert(0, %[1]q)
+from edged_worker import events, wsgi
+from edged_worker.gevent import Worker
+`+pyFrame+`
+cv = contextvars.ContextVar("cv", default="unset")
+seen = []
+def app(environ, start_response):
+    body = environ["wsgi.input"].read()
+    seen.append([id(gevent.getcurrent()), cv.get(), len(body)])
+    cv.set("set by " + environ["PATH_INFO"])
+    start_response("200 OK", [])
+    return [b"ok"]
+path = os.path.join(%[2]q, "q.sock")
+lsock = socket.socket(socket.AF_UNIX)
+lsock.bind(path)
+lsock.listen(16)
+w = Worker(app, {"connections": 10}, lsock, wsgi.Handler)
+ticks = []
+def ticker():
+    while True:
+        ticks.append(1)
+        gevent.sleep(0.01)
+def ask(p, body=b"", pause=0):
+    c = socket.socket(socket.AF_UNIX)
+    c.connect(path)
+    c.sendall(request_frame("POST", p, len(body)))
+    if body:
+        half = len(body) // 2
+        c.sendall(body[:half])
+        gevent.sleep(pause)
+        c.sendall(body[half:])
+    answer = b""
+    while True:
+        b = c.recv(1 << 16)
+        if not b:
+            break
+        answer += b
+    c.close()
+    return len(answer)
+def client():
+    sizes = [ask("/%%d" %% i) for i in range(3)]
+    before = len(ticks)
+    sizes.append(ask("/slow-body", b"x" * 1000, 0.3))
+    print(json.dumps({"seen": seen, "sizes": sizes, "ticks": len(ticks) - before}), flush=True)
+    w.stop()
+gevent.spawn(ticker)
+gevent.spawn(client)
+events.PIPE = io.StringIO()
+w.run()
+`, pyPackage(t), t.TempDir())
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	stdout, err := exec.CommandContext(ctx, interpreter(t), "-c", script).Output()
+	if err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			t.Fatalf("%v:\n%s", err, ee.Stderr)
+		}
+		t.Fatal(err)
+	}
+	var got struct {
+		Seen  [][3]any `json:"seen"`
+		Sizes []int    `json:"sizes"`
+		Ticks int      `json:"ticks"`
+	}
+	if err := json.Unmarshal(stdout, &got); err != nil {
+		t.Fatalf("%q: %v", stdout, err)
+	}
+	if len(got.Seen) != 4 {
+		t.Fatalf("the app ran %d times, want 4: %v", len(got.Seen), got.Seen)
+	}
+	for i, s := range got.Seen {
+		if s[0] != got.Seen[0][0] {
+			t.Errorf("request %d ran in greenlet %v, the first in %v: want the same greenlet, kept", i, s[0], got.Seen[0][0])
+		}
+		if s[1] != "unset" {
+			t.Errorf("request %d saw the ContextVar %q, want it unset (each request in a context of its own)", i, s[1])
+		}
+	}
+	if body := got.Seen[3][2]; body != 1000.0 {
+		t.Errorf("the body sent in two parts reached the app as %v bytes, want 1000", body)
+	}
+	for i, n := range got.Sizes {
+		if n == 0 {
+			t.Errorf("request %d got no answer", i)
+		}
+	}
+	// 0.3 s waiting for the body's second part: the ticker, another
+	// greenlet, ran meanwhile (about 30 ticks) unless the read blocked.
+	if got.Ticks < 10 {
+		t.Errorf("the ticker greenlet ran %d times while a body was awaited for 0.3 s, want about 30: the read blocked the worker", got.Ticks)
+	}
+}
 
 // The protocol's numbers are defined once on each side: pkg/wire for
 // edged, edged_worker/frames.py for the worker. They must be the same.
