@@ -247,10 +247,13 @@ func (t *Transport) done(slot Slot) {
 	}
 }
 
-// abandon gives up a request whose client went away. It hangs up its
-// writing side first, so that a worker that reads the whole request from
-// now on also sees the hang-up before it calls the app; then, what the
-// worker has not read tells whether it had taken the request. One not
+// abandon gives up a request whose client went away. It writes a Gone
+// frame after the request (when the request is whole) and hangs up its
+// writing side first, so that a worker that reads the request from now
+// on also sees that before it calls the app (a small request's worker
+// reads the Gone frame with it, in the same read; a big one's polls for
+// the hang-up); then, what the worker has not read tells whether it had
+// taken the request: the Gone frame alone left means it had. One not
 // taken is still in the socket's accept queue (the kernel keeps a
 // connection there until a worker accepts it): the slot stays held until
 // a worker has dropped it (it closes: EOF here) or its queue deadline
@@ -259,8 +262,19 @@ func (t *Transport) done(slot Slot) {
 func (t *Transport) abandon(c *conn, slot Slot, queueEnd time.Time, cause error) error {
 	taken := true
 	if rc, err := c.f.SyscallConn(); err == nil {
-		rc.Control(func(fd uintptr) { unix.Shutdown(int(fd), unix.SHUT_WR) })
-		taken = c.unread() == 0
+		left := 0 // what the worker may leave unread having taken the request
+		rc.Control(func(fd uintptr) {
+			if c.sent {
+				// Non-blocking; it fits, as a small request left the
+				// socket's buffer nearly empty. A big one's worker does
+				// not rely on it.
+				if _, err := unix.Write(int(fd), goneFrame); err == nil {
+					left = goneQueued()
+				}
+			}
+			unix.Shutdown(int(fd), unix.SHUT_WR)
+		})
+		taken = c.unread() <= left
 	}
 	if taken {
 		c.close()
@@ -282,6 +296,31 @@ func (t *Transport) abandon(c *conn, slot Slot, queueEnd time.Time, cause error)
 	}()
 	return &Error{Op: "wait", Err: ErrGoneQueued, Cause: cause}
 }
+
+// goneFrame tells a worker that the request before it is given up.
+var goneFrame = wire.AppendHeader(nil, wire.TypeGone, 0, 0)
+
+// goneQueued is what a Gone frame alone counts for in SIOCOUTQ, which on
+// a Unix socket gives the memory the unread buffers take, not their
+// bytes (768 for these 8 here): learnt once, on a socket pair. 0 if it
+// cannot be learnt: a worker that took the request but not the Gone frame
+// is then counted as not having taken it.
+var goneQueued = sync.OnceValue(func() int {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return 0
+	}
+	defer unix.Close(fds[0])
+	defer unix.Close(fds[1])
+	if _, err := unix.Write(fds[0], goneFrame); err != nil {
+		return 0
+	}
+	n, err := unix.IoctlGetInt(fds[0], unix.SIOCOUTQ)
+	if err != nil {
+		return 0
+	}
+	return n
+})
 
 // Abandoned is how many requests given up before a worker took them are
 // still in the queue.
@@ -339,6 +378,8 @@ func (e *Error) Unwrap() error { return e.Cause }
 type conn struct {
 	f *os.File
 	r *bufio.Reader
+	// sent says the whole request is written: a Gone frame may follow.
+	sent bool
 }
 
 var conns = sync.Pool{New: func() any { return &conn{r: bufio.NewReaderSize(nil, 64<<10)} }}
@@ -346,6 +387,7 @@ var conns = sync.Pool{New: func() any { return &conn{r: bufio.NewReaderSize(nil,
 func (c *conn) close() {
 	c.f.Close()
 	c.f = nil
+	c.sent = false
 	c.r.Reset(nil)
 	conns.Put(c)
 }
@@ -380,6 +422,7 @@ func (c *conn) exchange(ctx context.Context, frame []byte, req *Request, lim Lim
 		unseen := hungUp(err) && (req.Body.Len() <= FullBodyAt || req.Idempotent)
 		return unseen, false, &Error{Op: "send", Cause: err}
 	}
+	c.sent = true
 	if err := c.await(ctx, req, queueEnd, lim); err != nil {
 		if errors.Is(err, ErrQueueTimeout) || req.gone(ctx) != nil {
 			return false, false, err
@@ -520,7 +563,8 @@ func (c *conn) writev(frame, body []byte) error {
 }
 
 // unread is how much of what was written the worker has not read yet
-// (SIOCOUTQ: on a Unix socket, the bytes still queued at the peer).
+// (SIOCOUTQ: on a Unix socket, the memory of the buffers still queued at
+// the peer; 0 when it has read everything).
 func (c *conn) unread() int {
 	rc, err := c.f.SyscallConn()
 	if err != nil {

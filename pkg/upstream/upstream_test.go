@@ -2,6 +2,7 @@ package upstream
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -256,8 +257,8 @@ type slot struct{ released atomic.Int32 }
 func (s *slot) Release() { s.released.Add(1) }
 
 // A request given up before a worker took it keeps its slot until a
-// worker has taken it off the queue; that worker sees the hang-up before
-// it has read past the request.
+// worker has taken it off the queue; that worker reads a Gone frame after
+// the request, and the hang-up.
 func TestRoundTripGoneQueuedHoldsSlot(t *testing.T) {
 	ln, path := listen(t, 8)
 	tr := New(path, Limits{QueueTimeout: 20 * time.Second, AppTimeout: 20 * time.Second})
@@ -277,9 +278,14 @@ func TestRoundTripGoneQueuedHoldsSlot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The whole request is there to read, then EOF: edged hung up.
-	if _, err := io.ReadAll(c); err != nil {
+	// The whole request is there to read, then a Gone frame, then EOF:
+	// edged hung up.
+	got, err := io.ReadAll(c)
+	if err != nil {
 		t.Fatal(err)
+	}
+	if gone := wire.AppendHeader(nil, wire.TypeGone, 0, 0); !bytes.HasSuffix(got, gone) {
+		t.Errorf("the worker read %d bytes ending %x, want the Gone frame %x last", len(got), got[max(0, len(got)-8):], gone)
 	}
 	c.Close()
 	deadline := time.Now().Add(2 * time.Second)

@@ -65,6 +65,11 @@ const (
 	// TypeExpired (worker → edged), instead of a head: the request was
 	// taken after its deadline and not run.
 	TypeExpired Type = 6
+	// TypeGone (edged → worker), after a whole request: its client went
+	// away before a worker took it. A worker that reads it with the
+	// request does not run the request (and needs no system call to
+	// learn it).
+	TypeGone Type = 10
 )
 
 // HeaderLen is the size of a frame's header.

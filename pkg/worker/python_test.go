@@ -1237,11 +1237,21 @@ func (p *pyWorker) ran(tb testing.TB) []string {
 	return strings.Fields(string(b))
 }
 
+// giveUp does what edged does to a request whose client went away: a
+// Gone frame after it, and its writing side shut down.
+func giveUp(t *testing.T, c *net.UnixConn) {
+	t.Helper()
+	if _, err := c.Write(wire.AppendHeader(nil, wire.TypeGone, 0, 0)); err != nil {
+		t.Fatal(err)
+	}
+	c.CloseWrite()
+}
+
 // A request whose client went away while it waited in the queue is not
-// run. edge then shuts down its writing side of the connection, and may
-// close it, but the connection stays in the queue: the worker that takes
-// it must find the hang-up before it calls the app. One whose connection
-// edge keeps open runs.
+// run. edge then writes a Gone frame after it and shuts down its writing
+// side of the connection, and may close it, but the connection stays in
+// the queue: the worker that takes it must find that out before it calls
+// the app. One whose connection edge keeps open runs.
 func TestPythonClientGone(t *testing.T) {
 	for _, class := range []string{config.ClassSync, config.ClassThreads, config.ClassGevent} {
 		t.Run(class, func(t *testing.T) {
@@ -1252,12 +1262,12 @@ func TestPythonClientGone(t *testing.T) {
 			// All queued before the worker starts, so that none is taken
 			// before edge's hang-up.
 			closed := queue(t, p.sock, environ("record", "HTTP_X_ID", "closed"))
-			closed.CloseWrite()
+			giveUp(t, closed)
 			closed.Close()
 			// As edge gives up a request: it reads on until the worker
 			// closes, to know it was dropped.
 			shut := queue(t, p.sock, environ("record", "HTTP_X_ID", "shut"))
-			shut.CloseWrite()
+			giveUp(t, shut)
 			kept := queue(t, p.sock, environ("record", "HTTP_X_ID", "kept"))
 			p.run(t)
 			p.waitReady(t)
@@ -1285,7 +1295,9 @@ func TestPythonClientGone(t *testing.T) {
 
 // The hang-up check on the Python side alone, on a socket pair for each
 // kind of connection the classes hand it (a descriptor in base.FdConn, a
-// non-blocking one in gevent's FdConn): the app runs only for an open connection,
+// non-blocking one in gevent's FdConn): a small request given up is known
+// by the GONE frame read with it, a big one by a poll for the hang-up;
+// the app runs only for an open connection,
 // a skipped request is counted, and the count is in the stats event.
 func TestPythonHangUpCheck(t *testing.T) {
 	py := interpreter(t)
@@ -1318,9 +1330,20 @@ w = Worker(app, {"threads": 1}, None, wsgi.Handler)
 def frame(path, body_len=0):
     return request_frame("GET", path, body_len)
 
+polls = []
+real_poll = w.poll
+def counted_poll():
+    polls.append(1)
+    return real_poll()
+w.poll = counted_poll
+
 def serve(path, hang_up, body_len=0, body=b""):
     edge, ours = socket.socketpair()
-    edge.sendall(frame(path, body_len) + body)
+    data = frame(path, body_len) + body
+    if hang_up and len(body) == body_len:
+        # A whole request given up: edged writes GONE after it.
+        data += _f.GONE_FRAME
+    edge.sendall(data)
     if hang_up == "shut":
         edge.shutdown(socket.SHUT_WR)
     elif hang_up == "close":
@@ -1351,6 +1374,7 @@ out["close"] = serve("/close", "close")
 # after its first part.
 out["big_shut"] = serve("/big", "shut", body_len=2 << 20, body=b"x" * 1000)
 out["ran"] = ran
+out["polls"] = len(polls)
 out["skipped"] = w.skipped
 events.PIPE = io.StringIO()
 threading.Thread(target=w.heartbeat, daemon=True).start()
@@ -1377,6 +1401,7 @@ print(json.dumps(out))
 				Shut    int            `json:"shut"`
 				BigShut int            `json:"big_shut"`
 				Ran     []string       `json:"ran"`
+				Polls   int            `json:"polls"`
 				Skipped int            `json:"skipped"`
 				Stats   map[string]any `json:"stats"`
 			}
@@ -1391,6 +1416,11 @@ print(json.dumps(out))
 			}
 			if want := []string{"/open"}; !slices.Equal(got.Ran, want) {
 				t.Errorf("the app ran %q, want %q", got.Ran, want)
+			}
+			// A small request is read whole in one read, GONE with it:
+			// only the big body's hang-up needs a poll.
+			if got.Polls != 1 {
+				t.Errorf("the worker polled %d times, want 1 (the big body alone)", got.Polls)
 			}
 			if got.Skipped != 3 {
 				t.Errorf("skipped = %d, want 3", got.Skipped)
@@ -1594,7 +1624,7 @@ print(json.dumps({
     "key_word": appkey.word(dict(source="literal", fingerprint=5, weak=True, debug=True)),
     "version": frames.VERSION, "request": frames.REQUEST, "body": frames.BODY, "head": frames.HEAD,
     "end": frames.END, "abort": frames.ABORT, "expired": frames.EXPIRED,
-    "header_len": frames.HEADER_LEN, "request_fixed": frames.REQUEST_FIXED.size,
+    "gone": frames.GONE, "header_len": frames.HEADER_LEN, "request_fixed": frames.REQUEST_FIXED.size,
     "max_head": frames.MAX_HEAD, "max_chunk": frames.MAX_CHUNK, "stats_len": frames.STATS_LEN,
     "fields": list(frames.REQUEST_FIELDS), "memory_body": [frames.MEMORY_BODY],
     "rid_mark": wsgi.RID_MARK,
@@ -1605,20 +1635,20 @@ print(json.dumps({
 		t.Fatalf("%v: %s", err, out)
 	}
 	var got struct {
-		Version, Request, Body, Head, End, Abort, Expired int
-		HeaderLen                                         int `json:"header_len"`
-		RequestFixed                                      int `json:"request_fixed"`
-		MaxHead                                           int `json:"max_head"`
-		MaxChunk                                          int `json:"max_chunk"`
-		StatsLen                                          int `json:"stats_len"`
-		Fields                                            []string
-		MemoryBody                                        []int    `json:"memory_body"`
-		RIDMark                                           string   `json:"rid_mark"`
-		KeyPresent                                        int      `json:"key_present"`
-		KeyWeak                                           int      `json:"key_weak"`
-		KeyDjango                                         int      `json:"key_django"`
-		KeySources                                        []string `json:"key_sources"`
-		KeyWord                                           int      `json:"key_word"`
+		Version, Request, Body, Head, End, Abort, Expired, Gone int
+		HeaderLen                                               int `json:"header_len"`
+		RequestFixed                                            int `json:"request_fixed"`
+		MaxHead                                                 int `json:"max_head"`
+		MaxChunk                                                int `json:"max_chunk"`
+		StatsLen                                                int `json:"stats_len"`
+		Fields                                                  []string
+		MemoryBody                                              []int    `json:"memory_body"`
+		RIDMark                                                 string   `json:"rid_mark"`
+		KeyPresent                                              int      `json:"key_present"`
+		KeyWeak                                                 int      `json:"key_weak"`
+		KeyDjango                                               int      `json:"key_django"`
+		KeySources                                              []string `json:"key_sources"`
+		KeyWord                                                 int      `json:"key_word"`
 	}
 	if err := json.Unmarshal(out, &got); err != nil {
 		t.Fatalf("%q: %v", out, err)
@@ -1634,6 +1664,7 @@ print(json.dumps({
 		{"END", got.End, int(wire.TypeEnd)},
 		{"ABORT", got.Abort, int(wire.TypeAbort)},
 		{"EXPIRED", got.Expired, int(wire.TypeExpired)},
+		{"GONE", got.Gone, int(wire.TypeGone)},
 		{"HEADER_LEN", got.HeaderLen, wire.HeaderLen},
 		{"REQUEST_FIXED", got.RequestFixed, wire.RequestFixed},
 		{"MAX_HEAD", got.MaxHead, wire.MaxHead},

@@ -101,6 +101,7 @@ class Worker:
         self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self.handler = handler(app, self) if handler is not None else None
         self.sessions = set()  # the WebSockets open
+        self.cpu_mark = threading.local()  # .ns: see cpu_clock()
 
     # -- what a class may change -------------------------------------------
 
@@ -113,9 +114,15 @@ class Worker:
         return None
 
     def cpu_clock(self):
-        """The CPU clock of the request's thread, or None where one thread
-        runs every request (its CPU cannot be told apart)."""
-        return time.thread_time_ns()
+        """The CPU clock of the request's thread when its previous request
+        was measured (or now, for its first), or None where one thread runs
+        every request (its CPU cannot be told apart). Read once a request,
+        at its end: the clock is a system call, not a vDSO read, and
+        between two requests a thread only takes the next one, so a
+        request's CPU is the thread's since the last, its reading and
+        answering included."""
+        last = getattr(self.cpu_mark, "ns", None)
+        return time.thread_time_ns() if last is None else last
 
     def hung(self, key, req):
         """A request ran past its timeout: report where it is stuck, and
@@ -278,6 +285,7 @@ class Worker:
         taken = time.time_ns()
         recv = conn.recv
         buf = recv(1 << 16)
+        first = len(buf)
         while len(buf) < frames.HEADER_LEN:
             data = recv(1 << 16)
             if not data:
@@ -316,12 +324,16 @@ class Worker:
                 return
             self.handler.serve_session(conn, req, buf[need:])
             return
+        whole = first >= need + (frames.HEADER_LEN + req.body_len if req.body_len else 0)
         body = frames.Body(recv, buf[need:], req.body_len)
         data = body.read_all() if req.body_len <= MEMORY_BODY else None
         # The request is read (a big body's first part): looked at before
         # any work is spent on it, since under a flood of reset requests
-        # most are given up.
-        if self.gone(conn):
+        # most are given up. When the first read brought the whole
+        # request, it brought edged's GONE frame too if edged had written
+        # one (it writes it before it looks whether a worker took the
+        # request): no system call is needed to know.
+        if (frames.is_gone(body.raw) if whole else self.gone(conn)):
             # Its client went away while it waited in the queue: edged
             # has answered for it, and running it now helps no one.
             with self.lock:
@@ -333,8 +345,9 @@ class Worker:
         """Whether edged has hung up on conn: it shuts down its side of a
         request whose client went away before a worker took it, and may
         close it, but the connection waits in the queue all the same.
-        Looked at once, without waiting, when the request is read (for a
-        big body, its first part): one poll() system call. A poll object
+        Looked at once, without waiting, when a request that took more
+        than one read is read (for a big body, its first part): one
+        poll() system call. A poll object
         made for each call costs no more than one kept for each thread
         (register, poll, unregister), and is shared with no one."""
         p = self.poll()
@@ -346,7 +359,12 @@ class Worker:
         """This request's measurements, for the end frame: when it was
         taken, the app's wall and CPU time, the pid and RSS."""
         wall = time.monotonic_ns() - started
-        cpu = -1 if cpu is None else time.thread_time_ns() - cpu
+        if cpu is not None:
+            now = time.thread_time_ns()
+            self.cpu_mark.ns = now
+            cpu = now - cpu
+        else:
+            cpu = -1
         now = time.monotonic()
         if now - self.rss_at >= 1.0:
             self.rss_at = now

@@ -24,6 +24,9 @@ HEAD = 3
 END = 4
 ABORT = 5
 EXPIRED = 6
+# edged → worker, after a whole request: its client went away before a
+# worker took it; a worker that reads it with the request does not run it.
+GONE = 10
 # A long-lived exchange (a WebSocket): a REQUEST with FLAG_SESSION opens
 # it; the worker answers ACCEPT ("WORKER\0SUBPROTOCOL\0Name\0Value...")
 # or refuses with an HTTP answer; then MESSAGE (FLAG_TEXT: text, else
@@ -70,6 +73,7 @@ def chunk_header(n):
     return _pack(VERSION, BODY, 0, n)
 
 
+GONE_FRAME = header(GONE, 0)
 END_FRAME = header(END, 0)
 ABORT_FRAME = header(ABORT, 0)
 EXPIRED_FRAME = header(EXPIRED, 0)
@@ -197,6 +201,8 @@ class Body:
 
     def read_all(self):
         """The whole rest of the body."""
+        if self.left <= 0:
+            return b""  # what follows (raw) is not the body's
         if self.in_frame == 0 and len(self.raw) >= HEADER_LEN + self.left:
             # The usual case: one frame, all of it read with the request.
             n = check_header(self.raw, 0, BODY)
@@ -209,3 +215,8 @@ class Body:
         while self.left > 0:
             chunks.append(self.piece(1 << 20))
         return b"".join(chunks)
+
+
+def is_gone(rest):
+    """Whether what came after a request is edged's GONE frame."""
+    return rest[:HEADER_LEN] == GONE_FRAME
