@@ -31,6 +31,8 @@ import (
 //     the queue every client shares, even with requests it resets.
 //   - limits.idle_timeout, read live: the connection ends when the client
 //     sends nothing for that long while none of its requests is in hand.
+//
+// And it gathers the server's writes (h2Writer).
 type h2Conn struct {
 	net.Conn // the *tls.Conn
 	tls      *tls.ConnectionState
@@ -44,6 +46,8 @@ type h2Conn struct {
 
 	active atomic.Int32  // handlers running for this connection
 	slots  chan struct{} // room in the worker queue, one per request
+
+	w *h2Writer // every write goes through it
 }
 
 const (
@@ -58,12 +62,24 @@ const (
 	queuePerConn = 16
 )
 
-func newH2Conn(c net.Conn, state *tls.ConnectionState, limits func() config.Limits, log zerolog.Logger, m *metrics) *h2Conn {
-	return &h2Conn{Conn: c, tls: state, limits: limits, log: log, metrics: m,
+func newH2Conn(conn net.Conn, state *tls.ConnectionState, limits func() config.Limits, log zerolog.Logger, m *metrics) *h2Conn {
+	c := &h2Conn{Conn: conn, tls: state, limits: limits, log: log, metrics: m,
 		frames: frameScanner{preface: len(clientPreface)},
 		tokens: floodBurst, filled: time.Now(),
 		slots: make(chan struct{}, queuePerConn)}
+	c.w = newH2Writer(c.Conn, func() time.Duration { return c.limits().SendTimeout.D() })
+	return c
 }
+
+// Write hands b to the connection's writer (see h2Writer).
+func (c *h2Conn) Write(b []byte) (int, error) { return c.w.Write(b) }
+
+// h2CloseWait is how long a closing connection may take to send what is
+// pending (its GOAWAY frame, the last answers).
+const h2CloseWait = time.Second
+
+// Close sends what is pending, then closes the connection.
+func (c *h2Conn) Close() error { return c.w.Close(h2CloseWait) }
 
 // errFlood ends a connection that sent too many frames of no use.
 var errFlood = errors.New("HTTP/2 flood: too many SETTINGS, PING, RST_STREAM, PRIORITY or empty frames")
@@ -77,7 +93,7 @@ func (c *h2Conn) Read(b []byte) (int, error) {
 				c.log.Warn().Str("client", c.RemoteAddr().String()).Int("burst", floodBurst).Int("per_second", floodRate).
 					Msg("HTTP/2 connection closed: it sent frames that carry no request faster than edged answers such")
 				c.metrics.rejectedBy(limitProtocol)
-				c.Conn.Close()
+				c.w.Close(0)
 				return 0, errFlood
 			}
 			return n, nil
