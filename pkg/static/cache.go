@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"io"
 	"io/fs"
+	"net/http"
 	"os"
+	"strconv"
 	"sync"
 	"time"
 )
@@ -36,6 +38,8 @@ type smallFile struct {
 	enc     string
 	vary    bool
 	loaded  time.Time
+	// What a whole answer's head carries besides, formatted once.
+	lastModified, length string
 }
 
 func (f *smallFile) reader() io.ReadSeeker { return bytes.NewReader(f.data) }
@@ -71,7 +75,11 @@ func (c *smallFiles) add(path string, acc encodings, now time.Time, file *os.Fil
 	if _, err := io.ReadFull(file, data); err != nil {
 		return nil // changed under us: serve it from the file (ServeContent seeks)
 	}
-	f := &smallFile{name: name, data: data, modTime: fi.ModTime(), etag: tag, ctype: ctype, enc: enc, vary: vary, loaded: now}
+	f := &smallFile{name: name, data: data, modTime: fi.ModTime(), etag: tag, ctype: ctype, enc: enc, vary: vary, loaded: now,
+		length: strconv.Itoa(len(data))}
+	if mt := fi.ModTime(); !mt.IsZero() && !mt.Equal(time.Unix(0, 0)) {
+		f.lastModified = mt.UTC().Format(http.TimeFormat)
+	}
 	k := smallKey{path, acc}
 	c.mu.Lock()
 	defer c.mu.Unlock()

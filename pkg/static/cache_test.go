@@ -1,7 +1,10 @@
 package static
 
 import (
+	"fmt"
+	"net/http/httptest"
 	"os"
+	"reflect"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -93,6 +96,54 @@ func TestSmallFileCacheBounded(t *testing.T) {
 	for k := range h.small.files {
 		if k.path == "big" {
 			t.Errorf("a file over smallFileMax was cached")
+		}
+	}
+}
+
+// A plain GET or HEAD of a cached file is answered without ServeContent:
+// its status, head and body are the ones ServeContent gives, for a file
+// with and without a precompressed variant, a Cache-Control, and a file
+// dated 1970 (no Last-Modified).
+func TestSmallFileFastPathLikeServeContent(t *testing.T) {
+	root := t.TempDir()
+	for name, body := range map[string]string{"a.txt": "plain text\n", "b.css": "b{}", "b.css.gz": "GZ", "old.html": "<p>"} {
+		if err := os.WriteFile(filepath.Join(root, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Chtimes(filepath.Join(root, "old.html"), time.Unix(0, 0), time.Unix(0, 0)); err != nil {
+		t.Fatal(err)
+	}
+	for _, maxAge := range []time.Duration{0, time.Hour} {
+		h := newHandler(t, Options{Prefix: "/s/", Root: root, MaxAge: maxAge})
+		for _, path := range []string{"/s/a.txt", "/s/b.css", "/s/old.html"} {
+			for _, method := range []string{"GET", "HEAD"} {
+				for _, accept := range []string{"", "gzip"} {
+					hdr := map[string]string{}
+					if accept != "" {
+						hdr["Accept-Encoding"] = accept
+					}
+					serve(h, method, path, hdr) // loads the cache
+					sf := h.small.get(strings.TrimPrefix(path, "/s/"), acceptedEncodings([]string{accept}), time.Now())
+					if sf == nil {
+						t.Fatalf("%s not cached", path)
+					}
+					fast := serve(h, method, path, hdr)
+					r := httptest.NewRequest(method, path, nil)
+					for k, v := range hdr {
+						r.Header.Set(k, v)
+					}
+					slow := httptest.NewRecorder()
+					h.serve(slow, r, sf.name, sf.reader(), sf.modTime, sf.etag, sf.ctype, sf.enc, sf.vary)
+					what := fmt.Sprintf("%s %s (Accept-Encoding %q, max-age %v)", method, path, accept, maxAge)
+					if fast.Code != slow.Code || fast.Body.String() != slow.Body.String() {
+						t.Errorf("%s: %d %q, ServeContent gives %d %q", what, fast.Code, fast.Body, slow.Code, slow.Body)
+					}
+					if !reflect.DeepEqual(fast.Header(), slow.Header()) {
+						t.Errorf("%s: head %v, ServeContent gives %v", what, fast.Header(), slow.Header())
+					}
+				}
+			}
 		}
 	}
 }

@@ -105,7 +105,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	acc := acceptedEncodings(r.Header["Accept-Encoding"])
 	now := time.Now()
 	if sf := h.small.get(rest, acc, now); sf != nil {
-		h.serve(w, r, sf.name, sf.reader(), sf.modTime, sf.etag, sf.ctype, sf.enc, sf.vary)
+		h.serveSmall(w, r, sf)
 		return
 	}
 
@@ -191,6 +191,56 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, name string, con
 		return
 	}
 	http.ServeContent(&encodingWriter{ResponseWriter: w, enc: enc}, r, name, modTime, content)
+}
+
+// serveSmall answers from the small-file cache. A plain GET or HEAD (the
+// most of them) gets the whole file with the head ServeContent would
+// give it, built from what the cache formatted once: ServeContent's
+// checks, formatting and copying were 12% of edged's CPU on a 4 KiB file.
+// A conditional or range request goes to ServeContent.
+func (h *Handler) serveSmall(w http.ResponseWriter, r *http.Request, sf *smallFile) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead || conditional(r.Header) {
+		h.serve(w, r, sf.name, sf.reader(), sf.modTime, sf.etag, sf.ctype, sf.enc, sf.vary)
+		return
+	}
+	hdr := w.Header()
+	// One backing array for all header values set here.
+	vals := make([]string, 0, 8)
+	set := func(name, v string) {
+		vals = append(vals, v)
+		hdr[name] = vals[len(vals)-1 : len(vals) : len(vals)]
+	}
+	set("Content-Type", sf.ctype)
+	set("Etag", sf.etag)
+	if h.cacheControl != "" {
+		set("Cache-Control", h.cacheControl)
+	}
+	if sf.vary {
+		hdr.Add("Vary", "Accept-Encoding")
+	}
+	if sf.lastModified != "" {
+		set("Last-Modified", sf.lastModified)
+	}
+	set("Accept-Ranges", "bytes")
+	set("Content-Length", sf.length)
+	if sf.enc != "" {
+		set("Content-Encoding", sf.enc)
+	}
+	w.WriteHeader(http.StatusOK)
+	if r.Method != http.MethodHead {
+		w.Write(sf.data)
+	}
+}
+
+// conditional says whether a request asks for part of a file or for it
+// only on a condition: ServeContent answers those.
+func conditional(h http.Header) bool {
+	for _, name := range [...]string{"Range", "If-Match", "If-None-Match", "If-Modified-Since", "If-Unmodified-Since"} {
+		if _, ok := h[name]; ok {
+			return true
+		}
+	}
+	return false
 }
 
 // open opens name below the root and stats the open file, so the result
