@@ -59,21 +59,22 @@ func writeScenario(b *strings.Builder, sc benchScenario, sides map[string]benchS
 // writeFront is a front scenario's table: the front process's memory
 // before and at its peak, and what each connection added.
 func writeFront(b *strings.Builder, sc benchScenario, sides map[string]benchSide, res map[string]*sideResult) {
-	fmt.Fprintf(b, "\n## %s: %s\n\nKiB a connection: (RSS holding them, near the end of the hold, less RSS before) / connections. The peak is while they open, before edged parks them.\n\n| side | KiB a connection | RSS before MiB | RSS holding MiB | peak RSS MiB | connections failed |", sc.name, sc.load())
+	fmt.Fprintf(b, "\n## %s: %s\n\nKiB a connection: (RSS holding them, near the end of the hold, less RSS before) / connections. The peak is while they open, before edged parks them. RSS after: once the last round's connections have closed, when it is back within 2x RSS before, or a minute after (the seconds it took in brackets).\n\n| side | KiB a connection | RSS before MiB | RSS holding MiB | peak RSS MiB | RSS after MiB | connections failed |", sc.name, sc.load())
 	for _, inc := range sc.vs {
 		fmt.Fprintf(b, " x %s |", strings.TrimPrefix(inc, "nginx+"))
 	}
-	b.WriteString("\n|---|" + strings.Repeat("---:|", 5+len(sc.vs)) + "\n")
+	b.WriteString("\n|---|" + strings.Repeat("---:|", 6+len(sc.vs)) + "\n")
 	perConn := func(r *sideResult) float64 {
 		return float64(r.holdRSS-r.baseRSS) / 1024 / float64(sc.conns)
 	}
 	for _, name := range sc.sides {
 		r := res[name]
 		if r == nil {
-			fmt.Fprintf(b, "| %s (%s) |%s\n", name, sides[name].why, strings.Repeat(" — |", 5+len(sc.vs)))
+			fmt.Fprintf(b, "| %s (%s) |%s\n", name, sides[name].why, strings.Repeat(" — |", 6+len(sc.vs)))
 			continue
 		}
-		fmt.Fprintf(b, "| %s | %.1f | %.0f | %.0f | %.0f | %.0f |", name, perConn(r), float64(r.baseRSS)/(1<<20), float64(r.holdRSS)/(1<<20), float64(r.peakRSS)/(1<<20), r.median().errors)
+		fmt.Fprintf(b, "| %s | %.1f | %.0f | %.0f | %.0f | %.0f (%.0fs) | %.0f |", name, perConn(r), float64(r.baseRSS)/(1<<20), float64(r.holdRSS)/(1<<20), float64(r.peakRSS)/(1<<20),
+			float64(r.afterRSS)/(1<<20), r.afterWait.Seconds(), r.median().errors)
 		for _, inc := range sc.vs {
 			if i := res[inc]; i != nil && perConn(r) > 0 {
 				fmt.Fprintf(b, " %.2fx |", perConn(i)/perConn(r))

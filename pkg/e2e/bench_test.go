@@ -240,6 +240,10 @@ type sideResult struct {
 	baseRSS int64 // bytes, before the first run (front scenarios)
 	mu      sync.Mutex
 	holdRSS int64 // bytes, near the end of the hold, the highest over the runs
+	// afterRSS is the RSS after the last run's connections closed, once
+	// it is back within 2x baseRSS or a minute has passed (afterWait).
+	afterRSS  int64
+	afterWait time.Duration
 }
 
 func (r *sideResult) setHold(v int64) {
@@ -381,9 +385,25 @@ func runScenario(t *testing.T, sc benchScenario, sides map[string]benchSide, loa
 			})
 			res.runs = append(res.runs, run)
 			res.peakRSS = max(res.peakRSS, peak)
+			if sc.front && r == load.rounds-1 {
+				res.afterRSS, res.afterWait = settleRSS(procs, 2*res.baseRSS, time.Minute)
+			}
 		}
 	}
 	return results
+}
+
+// settleRSS waits until the processes' RSS is at most want, for up to
+// limit, and says what it was then and how long that took.
+func settleRSS(procs func(procTable) []int, want int64, limit time.Duration) (int64, time.Duration) {
+	start := time.Now()
+	for {
+		rss := rssOf(procs)
+		if rss <= want || time.Since(start) >= limit {
+			return rss, time.Since(start).Round(time.Second)
+		}
+		time.Sleep(time.Second)
+	}
 }
 
 // front keeps of a stack's processes its front: edged, or nginx's.
