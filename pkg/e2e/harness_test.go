@@ -290,6 +290,11 @@ func (s *suite) stop() {
 		case <-time.After(20 * time.Second):
 			s.cmd.Process.Kill()
 			s.t.Errorf("edgectl run did not stop within 20s of SIGINT")
+			// Its Wait sets ProcessState, read below.
+			select {
+			case <-s.done:
+			case <-time.After(5 * time.Second):
+			}
 		}
 	}
 	if s.t.Failed() {

@@ -21,7 +21,10 @@ import (
 // together while the last write is on its way, as nginx gathers them.
 //
 // A write error ends the connection: the next Write returns it. A write
-// that makes no progress for limits.send_timeout fails.
+// that makes no progress for limits.send_timeout fails. Every write comes
+// from net/http's writeFrameAsync goroutines (a frame that fits the
+// server's buffer stays there; its flushes are async too), so a Write
+// that waits for room never holds the server's own loop.
 type h2Writer struct {
 	conn    net.Conn // the *tls.Conn
 	timeout func() time.Duration
@@ -55,11 +58,14 @@ func newH2Writer(conn net.Conn, timeout func() time.Duration) *h2Writer {
 // already pending or the connection has failed.
 func (w *h2Writer) Write(p []byte) (int, error) {
 	w.mu.Lock()
-	for w.err == nil && len(w.pending) > h2MaxPending {
+	for w.err == nil && !w.closing && len(w.pending) > h2MaxPending {
 		w.room.Wait()
 	}
-	if w.err != nil {
+	if w.err != nil || w.closing {
 		err := w.err
+		if err == nil {
+			err = net.ErrClosed
+		}
 		w.mu.Unlock()
 		return 0, err
 	}
@@ -98,34 +104,33 @@ func (w *h2Writer) run() {
 			}
 			w.room.Broadcast()
 		}
-		if w.closing {
-			w.mu.Unlock()
+		closing := w.closing
+		w.mu.Unlock()
+		if closing {
+			w.conn.Close()
 			return
 		}
-		w.mu.Unlock()
 	}
 }
 
-// Close sends what is pending (a GOAWAY, the last answers), for at most
-// wait, then closes the connection.
+// Close returns at once; the writer sends what is pending (a GOAWAY, the
+// last answers) for at most wait, then closes the connection. It must not
+// wait itself: net/http's Shutdown closes its idle connections one after
+// the other, and clients that read nothing would hold it a wait each.
 func (w *h2Writer) Close(wait time.Duration) error {
 	w.mu.Lock()
+	if w.closing {
+		w.mu.Unlock()
+		return nil
+	}
 	w.closing = true
 	w.last = time.Now().Add(wait)
-	if w.err == nil && (w.busy || len(w.pending) > 0) {
-		w.conn.SetWriteDeadline(w.last)
-		for w.err == nil && (w.busy || len(w.pending) > 0) {
-			w.room.Wait()
-		}
-	}
-	if w.err == nil {
-		w.err = net.ErrClosed
-	}
-	w.room.Broadcast()
+	w.conn.SetWriteDeadline(w.last)
+	w.room.Broadcast() // a Write waiting for room gives up
 	w.mu.Unlock()
 	select {
-	case w.kick <- struct{}{}: // wakes run to see closing
+	case w.kick <- struct{}{}: // wakes run to send the rest and close
 	default:
 	}
-	return w.conn.Close()
+	return nil
 }

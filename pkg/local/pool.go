@@ -70,6 +70,9 @@ func (p *pool) start(i int) (*worker, error) {
 		name = fmt.Sprintf("notify-%s-%d.sock", p.site, p.seq.Load())
 	}
 	path := filepath.Join(p.o.SocketDir, name)
+	// One left by a run that ended before it could remove it (a datagram
+	// socket's file stays after its close): this directory is ours.
+	os.Remove(path)
 	ns, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
 	if err != nil {
 		return nil, err
