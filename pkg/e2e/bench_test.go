@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -155,7 +156,8 @@ var benchFiles = map[string]int{"index.html": 16, "4k.bin": 4 << 10, "1m.bin": 1
 // all see the same machine. It writes the medians, the peak memory of each stack and the
 // ratios to each incumbent to docs/benchmarks.md and prints them. It is
 // not a pass/fail test: speed on a shared machine is shown, never
-// asserted.
+// asserted. BENCH_ONLY="a|b" runs only the scenarios whose names hold a
+// or b; BENCH_ROUNDS sets the rounds.
 func TestBench(t *testing.T) {
 	if os.Getenv("EDGED_BENCH") == "" {
 		t.Skip("run with `make bench`")
@@ -185,7 +187,7 @@ func TestBench(t *testing.T) {
 
 	results := make([]map[string]*sideResult, len(benchScenarios))
 	for i, sc := range benchScenarios {
-		if only := os.Getenv("BENCH_ONLY"); only != "" && !strings.Contains(sc.name, only) {
+		if only := os.Getenv("BENCH_ONLY"); only != "" && !slices.ContainsFunc(strings.Split(only, "|"), func(part string) bool { return strings.Contains(sc.name, part) }) {
 			results[i] = map[string]*sideResult{}
 			continue
 		}
