@@ -248,7 +248,7 @@ func TestASGIHung(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the hung request was not ended")
 	}
-	evs := logs.events(t, "request hung past app.timeout: it alone is ended here, the others go on")
+	evs := logs.waitEvents(t, "request hung past app.timeout: it alone is ended here, the others go on", 1)
 	if len(evs) != 1 || !strings.Contains(evs[0]["traceback"].(string), "asyncio.sleep") && !strings.Contains(evs[0]["traceback"].(string), "in app") {
 		t.Errorf("hung events %v, want one with where the task waited", evs)
 	}
@@ -268,7 +268,7 @@ func TestASGIHung(t *testing.T) {
 	if p.w.Restarts() == 0 {
 		t.Fatalf("a loop blocked past app.timeout did not end the process")
 	}
-	if evs := logs.events(t, "request hung past app.timeout: the python process stops here, and a new one starts"); len(evs) != 1 {
+	if evs := logs.waitEvents(t, "request hung past app.timeout: the python process stops here, and a new one starts", 1); len(evs) != 1 {
 		t.Errorf("hung events for the blocked loop: %v", evs)
 	}
 }

@@ -741,6 +741,21 @@ func (l *logBuffer) events(tb testing.TB, msg string) []map[string]any {
 	return evs
 }
 
+// waitEvents is events(msg) once there are at least n of them, or after
+// 5s: workerd logs what the Python side reports through a pipe of its
+// own, which may come after the answer the event is about.
+func (l *logBuffer) waitEvents(tb testing.TB, msg string, n int) []map[string]any {
+	tb.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		evs := l.events(tb, msg)
+		if len(evs) >= n || time.Now().After(deadline) {
+			return evs
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // A header the app added after start_response, its value holding NUL,
 // fails as any bad header does: a 500, and the app's error logged with
 // its traceback, whether the head goes out at the end (buffered) or with
