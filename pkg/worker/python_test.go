@@ -1310,9 +1310,10 @@ func TestPythonClientGone(t *testing.T) {
 
 // The hang-up check on the Python side alone, on a socket pair for each
 // kind of connection the classes hand it (a descriptor in base.FdConn, a
-// non-blocking one in gevent's FdConn): a small request given up is known
-// by the GONE frame read with it, a big one by a poll for the hang-up;
-// the app runs only for an open connection,
+// non-blocking one in gevent's FdConn): a request read whole before the
+// app runs (a body up to MEMORY_BODY, in one read or several) is known to
+// be given up by the GONE frame read with it, a bigger body by a poll for
+// the hang-up; the app runs only for an open connection,
 // a skipped request is counted, and the count is in the stats event.
 func TestPythonHangUpCheck(t *testing.T) {
 	py := interpreter(t)
@@ -1388,6 +1389,8 @@ out["close"] = serve("/close", "close")
 # A body over MEMORY_BODY is read as the app reads it: the check comes
 # after its first part.
 out["big_shut"] = serve("/big", "shut", body_len=2 << 20, body=b"x" * 1000)
+# A body read whole, in more than one read.
+out["medium_shut"] = serve("/medium", "shut", body_len=100000, body=b"y" * 100000)
 out["ran"] = ran
 out["polls"] = len(polls)
 out["skipped"] = w.skipped
@@ -1415,6 +1418,7 @@ print(json.dumps(out))
 				Open    int            `json:"open"`
 				Shut    int            `json:"shut"`
 				BigShut int            `json:"big_shut"`
+				MedShut int            `json:"medium_shut"`
 				Ran     []string       `json:"ran"`
 				Polls   int            `json:"polls"`
 				Skipped int            `json:"skipped"`
@@ -1426,21 +1430,21 @@ print(json.dumps(out))
 			if got.Open == 0 {
 				t.Errorf("a request on an open connection got no answer")
 			}
-			if got.Shut != 0 || got.BigShut != 0 {
-				t.Errorf("requests edge had shut down got %d and %d bytes back (small, big body), want none", got.Shut, got.BigShut)
+			if got.Shut != 0 || got.BigShut != 0 || got.MedShut != 0 {
+				t.Errorf("requests edge had shut down got %d, %d and %d bytes back (small, big, medium body), want none", got.Shut, got.BigShut, got.MedShut)
 			}
 			if want := []string{"/open"}; !slices.Equal(got.Ran, want) {
 				t.Errorf("the app ran %q, want %q", got.Ran, want)
 			}
-			// A small request is read whole in one read, GONE with it:
-			// only the big body's hang-up needs a poll.
+			// A request read whole comes with GONE: only the big body,
+			// which the app reads as it comes, needs a poll.
 			if got.Polls != 1 {
 				t.Errorf("the worker polled %d times, want 1 (the big body alone)", got.Polls)
 			}
-			if got.Skipped != 3 {
-				t.Errorf("skipped = %d, want 3", got.Skipped)
+			if got.Skipped != 4 {
+				t.Errorf("skipped = %d, want 4", got.Skipped)
 			}
-			want := map[string]any{"event": "stats", "served": 1.0, "busy": 0.0, "skipped": 3.0}
+			want := map[string]any{"event": "stats", "served": 1.0, "busy": 0.0, "skipped": 4.0}
 			if !reflect.DeepEqual(got.Stats, want) {
 				t.Errorf("stats event %v, want %v", got.Stats, want)
 			}

@@ -285,7 +285,6 @@ class Worker:
         taken = time.time_ns()
         recv = conn.recv
         buf = recv(1 << 16)
-        first = len(buf)
         while len(buf) < frames.HEADER_LEN:
             data = recv(1 << 16)
             if not data:
@@ -324,15 +323,31 @@ class Worker:
                 return
             self.handler.serve_session(conn, req, buf[need:])
             return
-        whole = first >= need + (frames.HEADER_LEN + req.body_len if req.body_len else 0)
+        whole = req.body_len <= MEMORY_BODY
+        if whole:
+            # The rest of the request (edged sends a body of this size in
+            # one frame), each read asking for room for a GONE frame
+            # after it, and one copy to join the pieces.
+            total = need + (frames.HEADER_LEN + req.body_len if req.body_len else 0)
+            if len(buf) < total:
+                parts = [buf]
+                have = len(buf)
+                while have < total:
+                    data = recv(total - have + frames.HEADER_LEN)
+                    if not data:
+                        return
+                    parts.append(data)
+                    have += len(data)
+                buf = b"".join(parts)
         body = frames.Body(recv, buf[need:], req.body_len)
-        data = body.read_all() if req.body_len <= MEMORY_BODY else None
+        data = body.read_all() if whole else None
         # The request is read (a big body's first part): looked at before
         # any work is spent on it, since under a flood of reset requests
-        # most are given up. When the first read brought the whole
-        # request, it brought edged's GONE frame too if edged had written
-        # one (it writes it before it looks whether a worker took the
-        # request): no system call is needed to know.
+        # most are given up. A request read whole came with edged's GONE
+        # frame if edged had written one by the last read (it writes it
+        # before it looks whether a worker took the request): no system
+        # call is needed to know. A body read as the app reads it is
+        # polled for edged's hang-up.
         if (frames.is_gone(body.raw) if whole else self.gone(conn)):
             # Its client went away while it waited in the queue: edged
             # has answered for it, and running it now helps no one.
@@ -345,9 +360,9 @@ class Worker:
         """Whether edged has hung up on conn: it shuts down its side of a
         request whose client went away before a worker took it, and may
         close it, but the connection waits in the queue all the same.
-        Looked at once, without waiting, when a request that took more
-        than one read is read (for a big body, its first part): one
-        poll() system call. A poll object
+        Looked at once, without waiting, when a body the app reads as it
+        comes (over MEMORY_BODY) has its first part read, and for a
+        WebSocket: one poll() system call. A poll object
         made for each call costs no more than one kept for each thread
         (register, poll, unregister), and is shared with no one."""
         p = self.poll()
