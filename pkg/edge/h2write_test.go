@@ -6,27 +6,15 @@ import (
 	"io"
 	"net"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 )
-
-// countedConn counts the writes that reach it.
-type countedConn struct {
-	net.Conn
-	writes atomic.Int32
-}
-
-func (c *countedConn) Write(b []byte) (int, error) {
-	c.writes.Add(1)
-	return c.Conn.Write(b)
-}
 
 // What is written while the last write is on its way goes out together,
 // in order; Close sends what is pending first.
 func TestH2WriterGathers(t *testing.T) {
 	ours, peer := net.Pipe()
-	c := &countedConn{Conn: ours}
+	c := &countingConn{Conn: ours}
 	w := newH2Writer(c, func() time.Duration { return 5 * time.Second })
 	var want bytes.Buffer
 	// net.Pipe's writes wait for the reader: the first is on its way

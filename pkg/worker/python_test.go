@@ -1403,16 +1403,7 @@ for _ in range(500):
 out["stats"] = json.loads(events.PIPE.getvalue().splitlines()[0])
 print(json.dumps(out))
 `, pkg, class)
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			stdout, err := exec.CommandContext(ctx, py, "-c", script).Output()
-			if err != nil {
-				var ee *exec.ExitError
-				if errors.As(err, &ee) {
-					t.Fatalf("%v:\n%s", err, ee.Stderr)
-				}
-				t.Fatal(err)
-			}
+			stdout := runPython(t, py, script)
 			// Bytes answered on each connection (none when edge closed it).
 			var got struct {
 				Open    int            `json:"open"`
@@ -1521,6 +1512,23 @@ def request_frame(method, path, body_len=0):
     return out
 `
 
+// runPython runs script with py (for at most 30s) and returns what it
+// printed; a failure shows what it said on stderr.
+func runPython(t *testing.T, py, script string) []byte {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	stdout, err := exec.CommandContext(ctx, py, "-c", script).Output()
+	if err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			t.Fatalf("%v:\n%s", err, ee.Stderr)
+		}
+		t.Fatal(err)
+	}
+	return stdout
+}
+
 // The gevent class keeps its server greenlets and hands each the next
 // request when it is free (a new greenlet costs this Python an mmap and a
 // munmap of its frame stack, the dearest system calls of a request), and
@@ -1585,16 +1593,7 @@ gevent.spawn(client)
 events.PIPE = io.StringIO()
 w.run()
 `, pyPackage(t), t.TempDir())
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	stdout, err := exec.CommandContext(ctx, interpreter(t), "-c", script).Output()
-	if err != nil {
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
-			t.Fatalf("%v:\n%s", err, ee.Stderr)
-		}
-		t.Fatal(err)
-	}
+	stdout := runPython(t, interpreter(t), script)
 	var got struct {
 		Seen  [][3]any `json:"seen"`
 		Sizes []int    `json:"sizes"`
