@@ -78,7 +78,8 @@ func (c *h2Conn) Write(b []byte) (int, error) { return c.w.Write(b) }
 // pending (its GOAWAY frame, the last answers).
 const h2CloseWait = time.Second
 
-// Close sends what is pending, then closes the connection.
+// Close returns at once; the writer sends what is pending, for at most
+// h2CloseWait, then closes the connection.
 func (c *h2Conn) Close() error { return c.w.Close(h2CloseWait) }
 
 // errFlood ends a connection that sent too many frames of no use.

@@ -33,7 +33,6 @@ type h2Writer struct {
 	room    sync.Cond // pending shrank, or err is set
 	pending []byte
 	spare   []byte
-	busy    bool // the writer goroutine is writing
 	closing bool
 	last    time.Time // when closing: the deadline of every write left
 	err     error
@@ -84,7 +83,6 @@ func (w *h2Writer) run() {
 		for len(w.pending) > 0 && w.err == nil {
 			out := w.pending
 			w.pending, w.spare = w.spare[:0], nil
-			w.busy = true
 			dl := time.Now().Add(w.timeout())
 			if w.closing && w.last.Before(dl) {
 				dl = w.last
@@ -95,7 +93,6 @@ func (w *h2Writer) run() {
 			w.mu.Unlock()
 			_, err := w.conn.Write(out)
 			w.mu.Lock()
-			w.busy = false
 			if err != nil {
 				w.err = err
 				w.pending = nil
