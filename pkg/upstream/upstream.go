@@ -250,8 +250,8 @@ func (t *Transport) done(slot Slot) {
 // abandon gives up a request whose client went away. It writes a Gone
 // frame after the request (when the request is whole) and hangs up its
 // writing side first, so that a worker that reads the request from now
-// on also sees that before it calls the app (a small request's worker
-// reads the Gone frame with it, in the same read; a big one's polls for
+// on also sees that before it calls the app (a worker reads a request of
+// up to 128 KiB whole, the Gone frame with it; a bigger one's polls for
 // the hang-up); then, what the worker has not read tells whether it had
 // taken the request: the Gone frame alone left means it had. One not
 // taken is still in the socket's accept queue (the kernel keeps a
@@ -265,9 +265,8 @@ func (t *Transport) abandon(c *conn, slot Slot, queueEnd time.Time, cause error)
 		left := 0 // what the worker may leave unread having taken the request
 		rc.Control(func(fd uintptr) {
 			if c.sent {
-				// Non-blocking; it fits, as a small request left the
-				// socket's buffer nearly empty. A big one's worker does
-				// not rely on it.
+				// Non-blocking; after a request the worker relies on it
+				// for (128 KiB at most) the socket's buffer has room.
 				if _, err := unix.Write(int(fd), goneFrame); err == nil {
 					left = goneQueued()
 				}

@@ -1310,10 +1310,10 @@ func TestPythonClientGone(t *testing.T) {
 
 // The hang-up check on the Python side alone, on a socket pair for each
 // kind of connection the classes hand it (a descriptor in base.FdConn, a
-// non-blocking one in gevent's FdConn): a request read whole before the
-// app runs (a body up to MEMORY_BODY, in one read or several) is known to
-// be given up by the GONE frame read with it, a bigger body by a poll for
-// the hang-up; the app runs only for an open connection,
+// non-blocking one in gevent's FdConn): a request of up to GONE_MARKED,
+// read whole in one read or several, is known to be given up by the GONE
+// frame read with it, a bigger one by a poll for the hang-up; the app
+// runs only for an open connection,
 // a skipped request is counted, and the count is in the stats event.
 func TestPythonHangUpCheck(t *testing.T) {
 	py := interpreter(t)
@@ -1427,8 +1427,8 @@ print(json.dumps(out))
 			if want := []string{"/open"}; !slices.Equal(got.Ran, want) {
 				t.Errorf("the app ran %q, want %q", got.Ran, want)
 			}
-			// A request read whole comes with GONE: only the big body,
-			// which the app reads as it comes, needs a poll.
+			// A request up to GONE_MARKED comes with GONE: only the big
+			// body needs a poll.
 			if got.Polls != 1 {
 				t.Errorf("the worker polled %d times, want 1 (the big body alone)", got.Polls)
 			}

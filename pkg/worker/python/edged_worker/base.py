@@ -21,6 +21,11 @@ PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
 # worker is stopping.
 ACCEPT_WAIT_MS = 250
 MEMORY_BODY = frames.MEMORY_BODY
+# The largest request (frame and body) known given up by edged's GONE
+# frame alone: edged writes it after the whole request, without waiting,
+# and after one this size the socket's buffer (about 200 KiB of buffer
+# memory) still has room for it.
+GONE_MARKED = 128 << 10
 
 
 class FdConn:
@@ -324,11 +329,11 @@ class Worker:
             self.handler.serve_session(conn, req, buf[need:])
             return
         whole = req.body_len <= MEMORY_BODY
+        total = need + (frames.HEADER_LEN + req.body_len if req.body_len else 0)
         if whole:
             # The rest of the request (edged sends a body of this size in
             # one frame), each read asking for room for a GONE frame
             # after it, and one copy to join the pieces.
-            total = need + (frames.HEADER_LEN + req.body_len if req.body_len else 0)
             if len(buf) < total:
                 parts = [buf]
                 have = len(buf)
@@ -343,12 +348,13 @@ class Worker:
         data = body.read_all() if whole else None
         # The request is read (a big body's first part): looked at before
         # any work is spent on it, since under a flood of reset requests
-        # most are given up. A request read whole came with edged's GONE
-        # frame if edged had written one by the last read (it writes it
-        # before it looks whether a worker took the request): no system
-        # call is needed to know. A body read as the app reads it is
-        # polled for edged's hang-up.
-        if (frames.is_gone(body.raw) if whole else self.gone(conn)):
+        # most are given up. A request of up to GONE_MARKED read whole
+        # came with edged's GONE frame if edged had written one by the
+        # last read (it writes it before it looks whether a worker took
+        # the request): no system call is needed to know. A bigger one is
+        # polled for edged's hang-up: its GONE frame may not have found
+        # room in the socket's buffer.
+        if (frames.is_gone(body.raw) if whole and total <= GONE_MARKED else self.gone(conn)):
             # Its client went away while it waited in the queue: edged
             # has answered for it, and running it now helps no one.
             with self.lock:
@@ -360,9 +366,9 @@ class Worker:
         """Whether edged has hung up on conn: it shuts down its side of a
         request whose client went away before a worker took it, and may
         close it, but the connection waits in the queue all the same.
-        Looked at once, without waiting, when a body the app reads as it
-        comes (over MEMORY_BODY) has its first part read, and for a
-        WebSocket: one poll() system call. A poll object
+        Looked at once, without waiting, when a request over GONE_MARKED
+        is read (a body the app reads as it comes, its first part), and
+        for a WebSocket: one poll() system call. A poll object
         made for each call costs no more than one kept for each thread
         (register, poll, unregister), and is shared with no one."""
         p = self.poll()
