@@ -131,9 +131,9 @@ class Worker(base.Worker):
             try:
                 # A context of its own, as a new greenlet had: what one
                 # request leaves in a ContextVar never reaches the next.
+                # A kill for its request (HungRequest, an Exception) is
+                # caught inside serve().
                 Context().run(self.serve, conn)
-            except HungRequest:
-                pass  # reported; the request had answered before the kill came
             finally:
                 conn.close()
                 self.slots.release()
