@@ -173,19 +173,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // serve sends content with the headers every answer of a file carries;
 // ServeContent does the rest (conditional requests, ranges, HEAD).
 func (h *Handler) serve(w http.ResponseWriter, r *http.Request, name string, content io.ReadSeeker, modTime time.Time, tag, ctype, enc string, vary bool) {
-	hdr := w.Header()
-	// One backing array for all header values set here.
-	vals := make([]string, 0, 4)
-	vals = append(vals, ctype, tag)
-	hdr["Content-Type"] = vals[0:1:1]
-	hdr["Etag"] = vals[1:2:2]
-	if h.cacheControl != "" {
-		vals = append(vals, h.cacheControl)
-		hdr["Cache-Control"] = vals[len(vals)-1 : len(vals) : len(vals)]
-	}
-	if vary {
-		hdr.Add("Vary", "Accept-Encoding")
-	}
+	h.head(w.Header(), make([]string, 0, 3), ctype, tag, vary)
 	if enc == "" {
 		http.ServeContent(w, r, name, modTime, content)
 		return
@@ -204,32 +192,43 @@ func (h *Handler) serveSmall(w http.ResponseWriter, r *http.Request, sf *smallFi
 		return
 	}
 	hdr := w.Header()
-	// One backing array for all header values set here.
-	vals := make([]string, 0, 8)
-	set := func(name, v string) {
-		vals = append(vals, v)
-		hdr[name] = vals[len(vals)-1 : len(vals) : len(vals)]
-	}
-	set("Content-Type", sf.ctype)
-	set("Etag", sf.etag)
-	if h.cacheControl != "" {
-		set("Cache-Control", h.cacheControl)
-	}
-	if sf.vary {
-		hdr.Add("Vary", "Accept-Encoding")
-	}
+	vals := h.head(hdr, make([]string, 0, 7), sf.ctype, sf.etag, sf.vary)
 	if sf.lastModified != "" {
-		set("Last-Modified", sf.lastModified)
+		vals = setHeader(hdr, vals, "Last-Modified", sf.lastModified)
 	}
-	set("Accept-Ranges", "bytes")
-	set("Content-Length", sf.length)
+	vals = setHeader(hdr, vals, "Accept-Ranges", "bytes")
+	vals = setHeader(hdr, vals, "Content-Length", sf.length)
 	if sf.enc != "" {
-		set("Content-Encoding", sf.enc)
+		setHeader(hdr, vals, "Content-Encoding", sf.enc)
 	}
 	w.WriteHeader(http.StatusOK)
 	if r.Method != http.MethodHead {
 		w.Write(sf.data)
 	}
+}
+
+// head sets the headers every answer of a file carries, their values
+// appended to vals (one backing array for all of an answer's values), and
+// returns vals.
+func (h *Handler) head(hdr http.Header, vals []string, ctype, tag string, vary bool) []string {
+	vals = setHeader(hdr, vals, "Content-Type", ctype)
+	vals = setHeader(hdr, vals, "Etag", tag)
+	if h.cacheControl != "" {
+		vals = setHeader(hdr, vals, "Cache-Control", h.cacheControl)
+	}
+	if vary {
+		hdr.Add("Vary", "Accept-Encoding")
+	}
+	return vals
+}
+
+// setHeader sets name (canonical) to v, appended to vals, and returns
+// vals. Each value's slice has no room past it, so an Add to the header
+// does not write into the next one's.
+func setHeader(hdr http.Header, vals []string, name, v string) []string {
+	vals = append(vals, v)
+	hdr[name] = vals[len(vals)-1 : len(vals) : len(vals)]
+	return vals
 }
 
 // conditional says whether a request asks for part of a file or for it
