@@ -73,6 +73,13 @@ type trackedConn struct {
 	park   *parker
 	rdl    time.Time
 	parked bool
+
+	// h1 is edged's own loop while it serves the connection (nil once
+	// net/http does); pending is what the loop had read when it handed
+	// the connection to net/http, and readErr how its last read ended.
+	h1      *h1Conn
+	pending []byte
+	readErr error
 }
 
 // sendDirect hands the connection over to another protocol (a
@@ -94,6 +101,18 @@ var heldPool = sync.Pool{New: func() any { b := make([]byte, 0, holdMax); return
 const response408 = "HTTP/1.1 408 Request Timeout\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 16\r\nConnection: close\r\n\r\nRequest Timeout\n"
 
 func (c *trackedConn) Read(b []byte) (int, error) {
+	if len(c.pending) > 0 {
+		// Read by the loop before net/http took over: already judged.
+		n := copy(b, c.pending)
+		if c.pending = c.pending[n:]; len(c.pending) == 0 {
+			c.pending = nil
+		}
+		return n, nil
+	}
+	if err := c.readErr; err != nil {
+		c.readErr = nil
+		return 0, err
+	}
 	// Waiting for the client: what is held must go first. Except for the
 	// one-byte read net/http keeps pending while a handler runs, to see
 	// the client go away: flushing there would split the answer being
@@ -401,6 +420,15 @@ func enterHandler(r *http.Request) (func(), verdict, *trackedConn, *h2Conn) {
 		return c.leave, verdict{}, nil, c
 	}
 	return func() {}, verdict{}, nil, nil
+}
+
+// watchHangup is called as a request goes to a worker: under edged's own
+// loop the connection is watched for its client's hang-up from then on
+// (net/http watches for the whole of every handler anyway).
+func (c *trackedConn) watchHangup() {
+	if c.h1 != nil {
+		c.h1.watchHangup()
+	}
 }
 
 // idle marks the connection between requests.

@@ -75,6 +75,7 @@ func (s *site) serveApp(w http.ResponseWriter, r *http.Request, c client, lr *lo
 		// that watches for it goes through it): cheaper than watching
 		// the request's context.
 		req.Waker = &lr.conn.wake
+		lr.conn.watchHangup()
 	}
 	if s.metrics != nil {
 		lr.sent = time.Now() // for the queue wait

@@ -523,9 +523,36 @@ func (s *Server) Serve(ctx context.Context, ls *Listeners) error {
 	if err != nil {
 		return err
 	}
-	errs := make(chan error, len(ls.HTTP)+2*len(ls.HTTPS)+1)
+	errs := make(chan error, len(ls.HTTP)+2*len(ls.HTTPS)+2)
 	var wg sync.WaitGroup
+	// HTTP/1.1 goes to edged's own loop, which hands net/http what it
+	// does not take (see h1Server).
+	var h1 *h1Server
+	var h1Views []net.Listener
+	if ownHTTP1 && len(ls.HTTP)+len(ls.HTTPS) > 0 {
+		first := append(append([]net.Listener{}, ls.HTTP...), ls.HTTPS...)[0]
+		h1 = newH1Server(s, s.log, first.Addr())
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := plain.Serve(h1.handoff); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
+				errs <- err
+			}
+		}()
+	}
 	serve := func(srv *http.Server, l net.Listener, what string) {
+		if h1 != nil && srv == plain {
+			h1Views = append(h1Views, l)
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				s.log.Info().Str("addr", l.Addr().String()).Msg("serving " + what)
+				if err := h1.serve(l); err != nil && !errors.Is(err, net.ErrClosed) {
+					errs <- err
+				}
+			}()
+			return
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -590,6 +617,14 @@ func (s *Server) Serve(ctx context.Context, ls *Listeners) error {
 	go func() {
 		wsDone <- s.webSockets.closeAll(ws.GoingAway, min(3*time.Second, timeout/2), deadlineOf(grace))
 	}()
+	for _, l := range h1Views {
+		l.Close()
+	}
+	if h1 != nil {
+		if e := h1.Shutdown(grace); e != nil {
+			unfinished = e
+		}
+	}
 	for _, srv := range []*http.Server{plain, secure} {
 		if e := srv.Shutdown(grace); e != nil {
 			unfinished = e
@@ -609,6 +644,11 @@ func (s *Server) Serve(ctx context.Context, ls *Listeners) error {
 	}
 	return err
 }
+
+// ownHTTP1 serves HTTP/1.1 with edged's own loop; EDGED_HTTP1=net/http
+// serves it all with net/http's server instead, for measuring one
+// against the other (docs/performance.md).
+var ownHTTP1 = os.Getenv("EDGED_HTTP1") != "net/http"
 
 // deadlineOf is ctx's deadline, or now.
 func deadlineOf(ctx context.Context) time.Time {
