@@ -300,6 +300,13 @@ func (c *trackedConn) SetWriteDeadline(t time.Time) error {
 }
 
 func (c *trackedConn) setWriteDeadline(t time.Time, set func(time.Time) error) error {
+	if c.h1 != nil && !t.IsZero() {
+		// edged's own loop sends what is held as each answer ends: held
+		// output goes out under the new deadline then, with the rest of
+		// the answer (net/http's server kept the head in its own buffer
+		// until then).
+		return set(t)
+	}
 	if t.IsZero() {
 		c.flush()
 		return set(t)
