@@ -23,7 +23,7 @@ help: ## list the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
 build: ## build edged, workerd and edgectl into bin/
-	$(GO) build -o $(BIN)/ ./cmd/...
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o $(BIN)/ ./cmd/...
 
 run: build ## serve the sample app on http://127.0.0.1:8080/ (Ctrl-C stops)
 	$(BIN)/edgectl run -c testdata/run.toml
