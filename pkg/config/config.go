@@ -38,6 +38,7 @@ type Config struct {
 	Log      Log      `toml:"log"`
 	Compress Compress `toml:"compress"`
 	Metrics  Metrics  `toml:"metrics"`
+	Cluster  Cluster  `toml:"cluster"`
 	// WebSocket bounds the WebSockets edged ends for the apps (every
 	// site's).
 	WebSocket WebSocket `toml:"websocket"`
@@ -216,35 +217,83 @@ type Metrics struct {
 	// address or "localhost", or the path of a Unix socket (starting with
 	// "/"); "" serves none.
 	Listen string `toml:"listen"`
+	// Agent is "host:port" where edged answers HAProxy's agent check
+	// (agent-check, agent-port): a line of "up 75%", "drain" and the like,
+	// on the same kind of address as Listen (TCP only); "" serves none.
+	Agent string `toml:"agent"`
+}
+
+// Cluster is how edged behaves as one host of several behind a load
+// balancer.
+type Cluster struct {
+	// Drain is how long a stopping edged tells the balancer it drains
+	// (health 503, agent "drain", keep-alive off) before it closes its
+	// listeners, so that the balancer stops sending first; 0 stops at
+	// once.
+	Drain Duration `toml:"drain"`
+}
+
+func (c *Cluster) validate(v *validator) {
+	if c.Drain.D() > 5*time.Minute {
+		v.fail([]string{"cluster", "drain"}, fmt.Sprintf("%s is more than 5m: a stop waits that long before it even begins; a balancer checking every few seconds needs \"5s\" to \"30s\"", c.Drain))
+	}
 }
 
 // Unix says Listen is a Unix socket path.
 func (m Metrics) Unix() bool { return strings.HasPrefix(m.Listen, "/") }
 
 func (m *Metrics) validate(v *validator, public []string) {
-	if m.Listen == "" || m.Unix() {
+	if m.Listen != "" && !m.Unix() {
+		adminAddr(v, []string{"metrics", "listen"}, m.Listen, "9180", "the metrics", true, public)
+	}
+	if m.Agent != "" {
+		adminAddr(v, []string{"metrics", "agent"}, m.Agent, "9181", "the agent check's answers", false, public)
+		if m.Agent == m.Listen {
+			v.fail([]string{"metrics", "agent"}, fmt.Sprintf("%q is metrics.listen too: the agent check answers on a port of its own, such as %q", m.Agent, otherPort(m.Agent, "9181")))
+		}
+	}
+}
+
+// adminAddr checks a where an admin service is served: never a public
+// listener's, nor an address the internet may reach. def is the port to
+// suggest; unix says a Unix socket path would do.
+func adminAddr(v *validator, key []string, a, def, what string, unix bool, public []string) {
+	orSocket := ", or a Unix socket path"
+	if !unix {
+		orSocket = ""
+	}
+	if strings.HasPrefix(a, "/") && !unix {
+		v.fail(key, fmt.Sprintf("%q: %s need a TCP address such as \"10.0.0.5:%s\" (the balancer connects to it)", a, what, def))
 		return
 	}
-	key := []string{"metrics", "listen"}
-	if err := splitHostPort(m.Listen); err != nil && !errors.Is(err, errHostName) {
-		v.fail(key, fmt.Sprintf("bad address %q: %v; write host:port such as \"127.0.0.1:9180\", or a Unix socket path", m.Listen, err))
+	if err := splitHostPort(a); err != nil && !errors.Is(err, errHostName) {
+		v.fail(key, fmt.Sprintf("bad address %q: %v; write host:port such as \"127.0.0.1:%s\"%s", a, err, def, orSocket))
 		return
 	}
-	host, port, _ := net.SplitHostPort(m.Listen)
+	host, port, _ := net.SplitHostPort(a)
 	if why := exposed(host); why != "" {
-		for _, a := range public {
-			if _, p, _ := net.SplitHostPort(a); p == port {
-				port = "9180" // taken by a public listener
+		for _, t := range public {
+			if _, p, _ := net.SplitHostPort(t); p == port {
+				port = def // taken by a public listener
 			}
 		}
-		v.fail(key, fmt.Sprintf("%q: %s: use \"127.0.0.1:%s\", a private address of this host, or a Unix socket path", m.Listen, why, port))
+		v.fail(key, fmt.Sprintf("%q: %s: use \"127.0.0.1:%s\", a private address of this host%s", a, why, port, orSocket))
 		return
 	}
-	for _, a := range public {
-		if a == m.Listen {
-			v.fail(key, fmt.Sprintf("%q is a public listener too: the metrics go on an address of their own, such as \"127.0.0.1:9180\"", m.Listen))
+	for _, t := range public {
+		if t == a {
+			v.fail(key, fmt.Sprintf("%q is a public listener too: %s go on an address of their own, such as \"127.0.0.1:%s\"", a, what, def))
 		}
 	}
+}
+
+// otherPort is a with port def.
+func otherPort(a, def string) string {
+	host, _, err := net.SplitHostPort(a)
+	if err != nil {
+		return "127.0.0.1:" + def
+	}
+	return net.JoinHostPort(host, def)
 }
 
 // exposed says why metrics served on host could be reached from outside
@@ -438,6 +487,7 @@ func (c *Config) validate(v *validator) {
 	c.Proxy.validate(v)
 	c.Log.validate(v)
 	c.Metrics.validate(v, append(append([]string{}, c.Listen.HTTP...), c.Listen.HTTPS...))
+	c.Cluster.validate(v)
 	c.validateSites(v)
 }
 

@@ -29,6 +29,11 @@ commands (over systemd's D-Bus API):
                  refreshes it in place, --json for scripts; the load
                  part works under edgectl run too)
   restart        rolling restart of the workers, one at a time
+  drain          take this host out of its load balancer's pool: /healthz
+                 answers 503, the agent check "drain", keep-alive ends;
+                 requests are still served (over edged's control socket,
+                 --control PATH)
+  undrain        back into the pool
   doctor         look at the running suite for the classic mistakes (root
                  processes, sync workers on I/O-bound routes, the worker
                  count, an overflowing backlog, buffering off, secrets,
@@ -69,6 +74,8 @@ func Main(args []string) error {
 		return doctor(ctx, args[1:], os.Stdout)
 	case "restart":
 		return restart(ctx, args[1:], os.Stdout)
+	case "drain", "undrain":
+		return drain(args[1:], os.Stdout, args[0])
 	}
 	return fmt.Errorf("unknown command %q: run edgectl --help", args[0])
 }

@@ -45,6 +45,10 @@ type h1Server struct {
 	// over come out of it.
 	handoff *connQueue
 
+	// keepAlive says whether answers may keep their connection (nil:
+	// yes); a drain says no.
+	keepAlive func() bool
+
 	mu      sync.Mutex
 	conns   map[*h1Conn]struct{}
 	closing atomic.Bool

@@ -75,7 +75,7 @@ func Main(args []string) error {
 	defer stop()
 	reloads := make(chan chan error)
 	go s.handleReloads(ctx, *file, *sockDir, reloads)
-	if err := listenControl(ctx, reloads, log); err != nil {
+	if err := listenControl(ctx, reloads, s, log); err != nil {
 		return err
 	}
 	go s.keepSystemdInformed(ctx)
@@ -153,9 +153,11 @@ func controlPath() string {
 	return filepath.Join(strings.Split(dir, ":")[0], "control.sock")
 }
 
-// listenControl serves "reload" requests, one line each, answered with
-// "ok" or "error: ..." once the reload is done.
-func listenControl(ctx context.Context, reqs chan chan error, log zerolog.Logger) error {
+// listenControl serves requests of one line each: "reload", answered
+// with "ok" or "error: ..." once the reload is done; "drain", "undrain"
+// and "state", answered with the state ("draining" or "serving") and
+// since when.
+func listenControl(ctx context.Context, reqs chan chan error, s *Server, log zerolog.Logger) error {
 	path := controlPath()
 	if path == "" {
 		return nil
@@ -179,8 +181,24 @@ func listenControl(ctx context.Context, reqs chan chan error, log zerolog.Logger
 				defer c.Close()
 				c.SetDeadline(time.Now().Add(2 * time.Minute))
 				line, err := bufio.NewReader(c).ReadString('\n')
-				if err != nil || strings.TrimSpace(line) != "reload" {
-					fmt.Fprintln(c, "error: unknown request")
+				if err != nil {
+					return
+				}
+				switch strings.TrimSpace(line) {
+				case "reload":
+				case "drain":
+					s.Drain()
+					fmt.Fprintln(c, "ok "+s.drainState())
+					return
+				case "undrain":
+					s.Undrain()
+					fmt.Fprintln(c, "ok "+s.drainState())
+					return
+				case "state":
+					fmt.Fprintln(c, "ok "+s.drainState())
+					return
+				default:
+					fmt.Fprintln(c, "error: unknown request (reload, drain, undrain, state)")
 					return
 				}
 				reply := make(chan error, 1)
@@ -249,6 +267,9 @@ func (s *Server) status() string {
 	with, _ := s.withWorkers()
 	line := fmt.Sprintf("%d in flight (%d with the workers or queued for them), %d req/s, %d requests, %d errors",
 		s.inFlight.Load(), with, s.rate.Load(), s.requests.Load(), s.errors.Load())
+	if s.Draining() {
+		line = s.drainState() + "; " + line
+	}
 	if e, _ := s.lastReloadErr.Load().(string); e != "" {
 		line += "; last reload refused: " + e
 	}

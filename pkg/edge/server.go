@@ -61,6 +61,16 @@ type Server struct {
 	// acme obtains and renews the certificates of the sites that say
 	// tls = "acme" (nil when none does at start); it outlives reloads.
 	acme *certs.ACME
+
+	// draining: see Drain; drainedAt is since when (Unix ns).
+	draining  atomic.Bool
+	drainedAt atomic.Int64
+	// servers are net/http's servers of the listeners, whose keep-alive
+	// a drain turns off.
+	serversMu sync.Mutex
+	servers   []*http.Server
+	// probers keep each site's last worker probe (see workersTake).
+	probers map[string]*prober
 }
 
 var _ http.Handler = (*Server)(nil)
@@ -510,6 +520,12 @@ func (s *Server) Serve(ctx context.Context, ls *Listeners) error {
 	secure.Protocols.SetUnencryptedHTTP2(true)
 	// Frames up to HTTP/2's default size, as nginx reads them.
 	secure.HTTP2 = &http.HTTP2Config{MaxConcurrentStreams: maxStreams, MaxReadFrameSize: 16 << 10}
+	s.serversMu.Lock()
+	s.servers = []*http.Server{plain, secure}
+	s.serversMu.Unlock()
+	if s.Draining() {
+		s.setKeepAlives(false)
+	}
 	tlsConf := s.tlsConfig()
 	if len(ls.HTTPS) > 0 {
 		if _, port, err := net.SplitHostPort(ls.HTTPS[0].Addr().String()); err == nil {
@@ -523,6 +539,21 @@ func (s *Server) Serve(ctx context.Context, ls *Listeners) error {
 	if err != nil {
 		return err
 	}
+	al, err := listenAgent(cfg)
+	if err != nil {
+		if ml != nil {
+			ml.Close()
+		}
+		return err
+	}
+	// The admin side (metrics, health, the agent check) outlives the
+	// public listeners: it says "drain" while they still serve.
+	adminCtx, adminDone := context.WithCancel(context.Background())
+	defer adminDone()
+	if al != nil {
+		s.log.Info().Str("addr", al.Addr().String()).Msg("serving HAProxy's agent check")
+		go s.serveAgent(adminCtx, al)
+	}
 	errs := make(chan error, len(ls.HTTP)+2*len(ls.HTTPS)+2)
 	var wg sync.WaitGroup
 	// HTTP/1.1 goes to edged's own loop, which hands net/http what it
@@ -532,6 +563,7 @@ func (s *Server) Serve(ctx context.Context, ls *Listeners) error {
 	if ownHTTP1 && len(ls.HTTP)+len(ls.HTTPS) > 0 {
 		first := append(append([]net.Listener{}, ls.HTTP...), ls.HTTPS...)[0]
 		h1 = newH1Server(s, s.log, first.Addr())
+		h1.keepAlive = func() bool { return !s.draining.Load() }
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -575,6 +607,7 @@ func (s *Server) Serve(ctx context.Context, ls *Listeners) error {
 		s.metrics.reg.MustRegister(newQueueCollector(s, ls))
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", s.metrics.handler())
+		mux.HandleFunc("GET /healthz", s.serveHealth)
 		mux.HandleFunc("GET /certificates", s.serveCertificates)
 		// Go's profiles (heap, goroutines, CPU), for finding where edged's
 		// memory and time go: the admin address only, like the metrics.
@@ -602,6 +635,7 @@ func (s *Server) Serve(ctx context.Context, ls *Listeners) error {
 
 	select {
 	case <-ctx.Done():
+		s.drainBeforeStop()
 	case err = <-errs:
 	}
 	timeout := s.Config().Pool.GracefulTimeout.D()

@@ -35,6 +35,10 @@ type Options struct {
 	Reload bool
 	Stdout *os.File
 	Stderr *os.File
+
+	// control is edged's runtime directory, where its control socket
+	// goes (edgectl drain --control).
+	control string
 }
 
 // Run starts the suite and waits until ctx ends or edged exits. A worker
@@ -73,6 +77,11 @@ func Run(ctx context.Context, o Options) error {
 	defer cancel()
 	log := logging.New(o.Stderr, cfg.Log.Level, cfg.Log.Format).With().Str("from", "edgectl run").Logger()
 	cfg.SetSocketDir(o.SocketDir)
+	o.control = filepath.Join(o.SocketDir, "edge")
+	if err := os.MkdirAll(o.control, 0o700); err != nil {
+		return err
+	}
+	log.Info().Str("control", filepath.Join(o.control, "control.sock")).Msg("edged's control socket: edgectl drain --control PATH")
 	total := 0
 	for _, site := range cfg.Sites {
 		total += o.workers(cfg, site)
@@ -81,8 +90,12 @@ func Run(ctx context.Context, o Options) error {
 	// ever blocks.
 	errc := make(chan error, total+2)
 	var pools []*pool
+	// The workers stop after edged, as under systemd (workerd@.service
+	// is Before=edged.service): a stopping edged drains and finishes its
+	// requests, which need them.
+	poolCtx, stopPools := context.WithCancel(context.Background())
 	defer func() {
-		cancel() // first: a pool waits for its workers, which stop on it
+		stopPools() // first: a pool waits for its workers, which stop on it
 		for _, p := range pools {
 			p.wait()
 		}
@@ -101,7 +114,7 @@ func Run(ctx context.Context, o Options) error {
 		if site.Name != config.DefaultSite {
 			name, plog = site.Name, log.With().Str("site", site.Name).Logger()
 		}
-		p, err := newPool(ctx, o, name, queue, o.workers(cfg, site), plog, errc)
+		p, err := newPool(poolCtx, o, name, queue, o.workers(cfg, site), plog, errc)
 		if err != nil {
 			return err
 		}
@@ -190,6 +203,11 @@ func (o Options) run(ctx context.Context, started func(*os.Process), files []*os
 	cmd.Stdout, cmd.Stderr = o.Stdout, o.Stderr
 	cmd.ExtraFiles = files
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
+	if name == "edged" && o.control != "" {
+		// Where edged puts its control socket, as systemd's
+		// RuntimeDirectory= tells it.
+		cmd.Env = append(os.Environ(), "RUNTIME_DIRECTORY="+o.control)
+	}
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start %s: %w", name, err)
 	}

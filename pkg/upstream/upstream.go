@@ -140,6 +140,7 @@ type Transport struct {
 	inFlight  atomic.Int64
 	abandoned atomic.Int64
 	sessions  atomic.Int64
+	answered  atomic.Int64 // when a worker last answered (Unix ns), 0: never
 }
 
 // New returns a transport to the worker socket at path.
@@ -159,6 +160,42 @@ func (t *Transport) SetLimits(lim Limits) {
 
 // InFlight is how many requests are with the workers or queued for them.
 func (t *Transport) InFlight() int64 { return t.inFlight.Load() }
+
+// Answered is when a worker last answered a request (zero: never).
+func (t *Transport) Answered() time.Time {
+	if ns := t.answered.Load(); ns != 0 {
+		return time.Unix(0, ns)
+	}
+	return time.Time{}
+}
+
+// Probe asks whether a worker takes requests: it connects, sends nothing
+// and half-closes, and waits up to timeout for a worker to take the
+// connection and close it (a worker drops a connection that ends before
+// a request). nil when one did; ErrNoWorkers when the socket has no one
+// behind it; ErrQueueFull when its queue is full; a timeout when the
+// connection waited in the queue all that time.
+func (t *Transport) Probe(timeout time.Duration) error {
+	c, err := t.dial()
+	if err != nil {
+		return err
+	}
+	defer c.close()
+	if err := c.closeWrite(); err != nil {
+		return &Error{Op: "probe", Cause: err}
+	}
+	c.f.SetReadDeadline(time.Now().Add(timeout))
+	var b [64]byte
+	for {
+		_, err := c.f.Read(b[:])
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return &Error{Op: "probe", Cause: err}
+		}
+	}
+}
 
 // Socket is the path of the workers' socket.
 func (t *Transport) Socket() string { return t.path }
@@ -222,6 +259,7 @@ func (t *Transport) roundTrip(ctx context.Context, req *Request, resp *Response,
 		gone := req.gone(ctx)
 		if err == nil && gone == nil {
 			resp.c, resp.lim, resp.t, resp.slot = c, lim, t, req.Slot
+			t.answered.Store(time.Now().UnixNano())
 			return accepted, nil
 		}
 		if gone != nil {
@@ -382,6 +420,19 @@ type conn struct {
 }
 
 var conns = sync.Pool{New: func() any { return &conn{r: bufio.NewReaderSize(nil, 64<<10)} }}
+
+// closeWrite shuts the connection's sending side.
+func (c *conn) closeWrite() error {
+	rc, err := c.f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) { serr = unix.Shutdown(int(fd), unix.SHUT_WR) }); err != nil {
+		return err
+	}
+	return serr
+}
 
 func (c *conn) close() {
 	c.f.Close()
