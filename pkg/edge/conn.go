@@ -129,7 +129,7 @@ func (c *trackedConn) Read(b []byte) (int, error) {
 	}
 	var n int
 	var err error
-	if c.park != nil && len(b) > 1 && c.phase.Load() == phaseIdle {
+	if c.park != nil && len(b) > 1 && c.phase.Load() == phaseIdle && c.betweenRequests() {
 		var park bool
 		if n, park, err = c.waitOrPark(b); park {
 			return 0, io.EOF // net/http lets go; Close hands the socket on
@@ -377,6 +377,16 @@ func flushClient(r *http.Request) error {
 }
 
 type connKey struct{}
+
+// betweenRequests says the scanner has seen every request so far end,
+// body and all: only then may a wait for the client park the connection
+// (a parked one comes back as a new connection, whose next bytes are
+// read as a request head).
+func (c *trackedConn) betweenRequests() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.scan.state == inHead && len(c.scan.head) == 0
+}
 
 // verdict is the scanner's word on the oldest request not yet asked
 // about; ok is false when it has none.

@@ -71,7 +71,10 @@ func (s *Server) setKeepAlives(on bool) {
 	s.serversMu.Lock()
 	defer s.serversMu.Unlock()
 	for _, srv := range s.servers {
-		srv.SetKeepAlivesEnabled(on)
+		srv.SetKeepAlivesEnabled(on) // net/http's: closes its idle ones
+	}
+	if !on && s.h1 != nil {
+		s.h1.closeIdle()
 	}
 }
 

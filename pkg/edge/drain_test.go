@@ -86,9 +86,9 @@ func readAnswer(t *testing.T, c net.Conn) *http.Response {
 	return resp
 }
 
-// TestDrain: a draining edged says so to balancers, ends its keep-alive
-// connections with their next answer, and still serves; undrained, it
-// keeps connections again.
+// TestDrain: a draining edged says so to balancers, closes its idle
+// keep-alive connections and ends the others with their next answer, and
+// still serves; undrained, it keeps connections again.
 func TestDrain(t *testing.T) {
 	dir := socketDir(t)
 	startWorker(t, dir, "1", replyOK)
@@ -125,6 +125,18 @@ func TestDrain(t *testing.T) {
 	if !strings.HasPrefix(s.status(), "draining") {
 		t.Errorf("status line %q does not say draining", s.status())
 	}
+	// The idle keep-alive connection was closed by the drain; a new one
+	// is served, and its answer ends it.
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if n, err := c.Read(make([]byte, 1)); n != 0 || err == nil {
+		t.Errorf("the idle connection is still open after the drain (read %d, %v)", n, err)
+	}
+	c1, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c1.Close()
+	c, br = c1, bufio.NewReader(c1)
 	if resp := ask(); resp.StatusCode != 200 || !resp.Close {
 		t.Errorf("answer while draining: %s, close=%v; want 200 and Connection: close", resp.Status, resp.Close)
 	}

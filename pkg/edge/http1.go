@@ -81,6 +81,19 @@ func (h *h1Server) serve(l net.Listener) error {
 	}
 }
 
+// keepsAlive says whether answers may keep their connection.
+func (h *h1Server) keepsAlive() bool { return h.keepAlive == nil || h.keepAlive() }
+
+// closeIdle closes the connections that wait for their next request (a
+// drain: their clients reconnect, through the balancer, elsewhere).
+func (h *h1Server) closeIdle() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for c := range h.conns {
+		c.closeIfWaiting()
+	}
+}
+
 func (h *h1Server) add(c *h1Conn) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -196,15 +209,18 @@ func (c *h1Conn) serve() {
 			c.tc.Close()
 		}
 	}()
-	// The first request's head must come within limits.header_timeout
-	// of the connection's start, as net/http has it.
-	c.tc.SetReadDeadline(time.Now().Add(c.tc.limits().HeaderTimeout.D()))
 	first := true
 	for {
-		if !first && c.r == c.w {
-			if !c.waitForClient() {
+		if c.r == c.w {
+			if !c.waitForClient(first) {
 				return
 			}
+		} else {
+			// The next head, pipelined or begun during the last
+			// request: its header timeout runs from now, and a stall in
+			// it is a stalled head (408), not an idle connection.
+			c.tc.phase.CompareAndSwap(phaseIdle, phaseHeaders)
+			c.tc.SetReadDeadline(time.Now().Add(c.tc.limits().HeaderTimeout.D()))
 		}
 		first = false
 		req, ok := c.readRequest()
@@ -221,36 +237,46 @@ func (c *h1Conn) serve() {
 	}
 }
 
-// waitForClient waits up to limits.idle_timeout for the next request's
-// first bytes; false when the connection ended meanwhile.
-func (c *h1Conn) waitForClient() bool {
-	c.tc.SetReadDeadline(time.Now().Add(c.tc.limits().IdleTimeout.D()))
+// waitForClient waits for a request's first bytes: the first request's
+// within limits.header_timeout of the connection's start (as net/http
+// has it), a later one's within limits.idle_timeout. False when the
+// connection ended meanwhile. While it waits, Shutdown and a drain may
+// close the connection.
+func (c *h1Conn) waitForClient(first bool) bool {
+	wait := c.tc.limits().IdleTimeout.D()
+	if first {
+		wait = c.tc.limits().HeaderTimeout.D()
+	}
+	c.tc.SetReadDeadline(time.Now().Add(wait))
 	c.r, c.w = 0, 0
 	c.waiting.Store(connWaiting)
-	if c.srv.closing.Load() {
+	if c.srv.closing.Load() || !first && !c.srv.keepsAlive() {
 		c.closeIfWaiting()
 		c.tc.Close()
 		return false
 	}
 	n, err := c.tc.Read(c.buf)
 	if !c.waiting.CompareAndSwap(connWaiting, connBusy) {
-		c.tc.Close() // Shutdown closed it
+		c.tc.Close() // Shutdown or a drain closed it
 		return false
 	}
 	c.w = n
 	if n == 0 {
-		// The client went, the idle timeout passed, or the connection
-		// was parked (its Close hands it to the parker).
+		// The client went, the timeout passed, or the connection was
+		// parked (its Close hands it to the parker).
 		c.tc.Close()
 		return false
 	}
 	if err != nil {
-		c.handOverOrClose(err)
-		return false
+		// Bytes and an error at once (a TLS close_notify after the
+		// request): the bytes are served, the error is the next read's.
+		c.tc.readErr = err
 	}
-	// Bytes of a request: the rest of its head within the header
-	// timeout, from now (net/http's ReadHeaderTimeout).
-	c.tc.SetReadDeadline(time.Now().Add(c.tc.limits().HeaderTimeout.D()))
+	if !first {
+		// Bytes of a request: the rest of its head within the header
+		// timeout, from now (net/http's ReadHeaderTimeout).
+		c.tc.SetReadDeadline(time.Now().Add(c.tc.limits().HeaderTimeout.D()))
+	}
 	return true
 }
 
@@ -424,6 +450,12 @@ func (c *h1Conn) parse(b []byte) *http.Request {
 	}
 	if hosts != 1 || lengths > 1 || !httpguts.ValidHostHeader(host) {
 		return nil
+	}
+	if p := h["Pragma"]; len(p) > 0 && p[0] == "no-cache" {
+		// As net/http: RFC 7234 5.4 reads it as Cache-Control: no-cache.
+		if _, ok := h["Cache-Control"]; !ok {
+			h["Cache-Control"] = []string{"no-cache"}
+		}
 	}
 	c.ctx = &h1Context{conn: c}
 	r, err := http.NewRequestWithContext(c.ctx, method, "", nil)

@@ -3,6 +3,7 @@ package edge
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -317,6 +318,7 @@ func FuzzH1Head(f *testing.F) {
 		"GET /? HTTP/1.1\r\nHost: x\r\ncontent-type:  a b \t\r\n\r\n",
 		"GET //x/../y HTTP/1.1\r\nHost: [::1]:80\r\n\r\n",
 		"DELETE /%zz HTTP/1.1\r\nHost: x\r\nX_Y: z\r\nFoo-bar-BAZ: \x80\xff\r\n\r\n",
+		"GET / HTTP/1.1\r\nHost: x\r\nPragma: no-cache\r\n\r\n",
 	} {
 		f.Add([]byte(s))
 	}
@@ -355,6 +357,95 @@ func FuzzH1Head(f *testing.F) {
 			if !reflect.DeepEqual(x.got, x.want) {
 				t.Errorf("%q: %s: loop %#v, net/http %#v", b[:end], x.what, x.got, x.want)
 			}
+		}
+	})
+}
+
+// Regressions found by reading the loop against net/http.
+func TestH1Regressions(t *testing.T) {
+	t.Run("a body left unread is never read as a request, however slow", func(t *testing.T) {
+		old := parkAfter
+		parkAfter = 100 * time.Millisecond
+		t.Cleanup(func() { parkAfter = old })
+		dir := socketDir(t)
+		fw := startWorker(t, dir, "1", replyOK)
+		s := newServer(t, dir, "limits.max_body", `"16"`, "limits.body_timeout", `"2s"`)
+		c, _ := connect(t, s)
+		// 36 bytes of body: the first now, the rest (a request's shape)
+		// after a pause longer than parkAfter.
+		io.WriteString(c, "POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 36\r\n\r\nZ")
+		time.Sleep(300 * time.Millisecond)
+		io.WriteString(c, "GET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n")
+		out := readAll(t, c)
+		if n := strings.Count(out, "HTTP/1.1 "); n != 1 || !strings.HasPrefix(out, "HTTP/1.1 413 ") {
+			t.Errorf("got %d answers, want one 413: %q", n, out)
+		}
+		if n := len(fw.requests()); n != 0 {
+			t.Errorf("the app saw %d requests, want none", n)
+		}
+	})
+	t.Run("a request begun while a worker had the last one", func(t *testing.T) {
+		dir := socketDir(t)
+		startWorker(t, dir, "1", func(c *fconn, r *wreq) {
+			time.Sleep(300 * time.Millisecond)
+			replyOK(c, r)
+		})
+		s := newServer(t, dir)
+		c, _ := connect(t, s)
+		io.WriteString(c, "GET /1 HTTP/1.1\r\nHost: a\r\n\r\n")
+		time.Sleep(100 * time.Millisecond)
+		io.WriteString(c, "GET /2 HTTP/1.1\r\nHost: a\r\n\r\n")
+		br := bufio.NewReader(c)
+		for i := 1; i <= 2; i++ {
+			c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatalf("answer %d: %v", i, err)
+			}
+			io.ReadAll(resp.Body)
+			if resp.StatusCode != 200 {
+				t.Errorf("answer %d: %s", i, resp.Status)
+			}
+		}
+	})
+	t.Run("a pipelined head that stalls gets its 408", func(t *testing.T) {
+		dir := socketDir(t)
+		startWorker(t, dir, "1", replyOK)
+		s := newServer(t, dir, "limits.header_timeout", `"300ms"`)
+		c, _ := connect(t, s)
+		io.WriteString(c, "POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nhiGET /y HTTP/1.1\r\nHo")
+		start := time.Now()
+		out := readAll(t, c)
+		if !strings.HasPrefix(out, "HTTP/1.1 200 ") || !strings.HasSuffix(out, response408) {
+			t.Errorf("got %q, want a 200 then the 408", out)
+		}
+		if d := time.Since(start); d > 3*time.Second {
+			t.Errorf("the 408 came after %s, want about the header timeout", d)
+		}
+	})
+	t.Run("a stop does not wait for a connection that sent nothing", func(t *testing.T) {
+		dir := socketDir(t)
+		startWorker(t, dir, "1", replyOK)
+		s := newServer(t, dir, "pool.graceful_timeout", `"10s"`)
+		ls, err := Listen(s.Config())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ls.Close()
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- s.Serve(ctx, ls) }()
+		c, err := net.Dial("tcp", ls.HTTP[0].Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		time.Sleep(200 * time.Millisecond)
+		start := time.Now()
+		cancel()
+		wait(t, done, "Serve to return")
+		if d := time.Since(start); d > 700*time.Millisecond {
+			t.Errorf("Serve took %s to stop with a connection that sent nothing", d)
 		}
 	})
 }

@@ -69,6 +69,7 @@ type Server struct {
 	// a drain turns off.
 	serversMu sync.Mutex
 	servers   []*http.Server
+	h1        *h1Server
 	// probers keep each site's last worker probe (see workersTake).
 	probers map[string]*prober
 }
@@ -564,6 +565,9 @@ func (s *Server) Serve(ctx context.Context, ls *Listeners) error {
 		first := append(append([]net.Listener{}, ls.HTTP...), ls.HTTPS...)[0]
 		h1 = newH1Server(s, s.log, first.Addr())
 		h1.keepAlive = func() bool { return !s.draining.Load() }
+		s.serversMu.Lock()
+		s.h1 = h1
+		s.serversMu.Unlock()
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -654,16 +658,27 @@ func (s *Server) Serve(ctx context.Context, ls *Listeners) error {
 	for _, l := range h1Views {
 		l.Close()
 	}
+	// All at once: each waits for its own requests, and HTTP/2's
+	// GOAWAY must not wait for HTTP/1.1's stragglers.
+	var shut sync.WaitGroup
+	var unfinishedMu sync.Mutex
+	shutdown := func(f func(context.Context) error) {
+		shut.Add(1)
+		go func() {
+			defer shut.Done()
+			if e := f(grace); e != nil {
+				unfinishedMu.Lock()
+				unfinished = e
+				unfinishedMu.Unlock()
+			}
+		}()
+	}
 	if h1 != nil {
-		if e := h1.Shutdown(grace); e != nil {
-			unfinished = e
-		}
+		shutdown(h1.Shutdown)
 	}
-	for _, srv := range []*http.Server{plain, secure} {
-		if e := srv.Shutdown(grace); e != nil {
-			unfinished = e
-		}
-	}
+	shutdown(plain.Shutdown)
+	shutdown(secure.Shutdown)
+	shut.Wait()
 	if n := <-wsDone; n > 0 {
 		s.log.Info().Int("websockets", n).Msg("stopping: WebSockets closed with 1001 (going away)")
 	}
