@@ -163,15 +163,7 @@ func TestDrainBeforeStop(t *testing.T) {
 	dir := socketDir(t)
 	startWorker(t, dir, "1", replyOK)
 	s := newServer(t, dir, "cluster.drain", `"1s"`)
-	ls, err := Listen(s.Config())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ls.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Serve(ctx, ls) }()
-	addr := ls.HTTP[0].Addr().String()
+	addr, cancel, done := serveUntil(t, s)
 	waitServing(t, addr)
 	start := time.Now()
 	cancel()
@@ -263,4 +255,20 @@ func TestAgentAndControl(t *testing.T) {
 			t.Errorf("after %q the agent check says %q, want %q", tt.req, got, tt.agent)
 		}
 	}
+}
+
+// serveUntil serves s on its config's addresses until cancel is called;
+// done gets Serve's error.
+func serveUntil(t *testing.T, s *Server) (addr string, cancel func(), done <-chan error) {
+	t.Helper()
+	ls, err := Listen(s.Config())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ls.Close)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	errc := make(chan error, 1)
+	go func() { errc <- s.Serve(ctx, ls) }()
+	return ls.HTTP[0].Addr().String(), cancel, errc
 }

@@ -368,15 +368,7 @@ func (w *h1Response) sendHead(p []byte) {
 // finish ends the answer once the handler has returned.
 func (w *h1Response) finish() {
 	w.handlerDone = true
-	if !w.wroteHeader {
-		w.WriteHeader(http.StatusOK)
-	}
-	if !w.sent {
-		held := w.held
-		w.sendHead(held)
-		w.body(held)
-	}
-	w.dropHeld()
+	w.sendHeld()
 	if w.chunking && w.werr == nil {
 		if _, err := w.c.tc.Write([]byte("0\r\n\r\n")); err != nil {
 			w.failed(err)
@@ -409,7 +401,9 @@ func (w *h1Response) reusable() bool {
 
 func (w *h1Response) Flush() { w.FlushError() }
 
-func (w *h1Response) FlushError() error {
+// sendHeld sends the head, with what is held of the body, if they have
+// not gone yet.
+func (w *h1Response) sendHeld() {
 	if !w.wroteHeader {
 		w.WriteHeader(http.StatusOK)
 	}
@@ -419,6 +413,10 @@ func (w *h1Response) FlushError() error {
 		w.body(held)
 		w.dropHeld()
 	}
+}
+
+func (w *h1Response) FlushError() error {
+	w.sendHeld()
 	if w.werr != nil {
 		return w.werr
 	}
@@ -444,10 +442,7 @@ func (w *h1Response) ReadFrom(src io.Reader) (int64, error) {
 				return n, err
 			}
 		}
-		held := w.held
-		w.sendHead(held)
-		w.body(held)
-		w.dropHeld()
+		w.sendHeld()
 	}
 	if !w.chunking && w.bodyAllowed() && w.req.Method != http.MethodHead && w.werr == nil {
 		n0, err := w.c.tc.ReadFrom(src)

@@ -3,7 +3,6 @@ package edge
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"fmt"
 	"io"
 	"net"
@@ -427,15 +426,8 @@ func TestH1Regressions(t *testing.T) {
 		dir := socketDir(t)
 		startWorker(t, dir, "1", replyOK)
 		s := newServer(t, dir, "pool.graceful_timeout", `"10s"`)
-		ls, err := Listen(s.Config())
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer ls.Close()
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- s.Serve(ctx, ls) }()
-		c, err := net.Dial("tcp", ls.HTTP[0].Addr().String())
+		addr, cancel, done := serveUntil(t, s)
+		c, err := net.Dial("tcp", addr)
 		if err != nil {
 			t.Fatal(err)
 		}
