@@ -166,6 +166,9 @@ func (c *Conn) Stop(code int) {
 func (c *Conn) tick() {
 	now := time.Now()
 	if c.lim.Idle > 0 && now.Sub(time.Unix(0, c.last.Load())) >= c.lim.Idle {
+		// As a stop: should the app's side end first (a worker closes
+		// its session when told), the client still gets 1001, not 1011.
+		c.stopping.CompareAndSwap(0, GoingAway)
 		c.closeWith("edged", GoingAway, "no message for websocket.idle_timeout")
 		c.peer.Send(wire.Message{Close: true, Code: GoingAway})
 		c.c.Close(GoingAway, "idle")
