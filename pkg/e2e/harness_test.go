@@ -132,6 +132,8 @@ type suiteOpts struct {
 	// httpAddr and httpsAddr are the listeners' addresses; free ports
 	// by default.
 	httpAddr, httpsAddr string
+	// listen is more of the [listen] table (proxy_protocol).
+	listen string
 }
 
 func freePort(t testing.TB) string {
@@ -183,7 +185,7 @@ func trySuite(t testing.TB, o suiteOpts) (*suite, error) {
 	if o.acme != "" {
 		b.WriteString("tls = \"acme\"\n")
 	}
-	fmt.Fprintf(&b, "[listen]\nhttp = [%q]\n", httpAddr)
+	fmt.Fprintf(&b, "[listen]\nhttp = [%q]\n%s\n", httpAddr, o.listen)
 	if o.tls || o.acme != "" {
 		httpsAddr := o.httpsAddr
 		if httpsAddr == "" {

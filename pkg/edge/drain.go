@@ -197,9 +197,10 @@ func (s *Server) serveHealth(w http.ResponseWriter, r *http.Request) {
 }
 
 // agentWord is the agent check's answer: "drain" while draining, "down"
-// when a site has no worker, else "up" and a weight: the share of the
-// pool's room that is free (1% at the least, so a busy host still gets
-// its share once others are as busy).
+// when a site has no worker, else "ready up" and a weight: the share of
+// the pool's room that is free (1% at the least, so a busy host still
+// gets its share once others are as busy). "ready" ends the drain an
+// earlier "drain" put HAProxy's server in; "up" alone would not.
 func (s *Server) agentWord() string {
 	if s.Draining() {
 		return "drain"
@@ -216,10 +217,10 @@ func (s *Server) agentWord() string {
 		busy += t.InFlight()
 	}
 	if room <= 0 {
-		return "up 100%"
+		return "ready up 100%"
 	}
 	free := 1 - float64(busy)/float64(room)
-	return fmt.Sprintf("up %d%%", max(1, int(math.Round(100*max(free, 0)))))
+	return fmt.Sprintf("ready up %d%%", max(1, int(math.Round(100*max(free, 0)))))
 }
 
 // capacity is how many requests a site's workers run at once.

@@ -30,8 +30,8 @@ func TestHealth(t *testing.T) {
 		if code, body := healthOf(s); code != 200 || !strings.HasPrefix(body, "up") {
 			t.Errorf("healthz = %d %q, want 200 up", code, body)
 		}
-		if got := s.agentWord(); got != "up 100%" {
-			t.Errorf("agent says %q, want up 100%%", got)
+		if got := s.agentWord(); got != "ready up 100%" {
+			t.Errorf("agent says %q, want ready up 100%%", got)
 		}
 	})
 	t.Run("nothing listens on the worker socket", func(t *testing.T) {
@@ -223,8 +223,8 @@ func TestAgentAndControl(t *testing.T) {
 		b, _ := io.ReadAll(c)
 		return string(b)
 	}
-	if got := agent(); got != "up 100%\n" {
-		t.Errorf("agent check = %q, want \"up 100%%\\n\"", got)
+	if got := agent(); got != "ready up 100%\n" {
+		t.Errorf("agent check = %q, want \"ready up 100%%\\n\"", got)
 	}
 
 	t.Setenv("RUNTIME_DIRECTORY", t.TempDir())
@@ -243,10 +243,10 @@ func TestAgentAndControl(t *testing.T) {
 		return strings.TrimSpace(string(b))
 	}
 	for _, tt := range []struct{ req, want, agent string }{
-		{"state", "ok serving", "up 100%\n"},
+		{"state", "ok serving", "ready up 100%\n"},
 		{"drain", "ok draining for 0s", "drain\n"},
-		{"undrain", "ok serving", "up 100%\n"},
-		{"flood", "error: unknown request (reload, drain, undrain, state)", "up 100%\n"},
+		{"undrain", "ok serving", "ready up 100%\n"},
+		{"flood", "error: unknown request (reload, drain, undrain, state)", "ready up 100%\n"},
 	} {
 		if got := control(tt.req); got != tt.want {
 			t.Errorf("control %q = %q, want %q", tt.req, got, tt.want)
