@@ -52,6 +52,8 @@ type finding struct {
 
 // patient is what the checks look at, gathered once.
 type patient struct {
+	// peers are the other hosts' admin addresses (--peer).
+	peers  []string
 	cfg    *config.Config
 	cfgErr error
 	// before and after are two readings of edged's metrics, the check's
@@ -94,6 +96,7 @@ var checks = []check{
 	{"memory", checkMemory},
 	{"app-key", checkAppKey},
 	{"tls", checkTLS},
+	{"peers", checkPeers},
 }
 
 func doctor(ctx context.Context, args []string, out io.Writer) error {
@@ -101,10 +104,16 @@ func doctor(ctx context.Context, args []string, out io.Writer) error {
 	asJSON := fs.Bool("json", false, "print JSON for scripts")
 	file := fs.String("c", config.DefaultPath, "config `file`")
 	every := fs.Duration("interval", 3*time.Second, "how long the load is watched for what changes (busy workers, overflows)")
+	var peers []string
+	fs.Func("peer", "another host's [metrics] listen (`host:port`), to compare with this one; repeat for each", func(v string) error {
+		peers = append(peers, v)
+		return nil
+	})
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	p := examine(ctx, *file, *every)
+	p.peers = peers
 	if p.systemd != nil {
 		defer p.systemd.Close()
 	}

@@ -619,6 +619,7 @@ func (s *Server) Serve(ctx context.Context, ls *Listeners) error {
 		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 		s.metrics.reg.MustRegister(newCertCollector(s))
+		s.metrics.reg.MustRegister(newBuildCollector(s))
 		metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 30 * time.Second, ErrorLog: errLog}
 		serve(metricsSrv, ml, "metrics")
 	}

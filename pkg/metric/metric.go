@@ -42,6 +42,8 @@ const (
 
 	WorkerAppKeyInfo = "edged_worker_app_key_info" // gauge; worker, source, weak, django_unsafe, fingerprint
 
+	BuildInfo = "edged_build_info" // gauge; version, config_hash, draining
+
 	CertificateExpirySeconds = "edged_certificate_expiry_seconds" // gauge; name, source
 	CertificateRenewalsTotal = "edged_certificate_renewals_total" // result, order
 )
@@ -66,4 +68,7 @@ const (
 	LabelWeak         = "weak"          // "true" or "false"
 	LabelDjangoUnsafe = "django_unsafe" // "true" or "false"
 	LabelFingerprint  = "fingerprint"   // 10 bits of a keyed hash, in hex
+	LabelVersion      = "version"       // the build: its commit, or its module version
+	LabelConfigHash   = "config_hash"   // config.Config.Hash: what must match across hosts
+	LabelDraining     = "draining"      // "true" or "false"
 )

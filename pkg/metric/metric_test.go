@@ -44,6 +44,10 @@ var names = map[string]string{
 	"WebsocketBytesTotal":        WebsocketBytesTotal,
 	"WebsocketsClosedTotal":      WebsocketsClosedTotal,
 	"CertificateExpirySeconds":   CertificateExpirySeconds,
+	"BuildInfo":                  BuildInfo,
+	"LabelVersion":               LabelVersion,
+	"LabelConfigHash":            LabelConfigHash,
+	"LabelDraining":              LabelDraining,
 	"WorkerAppKeyInfo":           WorkerAppKeyInfo,
 	"CertificateRenewalsTotal":   CertificateRenewalsTotal,
 
