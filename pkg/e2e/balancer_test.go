@@ -196,19 +196,3 @@ func environFrom(t *testing.T, from, addr string) map[string]string {
 	}
 	return env
 }
-
-// rawRequestFrom sends req to addr from the local address from and reads
-// until the server closes.
-func rawRequestFrom(t *testing.T, from, addr, req string) string {
-	t.Helper()
-	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}, Timeout: 5 * time.Second}
-	c, err := d.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(5 * time.Second))
-	io.WriteString(c, req)
-	b, _ := io.ReadAll(c)
-	return string(b)
-}

@@ -401,7 +401,17 @@ func (s *suite) tlsClient(serverName string) *http.Client {
 // server sent until it closed or 5s passed.
 func rawRequest(t testing.TB, addr, req string) string {
 	t.Helper()
-	c, err := net.Dial("tcp", strings.TrimPrefix(addr, "http://"))
+	return rawRequestFrom(t, "", strings.TrimPrefix(addr, "http://"), req)
+}
+
+// rawRequestFrom is rawRequest from the local address from ("": any).
+func rawRequestFrom(t testing.TB, from, addr, req string) string {
+	t.Helper()
+	d := net.Dialer{Timeout: 5 * time.Second}
+	if from != "" {
+		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(from)}
+	}
+	c, err := d.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
