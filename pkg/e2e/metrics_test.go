@@ -240,7 +240,10 @@ func TestDoctor(t *testing.T) {
 	if h := findings[got["hardening"]]; h.Verdict != "skip" || !strings.Contains(h.Evidence, "systemd") {
 		t.Errorf("hardening under edgectl run: %+v, want a skip that says it needs systemd", h)
 	}
-	if len(findings) != 11 {
-		t.Errorf("%d checks, want 11", len(findings))
+	if len(findings) != 12 {
+		t.Errorf("%d checks, want 12", len(findings))
+	}
+	if p := findings[got["peers"]]; p.Verdict != "skip" || !strings.Contains(p.Evidence, "no --peer given") {
+		t.Errorf("peers without --peer: %+v, want a skip that says how to give them", p)
 	}
 }
