@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/edged/edged/pkg/config"
+	"github.com/edged/edged/pkg/fleet"
 )
 
 // healthOf asks s's /healthz handler.
@@ -53,8 +54,8 @@ func TestHealth(t *testing.T) {
 		if code != 503 || !strings.Contains(body, "no worker took a probe") {
 			t.Errorf("healthz = %d %q, want 503 saying no worker took the probe", code, body)
 		}
-		if d := time.Since(start); d > 3*probeTimeout {
-			t.Errorf("healthz took %s, want about %s", d, probeTimeout)
+		if d := time.Since(start); d > 3*fleet.ProbeTimeout {
+			t.Errorf("healthz took %s, want about %s", d, fleet.ProbeTimeout)
 		}
 	})
 	t.Run("a worker answered lately: no probe", func(t *testing.T) {

@@ -22,6 +22,7 @@ import (
 
 	"github.com/edged/edged/pkg/certs"
 	"github.com/edged/edged/pkg/config"
+	"github.com/edged/edged/pkg/fleet"
 	"github.com/edged/edged/pkg/upstream"
 	"github.com/edged/edged/pkg/ws"
 	"github.com/rs/zerolog"
@@ -70,8 +71,8 @@ type Server struct {
 	serversMu sync.Mutex
 	servers   []*http.Server
 	h1        *h1Server
-	// probers keep each site's last worker probe (see workersTake).
-	probers map[string]*prober
+	// fleet answers the load balancer's health and agent checks.
+	fleet *fleet.Checker
 }
 
 var _ http.Handler = (*Server)(nil)
@@ -80,6 +81,7 @@ var _ http.Handler = (*Server)(nil)
 // pool, but binds nothing yet.
 func New(cfg *config.Config, log zerolog.Logger) (*Server, error) {
 	s := &Server{log: log, pools: map[string]*upstream.Transport{}}
+	s.fleet = fleet.New(fleetHost{s})
 	s.parkers.Store([]*parker{})
 	if cfg.Metrics.Listen != "" {
 		// Counted only when someone can read them: nothing is spent on
@@ -540,7 +542,7 @@ func (s *Server) Serve(ctx context.Context, ls *Listeners) error {
 	if err != nil {
 		return err
 	}
-	al, err := listenAgent(cfg)
+	al, err := fleet.Listen(cfg)
 	if err != nil {
 		if ml != nil {
 			ml.Close()
