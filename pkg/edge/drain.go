@@ -64,12 +64,13 @@ func (s *Server) setKeepAlives(on bool) {
 	s.serversMu.Lock()
 	defer s.serversMu.Unlock()
 	for _, srv := range s.servers {
-		srv.SetKeepAlivesEnabled(on) // net/http's: closes its idle ones
-	}
-	if !on && s.h1 != nil {
-		s.h1.closeIdle()
+		srv.SetKeepAlivesEnabled(on) // off, each closes its idle connections
 	}
 }
+
+// keepAliver is a server whose keep-alive can be turned off: net/http's,
+// edged's HTTP/1.1 loop.
+type keepAliver interface{ SetKeepAlivesEnabled(bool) }
 
 // drainBeforeStop is the stop's first part: with cluster.drain set, edged
 // drains for that long (less what it has drained already) before its

@@ -45,9 +45,9 @@ type h1Server struct {
 	// over come out of it.
 	handoff *connQueue
 
-	// keepAlive says whether answers may keep their connection (nil:
-	// yes); a drain says no.
-	keepAlive func() bool
+	// noKeepAlive: answers end their connections (a drain; see
+	// SetKeepAlivesEnabled).
+	noKeepAlive atomic.Bool
 
 	mu      sync.Mutex
 	conns   map[*h1Conn]struct{}
@@ -82,10 +82,20 @@ func (h *h1Server) serve(l net.Listener) error {
 }
 
 // keepsAlive says whether answers may keep their connection.
-func (h *h1Server) keepsAlive() bool { return h.keepAlive == nil || h.keepAlive() }
+func (h *h1Server) keepsAlive() bool { return !h.closing.Load() && !h.noKeepAlive.Load() }
 
-// closeIdle closes the connections that wait for their next request (a
-// drain: their clients reconnect, through the balancer, elsewhere).
+// SetKeepAlivesEnabled is net/http's Server.SetKeepAlivesEnabled for the
+// loop: off, answers end their connections and those waiting for their
+// next request are closed (their clients reconnect, through the
+// balancer, elsewhere).
+func (h *h1Server) SetKeepAlivesEnabled(on bool) {
+	h.noKeepAlive.Store(!on)
+	if !on {
+		h.closeIdle()
+	}
+}
+
+// closeIdle closes the connections that wait for their next request.
 func (h *h1Server) closeIdle() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -130,10 +140,8 @@ func (h *h1Server) Shutdown(ctx context.Context) error {
 			close(h.done)
 		}
 	}
-	for c := range h.conns {
-		c.closeIfWaiting()
-	}
 	h.mu.Unlock()
+	h.closeIdle()
 	select {
 	case <-h.done:
 		return nil
@@ -250,7 +258,7 @@ func (c *h1Conn) waitForClient(first bool) bool {
 	c.tc.SetReadDeadline(time.Now().Add(wait))
 	c.r, c.w = 0, 0
 	c.waiting.Store(connWaiting)
-	if c.srv.closing.Load() || !first && !c.srv.keepsAlive() {
+	if c.srv.closing.Load() || !first && c.srv.noKeepAlive.Load() {
 		c.closeIfWaiting()
 		c.tc.Close()
 		return false

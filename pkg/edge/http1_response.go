@@ -290,7 +290,7 @@ func (w *h1Response) sendHead(p []byte) {
 	w.sent = true
 	c := w.c
 	isHEAD := w.req.Method == http.MethodHead
-	keepAlive := !c.srv.closing.Load() && c.srv.keepsAlive()
+	keepAlive := c.srv.keepsAlive()
 	bodyOK := w.bodyAllowed()
 	hasTE := w.te != ""
 	var length []byte

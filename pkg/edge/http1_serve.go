@@ -15,17 +15,12 @@ func (c *h1Conn) serveRequest(r *http.Request) bool {
 	w := &c.resp
 	*w = h1Response{c: c, req: r, header: make(http.Header), contentLength: -1, head: c.head[:0]}
 	c.srv.handler.ServeHTTP(w, r)
-	// The handler has marked the connection idle; until the answer is
-	// out and what is left of the body read, it is not (a read that
-	// waits must not park it mid-body).
-	c.tc.phase.Store(phaseHandler)
 	w.finish()
 	c.head = w.head
 	if c.watching {
 		c.stopWatch()
 	}
 	c.ctx.cancel() // as net/http: a request's context ends with it
-	c.tc.phase.Store(phaseIdle)
 	if w.wroteDeadline {
 		c.tc.SetWriteDeadline(time.Time{})
 	}

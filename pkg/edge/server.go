@@ -66,11 +66,10 @@ type Server struct {
 	// draining: see Drain; drainedAt is since when (Unix ns).
 	draining  atomic.Bool
 	drainedAt atomic.Int64
-	// servers are net/http's servers of the listeners, whose keep-alive
-	// a drain turns off.
+	// servers are the servers of the listeners (net/http's, edged's
+	// HTTP/1.1 loop), whose keep-alive a drain turns off.
 	serversMu sync.Mutex
-	servers   []*http.Server
-	h1        *h1Server
+	servers   []keepAliver
 	// fleet answers the load balancer's health and agent checks.
 	fleet *fleet.Checker
 }
@@ -524,11 +523,8 @@ func (s *Server) Serve(ctx context.Context, ls *Listeners) error {
 	// Frames up to HTTP/2's default size, as nginx reads them.
 	secure.HTTP2 = &http.HTTP2Config{MaxConcurrentStreams: maxStreams, MaxReadFrameSize: 16 << 10}
 	s.serversMu.Lock()
-	s.servers = []*http.Server{plain, secure}
+	s.servers = []keepAliver{plain, secure}
 	s.serversMu.Unlock()
-	if s.Draining() {
-		s.setKeepAlives(false)
-	}
 	tlsConf := s.tlsConfig()
 	if len(ls.HTTPS) > 0 {
 		if _, port, err := net.SplitHostPort(ls.HTTPS[0].Addr().String()); err == nil {
@@ -566,9 +562,8 @@ func (s *Server) Serve(ctx context.Context, ls *Listeners) error {
 	if ownHTTP1 && len(ls.HTTP)+len(ls.HTTPS) > 0 {
 		first := append(append([]net.Listener{}, ls.HTTP...), ls.HTTPS...)[0]
 		h1 = newH1Server(s, s.log, first.Addr())
-		h1.keepAlive = func() bool { return !s.draining.Load() }
 		s.serversMu.Lock()
-		s.h1 = h1
+		s.servers = append(s.servers, h1)
 		s.serversMu.Unlock()
 		wg.Add(1)
 		go func() {
@@ -577,6 +572,9 @@ func (s *Server) Serve(ctx context.Context, ls *Listeners) error {
 				errs <- err
 			}
 		}()
+	}
+	if s.Draining() {
+		s.setKeepAlives(false) // drained before it served
 	}
 	serve := func(srv *http.Server, l net.Listener, what string) {
 		if h1 != nil && srv == plain {
