@@ -34,11 +34,15 @@ func readMetrics(ctx context.Context, cfg *config.Config) (*scrape, error) {
 	if err != nil {
 		return nil, err
 	}
-	listen := cfg.Metrics.Listen
+	return parseScrape(b, cfg.Metrics.Listen)
+}
+
+// parseScrape parses a /metrics answer from the edged at where.
+func parseScrape(b []byte, where string) (*scrape, error) {
 	p := expfmt.NewTextParser(model.UTF8Validation)
 	fams, err := p.TextToMetricFamilies(strings.NewReader(string(b)))
 	if err != nil {
-		return nil, fmt.Errorf("edged's metrics at %s do not parse: %w", listen, err)
+		return nil, fmt.Errorf("edged's metrics at %s do not parse: %w", where, err)
 	}
 	return &scrape{at: time.Now(), fams: fams}, nil
 }
@@ -180,10 +184,16 @@ func adminGet(ctx context.Context, cfg *config.Config, path, what string) ([]byt
 	if listen == "" {
 		return nil, errNoMetrics
 	}
-	network, addr := "tcp", listen
+	network := "tcp"
 	if cfg.Metrics.Unix() {
 		network = "unix"
 	}
+	return adminGetAt(ctx, network, listen, path, what, "is edged running?")
+}
+
+// adminGetAt reads path from the admin listener at addr; hint follows an
+// error reaching it.
+func adminGetAt(ctx context.Context, network, addr, path, what, hint string) ([]byte, error) {
 	// One connection a reading, closed after it: --watch reads for hours.
 	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
 		DisableKeepAlives: true,
@@ -193,11 +203,11 @@ func adminGet(ctx context.Context, cfg *config.Config, path, what string) ([]byt
 	req, _ := http.NewRequestWithContext(ctx, "GET", "http://edged"+path, nil)
 	resp, err := c.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("edged's %s at %s: %w (is edged running?)", what, listen, err)
+		return nil, fmt.Errorf("edged's %s at %s: %w (%s)", what, addr, err, hint)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != 200 {
-		return nil, fmt.Errorf("edged's %s at %s: %s", what, listen, resp.Status)
+		return nil, fmt.Errorf("edged's %s at %s: %s", what, addr, resp.Status)
 	}
 	return io.ReadAll(io.LimitReader(resp.Body, 32<<20))
 }

@@ -3,15 +3,10 @@ package ctl
 import (
 	"context"
 	"fmt"
-	"io"
-	"net/http"
 	"sort"
 	"strings"
-	"time"
 
 	"github.com/edged/edged/pkg/metric"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 )
 
 // What must be the same on every host of a fleet, as each edged's
@@ -56,29 +51,11 @@ func factsOf(sc *scrape) hostFacts {
 
 // readPeer scrapes the edged at addr (host:port of its [metrics] listen).
 func readPeer(ctx context.Context, addr string) (*scrape, error) {
-	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
-	req, err := http.NewRequestWithContext(ctx, "GET", "http://"+addr+"/metrics", nil)
-	if err != nil {
-		return nil, fmt.Errorf("--peer %q: %w", addr, err)
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("peer %s: %w (is its [metrics] listen on an address this host reaches?)", addr, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != 200 {
-		return nil, fmt.Errorf("peer %s: /metrics answered %s", addr, resp.Status)
-	}
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 32<<20))
+	b, err := adminGetAt(ctx, "tcp", addr, "/metrics", "metrics", "is its [metrics] listen on an address this host reaches?")
 	if err != nil {
 		return nil, fmt.Errorf("peer %s: %w", addr, err)
 	}
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := parser.TextToMetricFamilies(strings.NewReader(string(b)))
-	if err != nil {
-		return nil, fmt.Errorf("peer %s: its metrics do not parse: %w", addr, err)
-	}
-	return &scrape{at: time.Now(), fams: fams}, nil
+	return parseScrape(b, addr)
 }
 
 // checkPeers compares this host with the --peer hosts.
