@@ -576,24 +576,12 @@ func (s *Server) Serve(ctx context.Context, ls *Listeners) error {
 	if s.Draining() {
 		s.setKeepAlives(false) // drained before it served
 	}
-	serve := func(srv *http.Server, l net.Listener, what string) {
-		if h1 != nil && srv == plain {
-			h1Views = append(h1Views, l)
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				s.log.Info().Str("addr", l.Addr().String()).Msg("serving " + what)
-				if err := h1.serve(l); err != nil && !errors.Is(err, net.ErrClosed) {
-					errs <- err
-				}
-			}()
-			return
-		}
+	serveWith := func(serveOn func(net.Listener) error, l net.Listener, what string) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			s.log.Info().Str("addr", l.Addr().String()).Msg("serving " + what)
-			err := srv.Serve(l)
+			err := serveOn(l)
 			// Either view of an HTTPS listener closes both: the other
 			// server's shutdown is not an error.
 			if err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
@@ -601,10 +589,21 @@ func (s *Server) Serve(ctx context.Context, ls *Listeners) error {
 			}
 		}()
 	}
+	serve := func(srv *http.Server, l net.Listener, what string) { serveWith(srv.Serve, l, what) }
+	// HTTP/1.1, plain or over TLS: edged's loop, or net/http's server
+	// when the loop is off.
+	serveHTTP1 := func(l net.Listener, what string) {
+		if h1 == nil {
+			serve(plain, l, what)
+			return
+		}
+		h1Views = append(h1Views, l)
+		serveWith(h1.serve, l, what)
+	}
 	for _, l := range ls.HTTP {
 		pl := newPipeline(l, nil, s.Config, s.log, s.metrics)
 		s.parkers.Store(append(s.parkers.Load().([]*parker), pl.park))
-		serve(plain, pl.HTTP1(), "http")
+		serveHTTP1(pl.HTTP1(), "http")
 	}
 	var metricsSrv *http.Server
 	if ml != nil && s.metrics != nil {
@@ -628,7 +627,7 @@ func (s *Server) Serve(ctx context.Context, ls *Listeners) error {
 		// HTTP/1.1 over TLS is served as plain HTTP/1.1 is (see
 		// pipeline); HTTP/2 by net/http's own server.
 		tl := newPipeline(l, tlsConf, s.Config, s.log, s.metrics)
-		serve(plain, tl.HTTP1(), "https")
+		serveHTTP1(tl.HTTP1(), "https")
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
