@@ -69,20 +69,7 @@ func TestHAProxy(t *testing.T) {
 	_, metricsPort, _ := net.SplitHostPort(metrics)
 	_, agentPort, _ := net.SplitHostPort(agent)
 
-	shipped, err := os.ReadFile(filepath.Join(repoRoot, "packaging/examples/haproxy.cfg"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := string(shipped)
-	// What a host of the example becomes here; each must be found, so a
-	// change of the example's shape fails here rather than test less.
-	for _, r := range [][2]string{
-		{"    chroot /var/lib/haproxy\n", ""},
-		{"    user haproxy\n", ""},
-		{"    group haproxy\n", ""},
-		{"    log /dev/log local0\n", ""},
-		{"/run/haproxy/admin.sock", stats},
-		{"maxconn 50000", "maxconn 1000"}, // this machine's file limit
+	cfg := haproxyConfig(t, stats, [][2]string{
 		{"port 9180 inter 2s", "port " + metricsPort + " inter 200ms"},
 		{"agent-port 9181 agent-inter 2s", "agent-port " + agentPort + " agent-inter 200ms"},
 		{"bind *:80\n", "bind " + front + "\n"},
@@ -93,12 +80,7 @@ func TestHAProxy(t *testing.T) {
 		{"server web1 10.0.0.11:443\n", "server web1 " + edgedAddr + "\n"},
 		{"    server web2 10.0.0.12:80\n    server web3 10.0.0.13:80\n", ""},
 		{"    server web2 10.0.0.12:443\n    server web3 10.0.0.13:443\n", ""},
-	} {
-		if !strings.Contains(cfg, r[0]) {
-			t.Fatalf("packaging/examples/haproxy.cfg has no %q any more: update this test", r[0])
-		}
-		cfg = strings.ReplaceAll(cfg, r[0], r[1])
-	}
+	})
 	cfgFile := filepath.Join(dir, "haproxy.cfg")
 	os.WriteFile(cfgFile, []byte(cfg), 0o644)
 	var out syncBuffer
@@ -159,6 +141,33 @@ func TestHAProxy(t *testing.T) {
 	if env["REMOTE_ADDR"] != "127.0.0.2" {
 		t.Errorf("after undrain the app saw REMOTE_ADDR %q", env["REMOTE_ADDR"])
 	}
+}
+
+// haproxyConfig is the shipped haproxy.cfg as a test runs it: as root,
+// without chroot or syslog, its stats socket at stats, with the
+// replacements given. Each replaced text must be found, so that a change
+// of the example's shape fails a test rather than make it test less.
+func haproxyConfig(t *testing.T, stats string, repl [][2]string) string {
+	t.Helper()
+	shipped, err := os.ReadFile(filepath.Join(repoRoot, "packaging/examples/haproxy.cfg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := string(shipped)
+	for _, r := range append([][2]string{
+		{"    chroot /var/lib/haproxy\n", ""},
+		{"    user haproxy\n", ""},
+		{"    group haproxy\n", ""},
+		{"    log /dev/log local0\n", ""},
+		{"/run/haproxy/admin.sock", stats},
+		{"maxconn 50000", "maxconn 1000"}, // this machine's file limit
+	}, repl...) {
+		if !strings.Contains(cfg, r[0]) {
+			t.Fatalf("packaging/examples/haproxy.cfg has no %q any more: update this test", r[0])
+		}
+		cfg = strings.ReplaceAll(cfg, r[0], r[1])
+	}
+	return cfg
 }
 
 // serverStatus is HAProxy's status of a server ("UP", "DOWN", "DRAIN",

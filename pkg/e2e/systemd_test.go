@@ -232,8 +232,14 @@ func (m *machine) install(config string) {
 }
 
 // dialer opens TCP connections from inside the machine's network
-// namespace: the socket is made on an OS thread that has joined it.
+// namespace.
 func (m *machine) dialer() func(ctx context.Context, network, addr string) (net.Conn, error) {
+	return dialerIn(m.t, m.pid)
+}
+
+// dialerIn opens TCP connections from inside the network namespace of
+// process pid: the socket is made on an OS thread that has joined it.
+func dialerIn(t *testing.T, pid int) func(ctx context.Context, network, addr string) (net.Conn, error) {
 	type req struct {
 		network, addr string
 		reply         chan dialResult
@@ -244,7 +250,7 @@ func (m *machine) dialer() func(ctx context.Context, network, addr string) (net.
 		runtime.LockOSThread()
 		// The thread stays in the namespace and is never unlocked: it
 		// ends with this goroutine.
-		f, err := os.Open(fmt.Sprintf("/proc/%d/ns/net", m.pid))
+		f, err := os.Open(fmt.Sprintf("/proc/%d/ns/net", pid))
 		if err != nil {
 			ready <- err
 			return
@@ -261,9 +267,9 @@ func (m *machine) dialer() func(ctx context.Context, network, addr string) (net.
 		}
 	}()
 	if err := <-ready; err != nil {
-		m.t.Fatalf("joining the machine's network: %v", err)
+		t.Fatalf("joining the network namespace of %d: %v", pid, err)
 	}
-	m.t.Cleanup(func() { close(reqs) })
+	t.Cleanup(func() { close(reqs) })
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
 		r := req{network, addr, make(chan dialResult, 1)}
 		reqs <- r

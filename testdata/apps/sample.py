@@ -26,7 +26,8 @@ def app(environ, start_response):
         start_response("200 OK", [("Content-Type", "text/html; charset=utf-8")])
         return [body]
     if path == "/whoami":
-        body = json.dumps({"pid": os.getpid(), "worker": os.environ.get("EDGED_INSTANCE", "")}).encode()
+        body = json.dumps({"pid": os.getpid(), "worker": os.environ.get("EDGED_INSTANCE", ""),
+                           "host": socket.gethostname(), "client": environ.get("REMOTE_ADDR", "")}).encode()
         start_response("200 OK", [("Content-Type", "application/json")])
         return [body]
     if path == "/secret-check":
