@@ -30,6 +30,15 @@ func TestShippedBalancerConfigs(t *testing.T) {
 			t.Errorf("%s %s: %v\n%s", tt.tool, strings.Join(tt.args, " "), err, out)
 		}
 	}
+	// The agent's weight is a percentage of the server's: of HAProxy's
+	// default 1, anything under 100% rounds down to 0 and takes the host
+	// out (found by TestFleet).
+	cfg, _ := os.ReadFile(filepath.Join(repoRoot, "packaging/examples/haproxy.cfg"))
+	for _, line := range strings.Split(string(cfg), "\n") {
+		if f := strings.Fields(line); len(f) > 0 && f[0] == "default-server" && !strings.Contains(line, " weight 100 ") {
+			t.Errorf("haproxy.cfg's default-server has no weight 100, so the agent's percentages round to 0:\n%s", line)
+		}
+	}
 }
 
 // needTool finds a program from Debian's packages; `make test` installs
