@@ -438,3 +438,51 @@ func grepLines(s, sub string) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+// TestACMESharedStorage: the fleet's answer to certificates is a shared
+// acme.storage. Two hosts share the directory; the CA's validations reach
+// only host B (as a balancer may send them anywhere). B orders shop.test;
+// A, started with one more name, takes shop.test from the storage without
+// an order, and orders www.shop.test, whose validation B answers from the
+// storage: one issuance serves every host.
+func TestACMESharedStorage(t *testing.T) {
+	httpB, httpsB := freePort(t), freePort(t)
+	hp, tp := splitPorts(t, httpB, httpsB)
+	ca := startPebble(t, pebbleOpts{httpPort: hp, tlsPort: tp})
+	roots, _ := ca.roots(t)
+	storage := t.TempDir()
+	host := func(httpAddr, httpsAddr string, names ...string) *suite {
+		acme := fmt.Sprintf("ca = %q\nca_root = %q\nnames = [\"%s\"]\nemail = \"ops@shop.test\"\nstorage = %q\nchallenges = [\"http-01\"]\n",
+			ca.directory, ca.caFile, strings.Join(names, `", "`), storage)
+		return startSuite(t, suiteOpts{module: "sample:app", workers: 1, acme: acme, httpAddr: httpAddr, httpsAddr: httpsAddr,
+			extra: "access = true\n"})
+	}
+	b := host(httpB, httpsB, "shop.test")
+	gotB := waitIssued(t, b, roots, "shop.test")
+	a := host(freePort(t), freePort(t), "shop.test", "www.shop.test")
+	gotA := waitIssued(t, a, roots, "shop.test", "www.shop.test")
+
+	if gotA["shop.test"].SerialNumber.Cmp(gotB["shop.test"].SerialNumber) != 0 {
+		t.Errorf("A serves shop.test with serial %v, B with %v: want B's certificate, from the storage", gotA["shop.test"].SerialNumber, gotB["shop.test"].SerialNumber)
+	}
+	for _, line := range strings.Split(a.out.String(), "\n") {
+		if strings.Contains(line, "obtaining certificate") && strings.Contains(line, `"shop.test"`) {
+			t.Errorf("A ordered shop.test, which B had in the storage already:\n%s", line)
+		}
+	}
+	answered := false
+	for _, line := range strings.Split(b.out.String(), "\n") {
+		if strings.Contains(line, "/.well-known/acme-challenge/") && strings.Contains(line, "www.shop.test") && strings.Contains(line, `"status":200`) {
+			answered = true
+			t.Logf("B answered A's validation: %s", line)
+		}
+	}
+	if !answered {
+		t.Errorf("B's log has no answered validation of www.shop.test, A's order:\n%s", tail(b.out.String(), 30))
+	}
+
+	// B, given the second name as well, serves A's certificate for it.
+	if again := waitIssued(t, host(freePort(t), freePort(t), "shop.test", "www.shop.test"), roots, "www.shop.test"); again["www.shop.test"].SerialNumber.Cmp(gotA["www.shop.test"].SerialNumber) != 0 {
+		t.Errorf("a third host serves www.shop.test with serial %v, want A's %v", again["www.shop.test"].SerialNumber, gotA["www.shop.test"].SerialNumber)
+	}
+}
