@@ -1,8 +1,10 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"math"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -21,6 +23,10 @@ type benchSide struct {
 	cert, key string                // the files of its certificate, on edged's sides
 	why       string                // why it is not available
 	procs     func(procTable) []int // the stack's processes, for its memory
+	// netns, when set, is a process whose network namespace the load
+	// runs in (the fleet's client), and dial opens connections there.
+	netns int
+	dial  func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
 // gunicornConnections is gunicorn's default for an async worker, given
@@ -32,7 +38,7 @@ const gunicornConnections = 1000
 // certificate.
 func startSides(t *testing.T, static string) map[string]benchSide {
 	sync := startEdged(t, "sync", static)
-	return map[string]benchSide{
+	sides := map[string]benchSide{
 		edgedSync:      sync,
 		edgedThreads:   startEdged(t, "threads", static),
 		edgedGevent:    startEdged(t, "gevent", static),
@@ -45,6 +51,41 @@ func startSides(t *testing.T, static string) map[string]benchSide {
 		edgedASGI:      startEdgedASGI(t),
 		uvicorn:        startUvicorn(t),
 	}
+	sides[fleetBalanced], sides[fleetOne] = startFleetSides(t)
+	return sides
+}
+
+// startFleetSides starts TestFleet's three hosts behind HAProxy: the load
+// goes from the fleet's client to HAProxy, and to one of the hosts
+// straight. Both sides are unavailable where the fleet cannot run.
+func startFleetSides(t *testing.T) (balanced, one benchSide) {
+	why := ""
+	if os.Getuid() != 0 {
+		why = "the fleet boots systemd: needs root"
+	}
+	for _, tool := range []string{"debootstrap", "dpkg-deb", "haproxy"} {
+		if _, err := exec.LookPath(tool); err != nil && why == "" {
+			why = tool + " is not installed (make test installs it)"
+		}
+	}
+	if why != "" {
+		return benchSide{why: why}, benchSide{why: why}
+	}
+	haproxy, _ := exec.LookPath("haproxy")
+	p := buildPackages(t, filepath.Join(t.TempDir(), "1"), "")
+	f := startFleet(t, haproxy, p)
+	dial := dialerIn(t, f.client.pid)
+	hp := f.hp.Process.Pid
+	balanced = benchSide{base: "http://10.0.0.2", netns: f.client.pid, dial: dial, procs: func(pt procTable) []int {
+		var out []int
+		for _, m := range f.hosts {
+			out = append(out, pt.tree(m.pid)...)
+		}
+		return append(out, pt.tree(hp)...)
+	}}
+	web1 := f.hosts[0].pid
+	one = benchSide{base: "http://10.0.0.11", netns: f.client.pid, dial: dial, procs: func(pt procTable) []int { return pt.tree(web1) }}
+	return balanced, one
 }
 
 // asgiConnections is what each ASGI worker may hold at once on both

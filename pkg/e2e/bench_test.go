@@ -1,8 +1,10 @@
 package e2e
 
 import (
+	"context"
 	"crypto/tls"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -35,6 +37,10 @@ const (
 	// httptools) behind nginx's usual location for it.
 	edgedASGI = "edged asgi"
 	uvicorn   = "nginx+uvicorn"
+	// TestFleet's three hosts (2 workers each) behind HAProxy with the
+	// shipped config, and one of them alone.
+	fleetBalanced = "3 hosts behind HAProxy"
+	fleetOne      = "1 host"
 )
 
 // benchSites are the host names of the two-site sides, and the worker
@@ -140,6 +146,8 @@ var benchScenarios = []benchScenario{
 	// two for each WebSocket, the client's and its worker's.
 	{name: "FastAPI, 9,000 idle WebSockets (the figure is peak RSS; ratio: the incumbent's RSS over the side's)", path: "/ws", conns: 9000, ws: "idle",
 		sides: []string{edgedASGI, uvicorn}, vs: []string{uvicorn}},
+	{name: "sample app GET /whoami: 3 hosts (2 workers each) behind HAProxy against 1 host, all on these 2 cores (what the balancer costs, not what hosts add)",
+		path: "/whoami", conns: 64, sides: []string{fleetBalanced, fleetOne}, vs: []string{fleetOne}},
 	{name: "8,000 idle keep-alive connections, each after one request for a 16-byte file (the figure is the front process's memory a connection: edged's, nginx's; ratio: nginx's over edged's)",
 		path: "/static/index.html", conns: 8000, ws: "http-idle", front: true,
 		sides: []string{edgedSync, nginxAlone}, vs: []string{nginxAlone}},
@@ -359,9 +367,9 @@ func runScenario(t *testing.T, sc benchScenario, sides map[string]benchSide, loa
 			res := results[name]
 			url := sc.url(side)
 			if sc.ws != "" && sc.ws != "http-idle" {
-				settle(t, name, side.base+"/hello")
+				settle(t, name, side.base+"/hello", side.dial)
 			} else {
-				settle(t, name, url)
+				settle(t, name, url, side.dial)
 			}
 			procs := side.procs
 			if sc.front {
@@ -382,7 +390,7 @@ func runScenario(t *testing.T, sc benchScenario, sides map[string]benchSide, loa
 				if len(sc.hosts) > 0 {
 					run = runHosts(t, sc, load, url)
 				} else {
-					run = runLoad(t, tool, append(args, url)...)
+					run = runLoadIn(t, side.netns, tool, append(args, url)...)
 				}
 			})
 			res.runs = append(res.runs, run)
@@ -460,8 +468,8 @@ func runHosts(t *testing.T, sc benchScenario, load benchLoad, url string) loadRe
 // behind the requests still queued from the last one: a sync server works
 // through those whose clients have gone. Like the load tools, it does not
 // verify certificates.
-func settle(t *testing.T, side, url string) {
-	c := &http.Client{Timeout: time.Minute, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+func settle(t *testing.T, side, url string, dial func(ctx context.Context, network, addr string) (net.Conn, error)) {
+	c := &http.Client{Timeout: time.Minute, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, DialContext: dial}}
 	resp, err := c.Get(url)
 	if err != nil {
 		t.Fatalf("%s, before a run: %v", side, err)
@@ -481,9 +489,19 @@ func writePostScript(t *testing.T, size int) string {
 }
 
 func runLoad(t *testing.T, tool benchTool, args ...string) loadResult {
+	return runLoadIn(t, 0, tool, args...)
+}
+
+// runLoadIn is runLoad in the network namespace of process netns (0: this
+// one's).
+func runLoadIn(t *testing.T, netns int, tool benchTool, args ...string) loadResult {
 	name := tool.name
 	if tool.path != "" {
 		name = tool.path
+	}
+	if netns != 0 {
+		args = append([]string{"-t", strconv.Itoa(netns), "-n", "--", name}, args...)
+		name = "nsenter"
 	}
 	out, err := exec.Command(name, args...).CombinedOutput()
 	if err != nil {

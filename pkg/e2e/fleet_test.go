@@ -153,25 +153,27 @@ func (l *fleetLoad) finish() {
 	l.wg.Wait()
 }
 
-// TestFleet runs three hosts, each a whole suite installed from the .deb
-// under its own systemd, behind HAProxy with the shipped config, under a
-// steady load, through the operations a fleet lives with: planned ones
-// fail no request; crashes fail only requests that may not go twice and
-// were in flight on the host lost.
+// fleet is three hosts, each a Debian root under its own systemd with
+// the suite installed from a .deb, joined by veth pairs to a bridge in a
+// namespace of its own where HAProxy runs with the shipped config; and a
+// client namespace on the same bridge.
 //
 //	client 10.0.0.100 ─┐
 //	                   br0 (HAProxy 10.0.0.2) ── web1 10.0.0.11, web2 .12, web3 .13
-func TestFleet(t *testing.T) {
-	if testing.Short() {
-		t.Skip("boots three systemds")
-	}
-	needTools(t, "dpkg-deb", "rpm")
-	haproxy := needTool(t, "haproxy")
-	dir := t.TempDir()
-	p1 := buildPackages(t, filepath.Join(dir, "1"), "")
-	p2 := buildPackages(t, filepath.Join(dir, "2"), p1.version+".1")
+type fleet struct {
+	sw, client *netns
+	hosts      []*machine
+	stats      string // HAProxy's stats socket
+	hpOut      *syncBuffer
+	hp         *exec.Cmd
+}
 
-	sw := newNetns(t) // the switch, and HAProxy on it
+// startFleet starts the fleet with p1 installed on every host (and
+// later, the files of more packages left in /root for an upgrade).
+func startFleet(t *testing.T, haproxy string, p1 builtPackages, more ...builtPackages) *fleet {
+	t.Helper()
+	f := &fleet{sw: newNetns(t), hpOut: &syncBuffer{}}
+	sw := f.sw
 	sw.must("ip", "link", "add", "br0", "type", "bridge")
 	sw.must("ip", "addr", "add", "10.0.0.2/24", "dev", "br0")
 	sw.must("ip", "link", "set", "br0", "up")
@@ -183,17 +185,17 @@ func TestFleet(t *testing.T) {
 		in("ip", "addr", "add", addr+"/24", "dev", "eth0")
 		in("ip", "link", "set", "eth0", "up")
 	}
-	client := newNetns(t)
-	plug("client", client.pid, client.must, "10.0.0.100")
+	f.client = newNetns(t)
+	plug("client", f.client.pid, f.client.must, "10.0.0.100")
 
-	hosts := make([]*machine, 3)
-	for i := range hosts {
+	f.hosts = make([]*machine, 3)
+	for i := range f.hosts {
 		name, addr := fmt.Sprintf("web%d", i+1), fmt.Sprintf("10.0.0.1%d", i+1)
 		m := bootMachineIn(t, debianRoot(t))
-		hosts[i] = m
+		f.hosts[i] = m
 		m.mustExec("hostname", name)
 		plug(name, m.pid, m.mustExec, addr)
-		for _, p := range []builtPackages{p1, p2} {
+		for _, p := range append([]builtPackages{p1}, more...) {
 			m.write("/root/"+filepath.Base(p.deb), mustRead(t, p.deb), 0o644)
 		}
 		m.mustExec("apt-get", "install", "-y", "-q", "/root/"+filepath.Base(p1.deb))
@@ -217,8 +219,9 @@ access = false
 		m.mustExec("edgectl", "scale", "2")
 	}
 
-	stats := filepath.Join(dir, "admin.sock")
-	cfg := haproxyConfig(t, stats, [][2]string{
+	dir := t.TempDir()
+	f.stats = filepath.Join(dir, "admin.sock")
+	cfg := haproxyConfig(t, f.stats, [][2]string{
 		{"port 9180 inter 2s", "port 9180 inter 200ms"},
 		{"agent-inter 2s", "agent-inter 200ms"},
 		// A host gone mid-answer is given up on within seconds here.
@@ -227,32 +230,58 @@ access = false
 	})
 	cfgFile := filepath.Join(dir, "haproxy.cfg")
 	os.WriteFile(cfgFile, []byte(cfg), 0o644)
-	var hpOut syncBuffer
-	hp := sw.command(haproxy, "-f", cfgFile, "-db")
-	hp.Stdout, hp.Stderr = &hpOut, &hpOut
-	hp.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := hp.Start(); err != nil {
+	f.hp = sw.command(haproxy, "-f", cfgFile, "-db")
+	f.hp.Stdout, f.hp.Stderr = f.hpOut, f.hpOut
+	f.hp.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := f.hp.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { hp.Process.Kill(); hp.Wait() })
-	status := func(host string) string { return serverStatus(t, stats, "edged_http", host) }
-	waitStatus := func(host string, want ...string) {
-		t.Helper()
-		deadline := time.Now().Add(30 * time.Second)
-		for time.Now().Before(deadline) {
-			st := status(host)
-			for _, w := range want {
-				if strings.HasPrefix(st, w) {
-					return
-				}
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-		t.Fatalf("HAProxy's status of %s is %q, want %v; haproxy said:\n%s", host, status(host), want, tail(hpOut.String(), 20))
-	}
+	t.Cleanup(func() { f.hp.Process.Kill(); f.hp.Wait() })
 	for _, h := range []string{"web1", "web2", "web3"} {
-		waitStatus(h, "UP")
+		f.waitStatus(h, "UP")
 	}
+	return f
+}
+
+// status is HAProxy's status of host in the plain HTTP backend.
+func (f *fleet) status(host string) string { return serverStatus(f.sw.t, f.stats, "edged_http", host) }
+
+// waitStatus waits up to 30 s for HAProxy to give host one of want.
+func (f *fleet) waitStatus(host string, want ...string) {
+	t := f.sw.t
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		st := f.status(host)
+		for _, w := range want {
+			if strings.HasPrefix(st, w) {
+				return
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("HAProxy's status of %s is %q, want %v; haproxy said:\n%s", host, f.status(host), want, tail(f.hpOut.String(), 20))
+}
+
+// TestFleet runs three hosts, each a whole suite installed from the .deb
+// under its own systemd, behind HAProxy with the shipped config, under a
+// steady load, through the operations a fleet lives with: planned ones
+// fail no request; crashes fail only requests that may not go twice and
+// were in flight on the host lost.
+func TestFleet(t *testing.T) {
+	if testing.Short() {
+		t.Skip("boots three systemds")
+	}
+	needTools(t, "dpkg-deb", "rpm", "debootstrap")
+	haproxy := needTool(t, "haproxy")
+	if os.Getuid() != 0 {
+		t.Skip("!!! SKIPPED: booting systemd needs root (CI runs as root) !!!")
+	}
+	dir := t.TempDir()
+	p1 := buildPackages(t, filepath.Join(dir, "1"), "")
+	p2 := buildPackages(t, filepath.Join(dir, "2"), p1.version+".1")
+	f := startFleet(t, haproxy, p1, p2)
+	sw, client, hosts, waitStatus := f.sw, f.client, f.hosts, f.waitStatus
 
 	dial := func() http.RoundTripper {
 		return &http.Transport{DialContext: dialerIn(t, client.pid), MaxIdleConnsPerHost: 8}
