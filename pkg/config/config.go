@@ -354,7 +354,7 @@ type WebSocket struct {
 // Log configures the logs of every binary.
 type Log struct {
 	Level  string `toml:"level"`
-	Format string `toml:"format"` // auto, json or console
+	Format string `toml:"format"` // auto, json, console or journal
 	Access bool   `toml:"access"`
 }
 
@@ -685,9 +685,9 @@ func (l *Log) validate(v *validator) {
 		v.fail([]string{"log", "level"}, fmt.Sprintf("unknown level %q: use debug, info, warn or error", l.Level))
 	}
 	switch l.Format {
-	case "auto", "json", "console":
+	case "auto", "json", "console", "journal":
 	default:
-		v.fail([]string{"log", "format"}, fmt.Sprintf("unknown format %q: use auto, json or console", l.Format))
+		v.fail([]string{"log", "format"}, fmt.Sprintf("unknown format %q: use auto, json, console or journal", l.Format))
 	}
 }
 

@@ -34,6 +34,10 @@ commands (over systemd's D-Bus API):
                  requests are still served (over edged's control socket,
                  --control PATH)
   undrain        back into the pool
+  logs           the suite's events from the journal (--site S, --errors,
+                 --request ID for everything about one request, -f to
+                 follow, -n N, --since TIME, -o FORMAT): the journalctl
+                 command that does it, run
   doctor         look at the running suite for the classic mistakes (root
                  processes, sync workers on I/O-bound routes, the worker
                  count, an overflowing backlog, buffering off, secrets,
@@ -76,6 +80,8 @@ func Main(args []string) error {
 		return restart(ctx, args[1:], os.Stdout)
 	case "drain", "undrain":
 		return drain(args[1:], os.Stdout, args[0])
+	case "logs":
+		return logs(ctx, args[1:])
 	}
 	return fmt.Errorf("unknown command %q: run edgectl --help", args[0])
 }

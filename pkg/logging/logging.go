@@ -1,5 +1,6 @@
-// Package logging builds the zerolog logger every binary uses: JSON lines
-// for the journal, or a human console format when stderr is a terminal.
+// Package logging builds the zerolog logger every binary uses: native
+// journal entries under systemd (PRIORITY and a field each), JSON lines
+// elsewhere, or a human console format when stderr is a terminal.
 package logging
 
 import (
@@ -18,8 +19,11 @@ func init() {
 }
 
 // New returns a logger writing to w at level ("debug", "info", "warn",
-// "error"; anything else means info) in format ("json", "console", or
-// "auto": console on a terminal, JSON otherwise).
+// "error"; anything else means info) in format: "json"; "console";
+// "journal" (native journal entries, see Journal; w takes what the
+// journal does not); or "auto": the journal when w is the stream systemd
+// connected to it, console on a terminal, JSON otherwise. With the
+// journal, an Async w sends from its own goroutine.
 func New(w io.Writer, level, format string) zerolog.Logger {
 	lvl, err := zerolog.ParseLevel(level)
 	if err != nil || level == "" {
@@ -33,6 +37,17 @@ func New(w io.Writer, level, format string) zerolog.Logger {
 		}
 		if f, ok := base.(*os.File); ok && IsTerminal(f) {
 			format = "console"
+		} else if ok && journalStream(f) {
+			format = "journal"
+		}
+	}
+	if format == "journal" {
+		if a, ok := w.(*Async); ok {
+			// Set before the first line: the drain reads it only after
+			// receiving one.
+			a.w = NewJournal(a.w)
+		} else {
+			w = NewJournal(w)
 		}
 	}
 	if format == "console" {

@@ -1,0 +1,97 @@
+package ctl
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+)
+
+// logsOpts are `edgectl logs`' flags.
+type logsOpts struct {
+	site, request, since, output string
+	errors, follow               bool
+	lines                        int
+}
+
+// logs is `edgectl logs`: the journalctl command that shows this suite's
+// events, run. edged and workerd write native journal entries, a field
+// each (logging.Journal), so a site, a request id or a priority is a
+// match, not a grep.
+func logs(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("edgectl logs", flag.ContinueOnError)
+	var o logsOpts
+	fs.StringVar(&o.site, "site", "", "only `SITE`'s events: its access log and its workers'")
+	fs.StringVar(&o.request, "request", "", "everything about one request, by its `ID` (the access log's request_id, the app's X-Request-ID): edged's event, the app's output and traceback")
+	fs.BoolVar(&o.errors, "errors", false, "errors only (journalctl -p err): 5xx answers, tracebacks, refused reloads")
+	fs.BoolVar(&o.follow, "f", false, "follow: print new events as they come")
+	fs.IntVar(&o.lines, "n", 0, "the last `N` events only")
+	fs.StringVar(&o.since, "since", "", "events since `TIME` (journalctl's forms: \"10 min ago\", \"today\", \"2026-12-07 09:00\")")
+	fs.StringVar(&o.output, "o", "", "journalctl's output `format`: short, cat, json, verbose…")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("edgectl logs takes flags only, not %q: see edgectl logs --help", fs.Arg(0))
+	}
+	jargs, err := journalctlArgs(o)
+	if err != nil {
+		return err
+	}
+	path, err := exec.LookPath("journalctl")
+	if err != nil {
+		return errors.New("edgectl logs reads the journal, and journalctl is not installed here; under edgectl run the events are on its standard error as JSON lines (filter them with jq)")
+	}
+	cmd := exec.CommandContext(ctx, path, jargs...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	if err := cmd.Run(); err != nil && ctx.Err() == nil {
+		return fmt.Errorf("journalctl %s: %w", strings.Join(jargs, " "), err)
+	}
+	return nil
+}
+
+// suiteUnits are the units whose entries are the suite's, for -u.
+var suiteUnits = []string{"edged.service", "edged.socket", "edged-https.socket", "workerd@*", "workerd.socket", "workerd-*"}
+
+// journalctlArgs is journalctl's command line for o.
+func journalctlArgs(o logsOpts) ([]string, error) {
+	for name, v := range map[string]string{"--site": o.site, "--request": o.request} {
+		if strings.ContainsAny(v, "\n\x00") {
+			return nil, fmt.Errorf("%s %q: a value of one line, please", name, v)
+		}
+	}
+	var args []string
+	if o.follow {
+		args = append(args, "-f")
+	}
+	if o.lines > 0 {
+		args = append(args, "-n", strconv.Itoa(o.lines))
+	}
+	if o.since != "" {
+		args = append(args, "--since", o.since)
+	}
+	if o.errors {
+		args = append(args, "-p", "err")
+	}
+	if o.output != "" {
+		args = append(args, "-o", o.output)
+	}
+	// Fields matched are ANDed. A request id or a site is the suite's
+	// own field: no unit needs naming (a site's workers log SITE too).
+	if o.request != "" {
+		args = append(args, "REQUEST_ID="+o.request)
+	}
+	if o.site != "" {
+		args = append(args, "SITE="+o.site)
+	}
+	if o.request == "" && o.site == "" {
+		for _, u := range suiteUnits {
+			args = append(args, "-u", u)
+		}
+	}
+	return args, nil
+}

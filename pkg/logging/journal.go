@@ -1,0 +1,279 @@
+package logging
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync/atomic"
+
+	"github.com/coreos/go-systemd/v22/journal"
+)
+
+// Journal writes events to the systemd journal as native entries: each
+// JSON line zerolog writes becomes one entry whose PRIORITY comes from its
+// level, whose MESSAGE is a short line for a human, and whose every field
+// is a journal field of its own, upper-cased (status → STATUS), so that
+// `journalctl -p err` and `journalctl STATUS=502` work. A value is sent as
+// journald's binary-safe form when it holds a newline, so that no value a
+// client sent (a path, a user agent) can forge a field or an entry.
+//
+// A line the journal does not take (its socket gone, or an entry it
+// refuses) goes to Fallback as the JSON line it was. Journal may block
+// while journald is slow: put it behind an Async, as New does, so that
+// the code that logs never waits.
+type Journal struct {
+	// Fallback takes the lines the journal did not.
+	Fallback io.Writer
+	// Identifier is SYSLOG_IDENTIFIER: the program's name.
+	Identifier string
+	// send is journal.Send, or a test's stand-in.
+	send   func(message string, priority journal.Priority, vars map[string]string) error
+	failed atomic.Uint64
+}
+
+// NewJournal returns a Journal for this program, falling back to w.
+func NewJournal(w io.Writer) *Journal {
+	return &Journal{Fallback: w, Identifier: filepath.Base(os.Args[0]), send: journal.Send}
+}
+
+// Limits on what one entry carries: journald takes more, but an event
+// with more than this is not one a human reads, and the bounds keep a
+// flood of huge values (a client's 8 KiB header, many times) from
+// filling the journal.
+const (
+	maxFields     = 64
+	maxFieldValue = 64 << 10
+	maxFieldName  = 64
+)
+
+// Failed is how many lines went to Fallback.
+func (j *Journal) Failed() uint64 { return j.failed.Load() }
+
+// Unwrap is the fallback writer.
+func (j *Journal) Unwrap() io.Writer { return j.Fallback }
+
+// Write sends each line of p, a JSON event a line, as an entry.
+func (j *Journal) Write(p []byte) (int, error) {
+	for rest := p; len(rest) > 0; {
+		line := rest
+		if i := bytes.IndexByte(rest, '\n'); i >= 0 {
+			line, rest = rest[:i], rest[i+1:]
+		} else {
+			rest = nil
+		}
+		if len(bytes.TrimSpace(line)) == 0 {
+			continue
+		}
+		msg, prio, vars, err := Entry(line)
+		if err == nil {
+			if j.Identifier != "" {
+				vars["SYSLOG_IDENTIFIER"] = j.Identifier
+			}
+			err = j.send(msg, prio, vars)
+		}
+		if err != nil {
+			j.failed.Add(1)
+			j.Fallback.Write(append(line[:len(line):len(line)], '\n'))
+		}
+	}
+	return len(p), nil
+}
+
+// Entry is the journal entry of one JSON event: its MESSAGE, PRIORITY
+// and other fields.
+func Entry(line []byte) (string, journal.Priority, map[string]string, error) {
+	var evt map[string]any
+	d := json.NewDecoder(bytes.NewReader(line))
+	d.UseNumber()
+	if err := d.Decode(&evt); err != nil {
+		return "", 0, nil, fmt.Errorf("not a JSON event: %w", err)
+	}
+	vars := make(map[string]string, len(evt))
+	keys := make([]string, 0, len(evt))
+	for k := range evt {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys) // the same fields kept when there are too many
+	for _, k := range keys {
+		switch k {
+		case "level", "message", "time":
+			continue // PRIORITY, MESSAGE; the journal has its own time
+		}
+		name := FieldName(k)
+		if name == "" || len(vars) >= maxFields {
+			continue
+		}
+		if v, ok := fieldValue(evt[k]); ok {
+			vars[name] = v
+		}
+	}
+	return message(evt), priority(evt), vars, nil
+}
+
+// FieldName is the journal field of an event's key: upper case, what is
+// not a letter, digit or underscore made an underscore, no leading
+// underscore (those are journald's own), at most 64 bytes; "" when
+// nothing is left.
+func FieldName(key string) string {
+	b := make([]byte, 0, len(key))
+	for i := 0; i < len(key) && len(b) < maxFieldName; i++ {
+		c := key[i]
+		switch {
+		case c >= 'a' && c <= 'z':
+			c -= 'a' - 'A'
+		case c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		default:
+			c = '_'
+		}
+		if c == '_' && len(b) == 0 {
+			continue
+		}
+		b = append(b, c)
+	}
+	if len(b) > 0 && b[0] >= '0' && b[0] <= '9' {
+		b = append([]byte("F_"), b...)[:min(len(b)+2, maxFieldName)]
+	}
+	return string(b)
+}
+
+// fieldValue is v as a journal value, bounded.
+func fieldValue(v any) (string, bool) {
+	var s string
+	switch v := v.(type) {
+	case nil:
+		return "", false
+	case string:
+		s = v
+	case json.Number:
+		s = v.String()
+	case bool:
+		s = strconv.FormatBool(v)
+	default:
+		b, _ := json.Marshal(v)
+		s = string(b)
+	}
+	if len(s) > maxFieldValue {
+		s = s[:maxFieldValue] + "…"
+	}
+	return s, true
+}
+
+// priority is the event's PRIORITY: its level's, except that an access
+// event's comes from its status (5xx: err), so that `journalctl -p err`
+// shows failed requests.
+func priority(evt map[string]any) journal.Priority {
+	if evt["log"] == "access" {
+		if n, ok := evt["status"].(json.Number); ok {
+			if st, _ := n.Int64(); st >= 500 {
+				return journal.PriErr
+			}
+		}
+		return journal.PriInfo
+	}
+	switch evt["level"] {
+	case "trace", "debug":
+		return journal.PriDebug
+	case "warn":
+		return journal.PriWarning
+	case "error":
+		return journal.PriErr
+	case "fatal", "panic":
+		return journal.PriCrit
+	}
+	return journal.PriInfo
+}
+
+// message is the entry's MESSAGE: for a request, "GET /cart 502 3.2 ms
+// worker 3 — why"; otherwise the event's message, its error, and the
+// last line of its traceback (what was raised).
+func message(evt map[string]any) string {
+	str := func(k string) string { s, _ := fieldValue(evt[k]); return s }
+	var b strings.Builder
+	if evt["log"] == "access" {
+		fmt.Fprintf(&b, "%s %s %s %s ms", str("method"), str("path"), str("status"), str("duration_ms"))
+		if w := str("worker"); w != "" {
+			b.WriteString(" worker " + w)
+		}
+		why := str("reason")
+		if e := str("error"); e != "" {
+			if why != "" {
+				why += ": "
+			}
+			why += e
+		}
+		if why != "" {
+			b.WriteString(" — " + why)
+		}
+	} else {
+		b.WriteString(str("message"))
+		if e := str("error"); e != "" {
+			if b.Len() > 0 {
+				b.WriteString(": ")
+			}
+			b.WriteString(e)
+		}
+	}
+	// A traceback's last line says what was raised: the line an operator
+	// scanning `journalctl -p err` needs; the rest is in TRACEBACK.
+	if tb := strings.TrimRight(str("traceback"), "\n"); tb != "" {
+		last := tb[strings.LastIndexByte(tb, '\n')+1:]
+		if last = strings.TrimSpace(last); last != "" && !strings.Contains(b.String(), last) {
+			if b.Len() > 0 {
+				b.WriteString(" — ")
+			}
+			b.WriteString(last)
+		}
+	}
+	m := b.String()
+	if m == "" {
+		m = "(event without a message)"
+	}
+	// The first line only (a traceback is in its own field); in a
+	// request's line, a control character a client sent is shown
+	// escaped, as the field itself keeps it.
+	if evt["log"] != "access" {
+		if i := strings.IndexByte(m, '\n'); i >= 0 {
+			m = m[:i] + " …"
+		}
+	}
+	m = escapeControls(m)
+	if len(m) > 2048 {
+		m = m[:2048] + "…"
+	}
+	return m
+}
+
+// escapeControls writes the control characters of s as \xNN.
+func escapeControls(s string) string {
+	if strings.IndexFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f }) < 0 {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == 0x7f {
+			fmt.Fprintf(&b, "\\x%02x", c)
+		} else {
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
+}
+
+// journalStream says whether f is the stream systemd connected to the
+// journal for this service (JOURNAL_STREAM names its device and inode).
+func journalStream(f *os.File) bool {
+	var ok bool
+	switch f {
+	case os.Stderr:
+		ok, _ = journal.StderrIsJournalStream()
+	case os.Stdout:
+		ok, _ = journal.StdoutIsJournalStream()
+	}
+	return ok && journal.Enabled()
+}

@@ -1,0 +1,174 @@
+package logging
+
+import (
+	"bytes"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/coreos/go-systemd/v22/journal"
+	"github.com/rs/zerolog"
+)
+
+type sent struct {
+	msg  string
+	prio journal.Priority
+	vars map[string]string
+}
+
+func capture(fail error) (*Journal, *[]sent, *bytes.Buffer) {
+	var got []sent
+	var fallback bytes.Buffer
+	j := &Journal{Fallback: &fallback, Identifier: "edged", send: func(m string, p journal.Priority, v map[string]string) error {
+		if fail != nil {
+			return fail
+		}
+		got = append(got, sent{m, p, v})
+		return nil
+	}}
+	return j, &got, &fallback
+}
+
+// Each event is one entry: priority from the level (an access event's
+// from its status), a short message, and a field each.
+func TestJournalEntries(t *testing.T) {
+	j, got, _ := capture(nil)
+	log := zerolog.New(j)
+	access := log.With().Str("log", "access").Logger()
+	access.Warn().Int("status", 502).Str("method", "GET").Str("path", "/cart").Float64("duration_ms", 3.2).
+		Str("worker", "3").Str("reason", "app.timeout (30s) passed").Str("request_id", "r-1").Msg("")
+	access.Info().Int("status", 200).Str("method", "POST").Str("path", "/").Float64("duration_ms", 1).Msg("")
+	log.Error().Str("traceback", "Traceback (most recent call last):\n  File \"app.py\"\nZeroDivisionError").Msg("the app failed")
+	log.Warn().Err(errors.New("bad value")).Msg("reload refused")
+	log.Debug().Msg("detail")
+	log.Info().Msg("ready")
+
+	want := []struct {
+		msg  string
+		prio journal.Priority
+		vars map[string]string
+	}{
+		{"GET /cart 502 3.2 ms worker 3 — app.timeout (30s) passed", journal.PriErr,
+			map[string]string{"STATUS": "502", "METHOD": "GET", "PATH": "/cart", "LOG": "access", "REQUEST_ID": "r-1", "WORKER": "3", "DURATION_MS": "3.2"}},
+		{"POST / 200 1 ms", journal.PriInfo, map[string]string{"STATUS": "200", "LOG": "access"}},
+		{"the app failed — ZeroDivisionError", journal.PriErr, map[string]string{"TRACEBACK": "Traceback (most recent call last):\n  File \"app.py\"\nZeroDivisionError"}},
+		{"reload refused: bad value", journal.PriWarning, map[string]string{"ERROR": "bad value"}},
+		{"detail", journal.PriDebug, nil},
+		{"ready", journal.PriInfo, nil},
+	}
+	if len(*got) != len(want) {
+		t.Fatalf("%d entries, want %d: %+v", len(*got), len(want), *got)
+	}
+	for i, w := range want {
+		g := (*got)[i]
+		if g.msg != w.msg || g.prio != w.prio {
+			t.Errorf("entry %d: %q at %d, want %q at %d", i, g.msg, g.prio, w.msg, w.prio)
+		}
+		for k, v := range w.vars {
+			if g.vars[k] != v {
+				t.Errorf("entry %d: %s = %q, want %q", i, k, g.vars[k], v)
+			}
+		}
+		if g.vars["SYSLOG_IDENTIFIER"] != "edged" {
+			t.Errorf("entry %d: SYSLOG_IDENTIFIER = %q", i, g.vars["SYSLOG_IDENTIFIER"])
+		}
+		for _, k := range []string{"LEVEL", "MESSAGE", "TIME", "PRIORITY"} {
+			if _, ok := g.vars[k]; ok {
+				t.Errorf("entry %d: %s sent as a field of its own", i, k)
+			}
+		}
+	}
+}
+
+// What a client controls stays inside its field: a newline in a path
+// makes neither a field nor an entry, and the message keeps one line.
+func TestJournalNoForgery(t *testing.T) {
+	j, got, _ := capture(nil)
+	access := zerolog.New(j).With().Str("log", "access").Logger()
+	access.Info().Int("status", 404).Str("method", "GET").
+		Str("path", "/a\nPRIORITY=0\nMESSAGE=forged").Str("user_agent", "x\nSTATUS=200").Msg("")
+	if len(*got) != 1 {
+		t.Fatalf("%d entries, want 1", len(*got))
+	}
+	g := (*got)[0]
+	if g.prio != journal.PriInfo || g.vars["STATUS"] != "404" || g.vars["PATH"] != "/a\nPRIORITY=0\nMESSAGE=forged" {
+		t.Errorf("entry %+v", g)
+	}
+	if want := `GET /a\x0aPRIORITY=0\x0aMESSAGE=forged 404  ms`; g.msg != want {
+		t.Errorf("message %q, want %q: one line, the client's control characters escaped", g.msg, want)
+	}
+}
+
+// An entry the journal does not take goes to the fallback, whole.
+func TestJournalFallback(t *testing.T) {
+	j, _, fallback := capture(errors.New("no socket"))
+	log := zerolog.New(j)
+	log.Info().Str("k", "v").Msg("hello")
+	j.Write([]byte("not json\n"))
+	if got := fallback.String(); got != "{\"level\":\"info\",\"k\":\"v\",\"message\":\"hello\"}\nnot json\n" {
+		t.Errorf("fallback got %q", got)
+	}
+	if j.Failed() != 2 {
+		t.Errorf("Failed() = %d, want 2", j.Failed())
+	}
+}
+
+func TestFieldName(t *testing.T) {
+	for in, want := range map[string]string{
+		"status":                "STATUS",
+		"request_id":            "REQUEST_ID",
+		"_private":              "PRIVATE",
+		"a-b.c":                 "A_B_C",
+		"9lives":                "F_9LIVES",
+		"___":                   "",
+		"":                      "",
+		strings.Repeat("x", 80): strings.Repeat("X", 64),
+	} {
+		if got := FieldName(in); got != want {
+			t.Errorf("FieldName(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// Many fields, and huge values, are bounded.
+func TestJournalBounds(t *testing.T) {
+	var b strings.Builder
+	b.WriteString(`{"level":"info","message":"m","big":"`)
+	b.WriteString(strings.Repeat("v", 100<<10))
+	b.WriteString(`"`)
+	for i := 0; i < 100; i++ {
+		b.WriteString(`,"f` + strings.Repeat("x", i%7) + string(rune('a'+i%26)) + `_` + strings.Repeat("1", i/26) + `":1`)
+	}
+	b.WriteString("}")
+	_, _, vars, err := Entry([]byte(b.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(vars) > maxFields {
+		t.Errorf("%d fields, want at most %d", len(vars), maxFields)
+	}
+	if v, ok := vars["BIG"]; ok && len(v) > maxFieldValue+len("…") {
+		t.Errorf("BIG is %d bytes", len(v))
+	}
+}
+
+// FuzzJournalEntry: whatever line comes, Entry gives valid field names
+// and a one-line message, or an error.
+func FuzzJournalEntry(f *testing.F) {
+	f.Add([]byte(`{"level":"error","log":"access","status":502,"path":"/x\nY=1","message":"m"}`))
+	f.Add([]byte(`{"level":"info","a b":{"c":[1,2]},"_x":null}`))
+	f.Fuzz(func(t *testing.T, line []byte) {
+		msg, _, vars, err := Entry(line)
+		if err != nil {
+			return
+		}
+		if strings.Contains(msg, "\n") {
+			t.Errorf("message %q has a newline", msg)
+		}
+		for k := range vars {
+			if k == "" || k[0] == '_' || len(k) > maxFieldName || strings.Trim(k, "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_") != "" || k[0] >= '0' && k[0] <= '9' {
+				t.Errorf("field name %q is not one journald takes", k)
+			}
+		}
+	})
+}
