@@ -5,7 +5,7 @@ BIN     ?= bin
 DIST    ?= dist
 PYTHON  ?= /usr/bin/python3
 # Debian packages the tests and the bench use (real peers, not mocks).
-TEST_DEBS := python3 python3-flask python3-gevent python3-django python3-fastapi python3-starlette python3-uvloop python3-websockets python3-flask-socketio python3-gevent-websocket chromium pebble curl strace lintian rpm rpmlint debootstrap nodejs haproxy keepalived
+TEST_DEBS := python3 python3-flask python3-gevent python3-django python3-fastapi python3-starlette python3-uvloop python3-websockets python3-flask-socketio python3-gevent-websocket chromium pebble curl strace lintian rpm rpmlint debootstrap nodejs haproxy keepalived logrotate
 BENCH_DEBS := nginx-light gunicorn uwsgi-core uwsgi-plugin-python3 wrk nghttp2-client python3-gevent python3-uvicorn python3-httptools
 TESTSSL_DEBS := python3 testssl.sh
 

@@ -356,6 +356,10 @@ type Log struct {
 	Level  string `toml:"level"`
 	Format string `toml:"format"` // auto, json, console or journal
 	Access bool   `toml:"access"`
+	// AccessFile, when set, is where the access log goes instead of the
+	// main log: JSON lines appended, the file opened again on a reload
+	// (logrotate's postrotate).
+	AccessFile string `toml:"access_file"`
 }
 
 // Default returns the production defaults, the values an nginx + gunicorn
@@ -688,6 +692,12 @@ func (l *Log) validate(v *validator) {
 	case "auto", "json", "console", "journal":
 	default:
 		v.fail([]string{"log", "format"}, fmt.Sprintf("unknown format %q: use auto, json, console or journal", l.Format))
+	}
+	if l.AccessFile != "" && !filepath.IsAbs(l.AccessFile) {
+		v.fail([]string{"log", "access_file"}, fmt.Sprintf("%q is not an absolute path: under systemd, use one in /var/log/edged (edged.service's LogsDirectory=)", l.AccessFile))
+	}
+	if l.AccessFile != "" && !l.Access {
+		v.fail([]string{"log", "access_file"}, "is set while log.access = false: the access log is off, so the file would stay empty; remove one of them")
 	}
 }
 

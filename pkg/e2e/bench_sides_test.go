@@ -52,7 +52,41 @@ func startSides(t *testing.T, static string) map[string]benchSide {
 		uvicorn:        startUvicorn(t),
 	}
 	sides[fleetBalanced], sides[fleetOne] = startFleetSides(t)
+	for name, log := range map[string]string{logJournal: "format = \"journal\"\naccess = true",
+		logJSON: "format = \"json\"\naccess = true", logOff: "format = \"journal\"\naccess = false"} {
+		sides[name] = startSystemdSide(t, log)
+	}
 	return sides
+}
+
+// startSystemdSide runs the Flask app under a systemd of its own, booted
+// over this machine's tree, with the [log] table given: the access log's
+// cost with journald, which only systemd gives, taking it. The load runs
+// in the machine's network namespace.
+func startSystemdSide(t *testing.T, log string) benchSide {
+	if os.Getuid() != 0 {
+		return benchSide{why: "boots systemd: needs root"}
+	}
+	m := bootMachine(t)
+	m.install(fmt.Sprintf(`[listen]
+http = ["0.0.0.0:80"]
+[app]
+module = "flaskapp:app"
+directory = %q
+python = %q
+[pool]
+workers = %d
+[log]
+%s
+`, testRoot+"/app", python, benchWorkers, log))
+	app, err := os.ReadFile(filepath.Join(repoRoot, "testdata", "apps", "flaskapp.py"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.write(testRoot+"/app/flaskapp.py", app, 0o644)
+	m.mustExec("systemctl", "enable", "--now", "edged.socket", "edged.service")
+	m.mustExec(testRoot+"/bin/edgectl", "scale", strconv.Itoa(benchWorkers))
+	return benchSide{base: "http://127.0.0.1", netns: m.pid, dial: m.dialer(), procs: func(p procTable) []int { return p.tree(m.pid) }}
 }
 
 // startFleetSides starts TestFleet's three hosts behind HAProxy: the load

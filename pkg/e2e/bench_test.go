@@ -41,6 +41,11 @@ const (
 	// shipped config, and one of them alone.
 	fleetBalanced = "3 hosts behind HAProxy"
 	fleetOne      = "1 host"
+	// edged sync under a systemd of its own, its access log to the
+	// journal (native entries), to journald's stream as JSON lines, or off.
+	logJournal = "edged, access log to the journal"
+	logJSON    = "edged, access log as JSON on stderr"
+	logOff     = "edged, access log off"
 )
 
 // benchSites are the host names of the two-site sides, and the worker
@@ -146,6 +151,8 @@ var benchScenarios = []benchScenario{
 	// two for each WebSocket, the client's and its worker's.
 	{name: "FastAPI, 9,000 idle WebSockets (the figure is peak RSS; ratio: the incumbent's RSS over the side's)", path: "/ws", conns: 9000, ws: "idle",
 		sides: []string{edgedASGI, uvicorn}, vs: []string{uvicorn}},
+	{name: "Flask GET /hello under systemd with the access log: native journal entries, JSON lines on journald's stream, off (the stack includes journald)", path: "/hello", conns: 64,
+		sides: []string{logJournal, logJSON, logOff}, vs: []string{logJSON}},
 	{name: "sample app GET /whoami: 3 hosts (2 workers each) behind HAProxy against 1 host, all on these 2 cores (what the balancer costs, not what hosts add)",
 		path: "/whoami", conns: 64, sides: []string{fleetBalanced, fleetOne}, vs: []string{fleetOne}},
 	{name: "8,000 idle keep-alive connections, each after one request for a 16-byte file (the figure is the front process's memory a connection: edged's, nginx's; ratio: nginx's over edged's)",

@@ -112,6 +112,7 @@ func TestPackageContents(t *testing.T) {
 		"/usr/share/polkit-1/rules.d/50-edged.rules", "/etc/edged/edged.toml",
 		"/usr/share/edged/www/index.html", "/usr/share/edged/app/sample.py",
 		"/usr/lib/edged/workerd-site@.service", "/usr/lib/systemd/system-generators/edged-generator",
+		"/etc/logrotate.d/edged",
 	}
 	t.Run("rpm file list, config files, scriptlets", func(t *testing.T) {
 		list := runOut(t, "rpm", "-qpl", p.rpm)
@@ -140,8 +141,10 @@ func TestPackageContents(t *testing.T) {
 				t.Errorf("the .deb lacks %s", f)
 			}
 		}
-		if cf := runOut(t, "dpkg-deb", "-I", p.deb, "conffiles"); !containsLine(cf, "/etc/edged/edged.toml") {
-			t.Errorf("edged.toml is not a conffile: %q", cf)
+		for _, f := range []string{"/etc/edged/edged.toml", "/etc/logrotate.d/edged"} {
+			if cf := runOut(t, "dpkg-deb", "-I", p.deb, "conffiles"); !containsLine(cf, f) {
+				t.Errorf("%s is not a conffile: %q", f, cf)
+			}
 		}
 	})
 }

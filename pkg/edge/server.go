@@ -23,6 +23,7 @@ import (
 	"github.com/edged/edged/pkg/certs"
 	"github.com/edged/edged/pkg/config"
 	"github.com/edged/edged/pkg/fleet"
+	"github.com/edged/edged/pkg/logging"
 	"github.com/edged/edged/pkg/upstream"
 	"github.com/edged/edged/pkg/ws"
 	"github.com/rs/zerolog"
@@ -33,6 +34,12 @@ import (
 type Server struct {
 	log zerolog.Logger
 	cur atomic.Pointer[state]
+
+	// accessFile is log.access_file, opened again at every reload, and
+	// accessOut the queue its lines go through; nil without one.
+	accessMu   sync.Mutex
+	accessFile *logging.File
+	accessOut  *logging.Async
 
 	// pools are the transports to each site's workers, by site name:
 	// made when a site is first seen, kept across reloads.
@@ -172,6 +179,12 @@ func (s *Server) withWorkers() (inFlight, abandoned int64) {
 // Close releases the static roots.
 func (s *Server) Close() {
 	s.cur.Load().close()
+	s.accessMu.Lock()
+	if s.accessOut != nil {
+		s.accessOut.Close()
+		s.accessFile.Close()
+	}
+	s.accessMu.Unlock()
 	s.acme.Close()
 }
 

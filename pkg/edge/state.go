@@ -11,6 +11,7 @@ import (
 	"github.com/edged/edged/pkg/certs"
 	"github.com/edged/edged/pkg/config"
 	"github.com/edged/edged/pkg/htpasswd"
+	"github.com/edged/edged/pkg/logging"
 	"github.com/edged/edged/pkg/route"
 	"github.com/edged/edged/pkg/static"
 	"github.com/edged/edged/pkg/upstream"
@@ -145,9 +146,13 @@ func (s *Server) newState(cfg *config.Config) (*state, error) {
 		cs.UseACME(s.acme, cfg.ACMENames())
 		st.acme = s.acme
 	}
-	st.edge = &site{cfg: cfg, lim: cfg.Limits, log: s.log, access: s.log.With().Str("log", "access").Logger(), logged: cfg.Log.Access, metrics: s.metrics}
+	access, err := s.accessLog(cfg)
+	if err != nil {
+		return nil, err
+	}
+	st.edge = &site{cfg: cfg, lim: cfg.Limits, log: s.log, access: access.With().Str("log", "access").Logger(), logged: cfg.Log.Access, metrics: s.metrics}
 	for _, sc := range cfg.Sites {
-		si, err := s.newSite(cfg, sc)
+		si, err := s.newSite(cfg, sc, access)
 		if err != nil {
 			return nil, err
 		}
@@ -169,12 +174,47 @@ func (s *Server) newState(cfg *config.Config) (*state, error) {
 	return st, nil
 }
 
+// accessLog is the logger access events go to: the main log, or
+// log.access_file, opened (again) here, so that a reload after logrotate
+// renamed it writes a new file. Under --check the file is only checked.
+func (s *Server) accessLog(cfg *config.Config) (zerolog.Logger, error) {
+	path := cfg.Log.AccessFile
+	if path == "" {
+		return s.log, nil
+	}
+	s.poolsMu.Lock()
+	checking := s.pools == nil
+	s.poolsMu.Unlock()
+	if checking {
+		f, err := logging.OpenFile(path)
+		if err != nil {
+			return s.log, err
+		}
+		f.Close()
+		return s.log, nil
+	}
+	s.accessMu.Lock()
+	defer s.accessMu.Unlock()
+	if s.accessFile == nil {
+		f, err := logging.OpenFile(path)
+		if err != nil {
+			return s.log, err
+		}
+		s.accessFile = f
+		s.accessOut = logging.NewAsync(f, 16384)
+	} else if err := s.accessFile.Reopen(path); err != nil {
+		return s.log, err
+	}
+	return zerolog.New(s.accessOut).With().Timestamp().Logger(), nil
+}
+
 // newSite opens a site's static roots, user files and error pages, and
 // sets up its routes, rules, limits and compression.
-func (s *Server) newSite(cfg *config.Config, sc *config.Site) (*site, error) {
+func (s *Server) newSite(cfg *config.Config, sc *config.Site, access zerolog.Logger) (*site, error) {
 	log := s.log
 	if len(cfg.Sites) > 1 || sc.Name != config.DefaultSite {
 		log = log.With().Str("site", sc.Name).Logger()
+		access = access.With().Str("site", sc.Name).Logger()
 	}
 	si := &site{
 		name:     sc.Name,
@@ -184,7 +224,7 @@ func (s *Server) newSite(cfg *config.Config, sc *config.Site) (*site, error) {
 		lim:      sc.Limits,
 		app:      sc.App,
 		log:      log,
-		access:   log.With().Str("log", "access").Logger(),
+		access:   access.With().Str("log", "access").Logger(),
 		logged:   cfg.Log.Access && sc.Logged(),
 		upstream: s.pool(sc),
 		limits:   newClientLimits(sc.Limits),
