@@ -3,6 +3,7 @@ package logging
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -13,6 +14,7 @@ import (
 	"sync/atomic"
 
 	"github.com/coreos/go-systemd/v22/journal"
+	"golang.org/x/sys/unix"
 )
 
 // Journal writes events to the systemd journal as native entries: each
@@ -32,14 +34,49 @@ type Journal struct {
 	Fallback io.Writer
 	// Identifier is SYSLOG_IDENTIFIER: the program's name.
 	Identifier string
-	// send is journal.Send, or a test's stand-in.
-	send   func(message string, priority journal.Priority, vars map[string]string) error
-	failed atomic.Uint64
+	// send is journal.Send, or a test's stand-in: the slow way, for an
+	// event scanFlat does not take, or an entry too big for a datagram.
+	send func(message string, priority journal.Priority, vars map[string]string) error
+	// datagram sends one entry of the native protocol (nil: every entry
+	// goes through send); errTooBig when it is too big for a datagram.
+	datagram func(b []byte) error
+	failed   atomic.Uint64
+
+	buf   []byte
+	pairs []pair
+	fd    int // the socket datagram uses; -1 before it is made
 }
 
 // NewJournal returns a Journal for this program, falling back to w.
 func NewJournal(w io.Writer) *Journal {
-	return &Journal{Fallback: w, Identifier: filepath.Base(os.Args[0]), send: journal.Send}
+	j := &Journal{Fallback: w, Identifier: filepath.Base(os.Args[0]), send: journal.Send, fd: -1}
+	j.datagram = j.sendDatagram
+	return j
+}
+
+// journalSocket is where journald takes native entries.
+var journalSocket = &unix.SockaddrUnix{Name: "/run/systemd/journal/socket"}
+
+// errTooBig says an entry does not fit a datagram.
+var errTooBig = errors.New("entry too big for a datagram")
+
+// sendDatagram sends b to journald, on a socket of the Journal's own.
+func (j *Journal) sendDatagram(b []byte) error {
+	if j.fd < 0 {
+		fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		j.fd = fd
+	}
+	err := unix.Sendto(j.fd, b, 0, journalSocket)
+	for err == unix.EINTR {
+		err = unix.Sendto(j.fd, b, 0, journalSocket)
+	}
+	if err == unix.EMSGSIZE || err == unix.ENOBUFS {
+		return errTooBig
+	}
+	return err
 }
 
 // Limits on what one entry carries: journald takes more, but an event
@@ -70,12 +107,26 @@ func (j *Journal) Write(p []byte) (int, error) {
 		if len(bytes.TrimSpace(line)) == 0 {
 			continue
 		}
-		msg, prio, vars, err := Entry(line)
-		if err == nil {
-			if j.Identifier != "" {
-				vars["SYSLOG_IDENTIFIER"] = j.Identifier
+		err := errTooBig
+		if j.datagram != nil {
+			var ok bool
+			if j.pairs, ok = scanFlat(line, j.pairs[:0]); ok {
+				if j.buf, ok = appendEntry(j.buf[:0], j.pairs, j.Identifier); ok {
+					err = j.datagram(j.buf)
+				}
 			}
-			err = j.send(msg, prio, vars)
+			clear(j.pairs) // no strings kept alive past the line
+		}
+		if err == errTooBig {
+			var msg string
+			var prio journal.Priority
+			var vars map[string]string
+			if msg, prio, vars, err = Entry(line); err == nil {
+				if j.Identifier != "" {
+					vars["SYSLOG_IDENTIFIER"] = j.Identifier
+				}
+				err = j.send(msg, prio, vars)
+			}
 		}
 		if err != nil {
 			j.failed.Add(1)
@@ -113,13 +164,14 @@ func Entry(line []byte) (string, journal.Priority, map[string]string, error) {
 			vars[name] = v
 		}
 	}
-	return message(evt), priority(evt), vars, nil
+	return message(mapFields(evt)), priority(mapFields(evt)), vars, nil
 }
 
 // FieldName is the journal field of an event's key: upper case, what is
 // not a letter, digit or underscore made an underscore, no leading
-// underscore (those are journald's own), at most 64 bytes; "" when
-// nothing is left.
+// underscore (those are journald's own), at most 64 bytes, EVENT_ before
+// the names the entry sets itself (PRIORITY, MESSAGE,
+// SYSLOG_IDENTIFIER); "" when nothing is left.
 func FieldName(key string) string {
 	b := make([]byte, 0, len(key))
 	for i := 0; i < len(key) && len(b) < maxFieldName; i++ {
@@ -139,7 +191,14 @@ func FieldName(key string) string {
 	if len(b) > 0 && b[0] >= '0' && b[0] <= '9' {
 		b = append([]byte("F_"), b...)[:min(len(b)+2, maxFieldName)]
 	}
-	return string(b)
+	switch name := string(b); name {
+	case "PRIORITY", "MESSAGE", "SYSLOG_IDENTIFIER":
+		// The entry's own: an event's key of that name keeps its value
+		// beside them.
+		return "EVENT_" + name
+	default:
+		return name
+	}
 }
 
 // fieldValue is v as a journal value, bounded.
@@ -164,27 +223,61 @@ func fieldValue(v any) (string, bool) {
 	return s, true
 }
 
+// fields is an event as priority and message read it: get is key's value
+// as fieldValue gives it, and its JSON kind ('s' string, 'n' number, 'o'
+// other); ok is false when the event has no such key (or it is null).
+type fields interface {
+	get(key string) (v string, kind byte, ok bool)
+}
+
+// mapFields are the fields of an event decoded whole.
+type mapFields map[string]any
+
+func (m mapFields) get(key string) (string, byte, bool) {
+	v, ok := m[key]
+	if !ok {
+		return "", 0, false
+	}
+	s, ok := fieldValue(v)
+	kind := byte('o')
+	switch v.(type) {
+	case string:
+		kind = 's'
+	case json.Number:
+		kind = 'n'
+	}
+	return s, kind, ok
+}
+
+// is says whether key holds the string want.
+func is(f fields, key, want string) bool {
+	v, kind, _ := f.get(key)
+	return kind == 's' && v == want
+}
+
 // priority is the event's PRIORITY: its level's, except that an access
 // event's comes from its status (5xx: err), so that `journalctl -p err`
 // shows failed requests.
-func priority(evt map[string]any) journal.Priority {
-	if evt["log"] == "access" {
-		if n, ok := evt["status"].(json.Number); ok {
-			if st, _ := n.Int64(); st >= 500 {
+func priority(f fields) journal.Priority {
+	if is(f, "log", "access") {
+		if v, kind, _ := f.get("status"); kind == 'n' {
+			if st, _ := strconv.ParseInt(v, 10, 64); st >= 500 {
 				return journal.PriErr
 			}
 		}
 		return journal.PriInfo
 	}
-	switch evt["level"] {
-	case "trace", "debug":
-		return journal.PriDebug
-	case "warn":
-		return journal.PriWarning
-	case "error":
-		return journal.PriErr
-	case "fatal", "panic":
-		return journal.PriCrit
+	if level, kind, _ := f.get("level"); kind == 's' {
+		switch level {
+		case "trace", "debug":
+			return journal.PriDebug
+		case "warn":
+			return journal.PriWarning
+		case "error":
+			return journal.PriErr
+		case "fatal", "panic":
+			return journal.PriCrit
+		}
 	}
 	return journal.PriInfo
 }
@@ -192,11 +285,18 @@ func priority(evt map[string]any) journal.Priority {
 // message is the entry's MESSAGE: for a request, "GET /cart 502 3.2 ms
 // worker 3 — why"; otherwise the event's message, its error, and the
 // last line of its traceback (what was raised).
-func message(evt map[string]any) string {
-	str := func(k string) string { s, _ := fieldValue(evt[k]); return s }
+func message(f fields) string {
+	str := func(k string) string { s, _, _ := f.get(k); return s }
 	var b strings.Builder
-	if evt["log"] == "access" {
-		fmt.Fprintf(&b, "%s %s %s %s ms", str("method"), str("path"), str("status"), str("duration_ms"))
+	if is(f, "log", "access") {
+		b.WriteString(str("method"))
+		b.WriteByte(' ')
+		b.WriteString(str("path"))
+		b.WriteByte(' ')
+		b.WriteString(str("status"))
+		b.WriteByte(' ')
+		b.WriteString(str("duration_ms"))
+		b.WriteString(" ms")
 		if w := str("worker"); w != "" {
 			b.WriteString(" worker " + w)
 		}
@@ -237,7 +337,7 @@ func message(evt map[string]any) string {
 	// The first line only (a traceback is in its own field); in a
 	// request's line, a control character a client sent is shown
 	// escaped, as the field itself keeps it.
-	if evt["log"] != "access" {
+	if !is(f, "log", "access") {
 		if i := strings.IndexByte(m, '\n'); i >= 0 {
 			m = m[:i] + " …"
 		}

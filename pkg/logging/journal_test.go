@@ -2,7 +2,11 @@ package logging
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
+	"fmt"
+	"maps"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -16,6 +20,8 @@ type sent struct {
 	vars map[string]string
 }
 
+// capture is a Journal whose entries are kept, sent the fast way (a
+// datagram) where it takes them and the slow way otherwise.
 func capture(fail error) (*Journal, *[]sent, *bytes.Buffer) {
 	var got []sent
 	var fallback bytes.Buffer
@@ -26,7 +32,55 @@ func capture(fail error) (*Journal, *[]sent, *bytes.Buffer) {
 		got = append(got, sent{m, p, v})
 		return nil
 	}}
+	j.datagram = func(b []byte) error {
+		if fail != nil {
+			return fail
+		}
+		e, err := parseDatagram(b)
+		if err != nil {
+			return err
+		}
+		got = append(got, e)
+		return nil
+	}
 	return j, &got, &fallback
+}
+
+// parseDatagram reads an entry of journald's native protocol back.
+func parseDatagram(b []byte) (sent, error) {
+	e := sent{vars: map[string]string{}}
+	for len(b) > 0 {
+		nl := bytes.IndexByte(b, '\n')
+		if nl < 0 {
+			return e, fmt.Errorf("no newline in %q", b)
+		}
+		var name, value string
+		if eq := bytes.IndexByte(b[:nl], '='); eq >= 0 {
+			name, value, b = string(b[:eq]), string(b[eq+1:nl]), b[nl+1:]
+		} else {
+			name, b = string(b[:nl]), b[nl+1:]
+			if len(b) < 8 {
+				return e, fmt.Errorf("%s: no length", name)
+			}
+			n := binary.LittleEndian.Uint64(b)
+			if uint64(len(b)) < 8+n+1 || b[8+n] != '\n' {
+				return e, fmt.Errorf("%s: length %d does not fit", name, n)
+			}
+			value, b = string(b[8:8+n]), b[8+n+1:]
+		}
+		if _, dup := e.vars[name]; dup {
+			return e, fmt.Errorf("%s twice", name)
+		}
+		e.vars[name] = value
+	}
+	p, err := strconv.Atoi(e.vars["PRIORITY"])
+	if err != nil {
+		return e, fmt.Errorf("PRIORITY %q", e.vars["PRIORITY"])
+	}
+	e.prio, e.msg = journal.Priority(p), e.vars["MESSAGE"]
+	delete(e.vars, "PRIORITY")
+	delete(e.vars, "MESSAGE")
+	return e, nil
 }
 
 // Each event is one entry: priority from the level (an access event's
@@ -169,6 +223,39 @@ func FuzzJournalEntry(f *testing.F) {
 			if k == "" || k[0] == '_' || len(k) > maxFieldName || strings.Trim(k, "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_") != "" || k[0] >= '0' && k[0] <= '9' {
 				t.Errorf("field name %q is not one journald takes", k)
 			}
+		}
+	})
+}
+
+// FuzzJournalFast: the fast way (scanFlat, appendEntry) gives the entry
+// the slow way (Entry) gives, wherever it takes the line.
+func FuzzJournalFast(f *testing.F) {
+	f.Add([]byte(`{"level":"warn","log":"access","status":502,"method":"GET","path":"/a\nPRIORITY=0","duration_ms":3.2,"worker":"3","reason":"r","error":"e"}`))
+	f.Add([]byte(`{"level":"error","message":"m","traceback":"Traceback\n  x\nValueError: v\n","request_id":"r-1","ok":true,"n":null}`))
+	f.Add([]byte(`{"a\u00e9":"\ud83d\ude00","b":-1.5e+3,"priority":"x","message":"\u0001"}`))
+	f.Add([]byte(`{"a":1,"a":2}`))
+	f.Add([]byte(`{"a":{"b":1}}`))
+	f.Add([]byte(`{}`))
+	f.Fuzz(func(t *testing.T, line []byte) {
+		pairs, ok := scanFlat(line, nil)
+		if !ok {
+			return
+		}
+		b, ok := appendEntry(nil, pairs, "edged")
+		if !ok {
+			return
+		}
+		fast, err := parseDatagram(b)
+		if err != nil {
+			t.Fatalf("%q: the datagram does not parse: %v\n%q", line, err, b)
+		}
+		msg, prio, vars, err := Entry(line)
+		if err != nil {
+			t.Fatalf("%q: the fast way took what the slow way refuses: %v", line, err)
+		}
+		vars["SYSLOG_IDENTIFIER"] = "edged"
+		if fast.msg != msg || fast.prio != prio || !maps.Equal(fast.vars, vars) {
+			t.Errorf("%q:\nfast %q %d %q\nslow %q %d %q", line, fast.msg, fast.prio, fast.vars, msg, prio, vars)
 		}
 	})
 }
