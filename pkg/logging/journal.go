@@ -14,7 +14,6 @@ import (
 	"sync/atomic"
 
 	"github.com/coreos/go-systemd/v22/journal"
-	"golang.org/x/sys/unix"
 )
 
 // Journal writes events to the systemd journal as native entries: each
@@ -37,47 +36,30 @@ type Journal struct {
 	// send is journal.Send, or a test's stand-in: the slow way, for an
 	// event scanFlat does not take, or an entry too big for a datagram.
 	send func(message string, priority journal.Priority, vars map[string]string) error
-	// datagram sends one entry of the native protocol (nil: every entry
-	// goes through send); errTooBig when it is too big for a datagram.
-	datagram func(b []byte) error
-	failed   atomic.Uint64
+	// datagrams sends entries of the native protocol, in order, and says
+	// how many went; err is why the next did not (errTooBig: too big for
+	// a datagram). nil: every entry goes through send.
+	datagrams func(bufs [][]byte) (int, error)
+	failed    atomic.Uint64
 
-	buf   []byte
+	buf   []byte   // the entries of one Write
+	ends  []int    // where each ends in buf
+	lines [][]byte // the line each came from
+	bufs  [][]byte
 	pairs []pair
-	fd    int // the socket datagram uses; -1 before it is made
+	sock  batchSocket
 }
 
 // NewJournal returns a Journal for this program, falling back to w.
 func NewJournal(w io.Writer) *Journal {
-	j := &Journal{Fallback: w, Identifier: filepath.Base(os.Args[0]), send: journal.Send, fd: -1}
-	j.datagram = j.sendDatagram
+	j := &Journal{Fallback: w, Identifier: filepath.Base(os.Args[0]), send: journal.Send}
+	j.sock.fd = -1
+	j.datagrams = j.sock.send
 	return j
 }
 
-// journalSocket is where journald takes native entries.
-var journalSocket = &unix.SockaddrUnix{Name: "/run/systemd/journal/socket"}
-
 // errTooBig says an entry does not fit a datagram.
 var errTooBig = errors.New("entry too big for a datagram")
-
-// sendDatagram sends b to journald, on a socket of the Journal's own.
-func (j *Journal) sendDatagram(b []byte) error {
-	if j.fd < 0 {
-		fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-		if err != nil {
-			return err
-		}
-		j.fd = fd
-	}
-	err := unix.Sendto(j.fd, b, 0, journalSocket)
-	for err == unix.EINTR {
-		err = unix.Sendto(j.fd, b, 0, journalSocket)
-	}
-	if err == unix.EMSGSIZE || err == unix.ENOBUFS {
-		return errTooBig
-	}
-	return err
-}
 
 // Limits on what one entry carries: journald takes more, but an event
 // with more than this is not one a human reads, and the bounds keep a
@@ -95,7 +77,9 @@ func (j *Journal) Failed() uint64 { return j.failed.Load() }
 // Unwrap is the fallback writer.
 func (j *Journal) Unwrap() io.Writer { return j.Fallback }
 
-// Write sends each line of p, a JSON event a line, as an entry.
+// Write sends each line of p, a JSON event a line, as an entry. The
+// entries of the lines an Async gathered go out together, in one system
+// call where the journal takes them all.
 func (j *Journal) Write(p []byte) (int, error) {
 	for rest := p; len(rest) > 0; {
 		line := rest
@@ -107,33 +91,65 @@ func (j *Journal) Write(p []byte) (int, error) {
 		if len(bytes.TrimSpace(line)) == 0 {
 			continue
 		}
-		err := errTooBig
-		if j.datagram != nil {
-			var ok bool
+		ok := false
+		if j.datagrams != nil {
 			if j.pairs, ok = scanFlat(line, j.pairs[:0]); ok {
-				if j.buf, ok = appendEntry(j.buf[:0], j.pairs, j.Identifier); ok {
-					err = j.datagram(j.buf)
-				}
+				j.buf, ok = appendEntry(j.buf, j.pairs, j.Identifier)
 			}
 			clear(j.pairs) // no strings kept alive past the line
 		}
-		if err == errTooBig {
-			var msg string
-			var prio journal.Priority
-			var vars map[string]string
-			if msg, prio, vars, err = Entry(line); err == nil {
-				if j.Identifier != "" {
-					vars["SYSLOG_IDENTIFIER"] = j.Identifier
-				}
-				err = j.send(msg, prio, vars)
-			}
+		if ok {
+			j.ends = append(j.ends, len(j.buf))
+			j.lines = append(j.lines, line)
+			continue
 		}
-		if err != nil {
-			j.failed.Add(1)
-			j.Fallback.Write(append(line[:len(line):len(line)], '\n'))
-		}
+		j.flush() // the entries before it go first
+		j.slow(line)
 	}
+	j.flush()
 	return len(p), nil
+}
+
+// flush sends the entries gathered; one the journal does not take goes
+// the slow way (too big for a datagram) or to Fallback.
+func (j *Journal) flush() {
+	start := 0
+	for _, end := range j.ends {
+		j.bufs = append(j.bufs, j.buf[start:end])
+		start = end
+	}
+	for i := 0; i < len(j.bufs); {
+		n, err := j.datagrams(j.bufs[i:])
+		i += n
+		if err == nil {
+			break
+		}
+		if err == errTooBig {
+			j.slow(j.lines[i])
+		} else {
+			j.failed.Add(1)
+			j.Fallback.Write(append(j.lines[i][:len(j.lines[i]):len(j.lines[i])], '\n'))
+		}
+		i++
+	}
+	clear(j.bufs)
+	clear(j.lines)
+	j.buf, j.ends, j.lines, j.bufs = j.buf[:0], j.ends[:0], j.lines[:0], j.bufs[:0]
+}
+
+// slow sends line through Entry and send, or to Fallback.
+func (j *Journal) slow(line []byte) {
+	msg, prio, vars, err := Entry(line)
+	if err == nil {
+		if j.Identifier != "" {
+			vars["SYSLOG_IDENTIFIER"] = j.Identifier
+		}
+		err = j.send(msg, prio, vars)
+	}
+	if err != nil {
+		j.failed.Add(1)
+		j.Fallback.Write(append(line[:len(line):len(line)], '\n'))
+	}
 }
 
 // Entry is the journal entry of one JSON event: its MESSAGE, PRIORITY

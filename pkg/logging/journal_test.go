@@ -32,16 +32,18 @@ func capture(fail error) (*Journal, *[]sent, *bytes.Buffer) {
 		got = append(got, sent{m, p, v})
 		return nil
 	}}
-	j.datagram = func(b []byte) error {
-		if fail != nil {
-			return fail
+	j.datagrams = func(bufs [][]byte) (int, error) {
+		for i, b := range bufs {
+			if fail != nil {
+				return i, fail
+			}
+			e, err := parseDatagram(b)
+			if err != nil {
+				return i, err
+			}
+			got = append(got, e)
 		}
-		e, err := parseDatagram(b)
-		if err != nil {
-			return err
-		}
-		got = append(got, e)
-		return nil
+		return len(bufs), nil
 	}
 	return j, &got, &fallback
 }
