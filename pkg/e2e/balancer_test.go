@@ -69,6 +69,8 @@ func TestHAProxy(t *testing.T) {
 	metrics, agent := freePort(t), freePort(t)
 	s := startSuite(t, suiteOpts{
 		listen: `proxy_protocol = ["127.0.0.1"]`,
+		// A client's own rate: all come through HAProxy's one address.
+		limits: "rate = \"1r/m\"\nburst = 5",
 		extra:  fmt.Sprintf("[metrics]\nlisten = %q\nagent = %q\n", metrics, agent),
 	})
 	edgedAddr := strings.TrimPrefix(s.http, "http://")
@@ -149,6 +151,27 @@ func TestHAProxy(t *testing.T) {
 	env := environFrom(t, "127.0.0.2", front)
 	if env["REMOTE_ADDR"] != "127.0.0.2" {
 		t.Errorf("after undrain the app saw REMOTE_ADDR %q", env["REMOTE_ADDR"])
+	}
+
+	// The per-client rate counts each client by its own address: one
+	// that goes over it is refused, another is not, though both come
+	// from HAProxy's.
+	code := func(from string) string {
+		f := strings.Fields(rawRequestFrom(t, from, front, "GET /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"))
+		if len(f) < 2 {
+			return "no answer"
+		}
+		return f[1]
+	}
+	var codes []string
+	for range 7 {
+		codes = append(codes, code("127.0.0.4"))
+	}
+	if codes[0] != "200" || codes[6] != "429" {
+		t.Errorf("one client over limits.rate through HAProxy got %v, want 200 first and 429 at last", codes)
+	}
+	if got := code("127.0.0.5"); got != "200" {
+		t.Errorf("another client through HAProxy got %s, want 200: the limit counted HAProxy's address", got)
 	}
 }
 
