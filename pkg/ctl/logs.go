@@ -25,7 +25,7 @@ type logsOpts struct {
 func logs(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("edgectl logs", flag.ContinueOnError)
 	var o logsOpts
-	fs.StringVar(&o.site, "site", "", "only `SITE`'s events: its access log and its workers'")
+	fs.StringVar(&o.site, "site", "", "only `SITE`'s events: its access log and its workers' (a [[site]] by its name; the top-level site's events carry no SITE)")
 	fs.StringVar(&o.request, "request", "", "everything about one request, by its `ID` (the access log's request_id, the app's X-Request-ID): edged's event, the app's output and traceback")
 	fs.BoolVar(&o.errors, "errors", false, "errors only (journalctl -p err): 5xx answers, tracebacks, refused reloads")
 	fs.BoolVar(&o.follow, "f", false, "follow: print new events as they come")

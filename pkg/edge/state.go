@@ -1,9 +1,11 @@
 package edge
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -177,6 +179,8 @@ func (s *Server) newState(cfg *config.Config) (*state, error) {
 // accessLog is the logger access events go to: the main log, or
 // log.access_file, opened (again) here, so that a reload after logrotate
 // renamed it writes a new file. Under --check the file is only checked.
+// A reload that drops log.access_file leaves the file open, unwritten,
+// until edged stops: requests still in flight may log to it.
 func (s *Server) accessLog(cfg *config.Config) (zerolog.Logger, error) {
 	path := cfg.Log.AccessFile
 	if path == "" {
@@ -186,11 +190,15 @@ func (s *Server) accessLog(cfg *config.Config) (zerolog.Logger, error) {
 	checking := s.pools == nil
 	s.poolsMu.Unlock()
 	if checking {
-		f, err := logging.OpenFile(path)
-		if err != nil {
-			return s.log, err
+		// The file may be written, or made in its directory; nothing
+		// is made here.
+		if f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0); err == nil {
+			f.Close()
+		} else if !errors.Is(err, os.ErrNotExist) {
+			return s.log, fmt.Errorf("log.access_file: %w", err)
+		} else if st, err := os.Stat(filepath.Dir(path)); err != nil || !st.IsDir() {
+			return s.log, fmt.Errorf("log.access_file: no directory %s to make %s in", filepath.Dir(path), filepath.Base(path))
 		}
-		f.Close()
 		return s.log, nil
 	}
 	s.accessMu.Lock()

@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 
 	"github.com/coreos/go-systemd/v22/journal"
@@ -42,9 +43,10 @@ type Journal struct {
 	datagrams func(bufs [][]byte) (int, error)
 	failed    atomic.Uint64
 
-	buf   []byte   // the entries of one Write
-	ends  []int    // where each ends in buf
-	lines [][]byte // the line each came from
+	mu    sync.Mutex // one Write at a time: the buffers below are shared
+	buf   []byte     // the entries of one Write
+	ends  []int      // where each ends in buf
+	lines [][]byte   // the line each came from
 	bufs  [][]byte
 	pairs []pair
 	sock  batchSocket
@@ -58,8 +60,12 @@ func NewJournal(w io.Writer) *Journal {
 	return j
 }
 
-// errTooBig says an entry does not fit a datagram.
-var errTooBig = errors.New("entry too big for a datagram")
+// errTooBig says an entry does not fit a datagram; errFull, that
+// journald's queue is full.
+var (
+	errTooBig = errors.New("entry too big for a datagram")
+	errFull   = errors.New("the journal's queue is full")
+)
 
 // Limits on what one entry carries: journald takes more, but an event
 // with more than this is not one a human reads, and the bounds keep a
@@ -81,6 +87,8 @@ func (j *Journal) Unwrap() io.Writer { return j.Fallback }
 // entries of the lines an Async gathered go out together, in one system
 // call where the journal takes them all.
 func (j *Journal) Write(p []byte) (int, error) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
 	for rest := p; len(rest) > 0; {
 		line := rest
 		if i := bytes.IndexByte(rest, '\n'); i >= 0 {
@@ -122,6 +130,12 @@ func (j *Journal) flush() {
 		n, err := j.datagrams(j.bufs[i:])
 		i += n
 		if err == nil {
+			if n == 0 {
+				break // a sender that sends nothing and says nothing
+			}
+			continue
+		}
+		if i >= len(j.bufs) {
 			break
 		}
 		if err == errTooBig {
@@ -161,6 +175,9 @@ func Entry(line []byte) (string, journal.Priority, map[string]string, error) {
 	if err := d.Decode(&evt); err != nil {
 		return "", 0, nil, fmt.Errorf("not a JSON event: %w", err)
 	}
+	if len(bytes.TrimSpace(line[d.InputOffset():])) > 0 {
+		return "", 0, nil, errors.New("not one JSON event: more follows the object")
+	}
 	vars := make(map[string]string, len(evt))
 	keys := make([]string, 0, len(evt))
 	for k := range evt {
@@ -186,8 +203,9 @@ func Entry(line []byte) (string, journal.Priority, map[string]string, error) {
 // FieldName is the journal field of an event's key: upper case, what is
 // not a letter, digit or underscore made an underscore, no leading
 // underscore (those are journald's own), at most 64 bytes, EVENT_ before
-// the names the entry sets itself (PRIORITY, MESSAGE,
-// SYSLOG_IDENTIFIER); "" when nothing is left.
+// the names the entry or journald gives a meaning (PRIORITY, MESSAGE,
+// SYSLOG_IDENTIFIER, CODE_LINE, OBJECT_PID…: reservedField); "" when
+// nothing is left.
 func FieldName(key string) string {
 	b := make([]byte, 0, len(key))
 	for i := 0; i < len(key) && len(b) < maxFieldName; i++ {
@@ -207,14 +225,25 @@ func FieldName(key string) string {
 	if len(b) > 0 && b[0] >= '0' && b[0] <= '9' {
 		b = append([]byte("F_"), b...)[:min(len(b)+2, maxFieldName)]
 	}
-	switch name := string(b); name {
-	case "PRIORITY", "MESSAGE", "SYSLOG_IDENTIFIER":
-		// The entry's own: an event's key of that name keeps its value
-		// beside them.
+	name := string(b)
+	if reservedField(name) {
+		// The entry's own, or one journald acts on: an event's key of
+		// that name keeps its value beside them.
 		return "EVENT_" + name
-	default:
-		return name
 	}
+	return name
+}
+
+// reservedField says whether name is a field journald or the entry gives
+// a meaning (systemd.journal-fields(7)) that an event must not set.
+func reservedField(name string) bool {
+	switch name {
+	case "PRIORITY", "MESSAGE", "MESSAGE_ID", "SYSLOG_IDENTIFIER", "SYSLOG_FACILITY", "SYSLOG_PID",
+		"SYSLOG_TIMESTAMP", "SYSLOG_RAW", "CODE_FILE", "CODE_LINE", "CODE_FUNC", "ERRNO",
+		"INVOCATION_ID", "USER_INVOCATION_ID", "DOCUMENTATION", "TID", "UNIT", "USER_UNIT":
+		return true
+	}
+	return strings.HasPrefix(name, "OBJECT_") || strings.HasPrefix(name, "COREDUMP_")
 }
 
 // fieldValue is v as a journal value, bounded.

@@ -104,6 +104,9 @@ func scanFlat(line []byte, pairs []pair) ([]pair, bool) {
 		default:
 			return pairs, false // a nested value: the slow way
 		}
+		if len(pairs) > maxFields+3 {
+			return pairs, false // more than an entry keeps: the slow way picks
+		}
 		for _, q := range pairs {
 			if q.key == key {
 				return pairs, false // a repeated key: the last wins there

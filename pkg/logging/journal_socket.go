@@ -17,18 +17,12 @@ type batchSocket struct {
 	fd   int    // -1 before the first send
 	name unix.RawSockaddrUnix
 	iovs []unix.Iovec
-	msgs []mmsghdr
-}
-
-// mmsghdr is struct mmsghdr.
-type mmsghdr struct {
-	hdr unix.Msghdr
-	len uint32
-	_   [4]byte
+	msgs []unix.Mmsghdr
 }
 
 // send sends bufs in order; it says how many went, and why the next did
-// not (errTooBig: it is too big for a datagram).
+// not (errTooBig: it is too big for a datagram; errFull: journald's
+// queue is full, and the send does not wait for room).
 func (s *batchSocket) send(bufs [][]byte) (int, error) {
 	if s.fd < 0 {
 		fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
@@ -51,18 +45,19 @@ func (s *batchSocket) send(bufs [][]byte) (int, error) {
 		iov.Base = &b[0]
 		iov.SetLen(len(b))
 		s.iovs = append(s.iovs, iov)
-		s.msgs = append(s.msgs, mmsghdr{})
+		s.msgs = append(s.msgs, unix.Mmsghdr{})
 	}
 	for i := range s.msgs {
-		h := &s.msgs[i].hdr
+		h := &s.msgs[i].Hdr
 		h.Name = (*byte)(unsafe.Pointer(&s.name))
 		h.Namelen = uint32(unsafe.Offsetof(s.name.Path)) + uint32(len(s.path))
 		h.Iov = &s.iovs[i]
 		h.SetIovlen(1)
 	}
+	defer clear(s.iovs) // the buffers are the caller's
 	sent := 0
 	for sent < len(s.msgs) {
-		r, _, e := unix.Syscall6(unix.SYS_SENDMMSG, uintptr(s.fd), uintptr(unsafe.Pointer(&s.msgs[sent])), uintptr(len(s.msgs)-sent), 0, 0, 0)
+		r, _, e := unix.Syscall6(unix.SYS_SENDMMSG, uintptr(s.fd), uintptr(unsafe.Pointer(&s.msgs[sent])), uintptr(len(s.msgs)-sent), unix.MSG_DONTWAIT, 0, 0)
 		switch e {
 		case 0:
 			sent += int(r)
@@ -71,9 +66,10 @@ func (s *batchSocket) send(bufs [][]byte) (int, error) {
 			continue
 		case unix.EMSGSIZE, unix.ENOBUFS:
 			return sent, errTooBig
+		case unix.EAGAIN:
+			return sent, errFull
 		}
 		return sent, e
 	}
-	clear(s.iovs) // the buffers are the caller's
 	return sent, nil
 }

@@ -160,12 +160,12 @@ func TestJournalFallback(t *testing.T) {
 	j, _, fallback := capture(errors.New("no socket"))
 	log := zerolog.New(j)
 	log.Info().Str("k", "v").Msg("hello")
-	j.Write([]byte("not json\n"))
-	if got := fallback.String(); got != "{\"level\":\"info\",\"k\":\"v\",\"message\":\"hello\"}\nnot json\n" {
+	j.Write([]byte("not json\n{\"a\":1}{\"b\":2}\n"))
+	if got := fallback.String(); got != "{\"level\":\"info\",\"k\":\"v\",\"message\":\"hello\"}\nnot json\n{\"a\":1}{\"b\":2}\n" {
 		t.Errorf("fallback got %q", got)
 	}
-	if j.Failed() != 2 {
-		t.Errorf("Failed() = %d, want 2", j.Failed())
+	if j.Failed() != 3 {
+		t.Errorf("Failed() = %d, want 3", j.Failed())
 	}
 }
 
@@ -260,4 +260,32 @@ func FuzzJournalFast(f *testing.F) {
 			t.Errorf("%q:\nfast %q %d %q\nslow %q %d %q", line, fast.msg, fast.prio, fast.vars, msg, prio, vars)
 		}
 	})
+}
+
+// Many goroutines log through one Journal at once (workerd does: the
+// app's stdout and stderr, its own events), each event whole.
+func TestJournalConcurrent(t *testing.T) {
+	j, got, _ := capture(nil)
+	log := zerolog.New(j)
+	done := make(chan struct{})
+	for g := range 8 {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for i := range 200 {
+				log.Info().Int("g", g).Int("i", i).Str("path", strings.Repeat("p", g*10)).Msg("m")
+			}
+		}()
+	}
+	for range 8 {
+		<-done
+	}
+	if len(*got) != 1600 {
+		t.Fatalf("%d entries, want 1600", len(*got))
+	}
+	for _, e := range *got {
+		g, _ := strconv.Atoi(e.vars["G"])
+		if e.vars["PATH"] != strings.Repeat("p", g*10) {
+			t.Fatalf("an entry mixes two events: %v", e.vars)
+		}
+	}
 }
