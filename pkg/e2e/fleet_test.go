@@ -306,11 +306,7 @@ func TestFleet(t *testing.T) {
 		if err != nil {
 			return err.Error()
 		}
-		defer c.Close()
-		c.SetDeadline(time.Now().Add(5 * time.Second))
-		io.WriteString(c, "PROXY TCP4 1.2.3.4 10.0.0.11 1111 80\r\nGET /whoami HTTP/1.1\r\nHost: x\r\n\r\n")
-		b, _ := io.ReadAll(c)
-		return string(b)
+		return rawExchange(c, "PROXY TCP4 1.2.3.4 10.0.0.11 1111 80\r\nGET /whoami HTTP/1.1\r\nHost: x\r\n\r\n")
 	}()
 	if !strings.HasPrefix(raw, "HTTP/1.1 400 ") {
 		t.Errorf("a PROXY header straight from a client got %.80q, want a 400", raw)

@@ -415,6 +415,12 @@ func rawRequestFrom(t testing.TB, from, addr, req string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return rawExchange(c, req)
+}
+
+// rawExchange writes req on c and returns what came back until c closed
+// or 5s passed; it closes c.
+func rawExchange(c net.Conn, req string) string {
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(5 * time.Second))
 	io.WriteString(c, req)

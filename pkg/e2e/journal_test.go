@@ -98,11 +98,7 @@ func TestJournal(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer conn.Close()
-		conn.SetDeadline(time.Now().Add(5 * time.Second))
-		io.WriteString(conn, req)
-		b, _ := io.ReadAll(conn)
-		return string(b)
+		return rawExchange(conn, req)
 	}
 	raw("GET /f%0APRIORITY=0%0AMESSAGE=forged%0ASTATUS=200 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
 	raw("GET /g%0D%0APRIORITY=0 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")

@@ -3,6 +3,7 @@ package logging
 import (
 	"encoding/binary"
 	"encoding/json"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -22,6 +23,19 @@ import (
 type pair struct {
 	key, val string
 	kind     byte
+}
+
+// field is the journal field p becomes; "" for none: the keys the entry
+// takes otherwise (level, message, time), and null values.
+func (p pair) field() string {
+	switch p.key {
+	case "level", "message", "time":
+		return ""
+	}
+	if p.kind == 0 {
+		return ""
+	}
+	return FieldName(p.key)
 }
 
 // flat is an event's pairs, as fields.
@@ -179,43 +193,23 @@ func jsonString(q []byte) (string, bool) {
 // appendEntry writes the entry of one event as a datagram of journald's
 // native protocol; ok is false where the slow way must decide.
 func appendEntry(b []byte, f flat, identifier string) ([]byte, bool) {
-	n := 0
 	var names [maxFields]string
+	n := 0
 	for _, p := range f {
-		switch p.key {
-		case "level", "message", "time":
-			continue
-		}
-		if p.kind == 0 {
-			continue
-		}
-		name := FieldName(p.key)
+		name := p.field()
 		if name == "" {
 			continue
 		}
-		for _, seen := range names[:n] {
-			if seen == name {
-				return b, false // two keys, one field: the slow way keeps one
-			}
-		}
-		if n == maxFields {
-			return b, false
+		if n == maxFields || slices.Contains(names[:n], name) {
+			return b, false // too many fields, or two keys for one: the slow way picks
 		}
 		names[n] = name
 		n++
 	}
 	b = appendJournalField(b, "PRIORITY", strconv.Itoa(int(priority(f))))
 	b = appendJournalField(b, "MESSAGE", message(f))
-	n = 0
 	for _, p := range f {
-		switch p.key {
-		case "level", "message", "time":
-			continue
-		}
-		if p.kind == 0 {
-			continue
-		}
-		if name := FieldName(p.key); name != "" {
+		if name := p.field(); name != "" {
 			b = appendJournalField(b, name, p.val)
 		}
 	}
