@@ -10,9 +10,8 @@ import (
 // path: after logrotate has renamed it, the next lines go to a new file of
 // that name (logrotate's postrotate runs `systemctl reload edged`).
 type File struct {
-	mu   sync.Mutex
-	f    *os.File
-	path string
+	mu sync.Mutex
+	f  *os.File
 }
 
 // OpenFile opens path for appending, making it (mode 0640) if need be.
@@ -33,19 +32,12 @@ func (l *File) Reopen(path string) error {
 	}
 	l.mu.Lock()
 	old := l.f
-	l.f, l.path = f, path
+	l.f = f
 	l.mu.Unlock()
 	if old != nil {
 		old.Close()
 	}
 	return nil
-}
-
-// Path is the file's path.
-func (l *File) Path() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.path
 }
 
 // Write appends p.
