@@ -186,10 +186,7 @@ func (s *Server) accessLog(cfg *config.Config) (zerolog.Logger, error) {
 	if path == "" {
 		return s.log, nil
 	}
-	s.poolsMu.Lock()
-	checking := s.pools == nil
-	s.poolsMu.Unlock()
-	if checking {
+	if s.checkOnly() {
 		// The file may be written, or made in its directory; nothing
 		// is made here.
 		if f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0); err == nil {
@@ -304,15 +301,18 @@ func (s *Server) newSite(cfg *config.Config, sc *config.Site, access zerolog.Log
 	return si, nil
 }
 
+// checkOnly says the server is --check's: it builds states to check a
+// config and serves nothing (pools is set, or not, once, by New).
+func (s *Server) checkOnly() bool { return s.pools == nil }
+
 // pool is the transport to a site's workers: made once per site and kept
 // across reloads, as the workers are.
 func (s *Server) pool(sc *config.Site) *upstream.Transport {
+	if s.checkOnly() {
+		return nil // nothing is ever sent
+	}
 	s.poolsMu.Lock()
 	defer s.poolsMu.Unlock()
-	if s.pools == nil {
-		// Under --check: nothing is ever sent.
-		return nil
-	}
 	t := s.pools[sc.Name]
 	if t == nil {
 		t = upstream.New(sc.Pool.Socket(), upstreamLimits(sc))

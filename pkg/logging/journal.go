@@ -25,10 +25,10 @@ import (
 // journald's binary-safe form when it holds a newline, so that no value a
 // client sent (a path, a user agent) can forge a field or an entry.
 //
-// A line the journal does not take (its socket gone, or an entry it
-// refuses) goes to Fallback as the JSON line it was. Journal may block
-// while journald is slow: put it behind an Async, as New does, so that
-// the code that logs never waits.
+// A line the journal does not take (its socket gone, its queue full, or
+// an entry it refuses) goes to Fallback as the JSON line it was: sending
+// never waits for journald. Fallback may (a pipe): edged puts the Journal
+// behind an Async, as New does, so that the code that logs never waits.
 type Journal struct {
 	// Fallback takes the lines the journal did not.
 	Fallback io.Writer
@@ -45,9 +45,8 @@ type Journal struct {
 
 	mu    sync.Mutex // one Write at a time: the buffers below are shared
 	buf   []byte     // the entries of one Write
-	ends  []int      // where each ends in buf
+	bufs  [][]byte   // each entry, in buf
 	lines [][]byte   // the line each came from
-	bufs  [][]byte
 	pairs []pair
 	sock  batchSocket
 }
@@ -99,7 +98,7 @@ func (j *Journal) Write(p []byte) (int, error) {
 		if len(bytes.TrimSpace(line)) == 0 {
 			continue
 		}
-		ok := false
+		ok, start := false, len(j.buf)
 		if j.datagrams != nil {
 			if j.pairs, ok = scanFlat(line, j.pairs[:0]); ok {
 				j.buf, ok = appendEntry(j.buf, j.pairs, j.Identifier)
@@ -107,7 +106,9 @@ func (j *Journal) Write(p []byte) (int, error) {
 			clear(j.pairs) // no strings kept alive past the line
 		}
 		if ok {
-			j.ends = append(j.ends, len(j.buf))
+			// A slice of buf stays whole when buf grows: append copies
+			// to a new array and leaves the old one as it was.
+			j.bufs = append(j.bufs, j.buf[start:])
 			j.lines = append(j.lines, line)
 			continue
 		}
@@ -121,11 +122,6 @@ func (j *Journal) Write(p []byte) (int, error) {
 // flush sends the entries gathered; one the journal does not take goes
 // the slow way (too big for a datagram) or to Fallback.
 func (j *Journal) flush() {
-	start := 0
-	for _, end := range j.ends {
-		j.bufs = append(j.bufs, j.buf[start:end])
-		start = end
-	}
 	for i := 0; i < len(j.bufs); {
 		n, err := j.datagrams(j.bufs[i:])
 		i += n
@@ -141,14 +137,13 @@ func (j *Journal) flush() {
 		if err == errTooBig {
 			j.slow(j.lines[i])
 		} else {
-			j.failed.Add(1)
-			j.Fallback.Write(append(j.lines[i][:len(j.lines[i]):len(j.lines[i])], '\n'))
+			j.fallback(j.lines[i])
 		}
 		i++
 	}
 	clear(j.bufs)
 	clear(j.lines)
-	j.buf, j.ends, j.lines, j.bufs = j.buf[:0], j.ends[:0], j.lines[:0], j.bufs[:0]
+	j.buf, j.lines, j.bufs = j.buf[:0], j.lines[:0], j.bufs[:0]
 }
 
 // slow sends line through Entry and send, or to Fallback.
@@ -161,9 +156,14 @@ func (j *Journal) slow(line []byte) {
 		err = j.send(msg, prio, vars)
 	}
 	if err != nil {
-		j.failed.Add(1)
-		j.Fallback.Write(append(line[:len(line):len(line)], '\n'))
+		j.fallback(line)
 	}
+}
+
+// fallback writes line, which the journal did not take, to Fallback.
+func (j *Journal) fallback(line []byte) {
+	j.failed.Add(1)
+	j.Fallback.Write(append(line[:len(line):len(line)], '\n'))
 }
 
 // Entry is the journal entry of one JSON event: its MESSAGE, PRIORITY
