@@ -243,6 +243,19 @@ func (c *Config) SetSocketDir(dir string) {
 	}
 }
 
+// SetLogFormat overrides log.format (edgectl run asks its children for
+// JSON: it renders their events itself); "" keeps the file's.
+func (c *Config) SetLogFormat(format string) error {
+	switch format {
+	case "":
+		return nil
+	case "auto", "json", "console", "journal":
+		c.Log.Format = format
+		return nil
+	}
+	return fmt.Errorf("--log-format %q: use auto, json, console or journal", format)
+}
+
 // newSiteBlock is a [[site]] before its table is decoded into it: the
 // defaults its app and pool start from.
 func newSiteBlock() Site {

@@ -37,7 +37,9 @@ commands (over systemd's D-Bus API):
   logs           the suite's events from the journal (--site S, --errors,
                  --request ID for everything about one request, -f to
                  follow, -n N, --since TIME, -o FORMAT): the journalctl
-                 command that does it, run
+                 command that does it, run; while an edgectl run is up,
+                 the same matches on its own events (--events FILE,
+                 --journal to choose)
   doctor         look at the running suite for the classic mistakes (root
                  processes, sync workers on I/O-bound routes, the worker
                  count, an overflowing backlog, buffering off, secrets,

@@ -9,19 +9,24 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+
+	"github.com/edged/edged/pkg/local"
 )
 
 // logsOpts are `edgectl logs`' flags.
 type logsOpts struct {
 	site, request, since, output string
-	errors, follow               bool
+	events                       string
+	errors, follow, journal      bool
 	lines                        int
+	linesSet                     bool // -n given: 0 is none
 }
 
 // logs is `edgectl logs`: the journalctl command that shows this suite's
 // events, run. edged and workerd write native journal entries, a field
 // each (logging.Journal), so a site, a request id or a priority is a
-// match, not a grep.
+// match, not a grep. Under edgectl run, which keeps its own stream, the
+// same matches are made on its events file.
 func logs(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("edgectl logs", flag.ContinueOnError)
 	var o logsOpts
@@ -29,14 +34,36 @@ func logs(ctx context.Context, args []string) error {
 	fs.StringVar(&o.request, "request", "", "everything about one request, by its `ID` (the access log's request_id, the app's X-Request-ID): edged's event, the app's output and traceback")
 	fs.BoolVar(&o.errors, "errors", false, "errors only (journalctl -p err): 5xx answers, tracebacks, refused reloads")
 	fs.BoolVar(&o.follow, "f", false, "follow: print new events as they come")
-	fs.IntVar(&o.lines, "n", 0, "the last `N` events only")
+	fs.Func("n", "the last `N` events only (with -f: 10 unless given)", func(v string) error {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			return fmt.Errorf("%q is not a count of events", v)
+		}
+		o.lines, o.linesSet = n, true
+		return nil
+	})
 	fs.StringVar(&o.since, "since", "", "events since `TIME` (journalctl's forms: \"10 min ago\", \"today\", \"2026-12-07 09:00\")")
 	fs.StringVar(&o.output, "o", "", "journalctl's output `format`: short, cat, json, verbose…")
+	fs.StringVar(&o.events, "events", "", "read the events `file` of an edgectl run (its first event names it); without this flag, the events of the edgectl run you started last, while it runs, else the journal")
+	fs.BoolVar(&o.journal, "journal", false, "read the journal even while an edgectl run is up")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("edgectl logs takes flags only, not %q: see edgectl logs --help", fs.Arg(0))
+	}
+	if o.events != "" && o.journal {
+		return errors.New("--events and --journal name two sources: give one")
+	}
+	if o.events == "" && !o.journal {
+		path, err := local.RunEvents()
+		if err != nil && !errors.Is(err, local.ErrNoRun) {
+			return err
+		}
+		o.events = path
+	}
+	if o.events != "" {
+		return runLogs(ctx, o.events, o, os.Stdout)
 	}
 	jargs, err := journalctlArgs(o)
 	if err != nil {
@@ -44,7 +71,7 @@ func logs(ctx context.Context, args []string) error {
 	}
 	path, err := exec.LookPath("journalctl")
 	if err != nil {
-		return errors.New("edgectl logs reads the journal, and journalctl is not installed here; under edgectl run the events are on its standard error as JSON lines (filter them with jq)")
+		return errors.New("edgectl logs reads the journal, and journalctl is not installed here; no edgectl run is up either (while one is, edgectl logs reads its events)")
 	}
 	cmd := exec.CommandContext(ctx, path, jargs...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
@@ -68,7 +95,7 @@ func journalctlArgs(o logsOpts) ([]string, error) {
 	if o.follow {
 		args = append(args, "-f")
 	}
-	if o.lines > 0 {
+	if o.linesSet {
 		args = append(args, "-n", strconv.Itoa(o.lines))
 	}
 	if o.since != "" {

@@ -15,7 +15,7 @@ func TestJournalctlArgs(t *testing.T) {
 	}{
 		{"everything", logsOpts{}, units},
 		{"errors, followed", logsOpts{errors: true, follow: true}, "-f -p err " + units},
-		{"a site", logsOpts{site: "shop", lines: 50}, "-n 50 SITE=shop"},
+		{"a site", logsOpts{site: "shop", lines: 50, linesSet: true}, "-n 50 SITE=shop"},
 		{"a request", logsOpts{request: "5f1c2a", output: "verbose"}, "-o verbose REQUEST_ID=5f1c2a"},
 		{"a site's errors since", logsOpts{site: "blog", errors: true, since: "10 min ago"}, "--since|10 min ago|-p|err|SITE=blog"},
 	} {

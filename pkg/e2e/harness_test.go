@@ -89,6 +89,7 @@ type suite struct {
 	socket string
 	static string   // the [[static]] root
 	args   []string // edgectl run's
+	env    []string // more of edgectl run's environment
 }
 
 type syncBuffer struct {
@@ -134,6 +135,8 @@ type suiteOpts struct {
 	httpAddr, httpsAddr string
 	// listen is more of the [listen] table (proxy_protocol).
 	listen string
+	// env is more of edgectl run's environment (NAME=value).
+	env []string
 }
 
 func freePort(t testing.TB) string {
@@ -175,7 +178,7 @@ func trySuite(t testing.TB, o suiteOpts) (*suite, error) {
 		o.class = "sync"
 	}
 	dir := t.TempDir()
-	s := &suite{t: t, dir: dir, out: &syncBuffer{}, done: make(chan error, 1), socket: filepath.Join(dir, "workers")}
+	s := &suite{t: t, dir: dir, out: &syncBuffer{}, done: make(chan error, 1), socket: filepath.Join(dir, "workers"), env: o.env}
 	httpAddr := o.httpAddr
 	if httpAddr == "" {
 		httpAddr = freePort(t)
@@ -234,6 +237,9 @@ func trySuite(t testing.TB, o suiteOpts) (*suite, error) {
 func (s *suite) start() {
 	s.cmd = exec.Command(filepath.Join(binDir, "edgectl"), s.args...)
 	s.cmd.Stdout, s.cmd.Stderr = s.out, s.out
+	if len(s.env) > 0 {
+		s.cmd.Env = append(os.Environ(), s.env...)
+	}
 	s.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := s.cmd.Start(); err != nil {
 		s.t.Fatal(err)

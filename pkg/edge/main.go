@@ -29,6 +29,7 @@ func Main(args []string) error {
 	configOnly := fs.Bool("config-only", false, "with --check: leave the app out (edged.service's ExecStartPre; the workers import it themselves)")
 	reload := fs.Bool("reload", false, "ask the running edged to re-read its config, and wait for the outcome (systemctl reload runs this)")
 	sockDir := fs.String("socket-dir", "", "override pool.socket_dir")
+	logFormat := fs.String("log-format", "", "override log.format (edgectl run passes json and renders the events itself)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -54,6 +55,9 @@ func Main(args []string) error {
 	// Logged through a queue: a reader of the log that falls behind (the
 	// journal, a busy pipe) costs log lines, counted, never a request's
 	// time.
+	if err := cfg.SetLogFormat(*logFormat); err != nil {
+		return err
+	}
 	out := logging.NewAsync(os.Stderr, 16384)
 	defer out.Close()
 	log := logging.New(out, cfg.Log.Level, cfg.Log.Format)

@@ -7,6 +7,7 @@ package local
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -20,6 +21,7 @@ import (
 	"github.com/edged/edged/pkg/cores"
 	"github.com/edged/edged/pkg/logging"
 	"github.com/edged/edged/pkg/sd"
+	"github.com/rs/zerolog"
 )
 
 // Options say what to run.
@@ -39,6 +41,55 @@ type Options struct {
 	// control is edged's runtime directory, where its control socket
 	// goes (edgectl drain --control).
 	control string
+	// events, when set, takes every child's output (edgectl run's own
+	// stream); nil: the children write to Stdout and Stderr themselves.
+	events *events
+}
+
+// openEvents opens the run's events file beside edged's control socket,
+// its lines shown on Stderr as format says: rendered for a person on a
+// terminal (auto) or when asked (console), as they are otherwise.
+func (o Options) openEvents(format string) (*events, error) {
+	var out io.Writer = o.Stderr
+	if format == "console" || format == "auto" && logging.IsTerminal(o.Stderr) {
+		out = logging.Console(o.Stderr)
+	}
+	return openEvents(filepath.Join(o.control, "events.log"), out)
+}
+
+// childArgs are a child's arguments, with the log format the run's
+// stream wants when there is one: JSON, which it renders.
+func (o Options) childArgs(args ...string) []string {
+	if o.events != nil {
+		return append(args, "--log-format", "json")
+	}
+	return args
+}
+
+// childOutput is where one child writes: the ends given to it, and
+// what to close once it has started.
+type childOutput struct {
+	stdout, stderr *os.File
+	pipe           *os.File // the run's copy of the events pipe; nil without one
+}
+
+func (c *childOutput) close() {
+	if c.pipe != nil {
+		c.pipe.Close()
+		c.pipe = nil
+	}
+}
+
+// output is a new child's stdout and stderr.
+func (o Options) output() (*childOutput, error) {
+	if o.events == nil {
+		return &childOutput{stdout: o.Stdout, stderr: o.Stderr}, nil
+	}
+	w, err := o.events.pipe()
+	if err != nil {
+		return nil, err
+	}
+	return &childOutput{stdout: w, stderr: w, pipe: w}, nil
 }
 
 // Run starts the suite and waits until ctx ends or edged exits. A worker
@@ -75,11 +126,30 @@ func Run(ctx context.Context, o Options) error {
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	log := logging.New(o.Stderr, cfg.Log.Level, cfg.Log.Format).With().Str("from", "edgectl run").Logger()
 	cfg.SetSocketDir(o.SocketDir)
 	o.control = filepath.Join(o.SocketDir, "edge")
 	if err := os.MkdirAll(o.control, 0o700); err != nil {
 		return err
+	}
+	var log zerolog.Logger
+	if cfg.Log.Format == "journal" {
+		// Asked for by name: the events go to the journal, edgectl
+		// logs reads them there.
+		log = logging.New(o.Stderr, cfg.Log.Level, cfg.Log.Format).With().Str("from", "edgectl run").Logger()
+	} else {
+		ev, err := o.openEvents(cfg.Log.Format)
+		if err != nil {
+			return err
+		}
+		defer ev.close()
+		o.events = ev
+		log = logging.New(ev, cfg.Log.Level, "json").With().Str("from", "edgectl run").Logger()
+		if done, err := writePointer(ev.path); err != nil {
+			log.Warn().Err(err).Str("events", ev.path).Msg("edgectl logs will need --events PATH to find this run's events")
+		} else {
+			defer done()
+		}
+		log.Info().Str("events", ev.path).Msg("this run's events, for edgectl logs (--events PATH when several runs are up)")
 	}
 	log.Info().Str("control", filepath.Join(o.control, "control.sock")).Msg("edged's control socket: edgectl drain --control PATH")
 	total := 0
@@ -133,7 +203,7 @@ func Run(ctx context.Context, o Options) error {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		err := o.run(ctx, edged.Store, nil, "edged", "-c", o.Config, "--socket-dir", o.SocketDir)
+		err := o.run(ctx, edged.Store, nil, "edged", o.childArgs("-c", o.Config, "--socket-dir", o.SocketDir)...)
 		if ctx.Err() == nil {
 			errc <- fmt.Errorf("edged exited: %v", err)
 		}
@@ -200,7 +270,12 @@ func (o Options) workers(cfg *config.Config, site *config.Site) int {
 // on as fd 3 and up.
 func (o Options) run(ctx context.Context, started func(*os.Process), files []*os.File, name string, args ...string) error {
 	cmd := exec.Command(filepath.Join(o.BinDir, name), args...)
-	cmd.Stdout, cmd.Stderr = o.Stdout, o.Stderr
+	out, err := o.output()
+	if err != nil {
+		return err
+	}
+	defer out.close()
+	cmd.Stdout, cmd.Stderr = out.stdout, out.stderr
 	cmd.ExtraFiles = files
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
 	if name == "edged" && o.control != "" {
@@ -211,6 +286,7 @@ func (o Options) run(ctx context.Context, started func(*os.Process), files []*os
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start %s: %w", name, err)
 	}
+	out.close() // the child's copy is the one that counts
 	if started != nil {
 		started(cmd.Process)
 	}

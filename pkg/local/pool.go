@@ -77,12 +77,18 @@ func (p *pool) start(i int) (*worker, error) {
 	if err != nil {
 		return nil, err
 	}
-	args := []string{"-c", p.o.Config, "-i", strconv.Itoa(i), "--socket-dir", p.o.SocketDir, "--queue-fd", "3"}
+	args := p.o.childArgs("-c", p.o.Config, "-i", strconv.Itoa(i), "--socket-dir", p.o.SocketDir, "--queue-fd", "3")
 	if p.site != "" {
 		args = append(args, "--site", p.site)
 	}
+	out, err := p.o.output()
+	if err != nil {
+		ns.Close()
+		return nil, err
+	}
+	defer out.close()
 	cmd := exec.Command(filepath.Join(p.o.BinDir, "workerd"), args...)
-	cmd.Stdout, cmd.Stderr = p.o.Stdout, p.o.Stderr
+	cmd.Stdout, cmd.Stderr = out.stdout, out.stderr
 	cmd.ExtraFiles = []*os.File{p.queue}
 	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+path)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}

@@ -339,9 +339,9 @@ func message(f fields) string {
 		b.WriteString(str("path"))
 		b.WriteByte(' ')
 		b.WriteString(str("status"))
-		b.WriteByte(' ')
-		b.WriteString(str("duration_ms"))
-		b.WriteString(" ms")
+		if d := str("duration_ms"); d != "" {
+			b.WriteString(" " + d + " ms")
+		}
 		if w := str("worker"); w != "" {
 			b.WriteString(" worker " + w)
 		}

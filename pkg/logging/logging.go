@@ -51,10 +51,22 @@ func New(w io.Writer, level, format string) zerolog.Logger {
 		}
 	}
 	if format == "console" {
-		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.TimeOnly,
-			FieldsExclude: []string{TracebackField}, FormatExtra: traceback}
+		w = Console(w)
 	}
 	return zerolog.New(w).Level(lvl).With().Timestamp().Logger()
+}
+
+// Console renders the JSON events written to it for a person, a line
+// each (a traceback as the lines it is, under its event), onto w: what a
+// terminal shows, in colour when w is one.
+func Console(w io.Writer) io.Writer {
+	base := w
+	if u, ok := w.(interface{ Unwrap() io.Writer }); ok {
+		base = u.Unwrap() // an Async: the terminal is behind it
+	}
+	f, ok := base.(*os.File)
+	return zerolog.ConsoleWriter{Out: w, TimeFormat: time.TimeOnly, NoColor: !ok || !IsTerminal(f),
+		FieldsExclude: []string{TracebackField}, FormatExtra: traceback}
 }
 
 // IsTerminal reports whether f is a terminal.

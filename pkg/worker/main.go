@@ -23,6 +23,7 @@ func Main(args []string) error {
 	sockDir := fs.String("socket-dir", "", "override pool.socket_dir")
 	check := fs.Bool("check", false, "import the app as a worker would, report, and exit (edged --check runs this)")
 	site := fs.String("site", "", "the `site` whose app to host (workerd-SITE@N); none: the default site")
+	logFormat := fs.String("log-format", "", "override log.format (edgectl run passes json and renders the events itself)")
 	queueFD := fs.Int("queue-fd", 0, "take requests from the listening socket on this inherited `fd` (edgectl run passes it; systemd passes it by socket activation)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -41,6 +42,9 @@ func Main(args []string) error {
 		cfg.SetSocketDir(*sockDir)
 	}
 	if cfg, err = cfg.ForSite(*site); err != nil {
+		return err
+	}
+	if err := cfg.SetLogFormat(*logFormat); err != nil {
 		return err
 	}
 	lc := logging.New(os.Stderr, cfg.Log.Level, cfg.Log.Format).With().Str("worker", *instance)
