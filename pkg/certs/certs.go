@@ -173,7 +173,7 @@ func (s *Store) Check() int {
 		c, err := load(p)
 		if err != nil {
 			s.refused[i] = st
-			s.log.Error().Str("cert", p.Cert).Str("key", p.Key).Err(err).
+			s.log.Error().Caller().Str("cert", p.Cert).Str("key", p.Key).Err(err).
 				Msg("a certificate file changed but cannot be used: the one before keeps serving (check that the key is the certificate's)")
 			continue
 		}

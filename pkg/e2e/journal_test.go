@@ -113,7 +113,10 @@ func TestJournal(t *testing.T) {
 	want := map[string]func(e map[string]any) bool{
 		"the 502":            func(e map[string]any) bool { return str(e, "STATUS") == "502" && str(e, "LOG") == "access" },
 		"the app traceback":  func(e map[string]any) bool { return strings.Contains(str(e, "TRACEBACK"), "ZeroDivisionError") },
-		"the refused reload": func(e map[string]any) bool { return strings.Contains(str(e, "MESSAGE"), "bogus") },
+		// with the place in edged's code that refused it
+		"the refused reload": func(e map[string]any) bool {
+			return strings.Contains(str(e, "MESSAGE"), "bogus") && strings.HasSuffix(str(e, "CODE_FILE"), "pkg/edge/main.go") && str(e, "CODE_LINE") != ""
+		},
 	}
 	var missing []string
 	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(200 * time.Millisecond) {

@@ -73,7 +73,7 @@ func (s *Server) reloadACME(old, cfg *config.Config) {
 		s.log.Warn().Msg("[acme] changed: the new CA, account or storage is used from the next restart of edged")
 	}
 	if err := s.acme.Manage(cfg.ACMENames()); err != nil {
-		s.log.Error().Err(err).Msg("acme: cannot take the new names")
+		s.log.Error().Caller().Err(err).Msg("acme: cannot take the new names")
 	}
 }
 

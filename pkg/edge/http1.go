@@ -211,7 +211,7 @@ func (c *h1Conn) serve() {
 	}()
 	defer func() {
 		if p := recover(); p != nil && p != http.ErrAbortHandler {
-			c.srv.log.Error().Str("client", c.remote).Interface("panic", p).Msg("http: panic serving a connection")
+			c.srv.log.Error().Caller().Str("client", c.remote).Interface("panic", p).Msg("http: panic serving a connection")
 			c.tc.Close()
 		} else if p != nil {
 			c.tc.Close()

@@ -119,7 +119,7 @@ func (s *Server) handleReloads(ctx context.Context, file, sockDir string, reqs c
 		err := s.reload(file, sockDir)
 		if err != nil {
 			s.lastReloadErr.Store(oneLine(err.Error()))
-			s.log.Error().Err(err).Str("config", file).Msg("reload refused, the old config keeps serving")
+			s.log.Error().Caller().Err(err).Str("config", file).Msg("reload refused, the old config keeps serving")
 		} else {
 			s.lastReloadErr.Store("")
 			s.log.Info().Str("config", file).Msg("reloaded")

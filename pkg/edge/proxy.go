@@ -162,7 +162,7 @@ func (s *site) readBody(w http.ResponseWriter, r *http.Request, sp *spool, max i
 				return http.StatusRequestEntityTooLarge, maxLimit, "request body over " + string(maxLimit)
 			}
 			if _, werr := sp.Write((*buf)[:n]); werr != nil {
-				s.log.Error().Err(werr).Msg("cannot buffer request body")
+				s.log.Error().Caller().Err(werr).Msg("cannot buffer request body")
 				return http.StatusInternalServerError, "", "cannot buffer request body"
 			}
 		}

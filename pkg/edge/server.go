@@ -214,7 +214,7 @@ func (s *Server) account(w http.ResponseWriter, r *http.Request, lr *logRecord, 
 	st := lr.site
 	p := recover()
 	if p != nil && p != http.ErrAbortHandler {
-		st.log.Error().Str("panic", fmt.Sprint(p)).Str("stack", string(debug.Stack())).
+		st.log.Error().Caller().Str("panic", fmt.Sprint(p)).Str("stack", string(debug.Stack())).
 			Str("method", r.Method).Str("path", r.URL.Path).Msg("edged failed on a request: a bug, please report it with this stack")
 		if lr.status == 0 && lr.kind != kindStatic {
 			st.fail(w, lr, http.StatusInternalServerError, "", "edged failed on this request (its log has the stack)")

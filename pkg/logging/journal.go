@@ -189,6 +189,14 @@ func Entry(line []byte) (string, journal.Priority, map[string]string, error) {
 		case "level", "message", "time":
 			continue // PRIORITY, MESSAGE; the journal has its own time
 		}
+		if s, ok := evt[k].(string); ok && k == CallerField {
+			if file, line, ok := codeLocation(s); ok {
+				if len(vars)+2 <= maxFields {
+					vars["CODE_FILE"], vars["CODE_LINE"] = file, line
+				}
+				continue
+			}
+		}
 		name := FieldName(k)
 		if name == "" || len(vars) >= maxFields {
 			continue
@@ -198,6 +206,30 @@ func Entry(line []byte) (string, journal.Priority, map[string]string, error) {
 		}
 	}
 	return message(mapFields(evt)), priority(mapFields(evt)), vars, nil
+}
+
+// CallerField is the key of an event's place in the code (zerolog's
+// Caller: "file:line"), sent as CODE_FILE and CODE_LINE. edged and
+// workerd give it to the errors of their own code, where the place says
+// something; an access event or an app's traceback has none.
+const CallerField = "caller"
+
+// codeLocation splits a caller's "file:line"; ok is false for anything
+// else, which stays a field of its own.
+func codeLocation(v string) (file, line string, ok bool) {
+	i := strings.LastIndexByte(v, ':')
+	if i <= 0 || i == len(v)-1 || len(v)-i > 10 {
+		return "", "", false
+	}
+	for _, c := range v[i+1:] {
+		if c < '0' || c > '9' {
+			return "", "", false
+		}
+	}
+	if strings.ContainsAny(v[:i], "\n\x00") || len(v[:i]) > maxFieldValue {
+		return "", "", false
+	}
+	return v[:i], v[i+1:], true
 }
 
 // FieldName is the journal field of an event's key: upper case, what is

@@ -38,6 +38,14 @@ func (p pair) field() string {
 	return FieldName(p.key)
 }
 
+// code is p as CODE_FILE and CODE_LINE, when it is a caller's place.
+func (p pair) code() (file, line string, ok bool) {
+	if p.key != CallerField || p.kind != 's' {
+		return "", "", false
+	}
+	return codeLocation(p.val)
+}
+
 // flat is an event's pairs, as fields.
 type flat []pair
 
@@ -197,6 +205,13 @@ func appendEntry(b []byte, f flat, identifier string) ([]byte, bool) {
 	n := 0
 	for _, p := range f {
 		name := p.field()
+		if _, _, ok := p.code(); ok {
+			if n+2 > maxFields || slices.Contains(names[:n], "CODE_LINE") {
+				return b, false
+			}
+			names[n], name = "CODE_LINE", "CODE_FILE"
+			n++
+		}
 		if name == "" {
 			continue
 		}
@@ -209,7 +224,10 @@ func appendEntry(b []byte, f flat, identifier string) ([]byte, bool) {
 	b = appendJournalField(b, "PRIORITY", strconv.Itoa(int(priority(f))))
 	b = appendJournalField(b, "MESSAGE", message(f))
 	for _, p := range f {
-		if name := p.field(); name != "" {
+		if file, line, ok := p.code(); ok {
+			b = appendJournalField(b, "CODE_FILE", file)
+			b = appendJournalField(b, "CODE_LINE", line)
+		} else if name := p.field(); name != "" {
 			b = appendJournalField(b, name, p.val)
 		}
 	}

@@ -238,6 +238,9 @@ func FuzzJournalFast(f *testing.F) {
 	f.Add([]byte(`{"a":1,"a":2}`))
 	f.Add([]byte(`{"a":{"b":1}}`))
 	f.Add([]byte(`{}`))
+	f.Add([]byte(`{"level":"error","caller":"github.com/edged/edged/pkg/edge/main.go:122","message":"reload refused"}`))
+	f.Add([]byte(`{"caller":"x:1","code_file":"y","CODE_LINE":"2","caller":"z:3"}`))
+	f.Add([]byte(`{"caller":"no line:","n":1}`))
 	f.Fuzz(func(t *testing.T, line []byte) {
 		pairs, ok := scanFlat(line, nil)
 		if !ok {
@@ -260,6 +263,27 @@ func FuzzJournalFast(f *testing.F) {
 			t.Errorf("%q:\nfast %q %d %q\nslow %q %d %q", line, fast.msg, fast.prio, fast.vars, msg, prio, vars)
 		}
 	})
+}
+
+// An error that says where in edged's code it was raised gives the
+// journal CODE_FILE and CODE_LINE; a caller that is not a file and a
+// line stays a field of its own, and an event cannot set CODE_* itself.
+func TestJournalCodeLocation(t *testing.T) {
+	j, got, _ := capture(nil)
+	log := zerolog.New(j)
+	log.Error().Caller().Msg("reload refused")
+	log.Error().Str(CallerField, "somewhere").Str("code_line", "7").Msg("not a place")
+	if len(*got) != 2 {
+		t.Fatalf("%d entries, want 2", len(*got))
+	}
+	g := (*got)[0]
+	if !strings.HasSuffix(g.vars["CODE_FILE"], "journal_test.go") || g.vars["CODE_LINE"] == "" || g.vars["CALLER"] != "" {
+		t.Errorf("entry with a caller: %q, want CODE_FILE …journal_test.go and a CODE_LINE", g.vars)
+	}
+	g = (*got)[1]
+	if g.vars["CALLER"] != "somewhere" || g.vars["CODE_FILE"] != "" || g.vars["CODE_LINE"] != "" || g.vars["EVENT_CODE_LINE"] != "7" {
+		t.Errorf("entry with no place: %q, want CALLER=somewhere, EVENT_CODE_LINE=7 and no CODE_*", g.vars)
+	}
 }
 
 // Many goroutines log through one Journal at once (workerd does: the
