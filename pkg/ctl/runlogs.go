@@ -30,18 +30,25 @@ func runLogs(ctx context.Context, path string, o logsOpts, w io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// The file before the last rotation first, then the current one:
+	// opened in that order, so that a rotation in between shows as the
+	// two being one file (read once).
+	old, oldErr := os.Open(path + ".1")
 	f, err := os.Open(path)
 	if err != nil {
+		if oldErr == nil {
+			old.Close()
+		}
 		return fmt.Errorf("edgectl run's events: %w", err)
 	}
 	defer func() { f.Close() }()
-	// The file before the last rotation first, then the current one.
-	// The last n only: -n, or 10 when following, as journalctl -f.
+	// The last n only: -n, or, when following from no time, 10, as
+	// journalctl -f.
 	var last ring
 	last.n = -1
 	if o.linesSet {
 		last.n = o.lines
-	} else if o.follow {
+	} else if o.follow && o.since == "" {
 		last.n = 10
 	}
 	emit := func(line []byte) {
@@ -54,8 +61,10 @@ func runLogs(ctx context.Context, path string, o logsOpts, w io.Writer) error {
 			show(line)
 		}
 	}
-	if old, err := os.Open(path + ".1"); err == nil {
-		readLines(bufio.NewReader(old), emit)
+	if oldErr == nil {
+		if !sameFile(old, f) {
+			readLines(bufio.NewReader(old), emit)
+		}
 		old.Close()
 	}
 	r := bufio.NewReader(f)
@@ -68,10 +77,13 @@ func runLogs(ctx context.Context, path string, o logsOpts, w io.Writer) error {
 	}
 	// Follow: as tail -F does, by looking every quarter second; a
 	// rotation (the path now another file) is read from its start once
-	// the old file's last lines are out.
+	// the old file's last lines are out. The run renames the file
+	// before it makes the next, so a path missing for a moment is a
+	// rotation; missing for a second, the run has ended.
 	last.n = -1
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
+	missing := 0
 	for {
 		select {
 		case <-ctx.Done():
@@ -81,19 +93,35 @@ func runLogs(ctx context.Context, path string, o logsOpts, w io.Writer) error {
 		partial = readLines(r, emit, partial...)
 		st, err := os.Stat(path)
 		if err != nil {
-			fmt.Fprintln(os.Stderr, "edgectl logs: the events file is gone: that edgectl run has ended")
-			return nil
+			if missing++; missing >= 4 {
+				fmt.Fprintln(os.Stderr, "edgectl logs: the events file is gone: that edgectl run has ended")
+				return nil
+			}
+			continue
 		}
+		missing = 0
 		if cur, err := f.Stat(); err == nil && !os.SameFile(cur, st) {
 			nf, err := os.Open(path)
 			if err != nil {
 				continue
 			}
+			// What the old file got after the read above, then
+			// the new one from its start.
+			if partial = readLines(r, emit, partial...); len(partial) > 0 {
+				emit(append(partial, '\n'))
+			}
 			f.Close()
-			f, r, partial = nf, bufio.NewReader(nf), nil
+			f, r = nf, bufio.NewReader(nf)
 			partial = readLines(r, emit)
 		}
 	}
+}
+
+// sameFile says whether a and b are one file.
+func sameFile(a, b *os.File) bool {
+	sa, err1 := a.Stat()
+	sb, err2 := b.Stat()
+	return err1 == nil && err2 == nil && os.SameFile(sa, sb)
 }
 
 // readLines calls emit with each whole line r has now, after the partial

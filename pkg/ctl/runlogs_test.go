@@ -3,6 +3,7 @@ package ctl
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -143,6 +144,12 @@ func TestRunLogsFollow(t *testing.T) {
 	os.Rename(path, path+".1")
 	appendLine(path, `{"level":"error","message":"first of the new file"}`+"\n")
 	waitFor("first of the new file")
+	// A path missing for a moment (renamed, not yet made again) is not
+	// the run's end.
+	os.Rename(path, path+".1")
+	time.Sleep(400 * time.Millisecond)
+	appendLine(path, `{"level":"error","message":"after a gap"}`+"\n")
+	waitFor("after a gap")
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
@@ -153,6 +160,26 @@ func TestRunLogsFollow(t *testing.T) {
 	}
 	if strings.Contains(got, "GET /") {
 		t.Errorf("followed lines not matching --errors:\n%s", got)
+	}
+}
+
+// Followed from a time, every event since then is shown, not the last
+// ten (as journalctl -f --since).
+func TestRunLogsFollowSince(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "events.log")
+	var lines []string
+	for i := range 15 {
+		lines = append(lines, fmt.Sprintf(`{"level":"info","n":%d,"time":"2026-12-07T09:00:%02dZ","message":"event %d"}`, i, i, i))
+	}
+	os.WriteFile(path, []byte(strings.Join(lines, "\n")+"\n"), 0o600)
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	var out syncBuffer
+	if err := runLogs(ctx, path, logsOpts{follow: true, since: "2026-12-07T09:00:01Z", output: "cat"}, &out); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Count(out.String(), "\n"); got != 14 {
+		t.Errorf("-f --since gave %d events, want 14:\n%s", got, out.String())
 	}
 }
 

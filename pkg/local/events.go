@@ -28,15 +28,18 @@ type events struct {
 
 	mu   sync.Mutex
 	out  io.Writer // the terminal's writer: rendered or raw lines
+	raw  io.Writer // the terminal itself, for a line out cannot render
 	file *os.File  // nil once writing it failed: the terminal still gets every line
 	size int64
 	wg   sync.WaitGroup
 }
 
 // openEvents appends to the events file at path (made if missing, for
-// this user only) and copies each line to out.
-func openEvents(path string, out io.Writer) (*events, error) {
-	e := &events{path: path, out: out, max: maxEventsFile}
+// this user only) and copies each line to out; a line out refuses (a
+// renderer given what is not an event: a Go panic's trace) goes to raw
+// as it is.
+func openEvents(path string, out, raw io.Writer) (*events, error) {
+	e := &events{path: path, out: out, raw: raw, max: maxEventsFile}
 	if err := e.open(); err != nil {
 		return nil, fmt.Errorf("edgectl run's events file: %w", err)
 	}
@@ -107,7 +110,9 @@ func (e *events) copy(r io.Reader) {
 func (e *events) line(b []byte) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	e.out.Write(b)
+	if _, err := e.out.Write(b); err != nil && e.raw != nil {
+		e.raw.Write(b)
+	}
 	if e.file == nil {
 		return
 	}

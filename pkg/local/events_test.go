@@ -8,6 +8,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/edged/edged/pkg/logging"
 )
 
 // lockedBuffer is a terminal stand-in that the test reads while the
@@ -26,7 +28,7 @@ func (l *lockedBuffer) Write(p []byte) (int, error) {
 func TestEventsLinesWhole(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "events.log")
 	var term lockedBuffer
-	ev, err := openEvents(path, &term)
+	ev, err := openEvents(path, &term, &term)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,10 +75,27 @@ func TestEventsLinesWhole(t *testing.T) {
 	}
 }
 
+// A renderer that refuses a line (a Go panic's trace is not an event)
+// does not keep it from the terminal.
+func TestEventsUnrendered(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "events.log")
+	var term lockedBuffer
+	ev, err := openEvents(path, logging.Console(&term), &term)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev.Write([]byte(`{"level":"info","message":"an event"}` + "\n"))
+	ev.Write([]byte("panic: runtime error: index out of range\n"))
+	ev.close()
+	if got := term.b.String(); !strings.Contains(got, "INF an event") || !strings.Contains(got, "\npanic: runtime error: index out of range\n") {
+		t.Errorf("the terminal got:\n%s", got)
+	}
+}
+
 func TestEventsRotate(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "events.log")
 	var term lockedBuffer
-	ev, err := openEvents(path, &term)
+	ev, err := openEvents(path, &term, &term)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -54,7 +54,7 @@ func (o Options) openEvents(format string) (*events, error) {
 	if format == "console" || format == "auto" && logging.IsTerminal(o.Stderr) {
 		out = logging.Console(o.Stderr)
 	}
-	return openEvents(filepath.Join(o.control, "events.log"), out)
+	return openEvents(filepath.Join(o.control, "events.log"), out, o.Stderr)
 }
 
 // childArgs are a child's arguments, with the log format the run's

@@ -217,6 +217,9 @@ const CallerField = "caller"
 // codeLocation splits a caller's "file:line"; ok is false for anything
 // else, which stays a field of its own.
 func codeLocation(v string) (file, line string, ok bool) {
+	if len(v) > maxFieldValue {
+		return "", "", false // as the fast way sees it: cut, and no place
+	}
 	i := strings.LastIndexByte(v, ':')
 	if i <= 0 || i == len(v)-1 || len(v)-i > 10 {
 		return "", "", false
@@ -226,7 +229,7 @@ func codeLocation(v string) (file, line string, ok bool) {
 			return "", "", false
 		}
 	}
-	if strings.ContainsAny(v[:i], "\n\x00") || len(v[:i]) > maxFieldValue {
+	if strings.ContainsAny(v[:i], "\n\x00") {
 		return "", "", false
 	}
 	return v[:i], v[i+1:], true

@@ -286,6 +286,32 @@ func TestJournalCodeLocation(t *testing.T) {
 	}
 }
 
+// A caller longer than a field holds is cut, and then names no place:
+// the fast way and the slow way agree on it.
+func TestJournalLongCaller(t *testing.T) {
+	line := []byte(`{"level":"error","caller":"` + strings.Repeat("a", maxFieldValue) + `:12","message":"m"}`)
+	pairs, ok := scanFlat(line, nil)
+	if !ok {
+		t.Fatal("the fast way refused a flat event")
+	}
+	b, ok := appendEntry(nil, pairs, "")
+	if !ok {
+		t.Fatal("the fast way refused the entry")
+	}
+	fast, err := parseDatagram(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, slow, err := Entry(line)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fast.vars["CODE_FILE"] != "" || slow["CODE_FILE"] != "" || fast.vars["CALLER"] != slow["CALLER"] {
+		t.Errorf("fast CODE_FILE %d bytes, CALLER %d; slow CODE_FILE %d, CALLER %d: want no place and one CALLER",
+			len(fast.vars["CODE_FILE"]), len(fast.vars["CALLER"]), len(slow["CODE_FILE"]), len(slow["CALLER"]))
+	}
+}
+
 // Many goroutines log through one Journal at once (workerd does: the
 // app's stdout and stderr, its own events), each event whole.
 func TestJournalConcurrent(t *testing.T) {
