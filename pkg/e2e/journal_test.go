@@ -111,8 +111,8 @@ func TestJournal(t *testing.T) {
 	// -p err: the 502, the traceback, the refused reload.
 	var errs []map[string]any
 	want := map[string]func(e map[string]any) bool{
-		"the 502":            func(e map[string]any) bool { return str(e, "STATUS") == "502" && str(e, "LOG") == "access" },
-		"the app traceback":  func(e map[string]any) bool { return strings.Contains(str(e, "TRACEBACK"), "ZeroDivisionError") },
+		"the 502":           func(e map[string]any) bool { return str(e, "STATUS") == "502" && str(e, "LOG") == "access" },
+		"the app traceback": func(e map[string]any) bool { return strings.Contains(str(e, "TRACEBACK"), "ZeroDivisionError") },
 		// with the place in edged's code that refused it
 		"the refused reload": func(e map[string]any) bool {
 			return strings.Contains(str(e, "MESSAGE"), "bogus") && strings.HasSuffix(str(e, "CODE_FILE"), "pkg/edge/main.go") && str(e, "CODE_LINE") != ""
