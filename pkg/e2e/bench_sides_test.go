@@ -386,12 +386,24 @@ http {
 	cf := filepath.Join(dir, "nginx.conf")
 	os.WriteFile(cf, []byte(conf), 0o644)
 	n := exec.Command("nginx", "-c", cf, "-p", dir)
-	n.Stdout, n.Stderr = os.Stderr, os.Stderr
-	n.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	// Its output to a file, not the test's: a worker that outlives its
+	// master (Pdeathsig fires when the thread that started it ends)
+	// would hold the test's output open, and go test waits for it.
+	out, err := os.Create(filepath.Join(dir, "nginx.out"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	n.Stdout, n.Stderr = out, out
+	n.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
 	if err := n.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { n.Process.Signal(syscall.SIGQUIT); n.Wait() })
+	t.Cleanup(func() {
+		n.Process.Signal(syscall.SIGQUIT)
+		n.Wait()
+		syscall.Kill(-n.Process.Pid, syscall.SIGKILL) // a worker left behind
+	})
 
 	base := "http://" + addr
 	roots := append([]int{n.Process.Pid}, backends...)
