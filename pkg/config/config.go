@@ -682,16 +682,26 @@ func (p *Proxy) validate(v *validator) {
 	}
 }
 
+// logFormats names log.format's values, for an error.
+const logFormats = "use auto, json, console or journal"
+
+// logFormat says whether f is one of log.format's values.
+func logFormat(f string) bool {
+	switch f {
+	case "auto", "json", "console", "journal":
+		return true
+	}
+	return false
+}
+
 func (l *Log) validate(v *validator) {
 	switch l.Level {
 	case "debug", "info", "warn", "error":
 	default:
 		v.fail([]string{"log", "level"}, fmt.Sprintf("unknown level %q: use debug, info, warn or error", l.Level))
 	}
-	switch l.Format {
-	case "auto", "json", "console", "journal":
-	default:
-		v.fail([]string{"log", "format"}, fmt.Sprintf("unknown format %q: use auto, json, console or journal", l.Format))
+	if !logFormat(l.Format) {
+		v.fail([]string{"log", "format"}, fmt.Sprintf("unknown format %q: %s", l.Format, logFormats))
 	}
 	if l.AccessFile != "" && !filepath.IsAbs(l.AccessFile) {
 		v.fail([]string{"log", "access_file"}, fmt.Sprintf("%q is not an absolute path: under systemd, use one in /var/log/edged (edged.service's LogsDirectory=)", l.AccessFile))

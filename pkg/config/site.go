@@ -246,14 +246,14 @@ func (c *Config) SetSocketDir(dir string) {
 // SetLogFormat overrides log.format (edgectl run asks its children for
 // JSON: it renders their events itself); "" keeps the file's.
 func (c *Config) SetLogFormat(format string) error {
-	switch format {
-	case "":
-		return nil
-	case "auto", "json", "console", "journal":
-		c.Log.Format = format
+	if format == "" {
 		return nil
 	}
-	return fmt.Errorf("--log-format %q: use auto, json, console or journal", format)
+	if !logFormat(format) {
+		return fmt.Errorf("--log-format %q: %s", format, logFormats)
+	}
+	c.Log.Format = format
+	return nil
 }
 
 // newSiteBlock is a [[site]] before its table is decoded into it: the

@@ -52,13 +52,14 @@ func runLogs(ctx context.Context, path string, o logsOpts, w io.Writer) error {
 		last.n = 10
 	}
 	emit := func(line []byte) {
-		if !m.match(line) {
+		e := readEvent(line)
+		if !m.match(e) {
 			return
 		}
 		if last.n >= 0 {
-			last.add(line)
+			last.add(e)
 		} else {
-			show(line)
+			show(e)
 		}
 	}
 	if oldErr == nil {
@@ -69,8 +70,8 @@ func runLogs(ctx context.Context, path string, o logsOpts, w io.Writer) error {
 	}
 	r := bufio.NewReader(f)
 	partial := readLines(r, emit)
-	for _, line := range last.lines() {
-		show(line)
+	for _, e := range last.events() {
+		show(e)
 	}
 	if !o.follow {
 		return nil
@@ -138,27 +139,45 @@ func readLines(r *bufio.Reader, emit func([]byte), partial ...byte) []byte {
 	}
 }
 
-// ring keeps the last n lines.
+// ring keeps the last n events.
 type ring struct {
 	n   int
-	buf [][]byte
+	buf []runEvent
 	at  int
 }
 
-func (r *ring) add(line []byte) {
+func (r *ring) add(e runEvent) {
 	if r.n == 0 {
 		return
 	}
 	if len(r.buf) < r.n {
-		r.buf = append(r.buf, line)
+		r.buf = append(r.buf, e)
 		return
 	}
-	r.buf[r.at] = line
+	r.buf[r.at] = e
 	r.at = (r.at + 1) % r.n
 }
 
-func (r *ring) lines() [][]byte {
+func (r *ring) events() []runEvent {
 	return append(r.buf[r.at:len(r.buf):len(r.buf)], r.buf[:r.at]...)
+}
+
+// runEvent is one line of the file, read once for the match and the
+// printer: its message, priority and fields as the journal would have
+// them (logging.Entry); err when the line is not an event (a child's
+// stray output).
+type runEvent struct {
+	line []byte
+	msg  string
+	prio journal.Priority
+	vars map[string]string
+	err  error
+}
+
+func readEvent(line []byte) runEvent {
+	e := runEvent{line: line}
+	e.msg, e.prio, e.vars, e.err = logging.Entry(line)
+	return e
 }
 
 // runMatch is what a line must be to be shown.
@@ -180,27 +199,28 @@ func newRunMatch(o logsOpts, now time.Time) (runMatch, error) {
 	return m, nil
 }
 
-// match says whether line is shown: its fields as the journal would
-// have them (logging.Entry), so that --site, --request and --errors pick
-// the same events from a run as from the journal. A line that is not an
-// event (a child's stray output) is shown only when nothing is asked.
-func (m runMatch) match(line []byte) bool {
+// match says whether e is shown: by its fields as the journal has
+// them, so that --site, --request and --errors pick the same events from
+// a run as from the journal. A line that is not an event is shown only
+// when nothing is asked.
+func (m runMatch) match(e runEvent) bool {
 	filtered := m.site != "" || m.request != "" || m.errors || !m.since.IsZero()
-	_, prio, vars, err := logging.Entry(line)
-	if err != nil {
+	if e.err != nil {
 		return !filtered
 	}
-	if m.site != "" && vars["SITE"] != m.site ||
-		m.request != "" && vars["REQUEST_ID"] != m.request ||
-		m.errors && prio > journal.PriErr {
+	if m.site != "" && e.vars["SITE"] != m.site ||
+		m.request != "" && e.vars["REQUEST_ID"] != m.request ||
+		m.errors && e.prio > journal.PriErr {
 		return false
 	}
 	if !m.since.IsZero() {
-		var e struct {
+		// The journal keeps no TIME field: the event's own, read
+		// only when asked.
+		var ev struct {
 			Time string `json:"time"`
 		}
-		json.Unmarshal(line, &e)
-		t, err := time.Parse(time.RFC3339Nano, e.Time)
+		json.Unmarshal(e.line, &ev)
+		t, err := time.Parse(time.RFC3339Nano, ev.Time)
 		if err != nil || t.Before(m.since) {
 			return false
 		}
@@ -208,31 +228,34 @@ func (m runMatch) match(line []byte) bool {
 	return true
 }
 
-// runPrinter writes a line as -o asks: short (the default: as a terminal
-// shows events), cat (the message alone) or json (the line).
-func runPrinter(output string, w io.Writer) (func([]byte), error) {
+// runPrinter writes an event as -o asks: short (the default: as a
+// terminal shows events), cat (the message alone) or json (the line); a
+// line that is not an event, as it came.
+func runPrinter(output string, w io.Writer) (func(runEvent), error) {
+	raw := func(e runEvent) {
+		w.Write(bytes.TrimRight(e.line, "\n"))
+		io.WriteString(w, "\n")
+	}
 	switch output {
 	case "", "short":
 		console := logging.Console(w)
-		return func(line []byte) {
-			if _, err := console.Write(line); err != nil {
-				w.Write(line) // not an event: as it came
+		return func(e runEvent) {
+			if e.err != nil {
+				raw(e)
+			} else if _, err := console.Write(e.line); err != nil {
+				raw(e)
 			}
 		}, nil
 	case "cat":
-		return func(line []byte) {
-			msg, _, _, err := logging.Entry(line)
-			if err != nil {
-				w.Write(line)
+		return func(e runEvent) {
+			if e.err != nil {
+				raw(e)
 				return
 			}
-			io.WriteString(w, msg+"\n")
+			io.WriteString(w, e.msg+"\n")
 		}, nil
 	case "json":
-		return func(line []byte) {
-			w.Write(bytes.TrimRight(line, "\n"))
-			io.WriteString(w, "\n")
-		}, nil
+		return raw, nil
 	}
 	return nil, fmt.Errorf("-o %q: an edgectl run's events print as short, cat or json", output)
 }

@@ -52,12 +52,12 @@ func Main(args []string) error {
 		fmt.Printf("%s: ok\n", cfg.File)
 		return nil
 	}
-	// Logged through a queue: a reader of the log that falls behind (the
-	// journal, a busy pipe) costs log lines, counted, never a request's
-	// time.
 	if err := cfg.SetLogFormat(*logFormat); err != nil {
 		return err
 	}
+	// Logged through a queue: a reader of the log that falls behind (the
+	// journal, a busy pipe) costs log lines, counted, never a request's
+	// time.
 	out := logging.NewAsync(os.Stderr, 16384)
 	defer out.Close()
 	log := logging.New(out, cfg.Log.Level, cfg.Log.Format)

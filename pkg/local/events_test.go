@@ -12,22 +12,9 @@ import (
 	"github.com/edged/edged/pkg/logging"
 )
 
-// lockedBuffer is a terminal stand-in that the test reads while the
-// stream writes.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
 func TestEventsLinesWhole(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "events.log")
-	var term lockedBuffer
+	var term bytes.Buffer // written under the stream's lock, read after close
 	ev, err := openEvents(path, &term, &term)
 	if err != nil {
 		t.Fatal(err)
@@ -59,7 +46,7 @@ func TestEventsLinesWhole(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.Equal(file, term.b.Bytes()) {
+	if !bytes.Equal(file, term.Bytes()) {
 		t.Error("the file and the terminal got different lines")
 	}
 	lines := strings.SplitAfter(string(file), "\n")
@@ -79,7 +66,7 @@ func TestEventsLinesWhole(t *testing.T) {
 // does not keep it from the terminal.
 func TestEventsUnrendered(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "events.log")
-	var term lockedBuffer
+	var term bytes.Buffer // written under the stream's lock, read after close
 	ev, err := openEvents(path, logging.Console(&term), &term)
 	if err != nil {
 		t.Fatal(err)
@@ -87,14 +74,14 @@ func TestEventsUnrendered(t *testing.T) {
 	ev.Write([]byte(`{"level":"info","message":"an event"}` + "\n"))
 	ev.Write([]byte("panic: runtime error: index out of range\n"))
 	ev.close()
-	if got := term.b.String(); !strings.Contains(got, "INF an event") || !strings.Contains(got, "\npanic: runtime error: index out of range\n") {
+	if got := term.String(); !strings.Contains(got, "INF an event") || !strings.Contains(got, "\npanic: runtime error: index out of range\n") {
 		t.Errorf("the terminal got:\n%s", got)
 	}
 }
 
 func TestEventsRotate(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "events.log")
-	var term lockedBuffer
+	var term bytes.Buffer // written under the stream's lock, read after close
 	ev, err := openEvents(path, &term, &term)
 	if err != nil {
 		t.Fatal(err)
@@ -115,7 +102,7 @@ func TestEventsRotate(t *testing.T) {
 	if got, want := len(old)/len(line), 2; got != want {
 		t.Errorf("%s.1: %d lines, want %d", path, got, want)
 	}
-	if got := strings.Count(term.b.String(), "\n"); got != 5 {
+	if got := strings.Count(term.String(), "\n"); got != 5 {
 		t.Errorf("the terminal got %d lines, want 5", got)
 	}
 }

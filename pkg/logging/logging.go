@@ -31,11 +31,7 @@ func New(w io.Writer, level, format string) zerolog.Logger {
 	}
 	if format == "auto" || format == "" {
 		format = "json"
-		base := w
-		if u, ok := w.(interface{ Unwrap() io.Writer }); ok {
-			base = u.Unwrap() // an Async: the terminal is behind it
-		}
-		if f, ok := base.(*os.File); ok && IsTerminal(f) {
+		if f, ok := fileOf(w); ok && IsTerminal(f) {
 			format = "console"
 		} else if ok && journalStream(f) {
 			format = "journal"
@@ -60,13 +56,18 @@ func New(w io.Writer, level, format string) zerolog.Logger {
 // each (a traceback as the lines it is, under its event), onto w: what a
 // terminal shows, in colour when w is one.
 func Console(w io.Writer) io.Writer {
-	base := w
-	if u, ok := w.(interface{ Unwrap() io.Writer }); ok {
-		base = u.Unwrap() // an Async: the terminal is behind it
-	}
-	f, ok := base.(*os.File)
+	f, ok := fileOf(w)
 	return zerolog.ConsoleWriter{Out: w, TimeFormat: time.TimeOnly, NoColor: !ok || !IsTerminal(f),
 		FieldsExclude: []string{TracebackField}, FormatExtra: traceback}
+}
+
+// fileOf is the file w writes to, itself or behind an Async.
+func fileOf(w io.Writer) (*os.File, bool) {
+	if u, ok := w.(interface{ Unwrap() io.Writer }); ok {
+		w = u.Unwrap() // an Async: the terminal is behind it
+	}
+	f, ok := w.(*os.File)
+	return f, ok
 }
 
 // IsTerminal reports whether f is a terminal.
